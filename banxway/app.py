@@ -1,0 +1,216 @@
+"""create_app(): the Starlette application, its routes and its typed lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypedDict
+
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+
+from banxway.context import AppState, Context, authenticate
+from banxway.db.session import create_engine, create_sessionmaker
+from banxway.logs import get_logger
+from banxway.schema import build_schema
+from banxway.settings import Settings
+
+log = get_logger("banxway.http")
+
+
+class State(TypedDict):
+    app: AppState
+
+
+async def build_state(settings: Settings) -> AppState:
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("create_app needs DATABASE_URL and REDIS_URL (serve fills them in embedded mode)")
+    engine = create_engine(settings.database_url, pool_size=10, max_overflow=20)
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        redis=aioredis.Redis.from_url(settings.redis_url),
+        secret_key=settings.resolved_secret_key(),
+    )
+
+
+class GraphQLApp(GraphQL):
+    """Strawberry's ASGI app with our context, orjson, and token auth on WebSocket init."""
+
+    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+        return orjson.dumps(data)
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
+        state: AppState = request.state.app
+        ctx = Context(state=state, request=request, response=response)
+        ctx.request_id = request.headers.get("x-request-id")
+        if isinstance(request, Request):
+            ctx.viewer_or_none, ctx.auth_error = await authenticate(state, request.headers.get("authorization"))
+        return ctx
+
+    async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
+        params = context.connection_params or {}
+        header = (params.get("authorization") or params.get("Authorization")) if isinstance(params, dict) else None
+        viewer, error = await authenticate(context.state, header if isinstance(header, str) else None)
+        if error is not None:
+            raise ConnectionRejectionError({"message": error})
+        context.viewer_or_none = viewer
+        return None
+
+
+class RequestContextMiddleware:
+    """Request id, structured access log and Prometheus metrics for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"
+            self.requests.labels(scope["method"], path, str(status)).inc()
+            self.latency.labels(path).observe(elapsed)
+            if path != "/metrics":
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    ms=round(elapsed * 1000, 1),
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+_KNOWN_PATHS = {"/graphql", "/livez", "/readyz", "/metrics"}
+
+
+async def livez(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state: AppState = request.state.app
+    checks: dict[str, str] = {}
+
+    async def check_postgres() -> None:
+        async with state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def check_redis() -> None:
+        await state.redis.ping()
+
+    for name, check in (("postgres", check_postgres), ("redis", check_redis)):
+        try:
+            await asyncio.wait_for(check(), timeout=2)
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means not ready; say which part and why
+            checks[name] = f"unavailable: {type(exc).__name__}: {exc}"[:300]
+    failing = [name for name, result in checks.items() if result != "ok"]
+    body = {"status": "ok" if not failing else "unavailable", "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return JSONResponse(body, status_code=503 if failing else 200)
+
+
+def create_app(settings: Settings, *, state: AppState | None = None) -> Starlette:
+    """The ASGI app. `state` is built in the lifespan from `settings` unless given."""
+    registry = CollectorRegistry()
+    requests = Counter(
+        "banxway_http_requests_total",
+        "HTTP requests",
+        ["method", "path", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "banxway_http_request_seconds",
+        "HTTP request latency",
+        ["path"],
+        registry=registry,
+    )
+
+    schema = build_schema(settings)
+    graphql = GraphQLApp(
+        schema,
+        graphql_ide=None if settings.production else "graphiql",
+        allow_queries_via_get=True,
+        keep_alive=True,
+        keep_alive_interval=15,
+    )
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        app_state = state or await build_state(settings)
+        try:
+            yield {"app": app_state}
+        finally:
+            if state is None:
+                await app_state.aclose()
+
+    middleware = [Middleware(RequestContextMiddleware, requests=requests, latency=latency)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+            )
+        )
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/livez", livez),
+            Route("/healthz", livez),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,189 @@
+"""Passwords, tokens, roles and the permission matrix.
+
+Access tokens are 15-minute HS256 JWTs; refresh tokens are random strings whose
+SHA-256 is stored (see `banxway.resolvers.auth`). The permission matrix below is
+the single source: the README's table is generated from it (a test checks).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from banxway.db.models import Role
+
+_hasher = PasswordHasher()
+_ALGORITHM = "HS256"
+_ISSUER = "banxway"
+
+
+# -- passwords ------------------------------------------------------------------
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A hash to verify against when the email is unknown, so that a wrong email costs
+# the same time as a wrong password.
+DUMMY_PASSWORD_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+# -- tokens ---------------------------------------------------------------------
+
+
+class InvalidToken(Exception):
+    """Missing, expired, tampered or otherwise unusable token."""
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    organization_id: uuid.UUID
+    role: Role
+    expires_at: datetime
+
+
+def issue_access_token(
+    secret: str,
+    *,
+    user_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    role: Role,
+    ttl_seconds: int,
+) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "iss": _ISSUER,
+        "typ": "access",
+        "sub": str(user_id),
+        "org": str(organization_id),
+        "role": role.value,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl_seconds),
+    }
+    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
+
+
+def decode_access_token(secret: str, token: str) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[_ALGORITHM],
+            issuer=_ISSUER,
+            options={"require": ["exp", "iat", "sub", "org", "role", "typ"]},
+        )
+        if claims["typ"] != "access":
+            raise InvalidToken("not an access token")
+        return AccessClaims(
+            user_id=uuid.UUID(claims["sub"]),
+            organization_id=uuid.UUID(claims["org"]),
+            role=Role(claims["role"]),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("token expired") from exc
+    except (jwt.PyJWTError, ValueError, KeyError) as exc:
+        raise InvalidToken("invalid token") from exc
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` value; None if absent."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Authorization must be 'Bearer <access token>'")
+    return token.strip()
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """(token for the client, its SHA-256 hex for the database)."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- roles and permissions ------------------------------------------------------
+
+
+class Permission(enum.Enum):
+    READ = "read everything in the organization (threads, customers, shipments, users)"
+    NOTE_ADD = "add internal notes and @mention colleagues"
+    ACTION_MANAGE = "create and update actions (tasks)"
+    THREAD_CREATE = "create threads and update their status, priority, tags"
+    MESSAGE_SEND = "send messages to customers"
+    THREAD_ASSIGN_SELF = "assign a thread to oneself"
+    THREAD_ASSIGN_ANY = "assign a thread to anyone"
+    ACTION_APPROVE = "approve or reject quotes and documents on actions"
+    THREAD_ARCHIVE = "archive threads and reopen archived ones"
+    CONTACT_MERGE = "merge and unmerge contacts"
+    CUSTOMER_MANAGE = "create and update customers, contacts, shipments"
+    USER_MANAGE = "create users, change roles, deactivate users"
+    ORG_MANAGE = "manage organization settings, email accounts and integrations"
+
+
+_P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: frozenset({_P.READ}),
+    Role.SUPPORT: frozenset(
+        {
+            _P.READ,
+            _P.NOTE_ADD,
+            _P.ACTION_MANAGE,
+            _P.THREAD_CREATE,
+            _P.MESSAGE_SEND,
+            _P.THREAD_ASSIGN_SELF,
+            _P.CUSTOMER_MANAGE,
+        }
+    ),
+    Role.VALIDATOR: frozenset(
+        {
+            _P.READ,
+            _P.NOTE_ADD,
+            _P.ACTION_MANAGE,
+            _P.ACTION_APPROVE,
+            _P.THREAD_ASSIGN_SELF,
+        }
+    ),
+    Role.MANAGER: frozenset(set(_P) - {_P.USER_MANAGE, _P.ORG_MANAGE}),
+    Role.ADMIN: frozenset(_P),
+}
+
+
+def has_permission(role: Role, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS[role]
+
+
+def permission_matrix_markdown() -> str:
+    """The README's permission table, generated from `ROLE_PERMISSIONS`."""
+    roles = [Role.ADMIN, Role.MANAGER, Role.VALIDATOR, Role.SUPPORT, Role.VIEWER]
+    lines = [
+        "| permission | " + " | ".join(r.value for r in roles) + " |",
+        "|---|" + "---|" * len(roles),
+    ]
+    for permission in Permission:
+        marks = " | ".join("✓" if permission in ROLE_PERMISSIONS[r] else "–" for r in roles)
+        lines.append(f"| `{permission.name}`: {permission.value} | {marks} |")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""Application state (built once in the lifespan) and the per-request Context."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from banxway.auth import (
+    InvalidToken,
+    Permission,
+    bearer_token,
+    decode_access_token,
+    has_permission,
+)
+from banxway.dataloaders import Loaders
+from banxway.db.models import Role, User
+from banxway.db.session import SerialSession, system_session, tenant_session
+from banxway.resolvers.errors import AuthenticationRequired, PermissionDenied
+from banxway.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: aioredis.Redis
+    secret_key: str
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The authenticated user of a request, as read at its start."""
+
+    user_id: uuid.UUID
+    organization_id: uuid.UUID
+    role: Role
+    email: str
+    name: str
+
+
+@dataclass
+class Context:
+    state: AppState
+    viewer_or_none: Viewer | None = None
+    auth_error: str | None = None
+    request: Any = None
+    response: Any = None
+    request_id: str | None = None
+    connection_params: dict[str, Any] | None = None
+    _db: SerialSession | None = field(default=None, repr=False)
+
+    # -- who is asking -----------------------------------------------------------
+
+    @property
+    def viewer(self) -> Viewer:
+        if self.viewer_or_none is None:
+            raise AuthenticationRequired(self.auth_error or "Authentication required")
+        return self.viewer_or_none
+
+    def require(self, permission: Permission) -> Viewer:
+        viewer = self.viewer
+        if not has_permission(viewer.role, permission):
+            raise PermissionDenied(f"Role {viewer.role.name} may not {permission.value}")
+        return viewer
+
+    # -- data --------------------------------------------------------------------
+
+    @property
+    def db(self) -> SerialSession:
+        """The viewer's session: every query on it is scoped to the viewer's organization."""
+        if self._db is None:
+            self._db = SerialSession(tenant_session(self.state.sessionmaker, self.viewer.organization_id))
+        return self._db
+
+    def system_session(self) -> AsyncSession:
+        """A new session across organizations; the caller closes it."""
+        return system_session(self.state.sessionmaker)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction on the viewer's session; rolled back if the block raises."""
+        async with self.db.transaction() as session:
+            yield session
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders(self.db)
+
+    @property
+    def settings(self) -> Settings:
+        return self.state.settings
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self.state.redis
+
+    async def aclose(self) -> None:
+        """End the operation: close its session and drop its loaders (a WebSocket context lives on)."""
+        self.__dict__.pop("loaders", None)
+        if self._db is not None:
+            await self._db.session.close()
+            self._db = None
+
+
+async def authenticate(state: AppState, authorization: str | None) -> tuple[Viewer | None, str | None]:
+    """(viewer, None) for a valid token, (None, reason) for a bad one, (None, None) for none."""
+    try:
+        token = bearer_token(authorization)
+        if token is None:
+            return None, None
+        claims = decode_access_token(state.secret_key, token)
+    except InvalidToken as exc:
+        return None, f"Invalid access token: {exc}"
+    async with system_session(state.sessionmaker) as session:
+        user = await session.get(User, claims.user_id)
+    if user is None or not user.active or user.organization_id != claims.organization_id:
+        return None, "Invalid access token: the user no longer exists or is deactivated"
+    return Viewer(user.id, user.organization_id, user.role, user.email, user.name), None

@@ -1,0 +1,127 @@
+"""Engines, sessions and the tenancy scope.
+
+A session made by `tenant_session(maker, organization_id)` adds
+`organization_id = :org` to every ORM SELECT, UPDATE and DELETE on a
+`TenantMixin` model (SQLAlchemy's `with_loader_criteria`). A session with no
+organization refuses such statements unless it was made by `system_session`
+or the statement carries `execution_options(unscoped=True)`: the unscoped
+query is the one that takes extra words to write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from banxway.db.models import TenantMixin
+
+
+class UnscopedQueryError(RuntimeError):
+    """A tenant table was queried from a session bound to no organization."""
+
+
+def async_url(url: str) -> str:
+    """`postgresql://…` as the SQLAlchemy asyncpg URL."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, **kwargs: object) -> AsyncEngine:
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(async_url(url), **kwargs)  # type: ignore[arg-type]
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def tenant_session(maker: async_sessionmaker[AsyncSession], organization_id: uuid.UUID) -> AsyncSession:
+    session = maker()
+    session.info["organization_id"] = organization_id
+    return session
+
+
+def system_session(maker: async_sessionmaker[AsyncSession]) -> AsyncSession:
+    """A session that sees every organization: for login, the CLI and background work."""
+    session = maker()
+    session.info["unscoped"] = True
+    return session
+
+
+class SerialSession:
+    """One request's session, shared by resolvers that run concurrently.
+
+    GraphQL resolves sibling fields concurrently, but a session (one connection)
+    runs one statement at a time; every use goes through this lock.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.lock = asyncio.Lock()
+
+    async def scalars(self, statement: Any, **kwargs: Any) -> list[Any]:
+        async with self.lock:
+            return list(await self.session.scalars(statement, **kwargs))
+
+    async def scalar(self, statement: Any, **kwargs: Any) -> Any:
+        async with self.lock:
+            return await self.session.scalar(statement, **kwargs)
+
+    async def execute(self, statement: Any, **kwargs: Any) -> Any:
+        async with self.lock:
+            return await self.session.execute(statement, **kwargs)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.lock, write_transaction(self.session) as session:
+            yield session
+
+
+@asynccontextmanager
+async def write_transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Begin a write transaction, first ending the implicit read transaction of earlier queries.
+
+    Commits when the block ends, rolls back if it raises: nothing is half-written.
+    """
+    if session.in_transaction():
+        await session.commit()
+    async with session.begin():
+        yield session
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_to_organization(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.is_column_load or state.is_relationship_load:
+        return  # the parent row was already scoped
+    if state.session.info.get("unscoped") or state.execution_options.get("unscoped"):
+        return
+    organization_id = state.session.info.get("organization_id")
+    if organization_id is None:
+        if any(issubclass(mapper.class_, TenantMixin) for mapper in state.all_mappers):
+            raise UnscopedQueryError(
+                "Query on a tenant table from a session with no organization; use tenant_session() "
+                "or, where every organization is meant, system_session()."
+            )
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantMixin,
+            lambda cls: cls.organization_id == organization_id,
+            include_aliases=True,
+        )
+    )

@@ -1,0 +1,191 @@
+"""Login, refresh-token rotation with reuse detection, logout."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+
+from banxway.auth import (
+    DUMMY_PASSWORD_HASH,
+    hash_refresh_token,
+    issue_access_token,
+    new_refresh_token,
+    verify_password,
+)
+from banxway.db.models import Organization, RefreshToken, User
+from banxway.resolvers.errors import DomainError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from banxway.context import Context
+
+INVALID_CREDENTIALS_MESSAGE = "Email or password is incorrect."
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    access_token: str
+    refresh_token: str
+    user: User
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _failures_key(email: str) -> str:
+    return "banxway:login-failures:" + hashlib.sha256(email.encode()).hexdigest()
+
+
+async def _recent_failures(ctx: Context, key: str) -> int:
+    window = ctx.settings.login_failure_window_seconds
+    now = time.time()
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, "-inf", now - window)
+        pipe.zcard(key)
+        _, count = await pipe.execute()
+    return int(count)
+
+
+async def _record_failure(ctx: Context, key: str) -> None:
+    now = time.time()
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(key, {f"{now}:{uuid.uuid4().hex}": now})
+        pipe.expire(key, ctx.settings.login_failure_window_seconds)
+        await pipe.execute()
+
+
+async def _issue(ctx: Context, session: AsyncSession, user: User, family_id: uuid.UUID) -> AuthResult:
+    token, token_hash = new_refresh_token()
+    session.add(
+        RefreshToken(
+            organization_id=user.organization_id,
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=token_hash,
+            expires_at=datetime.now(UTC) + timedelta(days=ctx.settings.refresh_token_ttl_days),
+        )
+    )
+    access = issue_access_token(
+        ctx.state.secret_key,
+        user_id=user.id,
+        organization_id=user.organization_id,
+        role=user.role,
+        ttl_seconds=ctx.settings.access_token_ttl_seconds,
+    )
+    return AuthResult(access, token, user)
+
+
+async def auth_login(ctx: Context, email: str, password: str, organization: str | None = None) -> AuthResult:
+    email = normalize_email(email)
+    key = _failures_key(email)
+    if await _recent_failures(ctx, key) >= ctx.settings.login_max_failures:
+        raise DomainError(
+            "RATE_LIMITED",
+            f"Too many failed logins for this email; try again in {ctx.settings.login_failure_window_seconds // 60}"
+            " minutes.",
+        )
+    async with ctx.system_session() as session, session.begin():
+        query = select(User).where(User.email == email, User.active.is_(True))
+        if organization:
+            query = query.join(Organization, Organization.id == User.organization_id).where(
+                Organization.slug == organization.strip().lower()
+            )
+        candidates = list(await session.scalars(query))
+        matches = [user for user in candidates if verify_password(user.password_hash, password)]
+        if not candidates:
+            verify_password(DUMMY_PASSWORD_HASH, password)  # same cost as a wrong password
+        if not matches:
+            await _record_failure(ctx, key)
+            raise DomainError("INVALID_CREDENTIALS", INVALID_CREDENTIALS_MESSAGE)
+        if len(matches) > 1:
+            raise DomainError(
+                "ORGANIZATION_REQUIRED",
+                "This email belongs to several organizations; give the organization's slug.",
+                "organization",
+            )
+        result = await _issue(ctx, session, matches[0], uuid.uuid4())
+    await ctx.redis.delete(key)
+    return result
+
+
+async def auth_refresh(ctx: Context, refresh_token: str) -> AuthResult:
+    token_hash = hash_refresh_token(refresh_token)
+    now = datetime.now(UTC)
+    reused_family: uuid.UUID | None = None
+    async with ctx.system_session() as session, session.begin():
+        stored = await session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+        )
+        if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
+            raise DomainError(
+                "INVALID_TOKEN",
+                "The refresh token is invalid, expired or revoked.",
+                "refreshToken",
+            )
+        if stored.rotated_at is not None:
+            # Presented twice: someone holds a copy. Revoke the whole family.
+            reused_family = stored.family_id
+            await _revoke_family(session, stored.family_id, now)
+        else:
+            user = await session.get(User, stored.user_id)
+            if user is None or not user.active:
+                raise DomainError(
+                    "INVALID_TOKEN",
+                    "The user of this refresh token is deactivated.",
+                    "refreshToken",
+                )
+            stored.rotated_at = now
+            result = await _issue(ctx, session, user, stored.family_id)
+    if reused_family is not None:
+        raise DomainError(
+            "TOKEN_REUSED",
+            "This refresh token was already used; every session of this login has been signed out.",
+            "refreshToken",
+        )
+    return result
+
+
+async def auth_logout(ctx: Context, refresh_token: str) -> None:
+    """Revoke the login (token family) that `refresh_token` belongs to."""
+    async with ctx.system_session() as session, session.begin():
+        stored = await session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+        )
+        if stored is None:
+            raise DomainError("INVALID_TOKEN", "Unknown refresh token.", "refreshToken")
+        await _revoke_family(session, stored.family_id, datetime.now(UTC))
+
+
+async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Sign a user out everywhere (on deactivation)."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def prune_refresh_tokens(session: AsyncSession) -> int:
+    """Delete tokens expired for more than a day; returns how many."""
+    from sqlalchemy import delete
+
+    result = await session.execute(
+        delete(RefreshToken).where(RefreshToken.expires_at < datetime.now(UTC) - timedelta(days=1))
+    )
+    return result.rowcount or 0

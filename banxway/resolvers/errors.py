@@ -1,0 +1,25 @@
+"""Errors raised by resolvers; the schema layer turns them into GraphQL errors."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """An expected failure reported to the client in `userErrors`; nothing was written."""
+
+    def __init__(self, code: str, message: str, field: str | list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = [field] if isinstance(field, str) else field
+
+
+class AuthenticationRequired(Exception):
+    """No valid access token: a top-level error with extensions.code UNAUTHENTICATED."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(Exception):
+    """The viewer's role may not do this: a top-level error with extensions.code FORBIDDEN."""
+
+    code = "FORBIDDEN"

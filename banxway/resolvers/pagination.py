@@ -1,0 +1,125 @@
+"""Keyset pagination over a SELECT: `first/after/last/before`, `first` capped at 100.
+
+Cursors are opaque base64 JSON of the row's sort key. Pages are read with
+`WHERE (k1, k2) > (:a, :b) ORDER BY k1, k2 LIMIT n + 1`, never OFFSET.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from banxway.db.session import SerialSession
+from banxway.resolvers.errors import DomainError
+
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: list[T]
+    cursors: list[str]
+    has_next_page: bool
+    has_previous_page: bool
+    total_count: int
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"u": str(value)}
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and "t" in value:
+        return dt.datetime.fromisoformat(value["t"])
+    if isinstance(value, dict) and "u" in value:
+        return uuid.UUID(value["u"])
+    return value
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    raw = json.dumps([_encode_value(v) for v in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, field: str, width: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(values, list) or len(values) != width:
+            raise ValueError
+        return [_decode_value(v) for v in values]
+    except (ValueError, TypeError):
+        raise DomainError("INVALID", f"'{cursor}' is not a valid cursor.", field) from None
+
+
+def _check_count(value: int | None, field: str) -> int | None:
+    if value is None:
+        return None
+    if value < 0:
+        raise DomainError("INVALID", f"{field} must not be negative.", field)
+    return min(value, MAX_PAGE)
+
+
+async def paginate(
+    db: SerialSession,
+    query: Select[Any],
+    keys: Sequence[InstrumentedAttribute[Any]],
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    key_of: Callable[[Any], Sequence[Any]] | None = None,
+) -> Page[Any]:
+    """Page through `query` (a SELECT of one entity) ordered ascending by `keys` (unique together)."""
+    first = _check_count(first, "first")
+    last = _check_count(last, "last")
+    if first is None and last is None:
+        first = DEFAULT_PAGE
+    key_of = key_of or (lambda row: [getattr(row, k.key) for k in keys])
+    key_tuple = tuple_(*keys)
+
+    total = await db.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    page = query
+    if after is not None:
+        page = page.where(key_tuple > tuple_(*decode_cursor(after, "after", len(keys))))
+    if before is not None:
+        page = page.where(key_tuple < tuple_(*decode_cursor(before, "before", len(keys))))
+
+    if last is not None and first is None:
+        rows = list(await db.scalars(page.order_by(*(k.desc() for k in keys)).limit(last + 1)))
+        has_previous = len(rows) > last
+        rows = list(reversed(rows[:last]))
+        has_next = before is not None
+    else:
+        assert first is not None
+        rows = list(await db.scalars(page.order_by(*keys).limit(first + 1)))
+        has_next = len(rows) > first
+        rows = rows[:first]
+        if last is not None:
+            has_previous = len(rows) > last or after is not None
+            rows = rows[-last:] if last else []
+        else:
+            has_previous = after is not None
+    return Page(
+        rows,
+        [encode_cursor(key_of(row)) for row in rows],
+        has_next,
+        has_previous,
+        int(total or 0),
+    )

@@ -1,0 +1,169 @@
+"""Organizations and users: creation, updates, listing."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from banxway.auth import MIN_PASSWORD_LENGTH, Permission, hash_password
+from banxway.db.models import Organization, Role, User
+from banxway.db.session import write_transaction
+from banxway.resolvers.auth import normalize_email, revoke_user_tokens
+from banxway.resolvers.errors import DomainError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from banxway.context import Context
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _check_email(email: str) -> str:
+    email = normalize_email(email)
+    if len(email) > 320 or not _EMAIL.match(email):
+        raise DomainError("INVALID", f"'{email}' is not a valid email address.", "email")
+    return email
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise DomainError(
+            "INVALID",
+            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
+            "password",
+        )
+
+
+def _check_name(name: str, field: str = "name") -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise DomainError("INVALID", f"The {field} must have 1 to 200 characters.", field)
+    return name
+
+
+async def organization_create(
+    session: AsyncSession,
+    *,
+    name: str,
+    slug: str,
+    admin_email: str,
+    admin_password: str,
+    admin_name: str = "",
+) -> tuple[Organization, User]:
+    """Create an organization and its first admin (system-level: used by the CLI and the demo)."""
+    name = _check_name(name)
+    slug = slug.strip().lower()
+    if not _SLUG.match(slug):
+        raise DomainError(
+            "INVALID",
+            f"Slug '{slug}' must be lower-case letters, digits and hyphens.",
+            "slug",
+        )
+    email = _check_email(admin_email)
+    _check_password(admin_password)
+    async with write_transaction(session):
+        if await session.scalar(select(Organization.id).where(Organization.slug == slug)):
+            raise DomainError("TAKEN", f"An organization with slug '{slug}' already exists.", "slug")
+        organization = Organization(name=name, slug=slug)
+        session.add(organization)
+        await session.flush()
+        admin = User(
+            organization_id=organization.id,
+            email=email,
+            name=admin_name.strip() or email.split("@")[0],
+            role=Role.ADMIN,
+            password_hash=hash_password(admin_password),
+        )
+        session.add(admin)
+    return organization, admin
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:63].strip("-") or "org"
+
+
+async def create_user(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    email: str,
+    name: str,
+    role: Role,
+    password: str,
+) -> User:
+    """Create a user in `organization_id` (`session` must be scoped to it)."""
+    email = _check_email(email)
+    name = _check_name(name)
+    _check_password(password)
+    try:
+        async with write_transaction(session):
+            if await session.scalar(select(User.id).where(User.email == email)):
+                raise DomainError("TAKEN", f"A user with email '{email}' already exists.", "email")
+            user = User(
+                organization_id=organization_id,
+                email=email,
+                name=name,
+                role=role,
+                password_hash=hash_password(password),
+            )
+            session.add(user)
+    except IntegrityError:  # a concurrent create won the race
+        raise DomainError("TAKEN", f"A user with email '{email}' already exists.", "email") from None
+    return user
+
+
+async def user_create(ctx: Context, *, email: str, name: str, role: Role, password: str) -> User:
+    viewer = ctx.require(Permission.USER_MANAGE)
+    async with ctx.db.lock:
+        return await create_user(
+            ctx.db.session, viewer.organization_id, email=email, name=name, role=role, password=password
+        )
+
+
+async def user_update(
+    ctx: Context,
+    user_id: uuid.UUID,
+    *,
+    name: str | None = None,
+    role: Role | None = None,
+    active: bool | None = None,
+    password: str | None = None,
+) -> User:
+    viewer = ctx.require(Permission.USER_MANAGE)
+    async with ctx.transaction() as session:
+        user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+        if user is None:
+            raise DomainError("NOT_FOUND", "No such user.", "id")
+        if name is not None:
+            user.name = _check_name(name)
+        if password is not None:
+            _check_password(password)
+            user.password_hash = hash_password(password)
+        demoted = role is not None and role != Role.ADMIN and user.role == Role.ADMIN
+        deactivated = active is False and user.active
+        if (demoted or deactivated) and user.role == Role.ADMIN:
+            admins = await session.scalar(
+                select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.active.is_(True))
+            )
+            if admins <= 1:
+                raise DomainError(
+                    "INVALID",
+                    "The organization's last active admin cannot be demoted or deactivated.",
+                    "role",
+                )
+        if deactivated and user.id == viewer.user_id:
+            raise DomainError("INVALID", "You cannot deactivate yourself.", "active")
+        if role is not None:
+            user.role = role
+        if active is not None:
+            user.active = active
+        if deactivated:
+            await revoke_user_tokens(session, user.id)
+    return user

@@ -1,0 +1,67 @@
+"""Schema extensions: error codes, session clean-up, limits, caches, masking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+
+from banxway.resolvers.errors import AuthenticationRequired, PermissionDenied
+from banxway.settings import Settings
+
+_CODED = (AuthenticationRequired, PermissionDenied)
+PUBLIC_CODES = {"UNAUTHENTICATED", "FORBIDDEN"}
+
+
+class ErrorCodes(SchemaExtension):
+    """Give auth failures `extensions.code` UNAUTHENTICATED or FORBIDDEN."""
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        for error in getattr(result, "errors", None) or []:
+            if isinstance(error.original_error, _CODED):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": error.original_error.code,
+                }
+
+
+class CloseSession(SchemaExtension):
+    """Close the operation's database session when it ends."""
+
+    async def on_operation(self):  # type: ignore[override]
+        yield
+        close = getattr(self.execution_context.context, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    if error.original_error is None:
+        return False  # syntax and validation errors are the client's and safe to show
+    return (error.extensions or {}).get("code") not in PUBLIC_CODES
+
+
+def schema_extensions(settings: Settings) -> list:
+    extensions: list = [
+        CloseSession,
+        ParserCache(maxsize=1024),
+        ValidationCache(maxsize=1024),
+        QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+        MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+        MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+    ]
+    if settings.production:
+        extensions.append(MaskErrors(should_mask_error=_should_mask, error_message="Internal server error."))
+    extensions.append(ErrorCodes)
+    return extensions

@@ -1,0 +1,234 @@
+"""Configuration: one `Settings` object read from the environment.
+
+Every variable is listed by `banxway --help` and in the README. An invalid value
+stops start-up with one line naming the variable (`SettingsError`); passwords in
+URLs are never printed (`redact_url`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+
+class SettingsError(Exception):
+    """A configuration problem, told in one line that names the variable."""
+
+
+def redact_url(url: str | None) -> str | None:
+    """Return `url` with any password replaced by `***`."""
+    if not url:
+        return url
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL we can parse: hide everything after the scheme
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
+    if not parsed.password:
+        return url
+    return parsed.render_as_string(hide_password=True)
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("banxway", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    database_url: str | None = Field(
+        None,
+        alias="DATABASE_URL",
+        description="PostgreSQL URL (postgresql://user:pass@host:5432/db). "
+        "Unset: an embedded PostgreSQL starts in the data directory.",
+    )
+    redis_url: str | None = Field(
+        None,
+        alias="REDIS_URL",
+        description="Redis URL (redis://host:6379/0). Unset: an embedded Redis starts in the data directory.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        alias="BANXWAY_DATA_DIR",
+        description="Where embedded databases, the generated secret key and attachments live "
+        "(default: the per-user data directory).",
+    )
+    secret_key: str | None = Field(
+        None,
+        alias="BANXWAY_SECRET_KEY",
+        description="Signs tokens and derives encryption keys; at least 32 characters. "
+        "Generated once and kept in the data directory unless production.",
+        repr=False,
+    )
+    env: Literal["development", "production"] = Field(
+        "development",
+        alias="BANXWAY_ENV",
+        description="development | production (production masks errors, disables GraphiQL, "
+        "requires BANXWAY_SECRET_KEY).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        alias="BANXWAY_CORS_ORIGINS",
+        description="Comma-separated origins allowed to call the API from a browser.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", alias="BANXWAY_LOG_LEVEL", description="DEBUG | INFO | WARNING | ERROR."
+    )
+    log_format: Literal["console", "json"] | None = Field(
+        None,
+        alias="BANXWAY_LOG_FORMAT",
+        description="console | json (default: json in production, console otherwise).",
+    )
+    graphql_max_depth: int = Field(
+        15,
+        ge=1,
+        alias="BANXWAY_GRAPHQL_MAX_DEPTH",
+        description="Deepest allowed GraphQL selection.",
+    )
+    graphql_max_tokens: int = Field(
+        5000,
+        ge=10,
+        alias="BANXWAY_GRAPHQL_MAX_TOKENS",
+        description="Most tokens in one GraphQL document.",
+    )
+    graphql_max_aliases: int = Field(
+        30,
+        ge=1,
+        alias="BANXWAY_GRAPHQL_MAX_ALIASES",
+        description="Most aliases in one GraphQL document.",
+    )
+    access_token_ttl_seconds: int = Field(
+        900,
+        ge=30,
+        alias="BANXWAY_ACCESS_TOKEN_TTL",
+        description="Lifetime of an access token in seconds.",
+    )
+    refresh_token_ttl_days: int = Field(
+        30,
+        ge=1,
+        alias="BANXWAY_REFRESH_TOKEN_TTL_DAYS",
+        description="Lifetime of a refresh token in days.",
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        alias="BANXWAY_LOGIN_MAX_FAILURES",
+        description="Failed logins allowed per email in the window before RATE_LIMITED.",
+    )
+    login_failure_window_seconds: int = Field(
+        300,
+        ge=1,
+        alias="BANXWAY_LOGIN_WINDOW",
+        description="The failed-login window in seconds.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            url = make_url(value)
+        except Exception as exc:
+            raise ValueError("is not a URL (expected postgresql://user:password@host:5432/dbname)") from exc
+        if not url.drivername.startswith("postgres"):
+            raise ValueError(f"must be a postgresql:// URL, not {url.drivername}://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Settings:
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise ValueError("BANXWAY_SECRET_KEY must be at least 32 characters long")
+        if self.env == "production" and not self.secret_key:
+            raise ValueError("BANXWAY_SECRET_KEY is required when BANXWAY_ENV=production")
+        return self
+
+    # -- derived ---------------------------------------------------------------
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.redis_url is None
+
+    @property
+    def effective_log_format(self) -> str:
+        return self.log_format or ("json" if self.production else "console")
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or the one generated once and kept in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(key)
+        return key
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a validation error into one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    fields = Settings.model_fields
+    name = error["loc"][0] if error["loc"] else None
+    variable = fields[name].alias if isinstance(name, str) and name in fields else name
+    message = error["msg"].removeprefix("Value error, ")
+    if variable is None:
+        return f"Invalid configuration: {message}"
+    value = error.get("input")
+    shown = redact_url(value) if isinstance(value, str) and "URL" in str(variable) else value
+    if isinstance(shown, str):
+        return f"Invalid {variable}={shown!r}: {message}"
+    return f"Invalid {variable}: {message}"
+
+
+def environment_variables() -> list[tuple[str, str, str]]:
+    """(name, default, description) of every variable, for `--help` and the README."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "per-user data dir" if name == "data_dir" else "(empty)"
+        elif field.default is None:
+            default = "(unset)"
+        else:
+            default = str(field.default)
+        rows.append((field.alias or name.upper(), default, field.description or ""))
+    return rows

@@ -1,0 +1,68 @@
+"""The one scheduler: enqueues periodic actors, leader-elected through Redis.
+
+Every scheduler process ticks; only the one holding the Redis lease
+(`SET banxway:scheduler:leader <id> NX PX <ttl>`, renewed by its holder)
+enqueues, so several schedulers never double fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import redis.asyncio as aioredis
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from banxway.logs import get_logger
+from banxway.tasks import actors
+
+log = get_logger("banxway.scheduler")
+
+LEADER_KEY = "banxway:scheduler:leader"
+LEASE_MS = 30_000
+
+# (actor, seconds between runs)
+SCHEDULE = [(actors.prune_refresh_tokens, 3600)]
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+
+class LeaderLease:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.identity = uuid.uuid4().hex
+        self._renew = redis.register_script(_RENEW)
+
+    async def hold(self) -> bool:
+        """Take or renew the lease; True while this process is the leader."""
+        return bool(await self._renew(keys=[LEADER_KEY], args=[self.identity, LEASE_MS]))
+
+    async def release(self) -> None:
+        if (await self.redis.get(LEADER_KEY)) == self.identity.encode():
+            await self.redis.delete(LEADER_KEY)
+
+
+def build_scheduler(redis: aioredis.Redis) -> tuple[AsyncIOScheduler, LeaderLease]:
+    lease = LeaderLease(redis)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+
+    def job(actor: object):
+        async def run() -> None:
+            if await lease.hold():
+                await asyncio.to_thread(actor.send)  # type: ignore[attr-defined]
+                log.info("enqueued", actor=actor.actor_name)  # type: ignore[attr-defined]
+
+        return run
+
+    async def keep_lease() -> None:
+        await lease.hold()
+
+    for actor, seconds in SCHEDULE:
+        scheduler.add_job(job(actor), "interval", seconds=seconds, id=actor.actor_name, coalesce=True)
+    scheduler.add_job(keep_lease, "interval", seconds=LEASE_MS // 3000, id="leader-lease")
+    return scheduler, lease
