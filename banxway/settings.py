@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = Field(
         "development",
         alias="BANXWAY_ENV",
-        description="development | production (production masks errors, disables GraphiQL, "
+        description="development or production (production masks errors, disables GraphiQL, "
         "requires BANXWAY_SECRET_KEY).",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
@@ -77,12 +77,12 @@ class Settings(BaseSettings):
         description="Comma-separated origins allowed to call the API from a browser.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", alias="BANXWAY_LOG_LEVEL", description="DEBUG | INFO | WARNING | ERROR."
+        "INFO", alias="BANXWAY_LOG_LEVEL", description="DEBUG, INFO, WARNING or ERROR."
     )
     log_format: Literal["console", "json"] | None = Field(
         None,
         alias="BANXWAY_LOG_FORMAT",
-        description="console | json (default: json in production, console otherwise).",
+        description="console or json (default: json in production, console otherwise).",
     )
     graphql_max_depth: int = Field(
         15,
@@ -218,6 +218,13 @@ def _describe(exc: ValidationError) -> str:
     if isinstance(shown, str):
         return f"Invalid {variable}={shown!r}: {message}"
     return f"Invalid {variable}: {message}"
+
+
+def configuration_table_markdown() -> str:
+    """The README's configuration table, generated from the settings (a test checks it)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {default} | {description} |" for name, default, description in environment_variables()]
+    return "\n".join(lines)
 
 
 def environment_variables() -> list[tuple[str, str, str]]:
