@@ -216,10 +216,7 @@ async def _serve(
         async with system_session(state.sessionmaker) as session:
             login = await seed_demo(session)
 
-    worker = scheduler = None
-    if embedded:
-        worker = _start_worker(settings, threads=2)
-        scheduler = _start_scheduler(state.redis)
+    scheduler = _start_scheduler(state.redis) if embedded else None
 
     application = create_app(settings, state=state)
     config = uvicorn.Config(
@@ -255,10 +252,11 @@ async def _serve(
         announcer.cancel()
         if scheduler is not None:
             scheduler[0].shutdown(wait=False)
-            await scheduler[1].release()
-        if worker is not None:
-            await asyncio.to_thread(worker.stop)
-        await state.aclose()
+        # A second Ctrl-C may cancel these awaits; the process is ending and loses nothing by it.
+        with contextlib.suppress(asyncio.CancelledError):
+            if scheduler is not None:
+                await scheduler[1].release()
+            await state.aclose()
 
 
 def _start_worker(settings: Settings, threads: int):

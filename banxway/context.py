@@ -12,6 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from banxway import events
 from banxway.auth import (
     InvalidToken,
     Permission,
@@ -22,6 +23,7 @@ from banxway.auth import (
 from banxway.dataloaders import Loaders
 from banxway.db.models import Role, User
 from banxway.db.session import SerialSession, system_session, tenant_session
+from banxway.events import DomainEvent
 from banxway.resolvers.errors import AuthenticationRequired, PermissionDenied
 from banxway.settings import Settings
 
@@ -94,9 +96,13 @@ class Context:
         async with self.db.transaction() as session:
             yield session
 
+    def record(self, session: AsyncSession, event: DomainEvent) -> None:
+        """Append an event by the viewer to the outbox, in `session`'s transaction."""
+        events.record(session, event, organization_id=self.viewer.organization_id, actor_id=self.viewer.user_id)
+
     @cached_property
     def loaders(self) -> Loaders:
-        return Loaders(self.db)
+        return Loaders(self.db, self.viewer.user_id)
 
     @property
     def settings(self) -> Settings:

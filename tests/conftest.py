@@ -221,3 +221,10 @@ async def api(client: httpx.AsyncClient, state: AppState) -> Api:
 @pytest.fixture
 async def org(api: Api) -> Org:
     return await api.create_org("acme")
+
+
+@pytest.fixture
+async def inbox(api: Api, org: Org):
+    from tests.inbox_helpers import Inbox
+
+    return Inbox(api, org, await api.token(org.admin_email))

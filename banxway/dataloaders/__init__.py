@@ -13,9 +13,22 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 
-from banxway.db.models import Organization, User
+from banxway.db.models import (
+    Action,
+    Contact,
+    ContactIdentity,
+    Customer,
+    Message,
+    Note,
+    Organization,
+    Shipment,
+    ShipmentMilestone,
+    Thread,
+    ThreadRead,
+    User,
+)
 from banxway.db.session import SerialSession
 
 K = TypeVar("K", bound=Hashable)
@@ -85,12 +98,114 @@ class OrganizationByIdLoader(_ByIdLoader):
     model = Organization
 
 
+class CustomerByIdLoader(_ByIdLoader):
+    model = Customer
+
+
+class ContactByIdLoader(_ByIdLoader):
+    model = Contact
+
+
+class ShipmentByIdLoader(_ByIdLoader):
+    model = Shipment
+
+
+class ThreadByIdLoader(_ByIdLoader):
+    model = Thread
+
+
+class MessageByIdLoader(_ByIdLoader):
+    model = Message
+
+
+class NoteByIdLoader(_ByIdLoader):
+    model = Note
+
+
+class ActionByIdLoader(_ByIdLoader):
+    model = Action
+
+
+class _ManyByKeyLoader(DataLoader[uuid.UUID, list[Any]]):
+    """One-to-many: rows whose `key_column` is in the keys, `[]` for a key with none."""
+
+    model: Any
+    key_column: str
+    order_by: tuple[str, ...] = ("created_at", "id")
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[list[Any]]:
+        column = getattr(self.model, self.key_column)
+        rows = await self.db.scalars(
+            select(self.model).where(column.in_(keys)).order_by(*(getattr(self.model, o) for o in self.order_by))
+        )
+        grouped: dict[uuid.UUID, list[Any]] = {key: [] for key in keys}
+        for row in rows:
+            grouped[getattr(row, self.key_column)].append(row)
+        return [grouped[key] for key in keys]
+
+
+class IdentitiesByContactIdLoader(_ManyByKeyLoader):
+    model = ContactIdentity
+    key_column = "contact_id"
+
+
+class MilestonesByShipmentIdLoader(_ManyByKeyLoader):
+    model = ShipmentMilestone
+    key_column = "shipment_id"
+    order_by = ("planned_at", "actual_at", "created_at", "id")
+
+
+class UnreadCountByThreadIdLoader(DataLoader[uuid.UUID, int]):
+    """Messages in a thread after the viewer's read position, not written by the viewer."""
+
+    def __init__(self, db: SerialSession, viewer_id: uuid.UUID) -> None:
+        super().__init__(db)
+        self.viewer_id = viewer_id
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[int]:
+        counts = await unread_counts(self.db, keys, self.viewer_id)
+        return [counts.get(key, 0) for key in keys]
+
+
+async def unread_counts(
+    db: SerialSession, thread_ids: Sequence[uuid.UUID], viewer_id: uuid.UUID
+) -> dict[uuid.UUID, int]:
+    statement = (
+        select(Message.thread_id, func.count())
+        .join(
+            ThreadRead,
+            and_(ThreadRead.thread_id == Message.thread_id, ThreadRead.user_id == viewer_id),
+            isouter=True,
+        )
+        .where(
+            Message.thread_id.in_(thread_ids),
+            or_(ThreadRead.read_at.is_(None), Message.created_at > ThreadRead.read_at),
+            Message.author_id.is_distinct_from(viewer_id),
+        )
+        .group_by(Message.thread_id)
+    )
+    return {thread_id: count for thread_id, count in (await db.execute(statement)).all()}
+
+
 @dataclass
 class Loaders:
     db: SerialSession
+    viewer_id: uuid.UUID
     user_by_id: UserByIdLoader = field(init=False)
     organization_by_id: OrganizationByIdLoader = field(init=False)
+    customer_by_id: CustomerByIdLoader = field(init=False)
+    contact_by_id: ContactByIdLoader = field(init=False)
+    shipment_by_id: ShipmentByIdLoader = field(init=False)
+    thread_by_id: ThreadByIdLoader = field(init=False)
+    message_by_id: MessageByIdLoader = field(init=False)
+    note_by_id: NoteByIdLoader = field(init=False)
+    action_by_id: ActionByIdLoader = field(init=False)
+    identities_by_contact_id: IdentitiesByContactIdLoader = field(init=False)
+    milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
+    unread_count_by_thread_id: UnreadCountByThreadIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
-        self.user_by_id = UserByIdLoader(self.db)
-        self.organization_by_id = OrganizationByIdLoader(self.db)
+        for name, kind in self.__annotations__.items():
+            if name not in ("db", "viewer_id", "unread_count_by_thread_id"):
+                setattr(self, name, globals()[kind](self.db))
+        self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(self.db, self.viewer_id)

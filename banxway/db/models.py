@@ -11,11 +11,15 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    Computed,
     DateTime,
     Enum,
     ForeignKey,
+    Identity,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -23,8 +27,8 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -124,3 +128,428 @@ class RefreshToken(TenantMixin, Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# -- the inbox ----------------------------------------------------------------------
+
+
+def _pg_enum(enum_class: type[enum.Enum], name: str) -> Enum:
+    return Enum(enum_class, name=name, values_callable=lambda members: [m.value for m in members])
+
+
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now())
+
+
+class Channel(enum.Enum):
+    EMAIL = "EMAIL"
+    WHATSAPP = "WHATSAPP"
+    SMS = "SMS"
+    VOICE = "VOICE"
+    WEB_CHAT = "WEB_CHAT"
+    INTERNAL = "INTERNAL"
+
+
+class Direction(enum.Enum):
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+
+
+class MessageStatus(enum.Enum):
+    RECEIVED = "RECEIVED"
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    READ = "READ"
+    FAILED = "FAILED"
+
+
+class ThreadStatus(enum.Enum):
+    NEW = "NEW"
+    OPEN = "OPEN"
+    PENDING = "PENDING"
+    RESOLVED = "RESOLVED"
+    CLOSED = "CLOSED"
+    ARCHIVED = "ARCHIVED"
+
+
+class Priority(enum.Enum):
+    LOW = "LOW"
+    NORMAL = "NORMAL"
+    HIGH = "HIGH"
+    URGENT = "URGENT"
+
+
+PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
+
+
+class ThreadType(enum.Enum):
+    QUOTE_REQUEST = "QUOTE_REQUEST"
+    BOOKING = "BOOKING"
+    SHIPMENT_UPDATE = "SHIPMENT_UPDATE"
+    DOCUMENTATION = "DOCUMENTATION"
+    CUSTOMS = "CUSTOMS"
+    INVOICE = "INVOICE"
+    COMPLAINT = "COMPLAINT"
+    GENERAL = "GENERAL"
+
+
+class ShipmentMode(enum.Enum):
+    SEA = "SEA"
+    AIR = "AIR"
+    ROAD = "ROAD"
+    RAIL = "RAIL"
+
+
+class ShipmentDirection(enum.Enum):
+    IMPORT = "IMPORT"
+    EXPORT = "EXPORT"
+
+
+class ShipmentStatus(enum.Enum):
+    DRAFT = "DRAFT"
+    BOOKED = "BOOKED"
+    IN_TRANSIT = "IN_TRANSIT"
+    ARRIVED = "ARRIVED"
+    CUSTOMS_HOLD = "CUSTOMS_HOLD"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+
+
+class MilestoneType(enum.Enum):
+    BOOKED = "BOOKED"
+    EMPTY_PICKUP = "EMPTY_PICKUP"
+    GATE_IN = "GATE_IN"
+    LOADED = "LOADED"
+    DEPARTED = "DEPARTED"
+    TRANSSHIPMENT = "TRANSSHIPMENT"
+    ARRIVED = "ARRIVED"
+    DISCHARGED = "DISCHARGED"
+    CUSTOMS_CLEARED = "CUSTOMS_CLEARED"
+    GATE_OUT = "GATE_OUT"
+    DELIVERED = "DELIVERED"
+    EMPTY_RETURNED = "EMPTY_RETURNED"
+
+
+class ActionType(enum.Enum):
+    TASK = "TASK"
+    FOLLOW_UP = "FOLLOW_UP"
+    CALL_BACK = "CALL_BACK"
+    SEND_QUOTE = "SEND_QUOTE"
+    QUOTE_APPROVAL = "QUOTE_APPROVAL"
+    DOCUMENT_APPROVAL = "DOCUMENT_APPROVAL"
+
+
+APPROVAL_ACTION_TYPES = frozenset({ActionType.QUOTE_APPROVAL, ActionType.DOCUMENT_APPROVAL})
+
+
+class ActionStatus(enum.Enum):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    DONE = "DONE"
+    CANCELLED = "CANCELLED"
+
+
+class Customer(TenantMixin, Base):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("organization_id", "code", name="uq_customers_organization_id_code"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    code: Mapped[str | None] = mapped_column(String(50))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    custom_fields: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class Contact(TenantMixin, Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    title: Mapped[str | None] = mapped_column(String(200))
+    verified: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    identities: Mapped[list[ContactIdentity]] = relationship(
+        back_populates="contact", order_by="ContactIdentity.created_at", lazy="raise"
+    )
+
+
+class ContactIdentity(TenantMixin, Base):
+    __tablename__ = "contact_identities"
+    __table_args__ = (
+        UniqueConstraint(
+            "organization_id", "channel", "address", name="uq_contact_identities_organization_id_channel_address"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    channel: Mapped[Channel] = mapped_column(_pg_enum(Channel, "channel"), nullable=False)
+    address: Mapped[str] = mapped_column(String(320), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+    contact: Mapped[Contact] = relationship(back_populates="identities", lazy="raise")
+
+
+class ContactMerge(TenantMixin, Base):
+    """A merge of one contact into another, with what moved, so that it can be undone exactly."""
+
+    __tablename__ = "contact_merges"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    kept_contact_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    merged_contact_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
+    moved: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Shipment(TenantMixin, Base):
+    __tablename__ = "shipments"
+    __table_args__ = (UniqueConstraint("organization_id", "reference", name="uq_shipments_organization_id_reference"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    reference: Mapped[str] = mapped_column(String(50), nullable=False)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    mode: Mapped[ShipmentMode] = mapped_column(_pg_enum(ShipmentMode, "shipment_mode"), nullable=False)
+    direction: Mapped[ShipmentDirection] = mapped_column(
+        _pg_enum(ShipmentDirection, "shipment_direction"), nullable=False
+    )
+    status: Mapped[ShipmentStatus] = mapped_column(
+        _pg_enum(ShipmentStatus, "shipment_status"), nullable=False, server_default="BOOKED"
+    )
+    origin_code: Mapped[str | None] = mapped_column(String(5))
+    origin_name: Mapped[str | None] = mapped_column(String(200))
+    destination_code: Mapped[str | None] = mapped_column(String(5))
+    destination_name: Mapped[str | None] = mapped_column(String(200))
+    carrier: Mapped[str | None] = mapped_column(String(200))
+    vessel: Mapped[str | None] = mapped_column(String(200))
+    voyage: Mapped[str | None] = mapped_column(String(50))
+    flight_number: Mapped[str | None] = mapped_column(String(20))
+    container_numbers: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    bl_number: Mapped[str | None] = mapped_column(String(50), index=True)
+    awb_number: Mapped[str | None] = mapped_column(String(20), index=True)
+    booking_number: Mapped[str | None] = mapped_column(String(50), index=True)
+    etd: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    atd: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ata: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class ShipmentMilestone(TenantMixin, Base):
+    __tablename__ = "shipment_milestones"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    shipment_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("shipments.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    type: Mapped[MilestoneType] = mapped_column(_pg_enum(MilestoneType, "milestone_type"), nullable=False)
+    planned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    actual_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    location_code: Mapped[str | None] = mapped_column(String(5))
+    location_name: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ThreadCounter(TenantMixin, Base):
+    """The last thread number given out per organization and year (BX-YYYY-NNNN)."""
+
+    __tablename__ = "thread_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_value: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    @declared_attr
+    def organization_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
+        return mapped_column(UUID(as_uuid=True), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Thread(TenantMixin, Base):
+    __tablename__ = "threads"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "reference", name="uq_threads_organization_id_reference"),
+        Index("ix_threads_org_last_activity", "organization_id", "last_activity_at", "id"),
+        Index("ix_threads_search", "search", postgresql_using="gin"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    reference: Mapped[str] = mapped_column(String(20), nullable=False)
+    subject: Mapped[str] = mapped_column(String(998), nullable=False)
+    type: Mapped[ThreadType] = mapped_column(_pg_enum(ThreadType, "thread_type"), nullable=False)
+    status: Mapped[ThreadStatus] = mapped_column(_pg_enum(ThreadStatus, "thread_status"), nullable=False)
+    priority: Mapped[Priority] = mapped_column(_pg_enum(Priority, "priority"), nullable=False)
+    primary_channel: Mapped[Channel] = mapped_column(_pg_enum(Channel, "channel"), nullable=False)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    shipment_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("shipments.id", ondelete="SET NULL"), index=True
+    )
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_activity_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sla_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    search: Mapped[str] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || reference)", persisted=True)
+    )
+
+    customer: Mapped[Customer | None] = relationship(lazy="raise")
+    contact: Mapped[Contact | None] = relationship(lazy="raise")
+    shipment: Mapped[Shipment | None] = relationship(lazy="raise")
+    assignee: Mapped[User | None] = relationship(lazy="raise")
+
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class Message(TenantMixin, Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_thread_created", "thread_id", "created_at", "id"),
+        Index("ix_messages_search", "search", postgresql_using="gin"),
+        Index(
+            "uq_messages_organization_id_idempotency_key",
+            "organization_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False
+    )
+    channel: Mapped[Channel] = mapped_column(_pg_enum(Channel, "channel"), nullable=False)
+    direction: Mapped[Direction] = mapped_column(_pg_enum(Direction, "direction"), nullable=False)
+    status: Mapped[MessageStatus] = mapped_column(_pg_enum(MessageStatus, "message_status"), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    subject: Mapped[str | None] = mapped_column(String(998))
+    html: Mapped[str | None] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    author_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    headers: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    error: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    search: Mapped[str] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || body)", persisted=True)
+    )
+
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class Note(TenantMixin, Base):
+    __tablename__ = "notes"
+    __table_args__ = (Index("ix_notes_thread_created", "thread_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False
+    )
+    author_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    mentioned_user_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(UUID(as_uuid=True)), nullable=False, server_default=text("'{}'")
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Action(TenantMixin, Base):
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_thread_created", "thread_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False
+    )
+    title: Mapped[str] = mapped_column(String(300), nullable=False)
+    type: Mapped[ActionType] = mapped_column(_pg_enum(ActionType, "action_type"), nullable=False)
+    status: Mapped[ActionStatus] = mapped_column(_pg_enum(ActionStatus, "action_status"), nullable=False)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    completed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class ThreadRead(TenantMixin, Base):
+    """How far a user has read a thread; messages after `read_at` count as unread."""
+
+    __tablename__ = "thread_reads"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Event(TenantMixin, Base):
+    """The outbox and event log: one row per event, written in the transaction of its change."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_org_id", "organization_id", "id"),
+        Index("ix_events_undispatched", "id", postgresql_where=text("dispatched_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), nullable=False)
+    thread_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    payload: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

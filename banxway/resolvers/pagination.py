@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute
 
 from banxway.db.session import SerialSession
 from banxway.resolvers.errors import DomainError
@@ -78,15 +77,17 @@ def _check_count(value: int | None, field: str) -> int | None:
 async def paginate(
     db: SerialSession,
     query: Select[Any],
-    keys: Sequence[InstrumentedAttribute[Any]],
+    keys: Sequence[Any],
     *,
     first: int | None = None,
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
+    descending: bool = False,
     key_of: Callable[[Any], Sequence[Any]] | None = None,
+    count: bool = True,
 ) -> Page[Any]:
-    """Page through `query` (a SELECT of one entity) ordered ascending by `keys` (unique together)."""
+    """Page through `query` (a SELECT of one entity) ordered by `keys` (unique together, one direction)."""
     first = _check_count(first, "first")
     last = _check_count(last, "last")
     if first is None and last is None:
@@ -94,21 +95,31 @@ async def paginate(
     key_of = key_of or (lambda row: [getattr(row, k.key) for k in keys])
     key_tuple = tuple_(*keys)
 
-    total = await db.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    def beyond(cursor: str, field: str) -> Any:
+        values = tuple_(*decode_cursor(cursor, field, len(keys)))
+        return key_tuple < values if descending else key_tuple > values
+
+    def before_(cursor: str, field: str) -> Any:
+        values = tuple_(*decode_cursor(cursor, field, len(keys)))
+        return key_tuple > values if descending else key_tuple < values
+
+    total = await db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) if count else None
     page = query
     if after is not None:
-        page = page.where(key_tuple > tuple_(*decode_cursor(after, "after", len(keys))))
+        page = page.where(beyond(after, "after"))
     if before is not None:
-        page = page.where(key_tuple < tuple_(*decode_cursor(before, "before", len(keys))))
+        page = page.where(before_(before, "before"))
+    forward = [k.desc() for k in keys] if descending else list(keys)
+    backward = list(keys) if descending else [k.desc() for k in keys]
 
     if last is not None and first is None:
-        rows = list(await db.scalars(page.order_by(*(k.desc() for k in keys)).limit(last + 1)))
+        rows = list(await db.scalars(page.order_by(*backward).limit(last + 1)))
         has_previous = len(rows) > last
         rows = list(reversed(rows[:last]))
         has_next = before is not None
     else:
         assert first is not None
-        rows = list(await db.scalars(page.order_by(*keys).limit(first + 1)))
+        rows = list(await db.scalars(page.order_by(*forward).limit(first + 1)))
         has_next = len(rows) > first
         rows = rows[:first]
         if last is not None:
@@ -116,10 +127,4 @@ async def paginate(
             rows = rows[-last:] if last else []
         else:
             has_previous = after is not None
-    return Page(
-        rows,
-        [encode_cursor(key_of(row)) for row in rows],
-        has_next,
-        has_previous,
-        int(total or 0),
-    )
+    return Page(rows, [encode_cursor(key_of(row)) for row in rows], has_next, has_previous, int(total or 0))

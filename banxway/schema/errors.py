@@ -1,4 +1,4 @@
-"""`userErrors`: the UserError interface, one error type and code enum per mutation family."""
+"""`userErrors`: the UserError interface, and an error type with its own code enum per mutation family."""
 
 from __future__ import annotations
 
@@ -17,31 +17,27 @@ class UserError:
     message: str
 
 
-@strawberry.enum
-class AuthErrorCode(enum.Enum):
-    INVALID = "INVALID"
-    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
-    RATE_LIMITED = "RATE_LIMITED"
-    INVALID_TOKEN = "INVALID_TOKEN"
-    TOKEN_REUSED = "TOKEN_REUSED"
-    ORGANIZATION_REQUIRED = "ORGANIZATION_REQUIRED"
+def error_type(prefix: str, codes: list[str]) -> tuple[type, type[enum.Enum]]:
+    """`<prefix>Error implements UserError { code: <prefix>ErrorCode! }`."""
+    code_enum = strawberry.enum(enum.Enum(f"{prefix}ErrorCode", {code: code for code in codes}))  # type: ignore[misc]
+    error_cls = type(f"{prefix}Error", (UserError,), {"__annotations__": {"code": code_enum}})
+    return strawberry.type(error_cls), code_enum
 
 
-@strawberry.type
-class AuthError(UserError):
-    code: AuthErrorCode
+AuthError, AuthErrorCode = error_type(
+    "Auth", ["INVALID", "INVALID_CREDENTIALS", "RATE_LIMITED", "INVALID_TOKEN", "TOKEN_REUSED", "ORGANIZATION_REQUIRED"]
+)
+UserManagementError, UserManagementErrorCode = error_type("UserManagement", ["INVALID", "NOT_FOUND", "TAKEN"])
 
-
-@strawberry.enum
-class UserManagementErrorCode(enum.Enum):
-    INVALID = "INVALID"
-    NOT_FOUND = "NOT_FOUND"
-    TAKEN = "TAKEN"
-
-
-@strawberry.type
-class UserManagementError(UserError):
-    code: UserManagementErrorCode
+_RECORD_CODES = ["INVALID", "NOT_FOUND", "TAKEN", "TOO_LONG"]
+CustomerError, CustomerErrorCode = error_type("Customer", _RECORD_CODES)
+ContactError, ContactErrorCode = error_type("Contact", _RECORD_CODES)
+ShipmentError, ShipmentErrorCode = error_type("Shipment", _RECORD_CODES)
+_THREAD_CODES = ["INVALID", "NOT_FOUND", "TOO_LONG", "INVALID_TRANSITION"]
+ThreadError, ThreadErrorCode = error_type("Thread", _THREAD_CODES)
+MessageError, MessageErrorCode = error_type("Message", _THREAD_CODES)
+NoteError, NoteErrorCode = error_type("Note", _THREAD_CODES)
+ActionError, ActionErrorCode = error_type("Action", _THREAD_CODES)
 
 
 P = TypeVar("P")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 from sqlalchemy import select
 from strawberry import relay
@@ -21,23 +19,20 @@ from banxway.schema.errors import (
     UserManagementErrorCode,
     mutate,
 )
+from banxway.schema.ids import decode, parse_global_id
+from banxway.schema.inbox import InboxMutation, InboxQuery
 from banxway.schema.pagination import Connection, connection
 from banxway.schema.types import NODE_TYPES, Organization, Role, User
 
 
-def _parse_global_id(value: str) -> tuple[str, str] | None:
-    try:
-        gid = relay.GlobalID.from_id(value)
-    except Exception:
-        return None
-    if gid.type_name not in NODE_TYPES:
-        return None
-    return gid.type_name, gid.node_id
+def _node_key(value: str) -> tuple[str, str] | None:
+    parsed = parse_global_id(value)
+    return parsed if parsed is not None and parsed[0] in NODE_TYPES else None
 
 
 async def _resolve_nodes(info: Info[Context, None], ids: list[strawberry.ID]) -> list[relay.Node | None]:
     info.context.viewer  # noqa: B018 - authentication required
-    parsed = [_parse_global_id(str(i)) for i in ids]
+    parsed = [_node_key(str(i)) for i in ids]
     by_type: dict[str, list[str]] = {}
     for item in parsed:
         if item is not None:
@@ -50,7 +45,7 @@ async def _resolve_nodes(info: Info[Context, None], ids: list[strawberry.ID]) ->
 
 
 @strawberry.type
-class Query:
+class Query(InboxQuery):
     @strawberry.field(description="Any object by its global id; null if it does not exist or is not yours.")
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> relay.Node | None:
         return (await _resolve_nodes(info, [id]))[0]
@@ -163,21 +158,8 @@ class UserPayload:
     user_errors: list[UserManagementError]
 
 
-def _local_id(global_id: str, type_name: str):
-    """The database id inside a global id of `type_name`, or None."""
-    import uuid
-
-    parsed = _parse_global_id(global_id)
-    if parsed is None or parsed[0] != type_name:
-        return None
-    try:
-        return uuid.UUID(parsed[1])
-    except ValueError:
-        return None
-
-
 @strawberry.type
-class Mutation:
+class Mutation(InboxMutation):
     @strawberry.mutation(description="Sign in with email and password.")
     async def auth_login(self, info: Info[Context, None], input: AuthLoginInput) -> AuthPayload:
         async def call() -> dict:
@@ -219,11 +201,7 @@ class Mutation:
     @strawberry.mutation(description="Change a user's name, role, password or active flag (admin).")
     async def user_update(self, info: Info[Context, None], input: UserUpdateInput) -> UserPayload:
         async def call() -> dict:
-            user_id = _local_id(str(input.id), "User")
-            if user_id is None:
-                from banxway.resolvers.errors import DomainError
-
-                raise DomainError("NOT_FOUND", "No such user.", "id")
+            user_id = decode(input.id, "User", "id")
             user = await user_use_cases.user_update(
                 info.context,
                 user_id,
@@ -235,6 +213,3 @@ class Mutation:
             return {"user": user}
 
         return await mutate(UserPayload, UserManagementError, UserManagementErrorCode, call)
-
-
-__all__ = ["Annotated", "Mutation", "Query"]

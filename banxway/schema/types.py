@@ -1,5 +1,7 @@
 """Object types. Each maps onto one SQLAlchemy model (`is_type_of`), so resolvers
-return ORM rows and plain fields are read as attributes, without resolvers."""
+return ORM rows and plain fields are read as attributes, without resolvers.
+Relations are synchronous when the list's root resolver prefetched them, and go
+through the request's dataloaders otherwise."""
 
 from __future__ import annotations
 
@@ -9,13 +11,33 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
 from strawberry import relay
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from banxway import db
 from banxway.context import Context
+from banxway.resolvers.inbox import MESSAGES_ATTR, UNREAD_ATTR, MessageWindow, messages_page
+from banxway.resolvers.pagination import paginate
+from banxway.schema.pagination import Connection, connection
 
 Role = strawberry.enum(db.Role, description="What a user may do; see the README's permission matrix.")
+Channel = strawberry.enum(db.Channel)
+Direction = strawberry.enum(db.Direction)
+MessageStatus = strawberry.enum(db.MessageStatus)
+ThreadStatus = strawberry.enum(db.ThreadStatus)
+Priority = strawberry.enum(db.Priority)
+ThreadType = strawberry.enum(db.ThreadType)
+ShipmentMode = strawberry.enum(db.ShipmentMode)
+ShipmentDirection = strawberry.enum(db.ShipmentDirection)
+ShipmentStatus = strawberry.enum(db.ShipmentStatus)
+MilestoneType = strawberry.enum(db.MilestoneType)
+ActionType = strawberry.enum(db.ActionType)
+ActionStatus = strawberry.enum(db.ActionStatus)
+
+Ctx = Info[Context, None]
 
 
 def _model_type_of(model: type) -> Any:
@@ -25,21 +47,29 @@ def _model_type_of(model: type) -> Any:
     return classmethod(is_type_of)
 
 
-def _uuids(node_ids: Iterable[str]) -> list[uuid.UUID | None]:
-    result: list[uuid.UUID | None] = []
-    for node_id in node_ids:
-        try:
-            result.append(uuid.UUID(str(node_id)))
-        except ValueError:
-            result.append(None)
-    return result
+def _node_resolver(loader_name: str) -> Any:
+    async def resolve_nodes(cls: type, *, info: Ctx, node_ids: Iterable[str], required: bool = False) -> list[Any]:
+        ids: list[uuid.UUID | None] = []
+        for node_id in node_ids:
+            try:
+                ids.append(uuid.UUID(str(node_id)))
+            except ValueError:
+                ids.append(None)
+        loader = getattr(info.context.loaders, loader_name)
+        found = await loader.load_many([i for i in ids if i is not None])
+        by_id = {row.id: row for row in found if row is not None}
+        return [by_id.get(i) if i is not None else None for i in ids]
+
+    return classmethod(resolve_nodes)
 
 
-async def _load_nodes(loader: Any, node_ids: Iterable[str]) -> list[Any]:
-    ids = _uuids(node_ids)
-    found = await loader.load_many([i for i in ids if i is not None])
-    by_id = {row.id: row for row in found if row is not None}
-    return [by_id.get(i) if i is not None else None for i in ids]
+def related(root: Any, info: Ctx, attribute: str, loader_name: str, foreign_key: uuid.UUID | None) -> Any:
+    """A many-to-one link: the joined row when prefetched, else a batched load."""
+    if foreign_key is None:
+        return None
+    if attribute not in sa_inspect(root).unloaded:
+        return getattr(root, attribute)
+    return getattr(info.context.loaders, loader_name).load(foreign_key)
 
 
 @strawberry.type
@@ -50,16 +80,7 @@ class Organization(relay.Node):
     created_at: datetime
 
     is_type_of = _model_type_of(db.Organization)
-
-    @classmethod
-    async def resolve_nodes(
-        cls,
-        *,
-        info: Info[Context, None],
-        node_ids: Iterable[str],
-        required: bool = False,
-    ):
-        return await _load_nodes(info.context.loaders.organization_by_id, node_ids)
+    resolve_nodes = _node_resolver("organization_by_id")
 
 
 @strawberry.type
@@ -72,20 +93,311 @@ class User(relay.Node):
     created_at: datetime
 
     is_type_of = _model_type_of(db.User)
+    resolve_nodes = _node_resolver("user_by_id")
 
     @strawberry.field
-    def organization(self, info: Info[Context, None]) -> Organization:
+    def organization(self, info: Ctx) -> Organization:
         return info.context.loaders.organization_by_id.load(self.organization_id)  # type: ignore[attr-defined,return-value]
 
-    @classmethod
-    async def resolve_nodes(
-        cls,
-        *,
-        info: Info[Context, None],
-        node_ids: Iterable[str],
-        required: bool = False,
-    ):
-        return await _load_nodes(info.context.loaders.user_by_id, node_ids)
+
+@strawberry.type
+class Customer(relay.Node):
+    id: relay.NodeID[uuid.UUID]
+    name: str
+    code: str | None
+    email: str | None
+    phone: str | None
+    address: str | None
+    tags: list[str]
+    custom_fields: JSON
+    created_at: datetime
+    updated_at: datetime
+
+    is_type_of = _model_type_of(db.Customer)
+    resolve_nodes = _node_resolver("customer_by_id")
+
+    @strawberry.field(description="The customer's contacts, by name.")
+    async def contacts(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[Contact]:
+        query = select(db.Contact).where(db.Contact.customer_id == self.id, db.Contact.merged_into_id.is_(None))
+        return connection(
+            await paginate(info.context.db, query, (db.Contact.name, db.Contact.id), first=first, after=after)
+        )
+
+    @strawberry.field(description="The customer's shipments, newest first.")
+    async def shipments(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[Shipment]:
+        query = select(db.Shipment).where(db.Shipment.customer_id == self.id)
+        keys = (db.Shipment.created_at, db.Shipment.id)
+        return connection(await paginate(info.context.db, query, keys, first=first, after=after, descending=True))
 
 
-NODE_TYPES: dict[str, type[relay.Node]] = {"Organization": Organization, "User": User}
+@strawberry.type
+class ContactIdentity:
+    channel: Channel
+    address: str = strawberry.field(description="Lower-cased email, E.164 phone number, or web-chat visitor id.")
+
+
+@strawberry.type
+class Contact(relay.Node):
+    id: relay.NodeID[uuid.UUID]
+    name: str
+    title: str | None
+    verified: bool = strawberry.field(description="False for contacts created from an unknown sender.")
+    created_at: datetime
+    updated_at: datetime
+
+    is_type_of = _model_type_of(db.Contact)
+    resolve_nodes = _node_resolver("contact_by_id")
+
+    @strawberry.field
+    def customer(self, info: Ctx) -> Customer | None:
+        return info.context.loaders.customer_by_id.load(self.customer_id) if self.customer_id else None  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    def identities(self, info: Ctx) -> list[ContactIdentity]:
+        return info.context.loaders.identities_by_contact_id.load(self.id)  # type: ignore[return-value]
+
+    @strawberry.field(description="The contact this one was merged into, if it was.")
+    def merged_into(self, info: Ctx) -> Contact | None:
+        merged = self.merged_into_id  # type: ignore[attr-defined]
+        return info.context.loaders.contact_by_id.load(merged) if merged else None  # type: ignore[return-value]
+
+
+@strawberry.type
+class Location:
+    code: str | None = strawberry.field(description="UN/LOCODE, e.g. INNSA.")
+    name: str | None
+
+
+def _location(code: str | None, name: str | None) -> Location | None:
+    return Location(code=code, name=name) if code or name else None
+
+
+@strawberry.type
+class ShipmentMilestone:
+    type: MilestoneType
+    planned_at: datetime | None
+    actual_at: datetime | None
+    note: str | None
+    created_at: datetime
+
+    is_type_of = _model_type_of(db.ShipmentMilestone)
+
+    @strawberry.field
+    def location(self) -> Location | None:
+        return _location(self.location_code, self.location_name)  # type: ignore[attr-defined]
+
+
+@strawberry.type
+class Shipment(relay.Node):
+    id: relay.NodeID[uuid.UUID]
+    reference: str
+    mode: ShipmentMode
+    direction: ShipmentDirection
+    status: ShipmentStatus
+    carrier: str | None
+    vessel: str | None
+    voyage: str | None
+    flight_number: str | None
+    container_numbers: list[str]
+    bl_number: str | None
+    awb_number: str | None
+    booking_number: str | None
+    etd: datetime | None
+    eta: datetime | None
+    atd: datetime | None
+    ata: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    is_type_of = _model_type_of(db.Shipment)
+    resolve_nodes = _node_resolver("shipment_by_id")
+
+    @strawberry.field
+    def customer(self, info: Ctx) -> Customer | None:
+        return info.context.loaders.customer_by_id.load(self.customer_id) if self.customer_id else None  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    def origin(self) -> Location | None:
+        return _location(self.origin_code, self.origin_name)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def destination(self) -> Location | None:
+        return _location(self.destination_code, self.destination_name)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="Milestones in planned/actual order.")
+    def milestones(self, info: Ctx) -> list[ShipmentMilestone]:
+        return info.context.loaders.milestones_by_shipment_id.load(self.id)  # type: ignore[return-value]
+
+    @strawberry.field(description="Threads about this shipment, most recent activity first.")
+    async def threads(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[Thread]:
+        query = select(db.Thread).where(db.Thread.shipment_id == self.id)
+        keys = (db.Thread.last_activity_at, db.Thread.id)
+        return connection(await paginate(info.context.db, query, keys, first=first, after=after, descending=True))
+
+
+@strawberry.type
+class Message(relay.Node):
+    id: relay.NodeID[uuid.UUID]
+    channel: Channel
+    direction: Direction
+    status: MessageStatus
+    body: str
+    subject: str | None
+    html: str | None
+    sender: str | None
+    recipients: list[str]
+    error: str | None = strawberry.field(description="Why delivery failed, in the provider's words.")
+    created_at: datetime
+
+    is_type_of = _model_type_of(db.Message)
+    resolve_nodes = _node_resolver("message_by_id")
+
+    @strawberry.field
+    def thread(self, info: Ctx) -> Thread:
+        return info.context.loaders.thread_by_id.load(self.thread_id)  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    def author(self, info: Ctx) -> User | None:
+        return info.context.loaders.user_by_id.load(self.author_id) if self.author_id else None  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    def contact(self, info: Ctx) -> Contact | None:
+        return info.context.loaders.contact_by_id.load(self.contact_id) if self.contact_id else None  # type: ignore[attr-defined,return-value]
+
+
+@strawberry.type
+class Note(relay.Node):
+    id: relay.NodeID[uuid.UUID]
+    body: str
+    created_at: datetime
+
+    is_type_of = _model_type_of(db.Note)
+    resolve_nodes = _node_resolver("note_by_id")
+
+    @strawberry.field
+    def thread(self, info: Ctx) -> Thread:
+        return info.context.loaders.thread_by_id.load(self.thread_id)  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    def author(self, info: Ctx) -> User | None:
+        return info.context.loaders.user_by_id.load(self.author_id) if self.author_id else None  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field(description="Colleagues @mentioned in the note.")
+    async def mentions(self, info: Ctx) -> list[User]:
+        users = await info.context.loaders.user_by_id.load_many(self.mentioned_user_ids)  # type: ignore[attr-defined]
+        return [user for user in users if user is not None]  # type: ignore[misc]
+
+
+@strawberry.type
+class Action(relay.Node):
+    id: relay.NodeID[uuid.UUID]
+    title: str
+    type: ActionType
+    status: ActionStatus
+    due_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    is_type_of = _model_type_of(db.Action)
+    resolve_nodes = _node_resolver("action_by_id")
+
+    @strawberry.field
+    def thread(self, info: Ctx) -> Thread:
+        return info.context.loaders.thread_by_id.load(self.thread_id)  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    def assignee(self, info: Ctx) -> User | None:
+        return info.context.loaders.user_by_id.load(self.assignee_id) if self.assignee_id else None  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    def created_by(self, info: Ctx) -> User | None:
+        return info.context.loaders.user_by_id.load(self.created_by_id) if self.created_by_id else None  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    def completed_by(self, info: Ctx) -> User | None:
+        return info.context.loaders.user_by_id.load(self.completed_by_id) if self.completed_by_id else None  # type: ignore[attr-defined,return-value]
+
+
+@strawberry.type
+class Thread(relay.Node):
+    id: relay.NodeID[uuid.UUID]
+    reference: str = strawberry.field(description="BX-YYYY-NNNN, unique in the organization.")
+    subject: str
+    type: ThreadType
+    status: ThreadStatus
+    priority: Priority
+    primary_channel: Channel
+    tags: list[str]
+    last_message_at: datetime | None
+    first_response_at: datetime | None
+    sla_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    is_type_of = _model_type_of(db.Thread)
+    resolve_nodes = _node_resolver("thread_by_id")
+
+    @strawberry.field
+    def customer(self, info: Ctx) -> Customer | None:
+        return related(self, info, "customer", "customer_by_id", self.customer_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def contact(self, info: Ctx) -> Contact | None:
+        return related(self, info, "contact", "contact_by_id", self.contact_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def shipment(self, info: Ctx) -> Shipment | None:
+        return related(self, info, "shipment", "shipment_by_id", self.shipment_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def assignee(self, info: Ctx) -> User | None:
+        return related(self, info, "assignee", "user_by_id", self.assignee_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="Messages since the viewer last read the thread, not counting their own.")
+    def unread_count(self, info: Ctx) -> int:
+        prefetched = self.__dict__.get(UNREAD_ATTR)
+        if prefetched is not None:
+            return prefetched
+        return info.context.loaders.unread_count_by_thread_id.load(self.id)  # type: ignore[return-value]
+
+    @strawberry.field(description="Messages, oldest first. `last: 3` gives the three most recent.")
+    def messages(
+        self,
+        info: Ctx,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Message]:
+        if after is None and before is None and (first is None) != (last is None):
+            window = MessageWindow(size=min(first or last or 0, 100), from_end=last is not None)
+            page = self.__dict__.get(MESSAGES_ATTR, {}).get(window)
+            if page is not None:
+                return connection(page)
+
+        async def load() -> Connection[Message]:
+            page = await messages_page(
+                info.context, self.id, first=first, after=after, last=last, before=before, count=True
+            )
+            return connection(page)
+
+        return load()  # type: ignore[return-value]
+
+    @strawberry.field(description="Internal notes, oldest first.")
+    async def notes(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[Note]:
+        query = select(db.Note).where(db.Note.thread_id == self.id)
+        return connection(
+            await paginate(info.context.db, query, (db.Note.created_at, db.Note.id), first=first, after=after)
+        )
+
+    @strawberry.field(description="Actions (tasks), oldest first.")
+    async def actions(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[Action]:
+        query = select(db.Action).where(db.Action.thread_id == self.id)
+        keys = (db.Action.created_at, db.Action.id)
+        return connection(await paginate(info.context.db, query, keys, first=first, after=after))
+
+
+NODE_TYPES: dict[str, type[relay.Node]] = {
+    cls.__name__: cls for cls in (Organization, User, Customer, Contact, Shipment, Thread, Message, Note, Action)
+}

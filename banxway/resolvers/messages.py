@@ -1,0 +1,253 @@
+"""Messages, notes and actions on a thread."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from banxway.auth import Permission, has_permission
+from banxway.db.models import (
+    APPROVAL_ACTION_TYPES,
+    Action,
+    ActionStatus,
+    ActionType,
+    Channel,
+    ContactIdentity,
+    Direction,
+    Message,
+    MessageStatus,
+    Note,
+    Thread,
+    ThreadStatus,
+    User,
+)
+from banxway.events import ActionCreated, ActionUpdated, MessageAdded, NoteAdded, ThreadUpdated
+from banxway.resolvers import validation as v
+from banxway.resolvers.common import active_user, apply_changes, get_or_error
+from banxway.resolvers.errors import DomainError, PermissionDenied
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from banxway.context import Context
+
+_MENTION = re.compile(r"(?<![\w.])@([\w.+-]+@[\w-]+(?:\.[\w-]+)+)")
+
+
+async def _open_thread(session: AsyncSession, thread_id: uuid.UUID | None) -> Thread:
+    thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+    if thread.status == ThreadStatus.ARCHIVED:
+        raise DomainError("INVALID_TRANSITION", "The thread is archived; reopen it first.", "threadId")
+    return thread
+
+
+async def _recipients(session: AsyncSession, thread: Thread, channel: Channel, to: list[str] | None) -> list[str]:
+    if channel == Channel.INTERNAL:
+        return []
+    if to:
+        return [v.identity_address(channel, address, f"to.{i}") for i, address in enumerate(to)]
+    if thread.contact_id is not None:
+        address = await session.scalar(
+            select(ContactIdentity.address)
+            .where(ContactIdentity.contact_id == thread.contact_id, ContactIdentity.channel == channel)
+            .order_by(ContactIdentity.created_at)
+            .limit(1)
+        )
+        if address:
+            return [address]
+    raise DomainError(
+        "INVALID", f"No {channel.name} recipient: give `to`, or link a contact with such an address.", "to"
+    )
+
+
+async def message_send(
+    ctx: Context,
+    *,
+    thread_id: uuid.UUID | None,
+    channel: Channel,
+    body: str,
+    subject: str | None = None,
+    html: str | None = None,
+    to: list[str] | None = None,
+    attachment_ids: list[uuid.UUID] | None = None,
+    idempotency_key: str | None = None,
+) -> Message:
+    """Store an outbound message: QUEUED for delivery on its channel, or SENT at once when INTERNAL."""
+    viewer = ctx.require(Permission.NOTE_ADD if channel == Channel.INTERNAL else Permission.MESSAGE_SEND)
+    if not body or not body.strip():
+        raise DomainError("INVALID", "The message body must not be empty.", "body")
+    v.body_for_channel(channel, body)
+    if html is not None:
+        v.body_for_channel(channel, html, "html")
+    if subject is not None and len(subject) > v.EMAIL_SUBJECT_LIMIT:
+        raise DomainError("TOO_LONG", f"The subject may have at most {v.EMAIL_SUBJECT_LIMIT} characters.", "subject")
+    if attachment_ids:
+        raise DomainError("INVALID", "Attachments are not supported yet.", "attachmentIds")
+    key = v.text(idempotency_key, "idempotencyKey", max_length=100)
+    if key is not None:
+        existing = await ctx.db.scalar(select(Message).where(Message.idempotency_key == key))
+        if existing is not None:
+            return _same_request(existing, thread_id)
+    try:
+        async with ctx.transaction() as session:
+            thread = await _open_thread(session, thread_id)
+            recipients = await _recipients(session, thread, channel, to)
+            now = datetime.now(UTC)
+            message = Message(
+                organization_id=viewer.organization_id,
+                thread_id=thread.id,
+                channel=channel,
+                direction=Direction.OUTBOUND,
+                status=MessageStatus.SENT if channel == Channel.INTERNAL else MessageStatus.QUEUED,
+                body=body,
+                subject=subject.strip() if subject else None,
+                html=html,
+                sender=viewer.email,
+                recipients=recipients,
+                author_id=viewer.user_id,
+                contact_id=thread.contact_id if channel != Channel.INTERNAL else None,
+                idempotency_key=key,
+            )
+            session.add(message)
+            await session.flush()
+            thread.last_message_at = message.created_at
+            thread.last_activity_at = message.created_at
+            changed = []
+            if channel != Channel.INTERNAL:
+                if thread.first_response_at is None:
+                    thread.first_response_at = now
+                if thread.status == ThreadStatus.NEW:
+                    thread.status = ThreadStatus.OPEN
+                    changed.append("status")
+            ctx.record(session, MessageAdded(thread_id=thread.id, message_id=message.id))
+            if changed:
+                ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed))
+    except IntegrityError:  # the same idempotency key committed concurrently
+        existing = await ctx.db.scalar(select(Message).where(Message.idempotency_key == key))
+        if existing is None:
+            raise
+        return _same_request(existing, thread_id)
+    return message
+
+
+def _same_request(message: Message, thread_id: uuid.UUID | None) -> Message:
+    if message.thread_id != thread_id:
+        raise DomainError("INVALID", "This idempotency key was used for a message on another thread.", "idempotencyKey")
+    return message
+
+
+async def note_add(
+    ctx: Context, *, thread_id: uuid.UUID | None, body: str, mentioned_user_ids: list[uuid.UUID] | None = None
+) -> Note:
+    """An internal note. Mentions: the given user ids, plus every `@email` of a colleague in the body."""
+    viewer = ctx.require(Permission.NOTE_ADD)
+    clean = v.text(body, "body", max_length=100_000, required=True)
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+        mentioned: list[uuid.UUID] = []
+        for index, user_id in enumerate(mentioned_user_ids or []):
+            user = await active_user(session, user_id, f"mentionedUserIds.{index}")
+            if user.id not in mentioned:
+                mentioned.append(user.id)
+        emails = {match.lower() for match in _MENTION.findall(clean or "")}
+        if emails:
+            for user_id in await session.scalars(select(User.id).where(User.email.in_(emails), User.active.is_(True))):
+                if user_id not in mentioned:
+                    mentioned.append(user_id)
+        note = Note(
+            organization_id=viewer.organization_id,
+            thread_id=thread.id,
+            author_id=viewer.user_id,
+            body=clean,
+            mentioned_user_ids=mentioned,
+        )
+        session.add(note)
+        await session.flush()
+        ctx.record(session, NoteAdded(thread_id=thread.id, note_id=note.id, mentioned_user_ids=mentioned))
+    return note
+
+
+# -- actions -----------------------------------------------------------------------------
+
+_ACTION_TRANSITIONS = {
+    ActionStatus.OPEN: {ActionStatus.IN_PROGRESS, ActionStatus.DONE, ActionStatus.CANCELLED},
+    ActionStatus.IN_PROGRESS: {ActionStatus.OPEN, ActionStatus.DONE, ActionStatus.CANCELLED},
+    ActionStatus.DONE: {ActionStatus.OPEN},
+    ActionStatus.CANCELLED: {ActionStatus.OPEN},
+}
+
+
+async def action_create(
+    ctx: Context,
+    *,
+    thread_id: uuid.UUID | None,
+    title: str,
+    type: ActionType | None = None,
+    due_at: datetime | None = None,
+    assignee_id: uuid.UUID | None = None,
+) -> Action:
+    viewer = ctx.require(Permission.ACTION_MANAGE)
+    clean_title = v.text(title, "title", max_length=300, required=True)
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "threadId", label="thread")
+        if assignee_id is not None:
+            await active_user(session, assignee_id, "assigneeId")
+        action = Action(
+            organization_id=viewer.organization_id,
+            thread_id=thread.id,
+            title=clean_title,
+            type=type or ActionType.TASK,
+            status=ActionStatus.OPEN,
+            due_at=due_at,
+            assignee_id=assignee_id,
+            created_by_id=viewer.user_id,
+        )
+        session.add(action)
+        await session.flush()
+        ctx.record(session, ActionCreated(thread_id=thread.id, action_id=action.id))
+    return action
+
+
+async def action_update(ctx: Context, action_id: uuid.UUID | None, changes: dict[str, Any]) -> Action:
+    viewer = ctx.require(Permission.ACTION_MANAGE)
+    values: dict[str, Any] = {}
+    if "title" in changes:
+        values["title"] = v.text(changes["title"], "title", max_length=300, required=True)
+    for name in ("type", "status"):
+        if name in changes:
+            if changes[name] is None:
+                raise DomainError("INVALID", f"{name} cannot be cleared.", name)
+            values[name] = changes[name]
+    if "due_at" in changes:
+        values["due_at"] = changes["due_at"]
+    async with ctx.transaction() as session:
+        action = await get_or_error(session, Action, action_id, "id", lock=True)
+        if "assignee_id" in changes:
+            if changes["assignee_id"] is not None:
+                await active_user(session, changes["assignee_id"], "assigneeId")
+            values["assignee_id"] = changes["assignee_id"]
+        new_status = values.get("status", action.status)
+        if new_status != action.status and new_status not in _ACTION_TRANSITIONS[action.status]:
+            raise DomainError(
+                "INVALID_TRANSITION", f"An action cannot go from {action.status.name} to {new_status.name}.", "status"
+            )
+        if (
+            new_status == ActionStatus.DONE
+            and action.status != ActionStatus.DONE
+            and values.get("type", action.type) in APPROVAL_ACTION_TYPES
+            and not has_permission(viewer.role, Permission.ACTION_APPROVE)
+        ):
+            raise PermissionDenied(f"Role {viewer.role.name} may not {Permission.ACTION_APPROVE.value}")
+        changed = apply_changes(action, values)
+        if "status" in changed:
+            done = action.status == ActionStatus.DONE
+            action.completed_at = datetime.now(UTC) if done else None
+            action.completed_by_id = viewer.user_id if done else None
+        if changed:
+            ctx.record(session, ActionUpdated(thread_id=action.thread_id, action_id=action.id, changed=changed))
+    return action

@@ -1,0 +1,294 @@
+"""Threads: creation, status, assignment, archiving, read state, and the inbox list."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select
+from sqlalchemy.dialects.postgresql import insert
+
+from banxway.auth import Permission, has_permission
+from banxway.db.models import (
+    Channel,
+    Contact,
+    Customer,
+    Message,
+    Priority,
+    Shipment,
+    Thread,
+    ThreadCounter,
+    ThreadStatus,
+    ThreadType,
+)
+from banxway.db.models import ThreadRead as ThreadReadRow
+from banxway.events import ThreadArchived, ThreadAssigned, ThreadCreated, ThreadRead, ThreadUpdated
+from banxway.resolvers import validation as v
+from banxway.resolvers.common import active_user, apply_changes, get_or_error
+from banxway.resolvers.errors import DomainError, PermissionDenied
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from banxway.context import Context
+
+
+async def next_reference(session: AsyncSession, organization_id: uuid.UUID, year: int) -> str:
+    """BX-YYYY-NNNN: the next number of the year, atomically (a row lock on the counter)."""
+    statement = (
+        insert(ThreadCounter)
+        .values(organization_id=organization_id, year=year, last_value=1)
+        .on_conflict_do_update(
+            index_elements=[ThreadCounter.organization_id, ThreadCounter.year],
+            set_={"last_value": ThreadCounter.last_value + 1},
+        )
+        .returning(ThreadCounter.last_value)
+    )
+    number = (await session.execute(statement)).scalar_one()
+    return f"BX-{year}-{number:04d}"
+
+
+async def _links(
+    session: AsyncSession,
+    customer_id: uuid.UUID | None,
+    contact_id: uuid.UUID | None,
+    shipment_id: uuid.UUID | None,
+) -> tuple[uuid.UUID | None, uuid.UUID | None, uuid.UUID | None]:
+    """Check the linked objects exist; a contact or shipment brings its customer if none is given."""
+    contact = await get_or_error(session, Contact, contact_id, "contactId") if contact_id else None
+    shipment = await get_or_error(session, Shipment, shipment_id, "shipmentId") if shipment_id else None
+    if customer_id is not None:
+        await get_or_error(session, Customer, customer_id, "customerId")
+    else:
+        customer_id = (contact.customer_id if contact else None) or (shipment.customer_id if shipment else None)
+    return customer_id, contact_id, shipment_id
+
+
+async def thread_create(
+    ctx: Context,
+    *,
+    subject: str,
+    type: ThreadType | None = None,
+    primary_channel: Channel | None = None,
+    priority: Priority | None = None,
+    customer_id: uuid.UUID | None = None,
+    contact_id: uuid.UUID | None = None,
+    shipment_id: uuid.UUID | None = None,
+    tags: list[str] | None = None,
+) -> Thread:
+    viewer = ctx.require(Permission.THREAD_CREATE)
+    clean_subject = v.text(subject, "subject", max_length=v.EMAIL_SUBJECT_LIMIT, required=True)
+    clean_tags = v.tags(tags)
+    async with ctx.transaction() as session:
+        customer_id, contact_id, shipment_id = await _links(session, customer_id, contact_id, shipment_id)
+        now = datetime.now(UTC)
+        thread = Thread(
+            organization_id=viewer.organization_id,
+            reference=await next_reference(session, viewer.organization_id, now.year),
+            subject=clean_subject,
+            type=type or ThreadType.GENERAL,
+            status=ThreadStatus.NEW,
+            priority=priority or Priority.NORMAL,
+            primary_channel=primary_channel or Channel.EMAIL,
+            customer_id=customer_id,
+            contact_id=contact_id,
+            shipment_id=shipment_id,
+            tags=clean_tags,
+            last_activity_at=now,
+        )
+        session.add(thread)
+        await session.flush()
+        ctx.record(session, ThreadCreated(thread_id=thread.id))
+    return thread
+
+
+def _check_transition(ctx: Context, current: ThreadStatus, new: ThreadStatus) -> None:
+    if new == current:
+        return
+    role = ctx.viewer.role
+    if ThreadStatus.ARCHIVED in (current, new) and not has_permission(role, Permission.THREAD_ARCHIVE):
+        verb = "reopen an archived thread" if current == ThreadStatus.ARCHIVED else "archive a thread"
+        raise DomainError("INVALID_TRANSITION", f"Your role may not {verb}.", "status")
+    if new == ThreadStatus.NEW:
+        raise DomainError("INVALID_TRANSITION", "A thread cannot go back to NEW.", "status")
+
+
+async def thread_update(ctx: Context, thread_id: uuid.UUID | None, changes: dict[str, Any]) -> Thread:
+    ctx.require(Permission.THREAD_CREATE)
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "subject":
+            values[name] = v.text(value, "subject", max_length=v.EMAIL_SUBJECT_LIMIT, required=True)
+        elif name == "tags":
+            values[name] = v.tags(value)
+        elif name in ("status", "priority", "type", "primary_channel"):
+            if value is None:
+                raise DomainError("INVALID", f"{name} cannot be cleared.", name)
+            values[name] = value
+        elif name not in ("customer_id", "contact_id", "shipment_id"):  # pragma: no cover
+            raise ValueError(name)
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "id", lock=True)
+        if "status" in values:
+            _check_transition(ctx, thread.status, values["status"])
+        if thread.status == ThreadStatus.ARCHIVED and values.get("status", thread.status) == ThreadStatus.ARCHIVED:
+            raise DomainError(
+                "INVALID_TRANSITION", "An archived thread must be reopened before it is changed.", "status"
+            )
+        links = {name: changes[name] for name in ("customer_id", "contact_id", "shipment_id") if name in changes}
+        if links:
+            customer_id, contact_id, shipment_id = await _links(
+                session,
+                links.get("customer_id", thread.customer_id),
+                links.get("contact_id", thread.contact_id),
+                links.get("shipment_id", thread.shipment_id),
+            )
+            values.update({"customer_id": customer_id, "contact_id": contact_id, "shipment_id": shipment_id})
+        changed = apply_changes(thread, values)
+        if changed:
+            ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed))
+    return thread
+
+
+async def thread_assign(ctx: Context, thread_id: uuid.UUID | None, assignee_id: uuid.UUID | None) -> Thread:
+    viewer = ctx.require(Permission.READ)
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+        only_self = assignee_id in (None, viewer.user_id) and thread.assignee_id in (None, viewer.user_id)
+        needed = Permission.THREAD_ASSIGN_SELF if only_self else Permission.THREAD_ASSIGN_ANY
+        if not has_permission(viewer.role, needed):
+            raise PermissionDenied(f"Role {viewer.role.name} may not {needed.value}")
+        if thread.status == ThreadStatus.ARCHIVED:
+            raise DomainError("INVALID_TRANSITION", "An archived thread cannot be assigned.", "threadId")
+        if assignee_id is not None:
+            await active_user(session, assignee_id, "assigneeId")
+        previous = thread.assignee_id
+        if previous != assignee_id:
+            thread.assignee_id = assignee_id
+            ctx.record(
+                session, ThreadAssigned(thread_id=thread.id, assignee_id=assignee_id, previous_assignee_id=previous)
+            )
+    return thread
+
+
+async def thread_archive(ctx: Context, thread_id: uuid.UUID | None) -> Thread:
+    ctx.require(Permission.THREAD_ARCHIVE)
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+        if thread.status != ThreadStatus.ARCHIVED:
+            thread.status = ThreadStatus.ARCHIVED
+            ctx.record(session, ThreadArchived(thread_id=thread.id))
+    return thread
+
+
+async def thread_mark_read(ctx: Context, thread_id: uuid.UUID | None) -> Thread:
+    """Everything in the thread up to now counts as read by the viewer."""
+    viewer = ctx.require(Permission.READ)
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "threadId", label="thread")
+        read_at = max(thread.last_message_at or thread.created_at, datetime.now(UTC))
+        await session.execute(
+            insert(ThreadReadRow)
+            .values(
+                organization_id=viewer.organization_id, user_id=viewer.user_id, thread_id=thread.id, read_at=read_at
+            )
+            .on_conflict_do_update(
+                index_elements=[ThreadReadRow.user_id, ThreadReadRow.thread_id],
+                set_={"read_at": func.greatest(ThreadReadRow.read_at, read_at)},
+            )
+        )
+        ctx.record(session, ThreadRead(thread_id=thread.id, user_id=viewer.user_id))
+    return thread
+
+
+# -- the inbox list ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThreadFilter:
+    status: list[ThreadStatus] | None = None
+    assignee_id: uuid.UUID | None = None
+    assigned_to_me: bool | None = None
+    unassigned: bool | None = None
+    customer_id: uuid.UUID | None = None
+    contact_id: uuid.UUID | None = None
+    shipment_id: uuid.UUID | None = None
+    channel: Channel | None = None
+    type: ThreadType | None = None
+    priority: Priority | None = None
+    tag: str | None = None
+    search: str | None = None
+    updated_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ThreadOrdering:
+    """Keys of a keyset order (all ascending or all descending) and how to read them off a row."""
+
+    keys: tuple[ColumnElement[Any], ...]
+    descending: bool
+    attributes: tuple[str, ...]
+
+
+_FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+_SLA_KEY = func.coalesce(Thread.sla_due_at, literal(_FAR_FUTURE))
+
+ORDERINGS: dict[str, ThreadOrdering] = {
+    "LAST_ACTIVITY_DESC": ThreadOrdering((Thread.last_activity_at, Thread.id), True, ("last_activity_at", "id")),
+    "CREATED_DESC": ThreadOrdering((Thread.created_at, Thread.id), True, ("created_at", "id")),
+    "PRIORITY": ThreadOrdering(
+        (Thread.priority, Thread.last_activity_at, Thread.id), True, ("priority", "last_activity_at", "id")
+    ),
+    "SLA_DUE": ThreadOrdering((_SLA_KEY, Thread.id), False, ("sla_due_at", "id")),
+}
+
+
+def ordering_key(ordering: ThreadOrdering, thread: Thread) -> list[Any]:
+    values: list[Any] = []
+    for attribute in ordering.attributes:
+        value = getattr(thread, attribute)
+        if attribute == "sla_due_at" and value is None:
+            value = _FAR_FUTURE
+        if attribute == "priority":
+            value = value.value
+        values.append(value)
+    return values
+
+
+def threads_query(ctx: Context, where: ThreadFilter | None) -> Select[Any]:
+    viewer = ctx.require(Permission.READ)
+    where = where or ThreadFilter()
+    query = select(Thread)
+    if where.status:
+        query = query.where(Thread.status.in_(where.status))
+    else:
+        query = query.where(Thread.status != ThreadStatus.ARCHIVED)
+    if where.assigned_to_me:
+        query = query.where(Thread.assignee_id == viewer.user_id)
+    if where.assignee_id is not None:
+        query = query.where(Thread.assignee_id == where.assignee_id)
+    if where.unassigned:
+        query = query.where(Thread.assignee_id.is_(None))
+    for column, value in (
+        (Thread.customer_id, where.customer_id),
+        (Thread.contact_id, where.contact_id),
+        (Thread.shipment_id, where.shipment_id),
+        (Thread.primary_channel, where.channel),
+        (Thread.type, where.type),
+        (Thread.priority, where.priority),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if where.tag:
+        query = query.where(Thread.tags.contains([where.tag.strip().lower()]))
+    if where.updated_since is not None:
+        query = query.where(Thread.updated_at >= where.updated_since)
+    if where.search and where.search.strip():
+        tsquery = func.websearch_to_tsquery("simple", where.search.strip())
+        query = query.where(
+            Thread.search.op("@@")(tsquery)
+            | exists().where(and_(Message.thread_id == Thread.id, Message.search.op("@@")(tsquery)))
+        )
+    return query

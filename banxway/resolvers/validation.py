@@ -1,0 +1,160 @@
+"""Checks and normalisation of user input; each failure names the field."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import phonenumbers
+
+from banxway.db.models import Channel
+from banxway.resolvers.errors import DomainError
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")
+_CONTAINER = re.compile(r"^[A-Z]{3}[UJZR]\d{7}$")
+_TAG = re.compile(r"^[\w][\w .:/-]{0,49}$")
+
+# What each channel accepts in one message (characters); longer is refused, never truncated.
+BODY_LIMITS: dict[Channel, int] = {
+    Channel.WHATSAPP: 4096,
+    Channel.SMS: 1600,
+    Channel.EMAIL: 1_000_000,
+    Channel.VOICE: 1_000_000,
+    Channel.WEB_CHAT: 10_000,
+    Channel.INTERNAL: 100_000,
+}
+EMAIL_SUBJECT_LIMIT = 998
+
+
+def text(value: str | None, field: str, *, max_length: int, required: bool = False) -> str | None:
+    """Strip; empty becomes None; refuse what is too long or missing."""
+    if value is None:
+        if required:
+            raise DomainError("INVALID", f"{field} is required.", field)
+        return None
+    value = value.strip()
+    if not value:
+        if required:
+            raise DomainError("INVALID", f"{field} must not be empty.", field)
+        return None
+    if len(value) > max_length:
+        raise DomainError("TOO_LONG", f"{field} has {len(value)} characters; at most {max_length} are allowed.", field)
+    return value
+
+
+def email(value: str | None, field: str = "email") -> str | None:
+    if value is None or not value.strip():
+        return None
+    normalized = value.strip().lower()
+    if len(normalized) > 320 or not _EMAIL.match(normalized):
+        raise DomainError("INVALID", f"'{value}' is not a valid email address.", field)
+    return normalized
+
+
+def phone(value: str | None, field: str = "phone") -> str | None:
+    """E.164 (+4915112345678). Numbers must carry their country code."""
+    if value is None or not value.strip():
+        return None
+    raw = value.strip()
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    try:
+        parsed = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        raise DomainError(
+            "INVALID", f"'{value}' is not a phone number in international form (+<country code><number>).", field
+        ) from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise DomainError("INVALID", f"'{value}' is not a valid phone number.", field)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def identity_address(channel: Channel, address: str, field: str) -> str:
+    """A contact identity's address, normalised for its channel."""
+    if channel == Channel.EMAIL:
+        normalized = email(address, field)
+    elif channel in (Channel.WHATSAPP, Channel.SMS, Channel.VOICE):
+        normalized = phone(address, field)
+    elif channel == Channel.WEB_CHAT:
+        normalized = text(address, field, max_length=320)
+    else:
+        raise DomainError("INVALID", f"A contact cannot have an identity on channel {channel.name}.", field)
+    if normalized is None:
+        raise DomainError("INVALID", f"{field} must not be empty.", field)
+    return normalized
+
+
+def container_number(value: str, field: str) -> str:
+    """An ISO 6346 container number, with its check digit verified."""
+    normalized = re.sub(r"[\s-]", "", value).upper()
+    if not _CONTAINER.match(normalized):
+        raise DomainError(
+            "INVALID", f"'{value}' is not a container number (4 letters, the 4th U/J/Z/R, then 7 digits).", field
+        )
+    if iso6346_check_digit(normalized[:10]) != int(normalized[10]):
+        raise DomainError(
+            "INVALID",
+            f"'{value}' has a wrong check digit: {normalized[10]}, expected {iso6346_check_digit(normalized[:10])}.",
+            field,
+        )
+    return normalized
+
+
+def iso6346_check_digit(owner_serial: str) -> int:
+    """The check digit of the first 10 characters of an ISO 6346 container number."""
+    values: dict[str, int] = {}
+    n = 10
+    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        if n % 11 == 0:
+            n += 1
+        values[letter] = n
+        n += 1
+    total = sum((values[ch] if ch.isalpha() else int(ch)) * (2**position) for position, ch in enumerate(owner_serial))
+    return total % 11 % 10
+
+
+def locode(value: str | None, field: str) -> str | None:
+    """A UN/LOCODE: country (2 letters) + location (3 letters or digits 2-9), e.g. INNSA, DEHAM."""
+    if value is None or not value.strip():
+        return None
+    normalized = value.replace(" ", "").upper()
+    if not _LOCODE.match(normalized):
+        raise DomainError("INVALID", f"'{value}' is not a UN/LOCODE (like INNSA or DEHAM).", field)
+    return normalized
+
+
+def tags(values: list[str] | None, field: str = "tags") -> list[str]:
+    if not values:
+        return []
+    cleaned: list[str] = []
+    for index, value in enumerate(values):
+        tag = value.strip().lower()
+        if not _TAG.match(tag):
+            raise DomainError(
+                "INVALID", f"Tag '{value}' must be 1-50 letters, digits, spaces or .:/-_", [field, str(index)]
+            )
+        if tag not in cleaned:
+            cleaned.append(tag)
+    if len(cleaned) > 50:
+        raise DomainError("INVALID", "At most 50 tags are allowed.", field)
+    return cleaned
+
+
+def body_for_channel(channel: Channel, body: str, field: str = "body") -> str:
+    limit = BODY_LIMITS[channel]
+    if len(body) > limit:
+        raise DomainError(
+            "TOO_LONG",
+            f"A {channel.name} message may have at most {limit:,} characters; this one has {len(body):,}.",
+            field,
+        )
+    return body
+
+
+def json_object(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DomainError("INVALID", f"{field} must be a JSON object.", field)
+    return value

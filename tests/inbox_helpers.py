@@ -1,0 +1,91 @@
+"""Shared GraphQL documents and helpers for the inbox tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Api, Org
+
+CUSTOMER_CREATE = """
+mutation($input: CustomerInput!) {
+  customerCreate(input: $input) { customer { id name code email phone tags customFields } userErrors { field code message } }
+}
+"""
+
+CONTACT_CREATE = """
+mutation($input: ContactInput!) {
+  contactCreate(input: $input) {
+    contact { id name title customer { id name } identities { channel address } }
+    userErrors { field code message }
+  }
+}
+"""
+
+SHIPMENT_CREATE = """
+mutation($input: ShipmentInput!) {
+  shipmentCreate(input: $input) {
+    shipment { id reference mode direction status containerNumbers blNumber origin { code name } customer { name } }
+    userErrors { field code message }
+  }
+}
+"""
+
+THREAD_CREATE = """
+mutation($input: ThreadCreateInput!) {
+  threadCreate(input: $input) {
+    thread { id reference subject status priority type primaryChannel tags customer { id } contact { id } shipment { id } }
+    userErrors { field code message }
+  }
+}
+"""
+
+MESSAGE_SEND = """
+mutation($input: MessageSendInput!) {
+  messageSend(input: $input) {
+    message { id status channel direction body recipients author { email } thread { id status lastMessageAt } }
+    userErrors { field code message }
+  }
+}
+"""
+
+
+class Inbox:
+    """An organization with an admin token, and helpers that create inbox objects over GraphQL."""
+
+    def __init__(self, api: Api, org: Org, token: str) -> None:
+        self.api = api
+        self.org = org
+        self.token = token
+
+    async def gql(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict:
+        return await self.api.gql(query, variables, token=token or self.token)
+
+    async def ok(self, query: str, variables: dict[str, Any], field: str, token: str | None = None) -> dict:
+        result = await self.gql(query, variables, token)
+        assert "errors" not in result, result
+        payload = result["data"][field]
+        assert payload["userErrors"] == [], payload
+        return payload
+
+    async def customer(self, name: str = "Acme Imports", **fields: Any) -> dict:
+        payload = await self.ok(CUSTOMER_CREATE, {"input": {"name": name, **fields}}, "customerCreate")
+        return payload["customer"]
+
+    async def contact(self, name: str = "Priya Shah", **fields: Any) -> dict:
+        payload = await self.ok(CONTACT_CREATE, {"input": {"name": name, **fields}}, "contactCreate")
+        return payload["contact"]
+
+    async def shipment(self, reference: str = "SHP-1", **fields: Any) -> dict:
+        fields.setdefault("direction", "IMPORT")
+        payload = await self.ok(SHIPMENT_CREATE, {"input": {"reference": reference, **fields}}, "shipmentCreate")
+        return payload["shipment"]
+
+    async def thread(self, subject: str = "Quote for 2x40HC Nhava Sheva to Hamburg", **fields: Any) -> dict:
+        payload = await self.ok(THREAD_CREATE, {"input": {"subject": subject, **fields}}, "threadCreate")
+        return payload["thread"]
+
+    async def send(self, thread_id: str, body: str = "Hello", channel: str = "INTERNAL", **fields: Any) -> dict:
+        payload = await self.ok(
+            MESSAGE_SEND, {"input": {"threadId": thread_id, "channel": channel, "body": body, **fields}}, "messageSend"
+        )
+        return payload["message"]
