@@ -8,7 +8,6 @@ from strawberry import relay
 from strawberry.types.unset import UnsetType
 
 
-
 def parse_global_id(value: str) -> tuple[str, str] | None:
     try:
         gid = relay.GlobalID.from_id(value)
