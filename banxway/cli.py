@@ -210,11 +210,9 @@ async def _serve(
     state = await build_state(settings)
     login = None
     if demo:
-        from banxway.db.session import system_session
         from banxway.resolvers.demo import seed_demo
 
-        async with system_session(state.sessionmaker) as session:
-            login = await seed_demo(session)
+        login = await seed_demo(state)
 
     scheduler = _start_scheduler(state.redis) if embedded else None
 
@@ -433,8 +431,19 @@ def seed(
     from banxway.resolvers.demo import seed_demo
 
     settings = _settings()
+
+    async def work(resolved: Settings):
+        from banxway.app import build_state
+
+        await _migrate(resolved)
+        state = await build_state(resolved)
+        try:
+            return await seed_demo(state)
+        finally:
+            await state.aclose()
+
     with services(settings) as resolved:
-        login = _run(_with_session(resolved, seed_demo))
+        login = _run(work(resolved))
     typer.echo(f"Demo ready. Login: {login.email} / {login.password} (organization '{login.organization}')")
 
 

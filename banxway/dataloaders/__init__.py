@@ -131,13 +131,13 @@ class _ManyByKeyLoader(DataLoader[uuid.UUID, list[Any]]):
 
     model: Any
     key_column: str
-    order_by: tuple[str, ...] = ("created_at", "id")
+
+    def order_by(self) -> tuple[Any, ...]:
+        return (self.model.created_at, self.model.id)
 
     async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[list[Any]]:
         column = getattr(self.model, self.key_column)
-        rows = await self.db.scalars(
-            select(self.model).where(column.in_(keys)).order_by(*(getattr(self.model, o) for o in self.order_by))
-        )
+        rows = await self.db.scalars(select(self.model).where(column.in_(keys)).order_by(*self.order_by()))
         grouped: dict[uuid.UUID, list[Any]] = {key: [] for key in keys}
         for row in rows:
             grouped[getattr(row, self.key_column)].append(row)
@@ -152,7 +152,10 @@ class IdentitiesByContactIdLoader(_ManyByKeyLoader):
 class MilestonesByShipmentIdLoader(_ManyByKeyLoader):
     model = ShipmentMilestone
     key_column = "shipment_id"
-    order_by = ("planned_at", "actual_at", "created_at", "id")
+
+    def order_by(self) -> tuple[Any, ...]:
+        """In the order they happen(ed): actual time, else planned time."""
+        return (func.coalesce(ShipmentMilestone.actual_at, ShipmentMilestone.planned_at), ShipmentMilestone.created_at)
 
 
 class UnreadCountByThreadIdLoader(DataLoader[uuid.UUID, int]):

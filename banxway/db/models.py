@@ -427,7 +427,10 @@ class Thread(TenantMixin, Base):
     first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sla_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     search: Mapped[str] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || reference)", persisted=True)
+        TSVECTOR,
+        Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || reference)", persisted=True),
+        deferred=True,
+        deferred_raiseload=True,
     )
 
     customer: Mapped[Customer | None] = relationship(lazy="raise")
@@ -469,13 +472,18 @@ class Message(TenantMixin, Base):
         UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL"), index=True
     )
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
-    headers: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    headers: Mapped[dict] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb"), deferred=True, deferred_raiseload=True
+    )
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
     search: Mapped[str] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || body)", persisted=True)
+        TSVECTOR,
+        Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || body)", persisted=True),
+        deferred=True,
+        deferred_raiseload=True,
     )
 
     __mapper_args__ = {"eager_defaults": True}

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -41,6 +42,8 @@ def async_url(url: str) -> str:
 
 def create_engine(url: str, **kwargs: object) -> AsyncEngine:
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("json_serializer", lambda value: orjson.dumps(value).decode())
+    kwargs.setdefault("json_deserializer", orjson.loads)
     return create_async_engine(async_url(url), **kwargs)  # type: ignore[arg-type]
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from banxway import events
 from banxway.auth import Permission, has_permission
 from banxway.db.models import (
     APPROVAL_ACTION_TYPES,
@@ -132,6 +133,66 @@ async def message_send(
         if existing is None:
             raise
         return _same_request(existing, thread_id)
+    return message
+
+
+_REOPEN_ON_REPLY = {ThreadStatus.PENDING, ThreadStatus.RESOLVED, ThreadStatus.CLOSED}
+
+
+async def message_receive(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    thread_id: uuid.UUID,
+    channel: Channel,
+    body: str,
+    sender: str,
+    contact_id: uuid.UUID | None = None,
+    subject: str | None = None,
+    html: str | None = None,
+    provider_message_id: str | None = None,
+    headers: dict[str, Any] | None = None,
+    received_at: datetime | None = None,
+) -> Message:
+    """Store an inbound message from a customer (channels call this inside their transaction).
+
+    A reply to a PENDING, RESOLVED or CLOSED thread reopens it; an ARCHIVED thread stays archived.
+    """
+    thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+    message = Message(
+        organization_id=organization_id,
+        thread_id=thread.id,
+        channel=channel,
+        direction=Direction.INBOUND,
+        status=MessageStatus.RECEIVED,
+        body=body,
+        subject=subject,
+        html=html,
+        sender=sender,
+        contact_id=contact_id or thread.contact_id,
+        provider_message_id=provider_message_id,
+        headers=headers or {},
+    )
+    if received_at is not None:
+        message.created_at = received_at
+    session.add(message)
+    await session.flush()
+    thread.last_message_at = max(filter(None, [thread.last_message_at, message.created_at]))
+    thread.last_activity_at = max(thread.last_activity_at, message.created_at)
+    events.record(
+        session,
+        MessageAdded(thread_id=thread.id, message_id=message.id),
+        organization_id=organization_id,
+        actor_id=None,
+    )
+    if thread.status in _REOPEN_ON_REPLY:
+        thread.status = ThreadStatus.OPEN
+        events.record(
+            session,
+            ThreadUpdated(thread_id=thread.id, changed=["status"]),
+            organization_id=organization_id,
+            actor_id=None,
+        )
     return message
 
 
