@@ -30,6 +30,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.unset import UNSET
 
 from banxway.context import AppState, Context, authenticate
 from banxway.db.session import create_engine, create_sessionmaker
@@ -57,11 +60,45 @@ async def build_state(settings: Settings) -> AppState:
     )
 
 
+class LegacyWSHandler(BaseGraphQLWSHandler):
+    """The legacy graphql-ws protocol, running queries and mutations too (Strawberry's runs subscriptions only)."""
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        try:
+            result_source = await self.schema.stream(
+                query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=self.context,
+                root_value=self.root_value,
+            )
+            self.subscriptions[operation_id] = result_source
+            first = True
+            async for result in result_source:
+                if first and isinstance(result, PreExecutionError):
+                    await self.send_message(
+                        {"type": "error", "id": operation_id, "payload": result.errors[0].formatted}  # type: ignore[index]
+                    )
+                    return
+                await self.send_data_message(result, operation_id)  # type: ignore[arg-type]
+                first = False
+            await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            await self.send_message({"type": "complete", "id": operation_id})
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)
+
+
 class GraphQLApp(GraphQL):
     """Strawberry's ASGI app with our context, orjson, and token auth on WebSocket init."""
 
-    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
-        return orjson.dumps(data)
+    graphql_ws_handler_class = LegacyWSHandler
+
+    def encode_json(self, data: object) -> str:  # type: ignore[override]
+        return orjson.dumps(data).decode()  # text frames on WebSocket, as browser clients expect
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
         state: AppState = request.state.app
@@ -78,7 +115,7 @@ class GraphQLApp(GraphQL):
         if error is not None:
             raise ConnectionRejectionError({"message": error})
         context.viewer_or_none = viewer
-        return None
+        return UNSET
 
 
 class RequestContextMiddleware:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
 
 from banxway.db.models import TenantMixin
 
@@ -105,6 +106,20 @@ async def write_transaction(session: AsyncSession) -> AsyncIterator[AsyncSession
         yield session
 
 
+def _tenant_mappers() -> list[Any]:
+    from banxway.db.models import Base
+
+    return [m for m in Base.registry.mappers if issubclass(m.class_, TenantMixin)]
+
+
+def _touches_tenant_table(state: ORMExecuteState) -> bool:
+    if any(issubclass(mapper.class_, TenantMixin) for mapper in state.all_mappers):
+        return True
+    tenant = {mapper.local_table for mapper in _tenant_mappers()}
+    found = find_tables(state.statement, include_aliases=True, include_joins=True, check_columns=True)
+    return any(table in tenant for table in found)
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _scope_to_organization(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
@@ -115,7 +130,7 @@ def _scope_to_organization(state: ORMExecuteState) -> None:
         return
     organization_id = state.session.info.get("organization_id")
     if organization_id is None:
-        if any(issubclass(mapper.class_, TenantMixin) for mapper in state.all_mappers):
+        if _touches_tenant_table(state):
             raise UnscopedQueryError(
                 "Query on a tenant table from a session with no organization; use tenant_session() "
                 "or, where every organization is meant, system_session()."

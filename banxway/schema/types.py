@@ -80,7 +80,14 @@ class Organization(relay.Node):
     created_at: datetime
 
     is_type_of = _model_type_of(db.Organization)
-    resolve_nodes = _node_resolver("organization_by_id")
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Ctx, node_ids: Iterable[str], required: bool = False) -> list[Any]:
+        """Only the viewer's own organization; any other is as absent as a missing one."""
+        own = str(info.context.viewer.organization_id)
+        return [
+            await info.context.loaders.organization_by_id.load(uuid.UUID(own)) if i == own else None for i in node_ids
+        ]
 
 
 @strawberry.type
