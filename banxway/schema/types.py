@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from strawberry import relay
 from strawberry.scalars import JSON
@@ -67,8 +66,8 @@ def related(root: Any, info: Ctx, attribute: str, loader_name: str, foreign_key:
     """A many-to-one link: the joined row when prefetched, else a batched load."""
     if foreign_key is None:
         return None
-    if attribute not in sa_inspect(root).unloaded:
-        return getattr(root, attribute)
+    if attribute in root.__dict__:  # loaded by the page query (a joined many-to-one)
+        return root.__dict__[attribute]
     return getattr(info.context.loaders, loader_name).load(foreign_key)
 
 
