@@ -10,7 +10,8 @@ class DomainError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.field = [field] if isinstance(field, str) else field
+        # "identities.0.address" and ["identities", "0", "address"] are the same path
+        self.field = field.split(".") if isinstance(field, str) else field
 
 
 class AuthenticationRequired(Exception):

@@ -153,6 +153,18 @@ _MILESTONE_STATUS = {
 }
 
 
+# A milestone moves the status forward only; CANCELLED is never left this way.
+_STATUS_RANK = {
+    ShipmentStatus.DRAFT: 0,
+    ShipmentStatus.BOOKED: 0,
+    ShipmentStatus.IN_TRANSIT: 1,
+    ShipmentStatus.ARRIVED: 2,
+    ShipmentStatus.CUSTOMS_HOLD: 2,
+    ShipmentStatus.DELIVERED: 3,
+    ShipmentStatus.CANCELLED: 9,
+}
+
+
 async def shipment_milestone_add(
     ctx: Context,
     shipment_id: uuid.UUID | None,
@@ -190,7 +202,7 @@ async def shipment_milestone_add(
                 setattr(shipment, fact, actual_at)
                 changed.append(fact)
             status = _MILESTONE_STATUS.get(type)
-            if status and shipment.status not in (ShipmentStatus.CANCELLED, status):
+            if status and _STATUS_RANK[status] > _STATUS_RANK[shipment.status]:
                 shipment.status = status
                 changed.append("status")
         await session.flush()
