@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from banxway.db.models import Role
 
-_hasher = PasswordHasher()
+# Argon2id with RFC 9106's low-memory profile. BANXWAY_PASSWORD_HASHING=fast-insecure (see
+# banxway.settings, which refuses it in production) picks the cheapest parameters, for test
+# suites that hash thousands of passwords. Hashes carry their parameters, so either verifies.
+_hasher = PasswordHasher.from_parameters(
+    profiles.CHEAPEST if os.environ.get("BANXWAY_PASSWORD_HASHING") == "fast-insecure" else profiles.RFC_9106_LOW_MEMORY
+)
 _ALGORITHM = "HS256"
 _ISSUER = "banxway"
 

@@ -21,16 +21,22 @@ class SettingsError(Exception):
     """A configuration problem, told in one line that names the variable."""
 
 
+_SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token"}
+
+
 def redact_url(url: str | None) -> str | None:
-    """Return `url` with any password replaced by `***`."""
+    """Return `url` with any password (in the userinfo or a query parameter) replaced by `***`."""
     if not url:
         return url
     try:
         parsed = make_url(url)
     except Exception:  # not a URL we can parse: hide everything after the scheme
         return url.split("://", 1)[0] + "://***" if "://" in url else "***"
-    if not parsed.password:
+    secret_keys = [key for key in parsed.query if key.lower() in _SECRET_QUERY_KEYS]
+    if not parsed.password and not secret_keys:
         return url
+    if secret_keys:
+        parsed = parsed.update_query_dict({key: "***" for key in secret_keys})
     return parsed.render_as_string(hide_password=True)
 
 
@@ -120,6 +126,12 @@ class Settings(BaseSettings):
         alias="BANXWAY_LOGIN_MAX_FAILURES",
         description="Failed logins allowed per email in the window before RATE_LIMITED.",
     )
+    password_hashing: Literal["standard", "fast-insecure"] = Field(
+        "standard",
+        alias="BANXWAY_PASSWORD_HASHING",
+        description="standard (Argon2id, RFC 9106 low-memory profile) or fast-insecure (cheapest parameters, "
+        "for test suites only; refused in production).",
+    )
     login_failure_window_seconds: int = Field(
         300,
         ge=1,
@@ -165,6 +177,8 @@ class Settings(BaseSettings):
     def _check_secret(self) -> Settings:
         if self.secret_key is not None and len(self.secret_key) < 32:
             raise ValueError("BANXWAY_SECRET_KEY must be at least 32 characters long")
+        if self.env == "production" and self.password_hashing != "standard":
+            raise ValueError("BANXWAY_PASSWORD_HASHING=fast-insecure is refused when BANXWAY_ENV=production")
         if self.env == "production" and not self.secret_key:
             raise ValueError("BANXWAY_SECRET_KEY is required when BANXWAY_ENV=production")
         return self

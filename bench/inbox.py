@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,8 +90,14 @@ async def seed(url: str, args: argparse.Namespace) -> tuple[str, bool]:
             "users",
             columns=["id", "organization_id", "email", "name", "role", "password_hash"],
             records=[
-                (u, org, "bench-admin@bench.test" if i == 0 else f"agent{i}@bench.test", f"Agent {i}",
-                 "admin" if i == 0 else "support", password_hash)
+                (
+                    u,
+                    org,
+                    "bench-admin@bench.test" if i == 0 else f"agent{i}@bench.test",
+                    f"Agent {i}",
+                    "admin" if i == 0 else "support",
+                    password_hash,
+                )
                 for i, u in enumerate(users)
             ],
         )
@@ -100,21 +105,26 @@ async def seed(url: str, args: argparse.Namespace) -> tuple[str, bool]:
             customers = [uuid.uuid4() for _ in range(args.customers)]
             task = progress.add_task("customers + contacts", total=len(customers))
             await conn.copy_records_to_table(
-                "customers", columns=["id", "organization_id", "name", "code"],
+                "customers",
+                columns=["id", "organization_id", "name", "code"],
                 records=[(c, org, f"Customer {i}", f"C{i:05d}") for i, c in enumerate(customers)],
             )
             contacts = [(uuid.uuid4(), customers[i % len(customers)]) for i in range(args.customers * 2)]
             await conn.copy_records_to_table(
-                "contacts", columns=["id", "organization_id", "customer_id", "name"],
+                "contacts",
+                columns=["id", "organization_id", "customer_id", "name"],
                 records=[(c, org, cust, f"Contact {i}") for i, (c, cust) in enumerate(contacts)],
             )
             progress.update(task, completed=len(customers))
             task = progress.add_task("shipments", total=args.shipments)
             shipments = [(uuid.uuid4(), rng.choice(customers)) for _ in range(args.shipments)]
             await conn.copy_records_to_table(
-                "shipments", columns=["id", "organization_id", "reference", "customer_id", "mode", "direction"],
-                records=[(s, org, f"SHP-{i:06d}", c, rng.choice(["SEA", "AIR"]), rng.choice(["IMPORT", "EXPORT"]))
-                         for i, (s, c) in enumerate(shipments)],
+                "shipments",
+                columns=["id", "organization_id", "reference", "customer_id", "mode", "direction"],
+                records=[
+                    (s, org, f"SHP-{i:06d}", c, rng.choice(["SEA", "AIR"]), rng.choice(["IMPORT", "EXPORT"]))
+                    for i, (s, c) in enumerate(shipments)
+                ],
             )
             progress.update(task, completed=args.shipments)
             task = progress.add_task("threads", total=args.threads)
@@ -124,14 +134,44 @@ async def seed(url: str, args: argparse.Namespace) -> tuple[str, bool]:
                 contact, customer = rng.choice(contacts)
                 shipment = rng.choice(shipments)[0] if rng.random() < 0.7 else None
                 at = now - dt.timedelta(minutes=args.threads - i)
-                threads.append((uuid.uuid4(), org, f"BX-2026-{i + 1:05d}", f"Booking enquiry {i}", "BOOKING",
-                                rng.choice(statuses), rng.choice(["LOW", "NORMAL", "HIGH", "URGENT"]), "EMAIL",
-                                customer, contact, shipment, rng.choice(users), ["sea", f"lane-{i % 20}"], at, at))
+                threads.append(
+                    (
+                        uuid.uuid4(),
+                        org,
+                        f"BX-2026-{i + 1:05d}",
+                        f"Booking enquiry {i}",
+                        "BOOKING",
+                        rng.choice(statuses),
+                        rng.choice(["LOW", "NORMAL", "HIGH", "URGENT"]),
+                        "EMAIL",
+                        customer,
+                        contact,
+                        shipment,
+                        rng.choice(users),
+                        ["sea", f"lane-{i % 20}"],
+                        at,
+                        at,
+                    )
+                )
             await conn.copy_records_to_table(
                 "threads",
-                columns=["id", "organization_id", "reference", "subject", "type", "status", "priority",
-                         "primary_channel", "customer_id", "contact_id", "shipment_id", "assignee_id", "tags",
-                         "last_activity_at", "last_message_at"],
+                columns=[
+                    "id",
+                    "organization_id",
+                    "reference",
+                    "subject",
+                    "type",
+                    "status",
+                    "priority",
+                    "primary_channel",
+                    "customer_id",
+                    "contact_id",
+                    "shipment_id",
+                    "assignee_id",
+                    "tags",
+                    "last_activity_at",
+                    "last_message_at",
+                ],
                 records=threads,
             )
             progress.update(task, completed=args.threads)
@@ -141,11 +181,20 @@ async def seed(url: str, args: argparse.Namespace) -> tuple[str, bool]:
             for t in threads:
                 for m in range(per_thread):
                     inbound = m % 2 == 0
-                    batch.append((uuid.uuid4(), org, t[0], "EMAIL", "INBOUND" if inbound else "OUTBOUND",
-                                  "RECEIVED" if inbound else "SENT",
-                                  f"Message {m} about {t[3]}: container status and ETA update.",
-                                  None if inbound else t[11], t[9] if inbound else None,
-                                  t[13] - dt.timedelta(minutes=per_thread - m)))
+                    batch.append(
+                        (
+                            uuid.uuid4(),
+                            org,
+                            t[0],
+                            "EMAIL",
+                            "INBOUND" if inbound else "OUTBOUND",
+                            "RECEIVED" if inbound else "SENT",
+                            f"Message {m} about {t[3]}: container status and ETA update.",
+                            None if inbound else t[11],
+                            t[9] if inbound else None,
+                            t[13] - dt.timedelta(minutes=per_thread - m),
+                        )
+                    )
                 if len(batch) >= 20000:
                     await _copy_messages(conn, batch)
                     progress.advance(task, len(batch))
@@ -162,8 +211,18 @@ async def seed(url: str, args: argparse.Namespace) -> tuple[str, bool]:
 async def _copy_messages(conn: asyncpg.Connection, rows: list[tuple]) -> None:
     await conn.copy_records_to_table(
         "messages",
-        columns=["id", "organization_id", "thread_id", "channel", "direction", "status", "body", "author_id",
-                 "contact_id", "created_at"],
+        columns=[
+            "id",
+            "organization_id",
+            "thread_id",
+            "channel",
+            "direction",
+            "status",
+            "body",
+            "author_id",
+            "contact_id",
+            "created_at",
+        ],
         records=rows,
     )
 
@@ -175,7 +234,7 @@ def _percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def _load_python(url: str, token: str, concurrency: int, duration: float) -> tuple[int, list[float], int]:
@@ -214,9 +273,21 @@ def _load_wrk(url: str, token: str, concurrency: int, duration: float) -> tuple[
         "latency:percentile(99), summary.errors.status + summary.errors.timeout))\nend\n"
     )
     out = subprocess.run(
-        [wrk, "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{int(duration)}s", "-s", str(script),
-         f"{url}/graphql"],
-        capture_output=True, text=True, check=True,
+        [
+            wrk,
+            "-t",
+            str(min(concurrency, 2)),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{int(duration)}s",
+            "-s",
+            str(script),
+            f"{url}/graphql",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT"))
     _, requests, p50, p99, errors = line.split()
@@ -286,7 +357,7 @@ async def statements_per_request(url: str, token: str, redis_url: str) -> int:
     statements: list[str] = []
     event.listen(state.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
 
-    async def asgi(scope, receive, send):  # noqa: ANN001, ANN202
+    async def asgi(scope, receive, send):
         await app({**scope, "state": {"app": state}}, receive, send)
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://bench") as client:
@@ -332,15 +403,24 @@ async def main() -> None:
         await engine.dispose()
         started = time.perf_counter()
         email, seeded = await seed(url, args)
-        console.print(f"dataset: {args.threads:,} threads, {args.messages:,} messages "
-                      f"({'seeded in %.0f s' % (time.perf_counter() - started) if seeded else 'reused'})")
+        console.print(
+            f"dataset: {args.threads:,} threads, {args.messages:,} messages "
+            f"({'seeded in %.0f s' % (time.perf_counter() - started) if seeded else 'reused'})"
+        )
 
         port = _free_port()
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "BANXWAY_LOG_LEVEL": "WARNING",
-               "BANXWAY_DATA_DIR": str(args.data_dir / "server")}
-        server = subprocess.Popen(
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_url,
+            "BANXWAY_LOG_LEVEL": "WARNING",
+            "BANXWAY_DATA_DIR": str(args.data_dir / "server"),
+        }
+        server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
             [sys.executable, "-m", "banxway.cli", "serve", "--no-migrate", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -351,9 +431,16 @@ async def main() -> None:
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-            login = await client.post("/graphql", json={"query": 'mutation { authLogin(input: {email: "%s", password: "%s"}) { accessToken } }' % (email, PASSWORD)})
+            login = await client.post(
+                "/graphql",
+                json={
+                    "query": f'mutation {{ authLogin(input: {{email: "{email}", password: "{PASSWORD}"}}) {{ accessToken }} }}'
+                },
+            )
             token = login.json()["data"]["authLogin"]["accessToken"]
-            warm = await client.post("/graphql", json={"query": INBOX_QUERY}, headers={"authorization": f"Bearer {token}"})
+            warm = await client.post(
+                "/graphql", json={"query": INBOX_QUERY}, headers={"authorization": f"Bearer {token}"}
+            )
             assert "errors" not in warm.json(), warm.text[:500]
             size = len(warm.content)
 
@@ -370,22 +457,36 @@ async def main() -> None:
             count, latencies, errors = measured
             rate = count / args.duration
             results[("banxway", concurrency)] = rate
-            table.add_row("banxway (GraphQL)", str(concurrency), f"{rate:.1f}",
-                          f"{_percentile(latencies, 50) * 1000:.1f}", f"{_percentile(latencies, 99) * 1000:.1f}",
-                          str(statements), str(errors))
+            table.add_row(
+                "banxway (GraphQL)",
+                str(concurrency),
+                f"{rate:.1f}",
+                f"{_percentile(latencies, 50) * 1000:.1f}",
+                f"{_percentile(latencies, 99) * 1000:.1f}",
+                str(statements),
+                str(errors),
+            )
         for concurrency in (1, 32):
             count, latencies = await floor(url, concurrency, args.duration)
             rate = count / args.duration
             results[("floor", concurrency)] = rate
-            table.add_row("raw SQL over asyncpg (floor)", str(concurrency), f"{rate:.1f}",
-                          f"{_percentile(latencies, 50) * 1000:.1f}", f"{_percentile(latencies, 99) * 1000:.1f}", "5", "0")
+            table.add_row(
+                "raw SQL over asyncpg (floor)",
+                str(concurrency),
+                f"{rate:.1f}",
+                f"{_percentile(latencies, 50) * 1000:.1f}",
+                f"{_percentile(latencies, 99) * 1000:.1f}",
+                "5",
+                "0",
+            )
         console.print(table)
         for concurrency in (1, 32):
             ratio = results[("banxway", concurrency)] / results[("floor", concurrency)]
-            console.print(f"c={concurrency}: banxway serves {ratio:.2f}x the raw SQL floor "
-                          f"({results[('banxway', concurrency)]:.1f} vs {results[('floor', concurrency)]:.1f} req/s)")
-        console.print(f"median of per-request latencies is not comparable across loaders; cores: {os.cpu_count()}")
-        _ = statistics  # noqa: F841
+            console.print(
+                f"c={concurrency}: banxway serves {ratio:.2f}x the raw SQL floor "
+                f"({results[('banxway', concurrency)]:.1f} vs {results[('floor', concurrency)]:.1f} req/s)"
+            )
+        console.print(f"cores: {os.cpu_count()}; server, database and load generator share them")
     finally:
         if server is not None:
             server.terminate()

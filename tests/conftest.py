@@ -7,8 +7,14 @@ migrated template, and an emptied Redis database.
 
 from __future__ import annotations
 
-import itertools
 import os
+
+# Cheap password hashes: the suite hashes and verifies thousands (set before banxway is imported).
+os.environ.setdefault("BANXWAY_PASSWORD_HASHING", "fast-insecure")
+
+import itertools
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -48,10 +54,12 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     if external:
         yield external
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded") / "postgres")
+    # A private directory outside pytest's basetemp, which a concurrent pytest run may prune.
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="banxway-test-pg-")) / "postgres")
     url = server.start()
     yield url
     server.stop()
+    shutil.rmtree(server.directory.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +68,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="banxway-test-redis-")))
     yield server.start()
     server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

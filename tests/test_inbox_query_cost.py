@@ -90,7 +90,7 @@ async def _seed(api: Api, org: Org, threads: int) -> None:
 async def _statements_for_inbox(api: Api, token: str) -> tuple[int, dict]:
     statements: list[str] = []
 
-    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def count(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement)
 
     engine = api.state.engine.sync_engine
@@ -132,7 +132,7 @@ async def test_inbox_query_cost_does_not_grow_with_the_page(api: Api, org: Org) 
     query_for_10 = INBOX_QUERY.replace("first: 50", "first: 10")
     statements: list[str] = []
 
-    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def count(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement)
 
     event.listen(api.state.engine.sync_engine, "before_cursor_execute", count)

@@ -26,14 +26,21 @@ async def test_a_conversation_end_to_end(inbox: Inbox) -> None:
     contact = await inbox.contact(
         "Priya Shah",
         customerId=customer["id"],
-        identities=[{"channel": "EMAIL", "address": "Priya@Acme.Example"}, {"channel": "WHATSAPP", "address": "+91 98200 54321"}],
+        identities=[
+            {"channel": "EMAIL", "address": "Priya@Acme.Example"},
+            {"channel": "WHATSAPP", "address": "+91 98200 54321"},
+        ],
     )
     assert {(i["channel"], i["address"]) for i in contact["identities"]} == {
         ("EMAIL", "priya@acme.example"),
         ("WHATSAPP", "+919820054321"),
     }
     shipment = await inbox.shipment(
-        "SHP-2026-001", customerId=customer["id"], mode="SEA", containerNumbers=["CSQU3054383"], origin={"code": "innsa"}
+        "SHP-2026-001",
+        customerId=customer["id"],
+        mode="SEA",
+        containerNumbers=["CSQU3054383"],
+        origin={"code": "innsa"},
     )
     assert shipment["containerNumbers"] == ["CSQU3054383"]
     thread = await inbox.thread(contactId=contact["id"], shipmentId=shipment["id"], tags=["Urgent", "quote"])
@@ -54,5 +61,8 @@ async def test_a_conversation_end_to_end(inbox: Inbox) -> None:
     assert node["customer"] == {"name": "Acme Imports"}
     assert node["shipment"] == {"reference": "SHP-2026-001"}
     assert node["unreadCount"] == 0  # both messages are the viewer's own
-    assert [e["node"]["body"] for e in node["messages"]["edges"]] == ["Please find our quote.", "Checked with the carrier"]
+    assert [e["node"]["body"] for e in node["messages"]["edges"]] == [
+        "Please find our quote.",
+        "Checked with the carrier",
+    ]
     assert node["messages"]["totalCount"] == 2

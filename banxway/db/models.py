@@ -41,6 +41,9 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Read server-side defaults (created_at, updated_at, ids) back with RETURNING on every
+    # INSERT and UPDATE, so that no attribute is left expired for a lazy load in async code.
+    __mapper_args__ = {"eager_defaults": True}
 
 
 def _uuid_pk() -> Mapped[uuid.UUID]:
@@ -105,8 +108,6 @@ class User(TenantMixin, Base):
         server_default=func.now(),
         onupdate=func.now(),
     )
-
-    __mapper_args__ = {"eager_defaults": True}
 
 
 class RefreshToken(TenantMixin, Base):
@@ -438,8 +439,6 @@ class Thread(TenantMixin, Base):
     shipment: Mapped[Shipment | None] = relationship(lazy="raise")
     assignee: Mapped[User | None] = relationship(lazy="raise")
 
-    __mapper_args__ = {"eager_defaults": True}
-
 
 class Message(TenantMixin, Base):
     __tablename__ = "messages"
@@ -485,8 +484,6 @@ class Message(TenantMixin, Base):
         deferred=True,
         deferred_raiseload=True,
     )
-
-    __mapper_args__ = {"eager_defaults": True}
 
 
 class Note(TenantMixin, Base):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import enum
 import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, func, literal, select, tuple_
 
 from banxway.db.session import SerialSession
 from banxway.resolvers.errors import DomainError
@@ -66,6 +67,22 @@ def decode_cursor(cursor: str, field: str, width: int) -> list[Any]:
         raise DomainError("INVALID", f"'{cursor}' is not a valid cursor.", field) from None
 
 
+def _coerce(value: Any, key: Any, cursor: str, field: str) -> Any:
+    """A cursor value as the key's Python type; a forged or stale cursor is INVALID, never a database error."""
+    try:
+        expected = key.type.python_type
+    except NotImplementedError:
+        return value
+    if isinstance(expected, type) and issubclass(expected, enum.Enum):
+        try:
+            return expected(value)
+        except ValueError:
+            pass
+    elif isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    raise DomainError("INVALID", f"'{cursor}' is not a valid cursor.", field)
+
+
 def _check_count(value: int | None, field: str) -> int | None:
     if value is None:
         return None
@@ -95,12 +112,16 @@ async def paginate(
     key_of = key_of or (lambda row: [getattr(row, k.key) for k in keys])
     key_tuple = tuple_(*keys)
 
+    def typed(cursor: str, field: str) -> Any:
+        values = decode_cursor(cursor, field, len(keys))
+        return tuple_(*(literal(_coerce(v, k, cursor, field), type_=k.type) for v, k in zip(values, keys, strict=True)))
+
     def beyond(cursor: str, field: str) -> Any:
-        values = tuple_(*decode_cursor(cursor, field, len(keys)))
+        values = typed(cursor, field)
         return key_tuple < values if descending else key_tuple > values
 
     def before_(cursor: str, field: str) -> Any:
-        values = tuple_(*decode_cursor(cursor, field, len(keys)))
+        values = typed(cursor, field)
         return key_tuple > values if descending else key_tuple < values
 
     total = await db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) if count else None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
 from banxway.auth import Permission, has_permission
@@ -288,7 +288,9 @@ def threads_query(ctx: Context, where: ThreadFilter | None) -> Select[Any]:
     if where.search and where.search.strip():
         tsquery = func.websearch_to_tsquery("simple", where.search.strip())
         query = query.where(
-            Thread.search.op("@@")(tsquery)
-            | exists().where(and_(Message.thread_id == Thread.id, Message.search.op("@@")(tsquery)))
+            or_(
+                Thread.search.op("@@")(tsquery),
+                exists().where(and_(Message.thread_id == Thread.id, Message.search.op("@@")(tsquery))),
+            )
         )
     return query

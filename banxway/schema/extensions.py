@@ -16,25 +16,27 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
-from banxway.resolvers.errors import AuthenticationRequired, PermissionDenied
+from banxway.resolvers.errors import AuthenticationRequired, DomainError, PermissionDenied
 from banxway.settings import Settings
 
 _CODED = (AuthenticationRequired, PermissionDenied)
-PUBLIC_CODES = {"UNAUTHENTICATED", "FORBIDDEN"}
+PUBLIC_CODES = {"UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT"}
 
 
 class ErrorCodes(SchemaExtension):
-    """Give auth failures `extensions.code` UNAUTHENTICATED or FORBIDDEN."""
+    """Give expected failures of queries an `extensions.code`: UNAUTHENTICATED, FORBIDDEN,
+    or BAD_USER_INPUT (with the reason and field) for bad arguments such as a forged cursor."""
 
     def on_execute(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         for error in getattr(result, "errors", None) or []:
-            if isinstance(error.original_error, _CODED):
-                error.extensions = {
-                    **(error.extensions or {}),
-                    "code": error.original_error.code,
-                }
+            original = error.original_error
+            if isinstance(original, _CODED):
+                error.extensions = {**(error.extensions or {}), "code": original.code}
+            elif isinstance(original, DomainError):
+                extra = {"code": "BAD_USER_INPUT", "reason": original.code, "field": original.field}
+                error.extensions = {**(error.extensions or {}), **extra}
 
 
 class CloseSession(SchemaExtension):

@@ -1,0 +1,114 @@
+"""The CLI beside a running embedded `banxway serve --demo`: login over HTTP, the data-dir lock, org/user create."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.test_embedded import (
+    ADMIN_PASSWORD,
+    ME,
+    USERS,
+    Serve,
+    cli,
+    database_processes,
+    gql,
+    login,
+    scratch_dir,
+    serving,
+)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Serve]:
+    with scratch_dir("cli") as directory, serving(directory / "data", demo=True) as server:
+        yield server
+
+
+def emails(users: dict) -> set[str]:
+    return {edge["node"]["email"] for edge in users["data"]["users"]["edges"]}
+
+
+def test_serve_demo_prints_a_login_that_works_over_http(demo: Serve) -> None:
+    # given the login that serve printed
+    email, password = demo.demo_login()
+    assert any(demo.url in line for line in demo.lines)
+    # when
+    token = login(demo.url, email, password)
+    # then
+    me = gql(demo.url, ME, token=token)
+    assert me == {"data": {"me": {"email": email, "role": "ADMIN", "organization": {"slug": "demo"}}}}
+
+
+def test_second_serve_on_the_same_data_dir_is_refused(demo: Serve) -> None:
+    # when another serve starts on the running one's data dir
+    second = cli(demo.data_dir, "serve", "--port", str(demo.port + 1))
+    # then it stops at once, saying who holds the directory
+    assert second.returncode != 0, second.stdout
+    message = second.stderr.strip()
+    assert "already in use" in message, message
+    assert str(demo.data_dir) in message and f"pid {demo.process.pid}" in message
+    assert "Traceback" not in second.stderr
+    # and the first one goes on serving
+    assert demo.process.poll() is None
+    assert gql(demo.url, "{ __typename }") == {"data": {"__typename": "Query"}}
+
+
+def test_org_and_user_create_use_the_running_servers_databases(demo: Serve) -> None:
+    # when the CLI creates an organization and a user while serve runs
+    org = cli(
+        demo.data_dir,
+        "org",
+        "create",
+        "Initech",
+        "--slug",
+        "initech",
+        "--admin-email",
+        "admin@initech.test",
+        "--admin-password",
+        ADMIN_PASSWORD,
+    )
+    user = cli(
+        demo.data_dir,
+        "user",
+        "create",
+        "--org",
+        "initech",
+        "--email",
+        "support@initech.test",
+        "--password",
+        ADMIN_PASSWORD,
+        "--role",
+        "support",
+    )
+    # then both succeed: the data dir is locked by serve, so they ran on its databases (runtime.json)
+    assert org.returncode == 0, org.stdout + org.stderr
+    assert "Created organization 'Initech' (slug initech) with admin admin@initech.test." in org.stdout
+    assert user.returncode == 0, user.stdout + user.stderr
+    assert "Created support support@initech.test in organization 'initech'." in user.stdout
+    assert json.loads((demo.data_dir / "runtime.json").read_text())["pid"] == demo.process.pid
+    # and the new admin, over HTTP, sees their users and no one else's
+    token = login(demo.url, "admin@initech.test", ADMIN_PASSWORD)
+    users = gql(demo.url, USERS, token=token)
+    assert emails(users) == {"admin@initech.test", "support@initech.test"}
+    assert users["data"]["users"]["totalCount"] == 2
+    demo_email, demo_password = demo.demo_login()
+    demo_users = emails(gql(demo.url, USERS, token=login(demo.url, demo_email, demo_password)))
+    assert demo_email in demo_users
+    assert not {"admin@initech.test", "support@initech.test"} & demo_users
+
+
+def test_cli_without_a_running_serve_starts_and_stops_its_own_databases() -> None:
+    with scratch_dir("migrate") as directory:
+        # given no serve on this data dir
+        data_dir = directory / "data"
+        # when
+        result = cli(data_dir, "migrate")
+        # then it ran on embedded databases of its own, and stopped them
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith("Database is at revision ")
+        assert (data_dir / "postgres" / "PG_VERSION").exists()
+        assert database_processes(data_dir) == []
+        assert not (data_dir / "runtime.json").exists()

@@ -1,0 +1,737 @@
+"""The outbox: every mutation appends its event rows to `events` in the transaction of its change,
+with the organization, the actor and a payload that `banxway.events.parse` reads back; a mutation that
+fails writes none; and every registered event type is produced by some mutation checked here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from strawberry.relay import GlobalID
+from strawberry.utils.str_converters import to_camel_case
+
+from banxway.db.models import Contact, ContactMerge, Customer, Event, Message, Note, Shipment, ShipmentMilestone, Thread
+from banxway.db.session import system_session
+from banxway.events import EVENT_TYPES, parse
+from banxway.schema.inbox import InboxMutation
+from tests.inbox_helpers import Inbox
+
+ME_ID = "{ me { id } }"
+
+THREAD_CREATE = """
+mutation($input: ThreadCreateInput!) {
+  threadCreate(input: $input) { thread { id } userErrors { field code message } }
+}
+"""
+
+THREAD_UPDATE = """
+mutation($input: ThreadUpdateInput!) {
+  threadUpdate(input: $input) { thread { id } userErrors { field code message } }
+}
+"""
+
+THREAD_ASSIGN = """
+mutation($input: ThreadAssignInput!) {
+  threadAssign(input: $input) { thread { id } userErrors { field code message } }
+}
+"""
+
+THREAD_ARCHIVE = """
+mutation($input: ThreadArchiveInput!) {
+  threadArchive(input: $input) { thread { id } userErrors { field code message } }
+}
+"""
+
+THREAD_MARK_READ = """
+mutation($input: ThreadMarkReadInput!) {
+  threadMarkRead(input: $input) { thread { id } userErrors { field code message } }
+}
+"""
+
+MESSAGE_SEND = """
+mutation($input: MessageSendInput!) {
+  messageSend(input: $input) { message { id } userErrors { field code message } }
+}
+"""
+
+NOTE_ADD = """
+mutation($input: NoteAddInput!) {
+  noteAdd(input: $input) { note { id } userErrors { field code message } }
+}
+"""
+
+ACTION_CREATE = """
+mutation($input: ActionCreateInput!) {
+  actionCreate(input: $input) { action { id } userErrors { field code message } }
+}
+"""
+
+ACTION_UPDATE = """
+mutation($input: ActionUpdateInput!) {
+  actionUpdate(input: $input) { action { id } userErrors { field code message } }
+}
+"""
+
+CUSTOMER_CREATE = """
+mutation($input: CustomerInput!) {
+  customerCreate(input: $input) { customer { id } userErrors { field code message } }
+}
+"""
+
+CUSTOMER_UPDATE = """
+mutation($input: CustomerUpdateInput!) {
+  customerUpdate(input: $input) { customer { id } userErrors { field code message } }
+}
+"""
+
+CONTACT_CREATE = """
+mutation($input: ContactInput!) {
+  contactCreate(input: $input) { contact { id } userErrors { field code message } }
+}
+"""
+
+CONTACT_UPDATE = """
+mutation($input: ContactUpdateInput!) {
+  contactUpdate(input: $input) { contact { id } userErrors { field code message } }
+}
+"""
+
+CONTACT_MERGE = """
+mutation($input: ContactMergeInput!) {
+  contactMerge(input: $input) { keptContact { id } mergedContact { id } userErrors { field code message } }
+}
+"""
+
+CONTACT_UNMERGE = """
+mutation($input: ContactUnmergeInput!) {
+  contactUnmerge(input: $input) { keptContact { id } mergedContact { id } userErrors { field code message } }
+}
+"""
+
+SHIPMENT_CREATE = """
+mutation($input: ShipmentInput!) {
+  shipmentCreate(input: $input) { shipment { id } userErrors { field code message } }
+}
+"""
+
+SHIPMENT_UPDATE = """
+mutation($input: ShipmentUpdateInput!) {
+  shipmentUpdate(input: $input) { shipment { id } userErrors { field code message } }
+}
+"""
+
+SHIPMENT_MILESTONE_ADD = """
+mutation($input: ShipmentMilestoneAddInput!) {
+  shipmentMilestoneAdd(input: $input) { shipment { id status } userErrors { field code message } }
+}
+"""
+
+USER_UPDATE = """
+mutation($id: ID!, $active: Boolean) {
+  userUpdate(input: {id: $id, active: $active}) { user { id } userErrors { field code message } }
+}
+"""
+
+# Registered types that no mutation produces: delivery status comes from the channel providers
+# (a worker or webhook), none of which exists yet. Anything else registered must be produced below.
+NOT_PRODUCED_BY_MUTATIONS = {"MESSAGE_STATUS_CHANGED"}
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _uuid(global_id: str) -> uuid.UUID:
+    return uuid.UUID(GlobalID.from_id(global_id).node_id)
+
+
+class EventLog:
+    """The `events` table, read across organizations; `mark()` sets where "new" starts."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+        self.after = 0
+
+    async def _session_scalar(self, statement: Any) -> Any:
+        async with system_session(self.inbox.api.state.sessionmaker) as session:
+            return await session.scalar(statement)
+
+    async def mark(self) -> None:
+        self.after = await self._session_scalar(select(func.coalesce(func.max(Event.id), 0)))
+
+    async def new(self) -> list[Event]:
+        async with system_session(self.inbox.api.state.sessionmaker) as session:
+            return list(await session.scalars(select(Event).where(Event.id > self.after).order_by(Event.id)))
+
+    async def timestamp(self, model: Any, row_id: uuid.UUID, attribute: str) -> datetime:
+        return await self._session_scalar(select(getattr(model, attribute)).where(model.id == row_id))
+
+
+@dataclass
+class Expected:
+    type: str
+    fields: dict[str, Any]
+    # (model, id, column) whose timestamp was written by the same transaction as the event
+    same_transaction: tuple[Any, uuid.UUID, str] | None = None
+
+
+@dataclass
+class Setup:
+    inbox: Inbox
+    log: EventLog
+    ids: dict[str, Any] = field(default_factory=dict)
+
+    async def ok(self, query: str, variables: dict, name: str, token: str | None = None) -> dict:
+        return await self.inbox.ok(query, variables, name, token)
+
+    async def thread(self, **fields: Any) -> str:
+        fields.setdefault("subject", "Quote for 2x40HC Nhava Sheva to Hamburg")
+        return (await self.ok(THREAD_CREATE, {"input": fields}, "threadCreate"))["thread"]["id"]
+
+    async def customer(self, name: str = "Acme Imports") -> str:
+        return (await self.ok(CUSTOMER_CREATE, {"input": {"name": name}}, "customerCreate"))["customer"]["id"]
+
+    async def contact(self, name: str = "Priya Shah", **fields: Any) -> str:
+        payload = await self.ok(CONTACT_CREATE, {"input": {"name": name, **fields}}, "contactCreate")
+        return payload["contact"]["id"]
+
+    async def shipment(self, reference: str = "SHP-1") -> str:
+        payload = await self.ok(
+            SHIPMENT_CREATE, {"input": {"reference": reference, "direction": "IMPORT"}}, "shipmentCreate"
+        )
+        return payload["shipment"]["id"]
+
+    async def member(self, role: str, email: str) -> str:
+        await self.inbox.api.create_user(self.inbox.org, email, role)
+        token = await self.inbox.api.token(email)
+        return (await self.inbox.api.gql(ME_ID, token=token))["data"]["me"]["id"]
+
+
+Case = Callable[[Setup], Awaitable[list[Expected]]]
+
+
+# -- one case per mutation: set up, mark, mutate, say what must have been recorded ---------------
+
+
+async def thread_create(s: Setup) -> list[Expected]:
+    contact = await s.contact()
+    await s.log.mark()
+    thread = (await s.ok(THREAD_CREATE, {"input": {"subject": "New", "contactId": contact}}, "threadCreate"))["thread"]
+    tid = _uuid(thread["id"])
+    return [Expected("THREAD_CREATED", {"thread_id": tid}, (Thread, tid, "created_at"))]
+
+
+async def thread_update(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    await s.ok(THREAD_UPDATE, {"input": {"id": thread, "priority": "URGENT", "tags": ["x"]}}, "threadUpdate")
+    tid = _uuid(thread)
+    return [
+        Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["priority", "tags"]}, (Thread, tid, "updated_at"))
+    ]
+
+
+async def thread_assign(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    support = await s.member("support", "support@acme.test")
+    await s.log.mark()
+    await s.ok(THREAD_ASSIGN, {"input": {"threadId": thread, "assigneeId": support}}, "threadAssign")
+    tid = _uuid(thread)
+    return [
+        Expected(
+            "THREAD_ASSIGNED",
+            {"thread_id": tid, "assignee_id": _uuid(support), "previous_assignee_id": None},
+            (Thread, tid, "updated_at"),
+        )
+    ]
+
+
+async def thread_archive(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    await s.ok(THREAD_ARCHIVE, {"input": {"threadId": thread}}, "threadArchive")
+    tid = _uuid(thread)
+    return [Expected("THREAD_ARCHIVED", {"thread_id": tid}, (Thread, tid, "updated_at"))]
+
+
+async def thread_mark_read(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    await s.ok(THREAD_MARK_READ, {"input": {"threadId": thread}}, "threadMarkRead")
+    return [Expected("THREAD_READ", {"thread_id": _uuid(thread), "user_id": s.ids["me"]})]
+
+
+async def message_send(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    payload = await s.ok(
+        MESSAGE_SEND,
+        {"input": {"threadId": thread, "channel": "EMAIL", "body": "Hi", "to": ["ops@acme.example"]}},
+        "messageSend",
+    )
+    tid, mid = _uuid(thread), _uuid(payload["message"]["id"])
+    return [
+        Expected("MESSAGE_ADDED", {"thread_id": tid, "message_id": mid}, (Message, mid, "created_at")),
+        Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["status"]}, (Thread, tid, "updated_at")),
+    ]
+
+
+async def message_send_internal(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    payload = await s.ok(
+        MESSAGE_SEND, {"input": {"threadId": thread, "channel": "INTERNAL", "body": "Hi"}}, "messageSend"
+    )
+    tid, mid = _uuid(thread), _uuid(payload["message"]["id"])
+    return [Expected("MESSAGE_ADDED", {"thread_id": tid, "message_id": mid}, (Message, mid, "created_at"))]
+
+
+async def note_add(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    support = await s.member("support", "support@acme.test")
+    await s.log.mark()
+    payload = await s.ok(NOTE_ADD, {"input": {"threadId": thread, "body": "@support@acme.test have a look"}}, "noteAdd")
+    nid = _uuid(payload["note"]["id"])
+    return [
+        Expected(
+            "NOTE_ADDED",
+            {"thread_id": _uuid(thread), "note_id": nid, "mentioned_user_ids": [_uuid(support)]},
+            (Note, nid, "created_at"),
+        )
+    ]
+
+
+async def action_create(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    payload = await s.ok(ACTION_CREATE, {"input": {"threadId": thread, "title": "Call back"}}, "actionCreate")
+    return [Expected("ACTION_CREATED", {"thread_id": _uuid(thread), "action_id": _uuid(payload["action"]["id"])})]
+
+
+async def action_update(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    action = (await s.ok(ACTION_CREATE, {"input": {"threadId": thread, "title": "Call"}}, "actionCreate"))["action"]
+    await s.log.mark()
+    await s.ok(ACTION_UPDATE, {"input": {"id": action["id"], "status": "DONE"}}, "actionUpdate")
+    return [
+        Expected(
+            "ACTION_UPDATED", {"thread_id": _uuid(thread), "action_id": _uuid(action["id"]), "changed": ["status"]}
+        )
+    ]
+
+
+async def customer_create(s: Setup) -> list[Expected]:
+    await s.log.mark()
+    payload = await s.ok(CUSTOMER_CREATE, {"input": {"name": "Globex Traders"}}, "customerCreate")
+    cid = _uuid(payload["customer"]["id"])
+    return [Expected("CUSTOMER_CREATED", {"customer_id": cid}, (Customer, cid, "created_at"))]
+
+
+async def customer_update(s: Setup) -> list[Expected]:
+    customer = await s.customer()
+    await s.log.mark()
+    await s.ok(CUSTOMER_UPDATE, {"input": {"id": customer, "name": "Acme Imports Ltd"}}, "customerUpdate")
+    cid = _uuid(customer)
+    return [Expected("CUSTOMER_UPDATED", {"customer_id": cid, "changed": ["name"]}, (Customer, cid, "updated_at"))]
+
+
+async def contact_create(s: Setup) -> list[Expected]:
+    await s.log.mark()
+    payload = await s.ok(
+        CONTACT_CREATE,
+        {"input": {"name": "Priya", "identities": [{"channel": "EMAIL", "address": "priya@acme.example"}]}},
+        "contactCreate",
+    )
+    cid = _uuid(payload["contact"]["id"])
+    return [Expected("CONTACT_CREATED", {"contact_id": cid}, (Contact, cid, "created_at"))]
+
+
+async def contact_update(s: Setup) -> list[Expected]:
+    contact = await s.contact()
+    await s.log.mark()
+    await s.ok(CONTACT_UPDATE, {"input": {"id": contact, "title": "Logistics manager"}}, "contactUpdate")
+    cid = _uuid(contact)
+    return [Expected("CONTACT_UPDATED", {"contact_id": cid, "changed": ["title"]}, (Contact, cid, "updated_at"))]
+
+
+async def _merge(s: Setup) -> tuple[str, str, str]:
+    kept = await s.contact("Priya Shah", identities=[{"channel": "EMAIL", "address": "priya@acme.example"}])
+    duplicate = await s.contact("P. Shah", identities=[{"channel": "EMAIL", "address": "p.shah@acme.example"}])
+    thread = await s.thread(contactId=duplicate)
+    return kept, duplicate, thread
+
+
+async def contact_merge(s: Setup) -> list[Expected]:
+    kept, duplicate, thread = await _merge(s)
+    await s.log.mark()
+    await s.ok(CONTACT_MERGE, {"input": {"keptContactId": kept, "mergedContactId": duplicate}}, "contactMerge")
+    merge_id = await s.log._session_scalar(select(ContactMerge.id).where(ContactMerge.kept_contact_id == _uuid(kept)))
+    return [
+        Expected(
+            "CONTACT_MERGED",
+            {
+                "merge_id": merge_id,
+                "kept_contact_id": _uuid(kept),
+                "merged_contact_id": _uuid(duplicate),
+                "thread_ids": [_uuid(thread)],
+            },
+            (ContactMerge, merge_id, "created_at"),
+        )
+    ]
+
+
+async def contact_unmerge(s: Setup) -> list[Expected]:
+    kept, duplicate, thread = await _merge(s)
+    await s.ok(CONTACT_MERGE, {"input": {"keptContactId": kept, "mergedContactId": duplicate}}, "contactMerge")
+    merge_id = await s.log._session_scalar(select(ContactMerge.id).where(ContactMerge.kept_contact_id == _uuid(kept)))
+    await s.log.mark()
+    await s.ok(CONTACT_UNMERGE, {"input": {"contactId": duplicate}}, "contactUnmerge")
+    return [
+        Expected(
+            "CONTACT_UNMERGED",
+            {
+                "merge_id": merge_id,
+                "kept_contact_id": _uuid(kept),
+                "merged_contact_id": _uuid(duplicate),
+                "thread_ids": [_uuid(thread)],
+            },
+        )
+    ]
+
+
+async def shipment_create(s: Setup) -> list[Expected]:
+    await s.log.mark()
+    payload = await s.ok(SHIPMENT_CREATE, {"input": {"reference": "SHP-9", "direction": "EXPORT"}}, "shipmentCreate")
+    sid = _uuid(payload["shipment"]["id"])
+    return [Expected("SHIPMENT_CREATED", {"shipment_id": sid}, (Shipment, sid, "created_at"))]
+
+
+async def shipment_update(s: Setup) -> list[Expected]:
+    shipment = await s.shipment()
+    await s.log.mark()
+    await s.ok(SHIPMENT_UPDATE, {"input": {"id": shipment, "vessel": "MSC Aurora"}}, "shipmentUpdate")
+    sid = _uuid(shipment)
+    return [Expected("SHIPMENT_UPDATED", {"shipment_id": sid, "changed": ["vessel"]}, (Shipment, sid, "updated_at"))]
+
+
+async def shipment_milestone_add(s: Setup) -> list[Expected]:
+    shipment = await s.shipment()
+    await s.log.mark()
+    payload = await s.ok(
+        SHIPMENT_MILESTONE_ADD,
+        {
+            "input": {
+                "shipmentId": shipment,
+                "type": "DEPARTED",
+                "actualAt": datetime(2026, 3, 1, tzinfo=UTC).isoformat(),
+            }
+        },
+        "shipmentMilestoneAdd",
+    )
+    assert payload["shipment"]["status"] == "IN_TRANSIT"
+    sid = _uuid(shipment)
+    milestone_id = await s.log._session_scalar(select(ShipmentMilestone.id).where(ShipmentMilestone.shipment_id == sid))
+    return [
+        Expected(
+            "SHIPMENT_MILESTONE_ADDED",
+            {"shipment_id": sid, "milestone_id": milestone_id},
+            (ShipmentMilestone, milestone_id, "created_at"),
+        ),
+        Expected("SHIPMENT_UPDATED", {"shipment_id": sid, "changed": ["atd", "status"]}, (Shipment, sid, "updated_at")),
+    ]
+
+
+CASES: dict[str, tuple[Case, list[str]]] = {
+    "threadCreate": (thread_create, ["THREAD_CREATED"]),
+    "threadUpdate": (thread_update, ["THREAD_UPDATED"]),
+    "threadAssign": (thread_assign, ["THREAD_ASSIGNED"]),
+    "threadArchive": (thread_archive, ["THREAD_ARCHIVED"]),
+    "threadMarkRead": (thread_mark_read, ["THREAD_READ"]),
+    "messageSend": (message_send, ["MESSAGE_ADDED", "THREAD_UPDATED"]),
+    "messageSend-internal": (message_send_internal, ["MESSAGE_ADDED"]),
+    "noteAdd": (note_add, ["NOTE_ADDED"]),
+    "actionCreate": (action_create, ["ACTION_CREATED"]),
+    "actionUpdate": (action_update, ["ACTION_UPDATED"]),
+    "customerCreate": (customer_create, ["CUSTOMER_CREATED"]),
+    "customerUpdate": (customer_update, ["CUSTOMER_UPDATED"]),
+    "contactCreate": (contact_create, ["CONTACT_CREATED"]),
+    "contactUpdate": (contact_update, ["CONTACT_UPDATED"]),
+    "contactMerge": (contact_merge, ["CONTACT_MERGED"]),
+    "contactUnmerge": (contact_unmerge, ["CONTACT_UNMERGED"]),
+    "shipmentCreate": (shipment_create, ["SHIPMENT_CREATED"]),
+    "shipmentUpdate": (shipment_update, ["SHIPMENT_UPDATED"]),
+    "shipmentMilestoneAdd": (shipment_milestone_add, ["SHIPMENT_MILESTONE_ADDED", "SHIPMENT_UPDATED"]),
+}
+
+
+@pytest.mark.parametrize(("case", "types"), CASES.values(), ids=CASES.keys())
+async def test_a_mutation_appends_its_events(inbox: Inbox, case: Case, types: list[str]) -> None:
+    # given
+    log = EventLog(inbox)
+    me = _uuid((await inbox.gql(ME_ID))["data"]["me"]["id"])
+    setup = Setup(inbox, log, {"me": me})
+    # when
+    expected = await case(setup)
+    # then
+    rows = await log.new()
+    assert [row.type for row in rows] == [e.type for e in expected] == types
+    for row, wanted in zip(rows, expected, strict=True):
+        assert row.organization_id == inbox.org.id
+        assert row.actor_id == me
+        event = parse(row.type, row.payload)
+        assert type(event) is EVENT_TYPES[wanted.type]
+        assert event.model_dump() == {**event.model_dump(), **wanted.fields}
+        assert row.thread_id == getattr(event, "thread_id", None)
+        if wanted.same_transaction is not None:
+            model, row_id, column = wanted.same_transaction
+            # now() is the transaction's start time: equal timestamps mean one transaction
+            assert await log.timestamp(model, row_id, column) == row.created_at
+
+
+async def test_the_actor_is_the_viewer_who_made_the_change(inbox: Inbox) -> None:
+    # given
+    log = EventLog(inbox)
+    setup = Setup(inbox, log)
+    support = await setup.member("support", "support@acme.test")
+    token = await inbox.api.token("support@acme.test")
+    thread = await setup.thread()
+    await log.mark()
+    # when
+    await inbox.ok(THREAD_ASSIGN, {"input": {"threadId": thread, "assigneeId": support}}, "threadAssign", token)
+    await inbox.ok(NOTE_ADD, {"input": {"threadId": thread, "body": "Mine now"}}, "noteAdd", token)
+    # then
+    rows = await log.new()
+    assert [(row.type, row.actor_id) for row in rows] == [
+        ("THREAD_ASSIGNED", _uuid(support)),
+        ("NOTE_ADDED", _uuid(support)),
+    ]
+
+
+async def test_events_belong_to_the_organization_of_the_change(inbox: Inbox) -> None:
+    # given
+    org = await inbox.api.create_org("globex")
+    globex = Inbox(inbox.api, org, await inbox.api.token(org.admin_email))
+    log = EventLog(inbox)
+    await log.mark()
+    # when
+    await Setup(globex, log).thread(subject="Globex")
+    await Setup(inbox, log).thread(subject="Acme")
+    # then
+    rows = await log.new()
+    assert [(row.type, row.organization_id) for row in rows] == [
+        ("THREAD_CREATED", org.id),
+        ("THREAD_CREATED", inbox.org.id),
+    ]
+
+
+# -- failures and no-ops write nothing -----------------------------------------------------------------
+
+Failure = Callable[[Setup], Awaitable[tuple[str, dict, str, str | None]]]
+
+
+async def _unknown_contact(s: Setup) -> tuple[str, dict, str, str | None]:
+    unknown = str(GlobalID("Contact", str(uuid.uuid4())))
+    return THREAD_CREATE, {"input": {"subject": "X", "contactId": unknown}}, "threadCreate", None
+
+
+async def _back_to_new(s: Setup) -> tuple[str, dict, str, str | None]:
+    thread = await s.thread()
+    await s.ok(THREAD_UPDATE, {"input": {"id": thread, "status": "OPEN"}}, "threadUpdate")
+    return THREAD_UPDATE, {"input": {"id": thread, "status": "NEW", "priority": "HIGH"}}, "threadUpdate", None
+
+
+async def _deactivated_assignee(s: Setup) -> tuple[str, dict, str, str | None]:
+    thread = await s.thread()
+    gone = await s.member("support", "gone@acme.test")
+    await s.ok(USER_UPDATE, {"id": gone, "active": False}, "userUpdate")
+    return THREAD_ASSIGN, {"input": {"threadId": thread, "assigneeId": gone}}, "threadAssign", None
+
+
+async def _message_too_long(s: Setup) -> tuple[str, dict, str, str | None]:
+    thread = await s.thread()
+    variables = {"input": {"threadId": thread, "channel": "SMS", "body": "x" * 1601, "to": ["+919820054321"]}}
+    return MESSAGE_SEND, variables, "messageSend", None
+
+
+async def _message_without_recipient(s: Setup) -> tuple[str, dict, str, str | None]:
+    thread = await s.thread()
+    return MESSAGE_SEND, {"input": {"threadId": thread, "channel": "EMAIL", "body": "Hi"}}, "messageSend", None
+
+
+async def _message_on_archived_thread(s: Setup) -> tuple[str, dict, str, str | None]:
+    thread = await s.thread()
+    await s.ok(THREAD_ARCHIVE, {"input": {"threadId": thread}}, "threadArchive")
+    return MESSAGE_SEND, {"input": {"threadId": thread, "channel": "INTERNAL", "body": "Hi"}}, "messageSend", None
+
+
+async def _note_with_foreign_mention(s: Setup) -> tuple[str, dict, str, str | None]:
+    thread = await s.thread()
+    stranger = str(GlobalID("User", str(uuid.uuid4())))
+    variables = {"input": {"threadId": thread, "body": "Hi", "mentionedUserIds": [stranger]}}
+    return NOTE_ADD, variables, "noteAdd", None
+
+
+async def _action_invalid_transition(s: Setup) -> tuple[str, dict, str, str | None]:
+    thread = await s.thread()
+    action = (await s.ok(ACTION_CREATE, {"input": {"threadId": thread, "title": "X"}}, "actionCreate"))["action"]
+    await s.ok(ACTION_UPDATE, {"input": {"id": action["id"], "status": "DONE"}}, "actionUpdate")
+    variables = {"input": {"id": action["id"], "status": "IN_PROGRESS", "title": "Renamed"}}
+    return ACTION_UPDATE, variables, "actionUpdate", None
+
+
+async def _customer_bad_email(s: Setup) -> tuple[str, dict, str, str | None]:
+    return CUSTOMER_CREATE, {"input": {"name": "X", "email": "not-an-email"}}, "customerCreate", None
+
+
+async def _contact_taken_identity(s: Setup) -> tuple[str, dict, str, str | None]:
+    await s.contact("First", identities=[{"channel": "EMAIL", "address": "same@acme.example"}])
+    variables = {"input": {"name": "Second", "identities": [{"channel": "EMAIL", "address": "SAME@acme.example"}]}}
+    return CONTACT_CREATE, variables, "contactCreate", None
+
+
+async def _merge_into_itself(s: Setup) -> tuple[str, dict, str, str | None]:
+    contact = await s.contact()
+    return CONTACT_MERGE, {"input": {"keptContactId": contact, "mergedContactId": contact}}, "contactMerge", None
+
+
+async def _milestone_without_time(s: Setup) -> tuple[str, dict, str, str | None]:
+    shipment = await s.shipment()
+    return SHIPMENT_MILESTONE_ADD, {"input": {"shipmentId": shipment, "type": "LOADED"}}, "shipmentMilestoneAdd", None
+
+
+async def _shipment_taken_reference(s: Setup) -> tuple[str, dict, str, str | None]:
+    await s.shipment("SHP-1")
+    other = await s.shipment("SHP-2")
+    return SHIPMENT_UPDATE, {"input": {"id": other, "reference": "shp-1"}}, "shipmentUpdate", None
+
+
+FAILURES: dict[str, Failure] = {
+    "threadCreate-unknown-contact": _unknown_contact,
+    "threadUpdate-back-to-new": _back_to_new,
+    "threadAssign-deactivated": _deactivated_assignee,
+    "messageSend-too-long": _message_too_long,
+    "messageSend-no-recipient": _message_without_recipient,
+    "messageSend-archived": _message_on_archived_thread,
+    "noteAdd-unknown-mention": _note_with_foreign_mention,
+    "actionUpdate-invalid-transition": _action_invalid_transition,
+    "customerCreate-bad-email": _customer_bad_email,
+    "contactCreate-taken": _contact_taken_identity,
+    "contactMerge-itself": _merge_into_itself,
+    "shipmentMilestoneAdd-no-time": _milestone_without_time,
+    "shipmentUpdate-taken-reference": _shipment_taken_reference,
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+async def test_a_mutation_that_fails_with_user_errors_writes_no_event(inbox: Inbox, failure: Failure) -> None:
+    # given
+    log = EventLog(inbox)
+    query, variables, name, token = await failure(Setup(inbox, log))
+    await log.mark()
+    # when
+    result = await inbox.gql(query, variables, token)
+    # then
+    assert "errors" not in result, result
+    assert result["data"][name]["userErrors"] != []
+    assert await log.new() == []
+
+
+async def test_a_forbidden_mutation_writes_no_event(inbox: Inbox) -> None:
+    # given
+    log = EventLog(inbox)
+    setup = Setup(inbox, log)
+    thread = await setup.thread()
+    await setup.member("support", "support@acme.test")
+    token = await inbox.api.token("support@acme.test")
+    await log.mark()
+    # when
+    archive = await inbox.gql(THREAD_ARCHIVE, {"input": {"threadId": thread}}, token)
+    # then
+    assert archive["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    assert await log.new() == []
+
+
+NO_OPS: dict[str, Callable[[Setup], Awaitable[tuple[str, dict, str]]]] = {}
+
+
+async def _same_priority(s: Setup) -> tuple[str, dict, str]:
+    thread = await s.thread(priority="HIGH")
+    return THREAD_UPDATE, {"input": {"id": thread, "priority": "HIGH"}}, "threadUpdate"
+
+
+async def _same_assignee(s: Setup) -> tuple[str, dict, str]:
+    thread = await s.thread()
+    await s.ok(THREAD_ASSIGN, {"input": {"threadId": thread, "assigneeId": s.ids["me"]}}, "threadAssign")
+    return THREAD_ASSIGN, {"input": {"threadId": thread, "assigneeId": s.ids["me"]}}, "threadAssign"
+
+
+async def _archived_again(s: Setup) -> tuple[str, dict, str]:
+    thread = await s.thread()
+    await s.ok(THREAD_ARCHIVE, {"input": {"threadId": thread}}, "threadArchive")
+    return THREAD_ARCHIVE, {"input": {"threadId": thread}}, "threadArchive"
+
+
+async def _same_customer_name(s: Setup) -> tuple[str, dict, str]:
+    customer = await s.customer("Acme Imports")
+    return CUSTOMER_UPDATE, {"input": {"id": customer, "name": "Acme Imports"}}, "customerUpdate"
+
+
+async def _idempotent_retry(s: Setup) -> tuple[str, dict, str]:
+    thread = await s.thread()
+    variables = {"input": {"threadId": thread, "channel": "INTERNAL", "body": "Hi", "idempotencyKey": "once"}}
+    await s.ok(MESSAGE_SEND, variables, "messageSend")
+    return MESSAGE_SEND, variables, "messageSend"
+
+
+NO_OPS.update(
+    {
+        "threadUpdate-same-priority": _same_priority,
+        "threadAssign-same-assignee": _same_assignee,
+        "threadArchive-already-archived": _archived_again,
+        "customerUpdate-same-name": _same_customer_name,
+        "messageSend-idempotent-retry": _idempotent_retry,
+    }
+)
+
+
+@pytest.mark.parametrize("no_op", NO_OPS.values(), ids=NO_OPS.keys())
+async def test_a_mutation_that_changes_nothing_writes_no_event(
+    inbox: Inbox, no_op: Callable[[Setup], Awaitable[tuple[str, dict, str]]]
+) -> None:
+    # given
+    log = EventLog(inbox)
+    me = _uuid((await inbox.gql(ME_ID))["data"]["me"]["id"])
+    query, variables, name = await no_op(Setup(inbox, log, {"me": str(GlobalID("User", str(me)))}))
+    await log.mark()
+    # when
+    result = await inbox.gql(query, variables)
+    # then
+    assert "errors" not in result, result
+    assert result["data"][name]["userErrors"] == []
+    assert await log.new() == []
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+
+def test_every_registered_event_type_is_produced_by_a_mutation_checked_here() -> None:
+    # given
+    produced = {event_type for _, types in CASES.values() for event_type in types}
+    # then
+    assert produced | NOT_PRODUCED_BY_MUTATIONS == set(EVENT_TYPES), (
+        f"registered but not checked here: {set(EVENT_TYPES) - produced - NOT_PRODUCED_BY_MUTATIONS}; "
+        f"checked but not registered: {produced - set(EVENT_TYPES)}"
+    )
+    assert not produced & NOT_PRODUCED_BY_MUTATIONS, "a type now produced here must leave NOT_PRODUCED_BY_MUTATIONS"
+
+
+def test_every_inbox_mutation_has_a_case() -> None:
+    # given: the mutations of the inbox schema (customers, contacts, shipments, threads, messages, …)
+    mutations = {to_camel_case(f.python_name) for f in InboxMutation.__strawberry_definition__.fields}
+    # then
+    assert len(mutations) >= 18
+    assert mutations - set(CASES) == set()
