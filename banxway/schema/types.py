@@ -63,7 +63,8 @@ def _node_resolver(loader_name: str) -> Any:
 
 
 def related(root: Any, info: Ctx, attribute: str, loader_name: str, foreign_key: uuid.UUID | None) -> Any:
-    """A many-to-one link: the joined row when prefetched, else a batched load."""
+    """A many-to-one link: None without a key; the row when a page query joined it into
+    `root.<attribute>`; otherwise a batched load through the request's loader."""
     if foreign_key is None:
         return None
     if attribute in root.__dict__:  # loaded by the page query (a joined many-to-one)
@@ -103,7 +104,7 @@ class User(relay.Node):
 
     @strawberry.field
     def organization(self, info: Ctx) -> Organization:
-        return info.context.loaders.organization_by_id.load(self.organization_id)  # type: ignore[attr-defined,return-value]
+        return related(self, info, "organization", "organization_by_id", self.organization_id)  # type: ignore[attr-defined]
 
 
 @strawberry.type
@@ -156,7 +157,7 @@ class Contact(relay.Node):
 
     @strawberry.field
     def customer(self, info: Ctx) -> Customer | None:
-        return info.context.loaders.customer_by_id.load(self.customer_id) if self.customer_id else None  # type: ignore[attr-defined,return-value]
+        return related(self, info, "customer", "customer_by_id", self.customer_id)  # type: ignore[attr-defined]
 
     @strawberry.field
     def identities(self, info: Ctx) -> list[ContactIdentity]:
@@ -220,7 +221,7 @@ class Shipment(relay.Node):
 
     @strawberry.field
     def customer(self, info: Ctx) -> Customer | None:
-        return info.context.loaders.customer_by_id.load(self.customer_id) if self.customer_id else None  # type: ignore[attr-defined,return-value]
+        return related(self, info, "customer", "customer_by_id", self.customer_id)  # type: ignore[attr-defined]
 
     @strawberry.field
     def origin(self) -> Location | None:
@@ -260,15 +261,15 @@ class Message(relay.Node):
 
     @strawberry.field
     def thread(self, info: Ctx) -> Thread:
-        return info.context.loaders.thread_by_id.load(self.thread_id)  # type: ignore[attr-defined,return-value]
+        return related(self, info, "thread", "thread_by_id", self.thread_id)  # type: ignore[attr-defined]
 
     @strawberry.field
     def author(self, info: Ctx) -> User | None:
-        return info.context.loaders.user_by_id.load(self.author_id) if self.author_id else None  # type: ignore[attr-defined,return-value]
+        return related(self, info, "author", "user_by_id", self.author_id)  # type: ignore[attr-defined]
 
     @strawberry.field
     def contact(self, info: Ctx) -> Contact | None:
-        return info.context.loaders.contact_by_id.load(self.contact_id) if self.contact_id else None  # type: ignore[attr-defined,return-value]
+        return related(self, info, "contact", "contact_by_id", self.contact_id)  # type: ignore[attr-defined]
 
 
 @strawberry.type
@@ -282,11 +283,11 @@ class Note(relay.Node):
 
     @strawberry.field
     def thread(self, info: Ctx) -> Thread:
-        return info.context.loaders.thread_by_id.load(self.thread_id)  # type: ignore[attr-defined,return-value]
+        return related(self, info, "thread", "thread_by_id", self.thread_id)  # type: ignore[attr-defined]
 
     @strawberry.field
     def author(self, info: Ctx) -> User | None:
-        return info.context.loaders.user_by_id.load(self.author_id) if self.author_id else None  # type: ignore[attr-defined,return-value]
+        return related(self, info, "author", "user_by_id", self.author_id)  # type: ignore[attr-defined]
 
     @strawberry.field(description="Colleagues @mentioned in the note.")
     async def mentions(self, info: Ctx) -> list[User]:
@@ -310,19 +311,19 @@ class Action(relay.Node):
 
     @strawberry.field
     def thread(self, info: Ctx) -> Thread:
-        return info.context.loaders.thread_by_id.load(self.thread_id)  # type: ignore[attr-defined,return-value]
+        return related(self, info, "thread", "thread_by_id", self.thread_id)  # type: ignore[attr-defined]
 
     @strawberry.field
     def assignee(self, info: Ctx) -> User | None:
-        return info.context.loaders.user_by_id.load(self.assignee_id) if self.assignee_id else None  # type: ignore[attr-defined,return-value]
+        return related(self, info, "assignee", "user_by_id", self.assignee_id)  # type: ignore[attr-defined]
 
     @strawberry.field
     def created_by(self, info: Ctx) -> User | None:
-        return info.context.loaders.user_by_id.load(self.created_by_id) if self.created_by_id else None  # type: ignore[attr-defined,return-value]
+        return related(self, info, "created_by", "user_by_id", self.created_by_id)  # type: ignore[attr-defined]
 
     @strawberry.field
     def completed_by(self, info: Ctx) -> User | None:
-        return info.context.loaders.user_by_id.load(self.completed_by_id) if self.completed_by_id else None  # type: ignore[attr-defined,return-value]
+        return related(self, info, "completed_by", "user_by_id", self.completed_by_id)  # type: ignore[attr-defined]
 
 
 @strawberry.type
