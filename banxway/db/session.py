@@ -136,6 +136,10 @@ def _scope_to_organization(state: ORMExecuteState) -> None:
                 "or, where every organization is meant, system_session()."
             )
         return
+    if state.is_select:
+        # A page query may load only some columns of a row (look-ahead); a later query in the
+        # same session that returns that row must fill it in, not hand back the partial one.
+        state.update_execution_options(populate_existing=True)
     state.statement = state.statement.options(
         with_loader_criteria(
             TenantMixin,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, true
-from sqlalchemy.orm import aliased, joinedload
+from sqlalchemy.orm import aliased, joinedload, load_only
 
 from banxway.auth import Permission
 from banxway.dataloaders import unread_counts
@@ -39,17 +39,30 @@ MESSAGES_ATTR = "_bx_message_pages"
 
 @dataclass(frozen=True)
 class MessageWindow:
-    """The first or last `size` messages of a thread (no cursor)."""
+    """The first or last `size` messages of a thread (no cursor); `columns` to load, None for all."""
 
     size: int
     from_end: bool
+    columns: tuple[str, ...] | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple[int, bool]:
+        return (self.size, self.from_end)
 
 
 @dataclass(frozen=True)
 class ThreadPrefetch:
-    links: frozenset[str] = frozenset()
+    """What a page shows: links to join (name -> columns, None for all), unread counts, message windows."""
+
+    links: tuple[tuple[str, tuple[str, ...] | None], ...] = ()
     unread: bool = False
     message_windows: tuple[MessageWindow, ...] = field(default=())
+
+
+def _only(entity: Any, columns: tuple[str, ...] | None, keys: tuple[str, ...] = ()) -> Any:
+    """load_only() of `columns` plus `keys`; attributes left out raise if read, never lazy-load."""
+    names = sorted({*(columns or ()), *keys})
+    return load_only(*(getattr(entity, name) for name in names), raiseload=True)
 
 
 async def threads_page(
@@ -66,8 +79,11 @@ async def threads_page(
 ) -> Page[Thread]:
     ordering = ORDERINGS[order]
     query = threads_query(ctx, where)
-    if prefetch.links:
-        query = query.options(*(joinedload(THREAD_LINKS[name]) for name in sorted(prefetch.links)))
+    for name, columns in prefetch.links:
+        option = joinedload(THREAD_LINKS[name])
+        if columns is not None:
+            option = option.options(_only(THREAD_LINKS[name].property.mapper.class_, columns))
+        query = query.options(option)
     page = await paginate(
         ctx.db,
         query,
@@ -96,7 +112,7 @@ async def prefetch_threads(ctx: Context, threads: list[Thread], prefetch: Thread
         pages = await message_windows(ctx, ids, window)
         for thread in threads:
             cache = thread.__dict__.setdefault(MESSAGES_ATTR, {})
-            cache[window] = pages[thread.id]
+            cache[window.key] = pages[thread.id]
 
 
 def message_key(message: Message) -> list[Any]:
@@ -117,6 +133,8 @@ async def message_windows(ctx: Context, thread_ids: list[uuid.UUID], window: Mes
     )
     recent = aliased(Message, inner)
     statement = select(recent, inner.c.total).select_from(parents).join(inner, true())
+    if window.columns is not None:
+        statement = statement.options(_only(recent, window.columns, ("thread_id", "created_at")))
     grouped: dict[uuid.UUID, list[Message]] = {thread_id: [] for thread_id in thread_ids}
     totals: dict[uuid.UUID, int] = {}
     for message, total in (await ctx.db.execute(statement)).all():

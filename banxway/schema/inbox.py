@@ -40,6 +40,7 @@ from banxway.schema.errors import (
 from banxway.schema.ids import decode, decode_optional, given, local_id
 from banxway.schema.pagination import Connection, connection
 from banxway.schema.types import (
+    FIELD_COLUMNS,
     Action,
     ActionStatus,
     ActionType,
@@ -135,17 +136,27 @@ def _thread_prefetch(info: Ctx) -> tuple[ThreadPrefetch, bool]:
     """What the selection under `threads` needs, and whether it asks for totalCount."""
     field = info.selected_fields[0]
     nodes = lookahead.connection_nodes(field)
-    links = frozenset(
-        name for name in ("customer", "contact", "shipment", "assignee") if lookahead.selects(nodes, name)
-    )
+    links = {}
+    for name, model in (
+        ("customer", db.Customer),
+        ("contact", db.Contact),
+        ("shipment", db.Shipment),
+        ("assignee", db.User),
+    ):
+        selected = lookahead.children(nodes, name)
+        if selected:
+            links[name] = lookahead.columns_for(model, selected, FIELD_COLUMNS[model])
     windows = []
     for messages in lookahead.children(nodes, "messages"):
         args = messages.arguments
         first, last = lookahead.int_argument(args, "first"), lookahead.int_argument(args, "last")
         if args.get("after") is None and args.get("before") is None and (first is None) != (last is None):
-            windows.append(MessageWindow(size=min(first or last or 0, 100), from_end=last is not None))
+            columns = lookahead.columns_for(db.Message, lookahead.connection_nodes(messages), FIELD_COLUMNS[db.Message])
+            windows.append(MessageWindow(size=min(first or last or 0, 100), from_end=last is not None, columns=columns))
     prefetch = ThreadPrefetch(
-        links=links, unread=lookahead.selects(nodes, "unreadCount"), message_windows=tuple(dict.fromkeys(windows))
+        links=tuple(sorted(links.items())),
+        unread=lookahead.selects(nodes, "unreadCount"),
+        message_windows=tuple(dict.fromkeys(windows)),
     )
     return prefetch, lookahead.selects([field], "totalCount")
 

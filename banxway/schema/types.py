@@ -379,7 +379,7 @@ class Thread(relay.Node):
     ) -> Connection[Message]:
         if after is None and before is None and (first is None) != (last is None):
             window = MessageWindow(size=min(first or last or 0, 100), from_end=last is not None)
-            page = self.__dict__.get(MESSAGES_ATTR, {}).get(window)
+            page = self.__dict__.get(MESSAGES_ATTR, {}).get(window.key)
             if page is not None:
                 return connection(page)
 
@@ -403,6 +403,22 @@ class Thread(relay.Node):
         query = select(db.Action).where(db.Action.thread_id == self.id)
         keys = (db.Action.created_at, db.Action.id)
         return connection(await paginate(info.context.db, query, keys, first=first, after=after))
+
+
+# Columns read by fields that are not simply a column or a link's key (for look-ahead
+# column loading, `lookahead.columns_for`). `()` means the field needs only the row's id.
+FIELD_COLUMNS: dict[type, dict[str, tuple[str, ...]]] = {
+    db.Customer: {"contacts": (), "shipments": ()},
+    db.Contact: {"identities": ()},
+    db.Shipment: {
+        "origin": ("origin_code", "origin_name"),
+        "destination": ("destination_code", "destination_name"),
+        "milestones": (),
+        "threads": (),
+    },
+    db.User: {},
+    db.Message: {},
+}
 
 
 NODE_TYPES: dict[str, type[relay.Node]] = {
