@@ -19,7 +19,7 @@ from sqlalchemy.orm import aliased, joinedload, load_only
 from banxway.auth import Permission
 from banxway.dataloaders import unread_counts
 from banxway.db.models import Message, Thread
-from banxway.resolvers.pagination import Page, encode_cursor, paginate
+from banxway.resolvers.pagination import Page, paginate
 from banxway.resolvers.threads import ORDERINGS, ThreadFilter, ordering_key, threads_query
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ async def message_windows(ctx: Context, thread_ids: list[uuid.UUID], window: Mes
             rows.reverse()
         pages[thread_id] = Page(
             rows=rows,
-            cursors=[encode_cursor(message_key(m)) for m in rows],
+            keys=[message_key(m) for m in rows],
             has_next_page=more and not window.from_end,
             has_previous_page=more and window.from_end,
             total_count=totals.get(thread_id, 0),

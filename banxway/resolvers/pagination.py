@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import enum
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import orjson
 from sqlalchemy import Select, func, literal, select, tuple_
 
 from banxway.db.session import SerialSession
@@ -28,11 +28,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
+    """Rows with their sort keys; a row's cursor is encoded only when it is asked for."""
+
     rows: list[T]
-    cursors: list[str]
+    keys: list[Sequence[Any]]
     has_next_page: bool
     has_previous_page: bool
     total_count: int
+
+    def cursor(self, index: int) -> str:
+        return encode_cursor(self.keys[index])
 
 
 def _encode_value(value: Any) -> Any:
@@ -52,18 +57,18 @@ def _decode_value(value: Any) -> Any:
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
-    raw = json.dumps([_encode_value(v) for v in values], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    raw = orjson.dumps([_encode_value(v) for v in values])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, field: str, width: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded))
+        values = orjson.loads(base64.urlsafe_b64decode(padded))
         if not isinstance(values, list) or len(values) != width:
             raise ValueError
         return [_decode_value(v) for v in values]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, orjson.JSONDecodeError):
         raise DomainError("INVALID", f"'{cursor}' is not a valid cursor.", field) from None
 
 
@@ -148,4 +153,4 @@ async def paginate(
             rows = rows[-last:] if last else []
         else:
             has_previous = after is not None
-    return Page(rows, [encode_cursor(key_of(row)) for row in rows], has_next, has_previous, int(total or 0))
+    return Page(rows, [key_of(row) for row in rows], has_next, has_previous, int(total or 0))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import strawberry
 from sqlalchemy import select
-from strawberry import relay
 from strawberry.types import Info
 
 from banxway import db
@@ -22,7 +21,7 @@ from banxway.schema.errors import (
 from banxway.schema.ids import decode, parse_global_id
 from banxway.schema.inbox import InboxMutation, InboxQuery
 from banxway.schema.pagination import Connection, connection
-from banxway.schema.types import NODE_TYPES, Organization, Role, User
+from banxway.schema.types import NODE_TYPES, Node, Organization, Role, User
 
 
 def _node_key(value: str) -> tuple[str, str] | None:
@@ -30,7 +29,7 @@ def _node_key(value: str) -> tuple[str, str] | None:
     return parsed if parsed is not None and parsed[0] in NODE_TYPES else None
 
 
-async def _resolve_nodes(info: Info[Context, None], ids: list[strawberry.ID]) -> list[relay.Node | None]:
+async def _resolve_nodes(info: Info[Context, None], ids: list[strawberry.ID]) -> list[Node | None]:
     info.context.viewer  # noqa: B018 - authentication required
     parsed = [_node_key(str(i)) for i in ids]
     by_type: dict[str, list[str]] = {}
@@ -47,11 +46,11 @@ async def _resolve_nodes(info: Info[Context, None], ids: list[strawberry.ID]) ->
 @strawberry.type
 class Query(InboxQuery):
     @strawberry.field(description="Any object by its global id; null if it does not exist or is not yours.")
-    async def node(self, info: Info[Context, None], id: strawberry.ID) -> relay.Node | None:
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         return (await _resolve_nodes(info, [id]))[0]
 
     @strawberry.field(description="Objects by global id, in order; null for each one not found.")
-    async def nodes(self, info: Info[Context, None], ids: list[strawberry.ID]) -> list[relay.Node | None]:
+    async def nodes(self, info: Info[Context, None], ids: list[strawberry.ID]) -> list[Node | None]:
         return await _resolve_nodes(info, ids)
 
     @strawberry.field(description="The signed-in user.")

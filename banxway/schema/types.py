@@ -5,6 +5,7 @@ through the request's dataloaders otherwise."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -12,7 +13,6 @@ from typing import Any
 
 import strawberry
 from sqlalchemy import select
-from strawberry import relay
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -37,6 +37,25 @@ ActionType = strawberry.enum(db.ActionType)
 ActionStatus = strawberry.enum(db.ActionStatus)
 
 Ctx = Info[Context, None]
+
+
+def to_global_id(type_name: str, local_id: object) -> str:
+    """base64("Type:uuid"), the Relay global id (the same encoding as strawberry.relay.GlobalID)."""
+    return base64.b64encode(f"{type_name}:{local_id}".encode()).decode()
+
+
+@strawberry.interface(description="An object with a Globally Unique ID.")
+class Node:
+    id: strawberry.ID = strawberry.field(description="The Globally Unique ID of this object.")
+
+
+def _id_field(type_name: str) -> Any:
+    """`id` of a node type: computed straight from the row (no GlobalID object per value)."""
+
+    def resolve(root: Any) -> strawberry.ID:
+        return strawberry.ID(to_global_id(type_name, root.id))
+
+    return strawberry.field(resolver=resolve, description="The Globally Unique ID of this object.")
 
 
 def _model_type_of(model: type) -> Any:
@@ -73,8 +92,8 @@ def related(root: Any, info: Ctx, attribute: str, loader_name: str, foreign_key:
 
 
 @strawberry.type
-class Organization(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class Organization(Node):
+    id: strawberry.ID = _id_field("Organization")
     name: str
     slug: str
     created_at: datetime
@@ -91,8 +110,8 @@ class Organization(relay.Node):
 
 
 @strawberry.type
-class User(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class User(Node):
+    id: strawberry.ID = _id_field("User")
     email: str
     name: str
     role: Role
@@ -108,8 +127,8 @@ class User(relay.Node):
 
 
 @strawberry.type
-class Customer(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class Customer(Node):
+    id: strawberry.ID = _id_field("Customer")
     name: str
     code: str | None
     email: str | None
@@ -144,8 +163,8 @@ class ContactIdentity:
 
 
 @strawberry.type
-class Contact(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class Contact(Node):
+    id: strawberry.ID = _id_field("Contact")
     name: str
     title: str | None
     verified: bool = strawberry.field(description="False for contacts created from an unknown sender.")
@@ -195,8 +214,8 @@ class ShipmentMilestone:
 
 
 @strawberry.type
-class Shipment(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class Shipment(Node):
+    id: strawberry.ID = _id_field("Shipment")
     reference: str
     mode: ShipmentMode
     direction: ShipmentDirection
@@ -243,8 +262,8 @@ class Shipment(relay.Node):
 
 
 @strawberry.type
-class Message(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class Message(Node):
+    id: strawberry.ID = _id_field("Message")
     channel: Channel
     direction: Direction
     status: MessageStatus
@@ -273,8 +292,8 @@ class Message(relay.Node):
 
 
 @strawberry.type
-class Note(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class Note(Node):
+    id: strawberry.ID = _id_field("Note")
     body: str
     created_at: datetime
 
@@ -296,8 +315,8 @@ class Note(relay.Node):
 
 
 @strawberry.type
-class Action(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class Action(Node):
+    id: strawberry.ID = _id_field("Action")
     title: str
     type: ActionType
     status: ActionStatus
@@ -327,8 +346,8 @@ class Action(relay.Node):
 
 
 @strawberry.type
-class Thread(relay.Node):
-    id: relay.NodeID[uuid.UUID]
+class Thread(Node):
+    id: strawberry.ID = _id_field("Thread")
     reference: str = strawberry.field(description="BX-YYYY-NNNN, unique in the organization.")
     subject: str
     type: ThreadType
@@ -421,6 +440,6 @@ FIELD_COLUMNS: dict[type, dict[str, tuple[str, ...]]] = {
 }
 
 
-NODE_TYPES: dict[str, type[relay.Node]] = {
+NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls for cls in (Organization, User, Customer, Contact, Shipment, Thread, Message, Note, Action)
 }
