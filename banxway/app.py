@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, TypedDict
 
 import orjson
@@ -34,6 +36,8 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
+from banxway import events
+from banxway.broadcast import Broadcast
 from banxway.context import AppState, Context, authenticate
 from banxway.db.session import create_engine, create_sessionmaker
 from banxway.logs import get_logger
@@ -51,13 +55,31 @@ async def build_state(settings: Settings) -> AppState:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("create_app needs DATABASE_URL and REDIS_URL (serve fills them in embedded mode)")
     engine = create_engine(settings.database_url, pool_size=10, max_overflow=20)
+    broadcast = Broadcast(settings.redis_url)
+    await broadcast.connect()
     return AppState(
         settings=settings,
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         redis=aioredis.Redis.from_url(settings.redis_url),
         secret_key=settings.resolved_secret_key(),
+        broadcast=broadcast,
     )
+
+
+async def run_event_maintenance(state: AppState) -> None:
+    """Every second relay what a crash left undispatched; every hour prune past the retention."""
+    retention = timedelta(days=state.settings.event_retention_days)
+    last_prune = 0.0
+    while True:
+        try:
+            await events.sweep(state.broadcast, state.sessionmaker)
+            if time.monotonic() - last_prune > 3600:
+                await events.prune(state.sessionmaker, retention)
+                last_prune = time.monotonic()
+        except Exception as exc:  # the database or Redis is down: try again in a second
+            log.warning("event maintenance failed", error=str(exc))
+        await asyncio.sleep(1)
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler):
@@ -223,9 +245,13 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         app_state = state or await build_state(settings)
+        maintenance = asyncio.create_task(run_event_maintenance(app_state))
         try:
             yield {"app": app_state}
         finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
             if state is None:
                 await app_state.aclose()
 

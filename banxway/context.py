@@ -20,6 +20,7 @@ from banxway.auth import (
     decode_access_token,
     has_permission,
 )
+from banxway.broadcast import Broadcast
 from banxway.dataloaders import Loaders
 from banxway.db.models import Role, User
 from banxway.db.session import SerialSession, system_session, tenant_session
@@ -35,8 +36,10 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: aioredis.Redis
     secret_key: str
+    broadcast: Broadcast
 
     async def aclose(self) -> None:
+        await self.broadcast.disconnect()
         await self.redis.aclose()
         await self.engine.dispose()
 
@@ -92,9 +95,15 @@ class Context:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One write transaction on the viewer's session; rolled back if the block raises."""
-        async with self.db.transaction() as session:
-            yield session
+        """One write transaction on the viewer's session; rolled back if the block raises.
+        The events it recorded are relayed to subscribers once it has committed."""
+        try:
+            async with self.db.transaction() as session:
+                yield session
+        except BaseException:
+            events.take_recorded(self.db.session)  # rolled back: nothing to relay
+            raise
+        await events.relay(self.state.broadcast, self.state.sessionmaker, events.take_recorded(session))
 
     def record(self, session: AsyncSession, event: DomainEvent) -> None:
         """Append an event by the viewer to the outbox, in `session`'s transaction."""
@@ -120,6 +129,15 @@ class Context:
             self._db = None
 
 
+async def authenticate_user(state: AppState, user_id: uuid.UUID, organization_id: uuid.UUID) -> User | None:
+    """The user, if they still exist, are active and belong to `organization_id`."""
+    async with system_session(state.sessionmaker) as session:
+        user = await session.get(User, user_id)
+    if user is None or not user.active or user.organization_id != organization_id:
+        return None
+    return user
+
+
 async def authenticate(state: AppState, authorization: str | None) -> tuple[Viewer | None, str | None]:
     """(viewer, None) for a valid token, (None, reason) for a bad one, (None, None) for none."""
     try:
@@ -129,8 +147,7 @@ async def authenticate(state: AppState, authorization: str | None) -> tuple[View
         claims = decode_access_token(state.secret_key, token)
     except InvalidToken as exc:
         return None, f"Invalid access token: {exc}"
-    async with system_session(state.sessionmaker) as session:
-        user = await session.get(User, claims.user_id)
-    if user is None or not user.active or user.organization_id != claims.organization_id:
+    user = await authenticate_user(state, claims.user_id, claims.organization_id)
+    if user is None:
         return None, "Invalid access token: the user no longer exists or is deactivated"
     return Viewer(user.id, user.organization_id, user.role, user.email, user.name), None

@@ -9,12 +9,20 @@ the `events` table; nothing else invents event names.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from banxway.broadcast import Broadcast
 from banxway.db.models import Event as EventRow
+from banxway.db.session import system_session
+from banxway.logs import get_logger
+
+log = get_logger("banxway.events")
 
 
 class DomainEvent(BaseModel):
@@ -152,16 +160,106 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = _registry()
 def record(
     session: AsyncSession, event: DomainEvent, *, organization_id: uuid.UUID, actor_id: uuid.UUID | None
 ) -> None:
-    """Append `event` to the outbox in the session's current transaction."""
-    session.add(
-        EventRow(
-            organization_id=organization_id,
-            type=event.type,
-            thread_id=getattr(event, "thread_id", None),
-            actor_id=actor_id,
-            payload=event.model_dump(mode="json"),
-        )
+    """Append `event` to the outbox in the session's current transaction.
+
+    The row is also remembered on the session, so that whoever commits can relay it at once
+    (`take_recorded` + `relay`); the sweeper relays what a crash left behind.
+    """
+    row = EventRow(
+        organization_id=organization_id,
+        type=event.type,
+        thread_id=getattr(event, "thread_id", None),
+        actor_id=actor_id,
+        payload=event.model_dump(mode="json"),
     )
+    session.add(row)
+    session.info.setdefault(_RECORDED, []).append(row)
+
+
+_RECORDED = "banxway_recorded_events"
+
+
+def take_recorded(session: AsyncSession) -> list[EventRow]:
+    """The events recorded in the session since the last call (after a commit: to relay; after a rollback: to drop)."""
+    return session.info.pop(_RECORDED, [])
+
+
+# -- relay: the outbox to Redis ------------------------------------------------------
+
+
+def channel(organization_id: uuid.UUID) -> str:
+    return f"banxway:events:{organization_id}"
+
+
+def envelope(row: EventRow) -> str:
+    """What subscribers receive on the organization's channel."""
+    return orjson.dumps(
+        {
+            "id": row.id,
+            "type": row.type,
+            "thread_id": row.thread_id,
+            "actor_id": row.actor_id,
+            "payload": row.payload,
+            "created_at": row.created_at,
+        },
+        default=str,
+    ).decode()
+
+
+async def relay(broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], rows: list[EventRow]) -> None:
+    """Publish committed events and mark them dispatched; on failure the sweeper retries."""
+    if not rows:
+        return
+    try:
+        for row in rows:
+            await broadcast.publish(channel(row.organization_id), envelope(row))
+        async with system_session(sessionmaker) as session, session.begin():
+            await session.execute(
+                update(EventRow).where(EventRow.id.in_([r.id for r in rows])).values(dispatched_at=func.now())
+            )
+    except Exception as exc:  # Redis or the database is down: the rows stay undispatched
+        log.warning("event relay failed; the sweeper will retry", error=str(exc), events=len(rows))
+
+
+async def sweep(
+    broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], *, older_than: float = 1.0
+) -> int:
+    """Relay events committed more than `older_than` seconds ago and still undispatched (a crash between
+    commit and publish). Several processes may sweep at once: rows are claimed with SKIP LOCKED."""
+    async with system_session(sessionmaker) as session, session.begin():
+        rows = list(
+            await session.scalars(
+                select(EventRow)
+                .where(
+                    EventRow.dispatched_at.is_(None),
+                    EventRow.created_at < func.now() - timedelta(seconds=older_than),
+                )
+                .order_by(EventRow.id)
+                .limit(500)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for row in rows:
+            await broadcast.publish(channel(row.organization_id), envelope(row))
+            row.dispatched_at = datetime.now(UTC)
+    return len(rows)
+
+
+async def prune(sessionmaker: async_sessionmaker[AsyncSession], retention: timedelta) -> int:
+    """Delete events older than the retention; a cursor pointing before it gets CURSOR_EXPIRED."""
+    async with system_session(sessionmaker) as session, session.begin():
+        result = await session.execute(delete(EventRow).where(EventRow.created_at < func.now() - retention))
+    return result.rowcount or 0
+
+
+async def replay(
+    session: AsyncSession, after_id: int, *, thread_id: uuid.UUID | None = None, limit: int = 1000
+) -> list[EventRow]:
+    """Events after `after_id`, oldest first (the session is scoped to the viewer's organization)."""
+    query = select(EventRow).where(EventRow.id > after_id).order_by(EventRow.id).limit(limit)
+    if thread_id is not None:
+        query = query.where(EventRow.thread_id == thread_id)
+    return list(await session.scalars(query))
 
 
 def parse(type_name: str, payload: dict[str, Any]) -> DomainEvent:

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         alias="BANXWAY_LOGIN_MAX_FAILURES",
         description="Failed logins allowed per email in the window before RATE_LIMITED.",
     )
+    event_retention_days: int = Field(
+        7,
+        ge=1,
+        alias="BANXWAY_EVENT_RETENTION_DAYS",
+        description="How long events are kept for subscribers to resume from; older cursors get CURSOR_EXPIRED.",
+    )
     password_hashing: Literal["standard", "fast-insecure"] = Field(
         "standard",
         alias="BANXWAY_PASSWORD_HASHING",

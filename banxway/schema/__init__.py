@@ -7,6 +7,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from banxway.schema.extensions import schema_extensions
 from banxway.schema.root import Mutation, Query
+from banxway.schema.subscriptions import Subscription
 from banxway.schema.types import NODE_TYPES
 from banxway.settings import Settings
 
@@ -15,6 +16,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=list(NODE_TYPES.values()),
         extensions=schema_extensions(settings),
         config=StrawberryConfig(relay_max_results=100),
