@@ -237,6 +237,8 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         allow_queries_via_get=True,
         keep_alive=True,
         keep_alive_interval=15,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+        max_subscriptions_per_connection=settings.ws_max_subscriptions,
     )
 
     async def metrics(request: Request) -> Response:

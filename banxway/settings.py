@@ -126,6 +126,15 @@ class Settings(BaseSettings):
         alias="BANXWAY_LOGIN_MAX_FAILURES",
         description="Failed logins allowed per email in the window before RATE_LIMITED.",
     )
+    ws_init_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        alias="BANXWAY_WS_INIT_TIMEOUT",
+        description="Seconds a WebSocket may wait before connection_init; then it is closed with 4408.",
+    )
+    ws_max_subscriptions: int = Field(
+        100, ge=1, alias="BANXWAY_WS_MAX_SUBSCRIPTIONS", description="Most operations open on one WebSocket."
+    )
     event_retention_days: int = Field(
         7,
         ge=1,

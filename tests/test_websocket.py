@@ -259,3 +259,43 @@ def test_legacy_ws_start_before_init_closes_with_4401(http: TestClient, org: Org
         with pytest.raises(WebSocketDisconnect) as closed:
             _receive(ws)
     assert closed.value.code == 4401
+
+
+# -- graphql-transport-ws close codes ------------------------------------------------
+
+
+def _close_code(ws: Any) -> int:
+    """Read until the server closes the socket; its close code."""
+    while True:
+        try:
+            _receive(ws)
+        except WebSocketDisconnect as closed:
+            return closed.code
+
+
+def test_transport_ws_without_init_is_closed_with_4408(settings: Settings, api: Api, org: Org) -> None:
+    # given a server that waits one second for connection_init
+    app = create_app(settings.model_copy(update={"ws_init_timeout_seconds": 1.0}))
+    with TestClient(app) as http, http.websocket_connect("/graphql", subprotocols=[TRANSPORT_WS]) as ws:
+        # when the client sends nothing, then
+        assert _close_code(ws) == 4408
+
+
+def test_transport_ws_second_init_is_closed_with_4429(http: TestClient, org: Org) -> None:
+    token = _token(http, org.admin_email)
+    with http.websocket_connect("/graphql", subprotocols=[TRANSPORT_WS]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert _receive(ws)["type"] == "connection_ack"
+        ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert _close_code(ws) == 4429
+
+
+def test_transport_ws_duplicate_operation_id_is_closed_with_4409(http: TestClient, org: Org) -> None:
+    token = _token(http, org.admin_email)
+    subscription = "subscription { inboxEvents { cursor } }"
+    with http.websocket_connect("/graphql", subprotocols=[TRANSPORT_WS]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert _receive(ws)["type"] == "connection_ack"
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": subscription}})
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": subscription}})
+        assert _close_code(ws) == 4409
