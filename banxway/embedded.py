@@ -93,10 +93,10 @@ class EmbeddedPostgres:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
             raise EmbeddedError(f"Embedded PostgreSQL in {self.directory} failed to start: {' | '.join(tail)}") from exc
         uri = self._server.get_uri()
-        self._ensure_database(uri)
+        self._ensure_database()
         return uri.replace("/postgres?", f"/{DATABASE_NAME}?", 1)
 
-    def _ensure_database(self, uri: str) -> None:
+    def _ensure_database(self) -> None:
         out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
         if "(0 rows)" in out:
             self._server.psql(f"CREATE DATABASE {DATABASE_NAME};")

@@ -208,7 +208,16 @@ class Loaders:
     unread_count_by_thread_id: UnreadCountByThreadIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
-        for name, kind in self.__annotations__.items():
-            if name not in ("db", "viewer_id", "unread_count_by_thread_id"):
-                setattr(self, name, globals()[kind](self.db))
-        self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(self.db, self.viewer_id)
+        db = self.db
+        self.user_by_id = UserByIdLoader(db)
+        self.organization_by_id = OrganizationByIdLoader(db)
+        self.customer_by_id = CustomerByIdLoader(db)
+        self.contact_by_id = ContactByIdLoader(db)
+        self.shipment_by_id = ShipmentByIdLoader(db)
+        self.thread_by_id = ThreadByIdLoader(db)
+        self.message_by_id = MessageByIdLoader(db)
+        self.note_by_id = NoteByIdLoader(db)
+        self.action_by_id = ActionByIdLoader(db)
+        self.identities_by_contact_id = IdentitiesByContactIdLoader(db)
+        self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
+        self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(db, self.viewer_id)

@@ -182,9 +182,6 @@ class Priority(enum.Enum):
     URGENT = "URGENT"
 
 
-PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
-
-
 class ThreadType(enum.Enum):
     QUOTE_REQUEST = "QUOTE_REQUEST"
     BOOKING = "BOOKING"

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from sqlalchemy import select
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -196,8 +197,6 @@ class InboxQuery:
 
     @strawberry.field(description="A thread by its reference (BX-2026-0042).")
     async def thread_by_reference(self, info: Ctx, reference: str) -> Thread | None:
-        from sqlalchemy import select
-
         info.context.viewer  # noqa: B018
         return await info.context.db.scalar(select(db.Thread).where(db.Thread.reference == reference.strip().upper()))
 

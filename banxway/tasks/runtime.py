@@ -23,7 +23,7 @@ _runtime: WorkerRuntime | None = None
 def init_runtime(settings: Settings) -> WorkerRuntime:
     global _runtime
     assert settings.database_url
-    engine = create_engine(settings.database_url, pool_size=5, poolclass=None)
+    engine = create_engine(settings.database_url, pool_size=5)
     _runtime = WorkerRuntime(settings, engine, create_sessionmaker(engine))
     return _runtime
 
