@@ -32,13 +32,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
 from banxway import events
 from banxway.broadcast import Broadcast
-from banxway.context import AppState, Context, authenticate
+from banxway.context import AppState, Context, authenticate, operation_scope
 from banxway.db.session import create_engine, create_sessionmaker
 from banxway.logs import get_logger
 from banxway.schema import build_schema
@@ -88,6 +92,12 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
+        async with operation_scope(self.context):
+            await self._run(operation_id, query, operation_name, variables)
+
+    async def _run(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
         try:
             result_source = await self.schema.stream(
                 query,
@@ -114,10 +124,43 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
             self.tasks.pop(operation_id, None)
 
 
+class TransportWSHandler(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws with a session per operation and keep-alive pings from the server."""
+
+    _keepalive: asyncio.Task[None] | None = None
+
+    async def run_operation(self, operation: Operation) -> None:  # type: ignore[override]
+        async with operation_scope(self.context):
+            await super().run_operation(operation)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._keepalive is None:
+            self._keepalive = asyncio.create_task(self._ping())
+
+    async def _ping(self) -> None:
+        """A `ping` every interval, so that proxies keep an idle connection open (the client answers `pong`)."""
+        interval = self.view.keepalive_seconds  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(interval)
+                await self.send_message({"type": "ping"})
+
+    async def shutdown(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        await super().shutdown()
+
+
 class GraphQLApp(GraphQL):
     """Strawberry's ASGI app with our context, orjson, and token auth on WebSocket init."""
 
     graphql_ws_handler_class = LegacyWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
+
+    def __init__(self, *args: Any, keepalive_seconds: float, **kwargs: Any) -> None:
+        super().__init__(*args, keep_alive=True, keep_alive_interval=keepalive_seconds, **kwargs)
+        self.keepalive_seconds = keepalive_seconds
 
     def encode_json(self, data: object) -> str:  # type: ignore[override]
         return orjson.dumps(data).decode()  # text frames on WebSocket, as browser clients expect
@@ -235,8 +278,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         schema,
         graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=True,
-        keep_alive=True,
-        keep_alive_interval=15,
+        keepalive_seconds=settings.ws_keepalive_seconds,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 from banxway.logs import get_logger
 
@@ -27,26 +29,43 @@ class SubscriberTooSlow(Exception):
     """A subscriber's queue filled up: it stopped reading, and is dropped."""
 
 
+class Signal(enum.Enum):
+    RESYNC = "resync"  # the Redis connection dropped and came back: messages may have been missed
+    TOO_SLOW = "too_slow"
+
+
 @dataclass
 class Subscriber:
-    queue: asyncio.Queue[str | None]
+    queue: asyncio.Queue[str | Signal]
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str | Signal]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[str]:
+    async def _iterate(self) -> AsyncIterator[str | Signal]:
+        """The messages of the channel, and `Signal.RESYNC` where some may have been lost."""
         while True:
             message = await self.queue.get()
-            if message is None:
+            if message is Signal.TOO_SLOW:
                 raise SubscriberTooSlow("the subscriber fell too far behind")
             yield message
+
+
+class _PubSub(PubSub):
+    """redis-py reconnects and resubscribes by itself, sometimes inside one read; this notices each time.
+    (`on_connect` is registered after the first connection is made, so every call is a reconnection.)"""
+
+    reconnected = False
+
+    async def on_connect(self, connection) -> None:  # type: ignore[no-untyped-def]
+        await super().on_connect(connection)
+        self.reconnected = True
 
 
 class Broadcast:
     def __init__(self, url: str) -> None:
         self._redis = aioredis.Redis.from_url(url)
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        self._subscribers: dict[str, set[asyncio.Queue[str | None]]] = {}
+        self._pubsub = _PubSub(self._redis.connection_pool, ignore_subscribe_messages=True)
+        self._subscribers: dict[str, set[asyncio.Queue[str | Signal]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -66,7 +85,7 @@ class Broadcast:
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscriber]:
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        queue: asyncio.Queue[str | Signal] = asyncio.Queue(maxsize=QUEUE_SIZE)
         async with self._lock:
             if channel not in self._subscribers:
                 await self._pubsub.subscribe(channel)
@@ -76,31 +95,47 @@ class Broadcast:
             yield Subscriber(queue)
         finally:
             async with self._lock:
-                self._subscribers[channel].discard(queue)
-                if not self._subscribers[channel]:
-                    del self._subscribers[channel]
-                    await self._pubsub.unsubscribe(channel)
+                queues = self._subscribers.get(channel)
+                if queues is not None:  # (a dropped slow subscriber may leave after the others)
+                    queues.discard(queue)
+                    if not queues:
+                        del self._subscribers[channel]
+                        await self._pubsub.unsubscribe(channel)
 
     async def _listen(self) -> None:
+        lost = False  # only for the log
         while True:
             if not self._pubsub.subscribed:
                 await asyncio.sleep(0.01)
                 continue
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except Exception as exc:  # the connection dropped; redis-py reconnects and resubscribes
-                log.warning("pub/sub read failed", error=str(exc))
+            except Exception as exc:  # the connection dropped; redis-py reconnects and resubscribes on the next read
+                if not lost:
+                    log.warning("pub/sub connection lost", error=str(exc))
+                lost = True
                 await asyncio.sleep(0.5)
                 continue
+            if lost:
+                log.info("pub/sub connection restored")
+                lost = False
+            if self._pubsub.reconnected:  # subscribed again: tell every subscriber to catch up from the event log
+                self._pubsub.reconnected = False
+                for channel, queues in list(self._subscribers.items()):
+                    for queue in list(queues):
+                        self._deliver(channel, queue, Signal.RESYNC)
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"].decode()
             data = message["data"].decode()
             for queue in list(self._subscribers.get(channel, ())):
-                try:
-                    queue.put_nowait(data)
-                except asyncio.QueueFull:  # a subscriber that stopped reading: end it, keep the rest
-                    self._subscribers[channel].discard(queue)
-                    with contextlib.suppress(asyncio.QueueEmpty):
-                        queue.get_nowait()
-                    queue.put_nowait(None)
+                self._deliver(channel, queue, data)
+
+    def _deliver(self, channel: str, queue: asyncio.Queue[str | Signal], item: str | Signal) -> None:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:  # a subscriber that stopped reading: end it, keep the rest
+            self._subscribers.get(channel, set()).discard(queue)
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+            queue.put_nowait(Signal.TOO_SLOW)

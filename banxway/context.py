@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -56,6 +56,30 @@ class Viewer:
 
 
 @dataclass
+class OperationScope:
+    """The session and loaders of one GraphQL operation."""
+
+    db: SerialSession | None = None
+    loaders: Loaders | None = None
+
+
+# Set by the WebSocket handlers at the start of each operation's task, so that operations sharing a
+# connection's Context never share a session; an HTTP request's Context is its own scope.
+_OPERATION: ContextVar[OperationScope | None] = ContextVar("banxway_operation", default=None)
+
+
+@asynccontextmanager
+async def operation_scope(context: Context) -> AsyncIterator[None]:
+    """Run one operation of a WebSocket connection with a session and loaders of its own."""
+    token = _OPERATION.set(OperationScope())
+    try:
+        yield
+    finally:
+        await context.aclose()
+        _OPERATION.reset(token)
+
+
+@dataclass
 class Context:
     state: AppState
     viewer_or_none: Viewer | None = None
@@ -64,7 +88,11 @@ class Context:
     response: Any = None
     request_id: str | None = None
     connection_params: dict[str, Any] | None = None
-    _db: SerialSession | None = field(default=None, repr=False)
+    _own_scope: OperationScope = field(default_factory=OperationScope, repr=False)
+
+    @property
+    def _scope(self) -> OperationScope:
+        return _OPERATION.get() or self._own_scope
 
     # -- who is asking -----------------------------------------------------------
 
@@ -85,9 +113,10 @@ class Context:
     @property
     def db(self) -> SerialSession:
         """The viewer's session: every query on it is scoped to the viewer's organization."""
-        if self._db is None:
-            self._db = SerialSession(tenant_session(self.state.sessionmaker, self.viewer.organization_id))
-        return self._db
+        scope = self._scope
+        if scope.db is None:
+            scope.db = SerialSession(tenant_session(self.state.sessionmaker, self.viewer.organization_id))
+        return scope.db
 
     def system_session(self) -> AsyncSession:
         """A new session across organizations; the caller closes it."""
@@ -109,9 +138,12 @@ class Context:
         """Append an event by the viewer to the outbox, in `session`'s transaction."""
         events.record(session, event, organization_id=self.viewer.organization_id, actor_id=self.viewer.user_id)
 
-    @cached_property
+    @property
     def loaders(self) -> Loaders:
-        return Loaders(self.db, self.viewer.user_id)
+        scope = self._scope
+        if scope.loaders is None:
+            scope.loaders = Loaders(self.db, self.viewer.user_id)
+        return scope.loaders
 
     @property
     def settings(self) -> Settings:
@@ -122,11 +154,12 @@ class Context:
         return self.state.redis
 
     async def aclose(self) -> None:
-        """End the operation: close its session and drop its loaders (a WebSocket context lives on)."""
-        self.__dict__.pop("loaders", None)
-        if self._db is not None:
-            await self._db.session.close()
-            self._db = None
+        """Close the operation's session and drop its loaders (a subscription starts afresh for each event)."""
+        scope = self._scope
+        scope.loaders = None
+        if scope.db is not None:
+            db, scope.db = scope.db, None
+            await db.session.close()
 
 
 async def authenticate_user(state: AppState, user_id: uuid.UUID, organization_id: uuid.UUID) -> User | None:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from banxway.broadcast import Broadcast
@@ -196,6 +196,7 @@ def envelope(row: EventRow) -> str:
     return orjson.dumps(
         {
             "id": row.id,
+            "seq": row.seq,
             "type": row.type,
             "thread_id": row.thread_id,
             "actor_id": row.actor_id,
@@ -206,43 +207,90 @@ def envelope(row: EventRow) -> str:
     ).decode()
 
 
-async def relay(broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], rows: list[EventRow]) -> None:
-    """Publish committed events and mark them dispatched; on failure the sweeper retries."""
-    if not rows:
-        return
-    try:
-        for row in rows:
-            await broadcast.publish(channel(row.organization_id), envelope(row))
-        async with system_session(sessionmaker) as session, session.begin():
-            await session.execute(
-                update(EventRow).where(EventRow.id.in_([r.id for r in rows])).values(dispatched_at=func.now())
+_LOCK_NAMESPACE = 0x42585645  # "BXVE": the first key of our per-organization advisory locks
+
+
+def _lock_key(organization_id: uuid.UUID) -> int:
+    return int.from_bytes(organization_id.bytes[:4], "big", signed=True)
+
+
+async def lock_delivery_order(session: AsyncSession, organization_id: uuid.UUID, *, shared: bool = False) -> None:
+    """Serialise publishing per organization (exclusive), or wait for publishing in flight (shared).
+
+    A publisher holds the lock from assigning `seq` until its transaction commits, publishing in between;
+    a reader that takes the lock shared therefore sees every event that was published before it asked."""
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    await session.execute(
+        select(getattr(func, function)(_LOCK_NAMESPACE, _lock_key(organization_id)))  # two int4 keys
+    )
+
+
+async def _dispatch(
+    broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], organization_id: uuid.UUID, ids: list[int]
+) -> int:
+    """Give the undispatched events among `ids` their `seq`, publish them in that order, mark them dispatched.
+    If publishing fails the transaction rolls back and the sweeper tries again (subscribers dedupe by id)."""
+    async with system_session(sessionmaker) as session, session.begin():
+        await lock_delivery_order(session, organization_id)
+        rows = list(
+            await session.scalars(
+                select(EventRow)
+                .where(EventRow.id.in_(ids), EventRow.dispatched_at.is_(None))
+                .order_by(EventRow.id)
+                .with_for_update(skip_locked=True)
             )
-    except Exception as exc:  # Redis or the database is down: the rows stay undispatched
-        log.warning("event relay failed; the sweeper will retry", error=str(exc), events=len(rows))
+        )
+        if not rows:
+            return 0
+        seqs = list(
+            await session.scalars(select(func.nextval("events_seq")).select_from(func.generate_series(1, len(rows))))
+        )
+        now = datetime.now(UTC)
+        for row, seq in zip(rows, sorted(seqs), strict=True):
+            row.seq = seq
+            row.dispatched_at = now
+        await session.flush()
+        for row in rows:
+            await broadcast.publish(channel(organization_id), envelope(row))
+    return len(rows)
+
+
+async def relay(broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], rows: list[EventRow]) -> None:
+    """Publish events just committed; on failure they stay undispatched and the sweeper retries."""
+    by_organization: dict[uuid.UUID, list[int]] = {}
+    for row in rows:
+        by_organization.setdefault(row.organization_id, []).append(row.id)
+    for organization_id, ids in by_organization.items():
+        try:
+            await _dispatch(broadcast, sessionmaker, organization_id, ids)
+        except Exception as exc:  # Redis or the database is down
+            log.warning("event relay failed; the sweeper will retry", error=str(exc), events=len(ids))
 
 
 async def sweep(
     broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], *, older_than: float = 1.0
 ) -> int:
-    """Relay events committed more than `older_than` seconds ago and still undispatched (a crash between
-    commit and publish). Several processes may sweep at once: rows are claimed with SKIP LOCKED."""
-    async with system_session(sessionmaker) as session, session.begin():
-        rows = list(
-            await session.scalars(
-                select(EventRow)
+    """Publish events committed more than `older_than` seconds ago and still undispatched (a crash or a
+    Redis outage between commit and publish). Several processes may sweep at once: `_dispatch` locks."""
+    async with system_session(sessionmaker) as session:
+        pending = (
+            await session.execute(
+                select(EventRow.organization_id, EventRow.id)
                 .where(
                     EventRow.dispatched_at.is_(None),
                     EventRow.created_at < func.now() - timedelta(seconds=older_than),
                 )
                 .order_by(EventRow.id)
                 .limit(500)
-                .with_for_update(skip_locked=True)
             )
-        )
-        for row in rows:
-            await broadcast.publish(channel(row.organization_id), envelope(row))
-            row.dispatched_at = datetime.now(UTC)
-    return len(rows)
+        ).all()
+    by_organization: dict[uuid.UUID, list[int]] = {}
+    for organization_id, event_id in pending:
+        by_organization.setdefault(organization_id, []).append(event_id)
+    sent = 0
+    for organization_id, ids in by_organization.items():
+        sent += await _dispatch(broadcast, sessionmaker, organization_id, ids)
+    return sent
 
 
 async def prune(sessionmaker: async_sessionmaker[AsyncSession], retention: timedelta) -> int:
@@ -252,11 +300,32 @@ async def prune(sessionmaker: async_sessionmaker[AsyncSession], retention: timed
     return result.rowcount or 0
 
 
+async def position(session: AsyncSession, organization_id: uuid.UUID) -> int:
+    """The `seq` of the organization's last published event (0 if none): where a new subscriber starts."""
+    await lock_delivery_order(session, organization_id, shared=True)
+    latest = await session.scalar(
+        select(func.max(EventRow.seq)).where(EventRow.organization_id == organization_id, EventRow.seq.is_not(None))
+    )
+    return latest or 0
+
+
 async def replay(
-    session: AsyncSession, after_id: int, *, thread_id: uuid.UUID | None = None, limit: int = 1000
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    after_seq: int,
+    *,
+    thread_id: uuid.UUID | None = None,
+    limit: int = 500,
 ) -> list[EventRow]:
-    """Events after `after_id`, oldest first (the session is scoped to the viewer's organization)."""
-    query = select(EventRow).where(EventRow.id > after_id).order_by(EventRow.id).limit(limit)
+    """Published events after `after_seq`, in delivery order, at most `limit` (call again from the last one).
+    Waits for publishing in flight, so nothing published before the call is missed."""
+    await lock_delivery_order(session, organization_id, shared=True)
+    query = (
+        select(EventRow)
+        .where(EventRow.organization_id == organization_id, EventRow.seq > after_seq)
+        .order_by(EventRow.seq)
+        .limit(limit)
+    )
     if thread_id is not None:
         query = query.where(EventRow.thread_id == thread_id)
     return list(await session.scalars(query))

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     ws_max_subscriptions: int = Field(
         100, ge=1, alias="BANXWAY_WS_MAX_SUBSCRIPTIONS", description="Most operations open on one WebSocket."
     )
+    ws_keepalive_seconds: float = Field(
+        15.0,
+        gt=0,
+        alias="BANXWAY_WS_KEEPALIVE",
+        description="Seconds between keep-alive messages on an idle WebSocket (`ping` / legacy `ka`).",
+    )
     event_retention_days: int = Field(
         7,
         ge=1,

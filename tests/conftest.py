@@ -47,6 +47,9 @@ def _asyncpg_dsn(url: str, database: str | None = None) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+pytest_plugins = ["tests.mailservers"]
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A URL of a PostgreSQL server on which the tests may create databases."""

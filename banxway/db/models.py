@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Sequence,
     String,
     Text,
     UniqueConstraint,
@@ -546,6 +547,7 @@ class Event(TenantMixin, Base):
     __table_args__ = (
         Index("ix_events_org_id", "organization_id", "id"),
         Index("ix_events_undispatched", "id", postgresql_where=text("dispatched_at IS NULL")),
+        Index("ix_events_org_seq", "organization_id", "seq", postgresql_where=text("seq IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
@@ -555,3 +557,42 @@ class Event(TenantMixin, Base):
     payload: Mapped[dict] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = _created_at()
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The order of delivery: assigned when the event is published, under a per-organization lock, so
+    # that subscribers receive events in `seq` order and a cursor's `seq` is a safe resume point.
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+
+
+EVENTS_SEQ = Sequence("events_seq", metadata=Base.metadata)
+
+
+class NotificationType(enum.Enum):
+    MENTION = "mention"
+    ASSIGNMENT = "assignment"
+    INBOUND_MESSAGE = "inbound_message"
+
+
+class Notification(TenantMixin, Base):
+    """Something one user should look at: a mention, an assignment, a customer's message on their thread."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_user_created", "user_id", "created_at", "id"),
+        Index("ix_notifications_user_unread", "user_id", postgresql_where=text("read_at IS NULL")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    type: Mapped[NotificationType] = mapped_column(_pg_enum(NotificationType, "notification_type"), nullable=False)
+    thread_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), index=True
+    )
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    note_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("notes.id", ondelete="CASCADE"))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
+    summary: Mapped[str] = mapped_column(String(300), nullable=False)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
