@@ -1,0 +1,1 @@
+"""Channels: the ways mail and messages reach Banxway."""
