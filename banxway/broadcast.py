@@ -41,6 +41,16 @@ class Subscriber:
     def __aiter__(self) -> AsyncIterator[str | Signal]:
         return self._iterate()
 
+    async def next(self, wait: float | None) -> str | Signal | None:
+        """The next message, or None after `wait` seconds without one."""
+        try:
+            message = await asyncio.wait_for(self.queue.get(), wait)
+        except TimeoutError:
+            return None
+        if message is Signal.TOO_SLOW:
+            raise SubscriberTooSlow("the subscriber fell too far behind")
+        return message
+
     async def _iterate(self) -> AsyncIterator[str | Signal]:
         """The messages of the channel, and `Signal.RESYNC` where some may have been lost."""
         while True:

@@ -37,6 +37,8 @@ class AppState:
     redis: aioredis.Redis
     secret_key: str
     broadcast: Broadcast
+    # process-wide caches of the live features (see banxway.schema.subscriptions)
+    shared: dict[str, Any] = field(default_factory=dict)
 
     async def aclose(self) -> None:
         await self.broadcast.disconnect()

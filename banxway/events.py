@@ -8,6 +8,7 @@ the `events` table; nothing else invents event names.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -29,6 +30,8 @@ class DomainEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: ClassVar[str]
+    # A private event is sent only to the user named by its `user_id`.
+    private: ClassVar[bool] = False
 
 
 class ThreadEvent(DomainEvent):
@@ -56,6 +59,7 @@ class ThreadArchived(ThreadEvent):
 
 class ThreadRead(ThreadEvent):
     type = "THREAD_READ"
+    private = True
     user_id: uuid.UUID
 
 
@@ -140,6 +144,20 @@ class ShipmentMilestoneAdded(DomainEvent):
     type = "SHIPMENT_MILESTONE_ADDED"
     shipment_id: uuid.UUID
     milestone_id: uuid.UUID
+
+
+class NotificationCreated(DomainEvent):
+    type = "NOTIFICATION_CREATED"
+    private = True
+    user_id: uuid.UUID
+    notification_id: uuid.UUID
+
+
+class NotificationsRead(DomainEvent):
+    type = "NOTIFICATIONS_READ"
+    private = True
+    user_id: uuid.UUID
+    notification_ids: list[uuid.UUID]
 
 
 def _registry() -> dict[str, type[DomainEvent]]:
@@ -329,6 +347,30 @@ async def replay(
     if thread_id is not None:
         query = query.where(EventRow.thread_id == thread_id)
     return list(await session.scalars(query))
+
+
+def encode_cursor(seq: int, event_id: int, created_at: datetime) -> str:
+    """An event's resume point: its delivery order, its id (to skip it) and its age (to expire it)."""
+    return base64.urlsafe_b64encode(orjson.dumps([seq, event_id, created_at.isoformat()])).decode().rstrip("=")
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def decode_cursor(cursor: str) -> tuple[int, int, datetime]:
+    """(seq, event id, created) of a cursor; cursors of the first release held [id, created] with seq == id."""
+    try:
+        fields = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if len(fields) == 2:
+            fields = [fields[0], *fields]
+        seq, event_id, created = fields
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:
+            raise ValueError("naive time")
+        return int(seq), int(event_id), created_at
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadCursor(f"'{cursor}' is not an event cursor.") from None
 
 
 def parse(type_name: str, payload: dict[str, Any]) -> DomainEvent:

@@ -246,7 +246,8 @@ async def thread_assign(s: Setup) -> list[Expected]:
             "THREAD_ASSIGNED",
             {"thread_id": tid, "assignee_id": _uuid(support), "previous_assignee_id": None},
             (Thread, tid, "updated_at"),
-        )
+        ),
+        Expected("NOTIFICATION_CREATED", {"user_id": _uuid(support)}),
     ]
 
 
@@ -301,8 +302,25 @@ async def note_add(s: Setup) -> list[Expected]:
             "NOTE_ADDED",
             {"thread_id": _uuid(thread), "note_id": nid, "mentioned_user_ids": [_uuid(support)]},
             (Note, nid, "created_at"),
-        )
+        ),
+        Expected("NOTIFICATION_CREATED", {"user_id": _uuid(support)}),
     ]
+
+
+async def notification_mark_all_read(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.member("support", "support@acme.test")
+    support_token = await s.inbox.api.token("support@acme.test")
+    body = f"@{s.inbox.org.admin_email} please approve"
+    await s.ok(NOTE_ADD, {"input": {"threadId": thread, "body": body}}, "noteAdd", support_token)
+    await s.log.mark()
+    payload = await s.ok(
+        "mutation { notificationMarkAllRead { notifications { id } userErrors { code } } }",
+        {},
+        "notificationMarkAllRead",
+    )
+    [notification] = payload["notifications"]
+    return [Expected("NOTIFICATIONS_READ", {"user_id": s.ids["me"], "notification_ids": [_uuid(notification["id"])]})]
 
 
 async def action_create(s: Setup) -> list[Expected]:
@@ -448,12 +466,13 @@ async def shipment_milestone_add(s: Setup) -> list[Expected]:
 CASES: dict[str, tuple[Case, list[str]]] = {
     "threadCreate": (thread_create, ["THREAD_CREATED"]),
     "threadUpdate": (thread_update, ["THREAD_UPDATED"]),
-    "threadAssign": (thread_assign, ["THREAD_ASSIGNED"]),
+    "threadAssign": (thread_assign, ["THREAD_ASSIGNED", "NOTIFICATION_CREATED"]),
     "threadArchive": (thread_archive, ["THREAD_ARCHIVED"]),
     "threadMarkRead": (thread_mark_read, ["THREAD_READ"]),
     "messageSend": (message_send, ["MESSAGE_ADDED", "THREAD_UPDATED"]),
     "messageSend-internal": (message_send_internal, ["MESSAGE_ADDED"]),
-    "noteAdd": (note_add, ["NOTE_ADDED"]),
+    "noteAdd": (note_add, ["NOTE_ADDED", "NOTIFICATION_CREATED"]),
+    "notificationMarkAllRead": (notification_mark_all_read, ["NOTIFICATIONS_READ"]),
     "actionCreate": (action_create, ["ACTION_CREATED"]),
     "actionUpdate": (action_update, ["ACTION_UPDATED"]),
     "customerCreate": (customer_create, ["CUSTOMER_CREATED"]),

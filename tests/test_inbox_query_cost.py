@@ -87,11 +87,17 @@ async def _seed(api: Api, org: Org, threads: int) -> None:
                 )
 
 
+def _background(statement: str) -> bool:
+    """The app's event sweeper runs every second on the same engine; its queries are not the request's."""
+    return "dispatched_at IS NULL" in statement or "pg_advisory_xact_lock" in statement
+
+
 async def _statements_for_inbox(api: Api, token: str) -> tuple[int, dict]:
     statements: list[str] = []
 
     def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
+        if not _background(statement):
+            statements.append(statement)
 
     engine = api.state.engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
@@ -133,7 +139,8 @@ async def test_inbox_query_cost_does_not_grow_with_the_page(api: Api, org: Org) 
     statements: list[str] = []
 
     def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
+        if not _background(statement):
+            statements.append(statement)
 
     event.listen(api.state.engine.sync_engine, "before_cursor_execute", count)
     try:

@@ -22,6 +22,7 @@ from banxway.db.models import (
     Customer,
     Message,
     Note,
+    Notification,
     Organization,
     Shipment,
     ShipmentMilestone,
@@ -126,6 +127,21 @@ class ActionByIdLoader(_ByIdLoader):
     model = Action
 
 
+class NotificationByIdLoader(DataLoader[uuid.UUID, Any]):
+    """The viewer's own notifications only: another user's is None, as if it did not exist."""
+
+    def __init__(self, db: SerialSession, viewer_id: uuid.UUID) -> None:
+        super().__init__(db)
+        self.viewer_id = viewer_id
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[Any]:
+        rows = await self.db.scalars(
+            select(Notification).where(Notification.id.in_(keys), Notification.user_id == self.viewer_id)
+        )
+        by_id = {row.id: row for row in rows}
+        return [by_id.get(key) for key in keys]
+
+
 class _ManyByKeyLoader(DataLoader[uuid.UUID, list[Any]]):
     """One-to-many: rows whose `key_column` is in the keys, `[]` for a key with none."""
 
@@ -203,6 +219,7 @@ class Loaders:
     message_by_id: MessageByIdLoader = field(init=False)
     note_by_id: NoteByIdLoader = field(init=False)
     action_by_id: ActionByIdLoader = field(init=False)
+    notification_by_id: NotificationByIdLoader = field(init=False)
     identities_by_contact_id: IdentitiesByContactIdLoader = field(init=False)
     milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
     unread_count_by_thread_id: UnreadCountByThreadIdLoader = field(init=False)
@@ -218,6 +235,7 @@ class Loaders:
         self.message_by_id = MessageByIdLoader(db)
         self.note_by_id = NoteByIdLoader(db)
         self.action_by_id = ActionByIdLoader(db)
+        self.notification_by_id = NotificationByIdLoader(db, self.viewer_id)
         self.identities_by_contact_id = IdentitiesByContactIdLoader(db)
         self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
         self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(db, self.viewer_id)

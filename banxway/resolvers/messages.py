@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from banxway import events
@@ -23,14 +23,17 @@ from banxway.db.models import (
     Message,
     MessageStatus,
     Note,
+    NotificationType,
     Thread,
     ThreadStatus,
     User,
 )
+from banxway.db.models import Event as EventRow
 from banxway.events import ActionCreated, ActionUpdated, MessageAdded, NoteAdded, ThreadUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, apply_changes, get_or_error
 from banxway.resolvers.errors import DomainError, PermissionDenied
+from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -77,8 +80,13 @@ async def message_send(
     to: list[str] | None = None,
     attachment_ids: list[uuid.UUID] | None = None,
     idempotency_key: str | None = None,
+    based_on_cursor: str | None = None,
+    force: bool = False,
 ) -> Message:
-    """Store an outbound message: QUEUED for delivery on its channel, or SENT at once when INTERNAL."""
+    """Store an outbound message: QUEUED for delivery on its channel, or SENT at once when INTERNAL.
+
+    Collision guard: with `based_on_cursor` (the cursor of the last event the composer saw), a message
+    added to the thread since by someone else fails with THREAD_CHANGED, unless `force`."""
     viewer = ctx.require(Permission.NOTE_ADD if channel == Channel.INTERNAL else Permission.MESSAGE_SEND)
     if not body or not body.strip():
         raise DomainError("INVALID", "The message body must not be empty.", "body")
@@ -90,6 +98,7 @@ async def message_send(
     if attachment_ids:
         raise DomainError("INVALID", "Attachments are not supported yet.", "attachmentIds")
     key = v.text(idempotency_key, "idempotencyKey", max_length=100)
+    based_on = _decode_based_on(based_on_cursor) if based_on_cursor and not force else None
     if key is not None:
         existing = await ctx.db.scalar(select(Message).where(Message.idempotency_key == key))
         if existing is not None:
@@ -97,6 +106,8 @@ async def message_send(
     try:
         async with ctx.transaction() as session:
             thread = await _open_thread(session, thread_id)
+            if based_on is not None:
+                await _check_unchanged(session, thread, based_on, viewer.user_id)
             recipients = await _recipients(session, thread, channel, to)
             now = datetime.now(UTC)
             message = Message(
@@ -134,6 +145,35 @@ async def message_send(
             raise
         return _same_request(existing, thread_id)
     return message
+
+
+def _decode_based_on(cursor: str) -> int:
+    try:
+        return events.decode_cursor(cursor)[0]
+    except events.BadCursor as exc:
+        raise DomainError("INVALID", str(exc), "basedOnCursor") from None
+
+
+async def _check_unchanged(session: AsyncSession, thread: Thread, seq: int, viewer_id: uuid.UUID) -> None:
+    """THREAD_CHANGED if someone else added a message to the (locked) thread after event `seq`; an event
+    committed but not yet published has no seq yet and counts as newer."""
+    newer = await session.scalar(
+        select(func.count())
+        .select_from(EventRow)
+        .where(
+            EventRow.thread_id == thread.id,
+            EventRow.type == MessageAdded.type,
+            or_(EventRow.seq > seq, EventRow.seq.is_(None)),
+            or_(EventRow.actor_id.is_(None), EventRow.actor_id != viewer_id),
+        )
+    )
+    if newer:
+        raise DomainError(
+            "THREAD_CHANGED",
+            f"{newer} new message{'s' if newer > 1 else ''} arrived in {thread.reference} since you started "
+            "writing; read them, or send with `force: true`.",
+            "basedOnCursor",
+        )
 
 
 _REOPEN_ON_REPLY = {ThreadStatus.PENDING, ThreadStatus.RESOLVED, ThreadStatus.CLOSED}
@@ -193,6 +233,15 @@ async def message_receive(
             organization_id=organization_id,
             actor_id=None,
         )
+    await notify(
+        session,
+        thread,
+        [thread.assignee_id],
+        NotificationType.INBOUND_MESSAGE,
+        f"{sender} on {thread.reference}: {body}",
+        actor_id=None,
+        message_id=message.id,
+    )
     return message
 
 
@@ -230,6 +279,15 @@ async def note_add(
         session.add(note)
         await session.flush()
         ctx.record(session, NoteAdded(thread_id=thread.id, note_id=note.id, mentioned_user_ids=mentioned))
+        await notify(
+            session,
+            thread,
+            mentioned,
+            NotificationType.MENTION,
+            f"{viewer.name} mentioned you on {thread.reference}: {clean}",
+            actor_id=viewer.user_id,
+            note_id=note.id,
+        )
     return note
 
 

@@ -16,6 +16,7 @@ from banxway.db.models import (
     Contact,
     Customer,
     Message,
+    NotificationType,
     Priority,
     Shipment,
     Thread,
@@ -28,6 +29,7 @@ from banxway.events import ThreadArchived, ThreadAssigned, ThreadCreated, Thread
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, apply_changes, get_or_error
 from banxway.resolvers.errors import DomainError, PermissionDenied
+from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -169,6 +171,14 @@ async def thread_assign(ctx: Context, thread_id: uuid.UUID | None, assignee_id: 
             thread.assignee_id = assignee_id
             ctx.record(
                 session, ThreadAssigned(thread_id=thread.id, assignee_id=assignee_id, previous_assignee_id=previous)
+            )
+            await notify(
+                session,
+                thread,
+                [assignee_id],
+                NotificationType.ASSIGNMENT,
+                f"{viewer.name} assigned {thread.reference} to you: {thread.subject}",
+                actor_id=viewer.user_id,
             )
     return thread
 

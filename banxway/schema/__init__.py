@@ -6,10 +6,16 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from banxway.schema.extensions import schema_extensions
+from banxway.schema.live import LiveSubscription
 from banxway.schema.root import Mutation, Query
-from banxway.schema.subscriptions import Subscription
+from banxway.schema.subscriptions import EventSubscription
 from banxway.schema.types import NODE_TYPES
 from banxway.settings import Settings
+
+
+@strawberry.type
+class Subscription(EventSubscription, LiveSubscription):
+    pass
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

@@ -7,13 +7,14 @@ from functools import partial
 
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
+    max_aliases,
+    query_depth_limiter,
 )
 
 from banxway.resolvers.errors import AuthenticationRequired, DomainError, PermissionDenied
@@ -56,14 +57,19 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 def schema_extensions(settings: Settings) -> list:
-    """Extension factories: a fresh instance per operation (the parser and validation caches are shared)."""
+    """Extension factories: a fresh instance per operation (the parser and validation caches are shared).
+    The depth and alias rules are built once: the validation cache keys on the rule classes, and
+    Strawberry's QueryDepthLimiter / MaxAliasesLimiter make new ones per operation (the cache never hit)."""
+    rules = [
+        query_depth_limiter.create_validator(settings.graphql_max_depth, None, None),
+        max_aliases.create_validator(settings.graphql_max_aliases),
+    ]
     extensions: list = [
         CloseSession,
         partial(ParserCache, maxsize=1024),
         partial(ValidationCache, maxsize=1024),
-        partial(QueryDepthLimiter, max_depth=settings.graphql_max_depth),
+        partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
-        partial(MaxAliasesLimiter, max_alias_count=settings.graphql_max_aliases),
     ]
     if settings.production:
         extensions.append(partial(MaskErrors, should_mask_error=_should_mask, error_message="Internal server error."))

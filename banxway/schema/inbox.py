@@ -519,6 +519,12 @@ class MessageSendInput:
     idempotency_key: str | None = strawberry.field(
         default=None, description="Retrying with the same key returns the first message instead of sending twice."
     )
+    based_on_cursor: str | None = strawberry.field(
+        default=None,
+        description="The cursor of the last InboxEvent the writer saw: if someone else added a message to the "
+        "thread since, the send fails with THREAD_CHANGED (collision guard).",
+    )
+    force: bool = strawberry.field(default=False, description="Send even if the thread changed (see basedOnCursor).")
 
 
 @strawberry.type
@@ -763,6 +769,8 @@ class InboxMutation:
                 to=input.to,
                 attachment_ids=[decode(a, "Attachment", "attachmentIds") for a in input.attachment_ids or []],
                 idempotency_key=input.idempotency_key,
+                based_on_cursor=input.based_on_cursor,
+                force=input.force,
             )
             return {"message": message}
 

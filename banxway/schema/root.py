@@ -20,6 +20,7 @@ from banxway.schema.errors import (
 )
 from banxway.schema.ids import decode, parse_global_id
 from banxway.schema.inbox import InboxMutation, InboxQuery
+from banxway.schema.live import LiveMutation, LiveQuery
 from banxway.schema.pagination import Connection, connection
 from banxway.schema.types import NODE_TYPES, Node, Organization, Role, User
 
@@ -44,7 +45,7 @@ async def _resolve_nodes(info: Info[Context, None], ids: list[strawberry.ID]) ->
 
 
 @strawberry.type
-class Query(InboxQuery):
+class Query(InboxQuery, LiveQuery):
     @strawberry.field(description="Any object by its global id; null if it does not exist or is not yours.")
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         return (await _resolve_nodes(info, [id]))[0]
@@ -158,7 +159,7 @@ class UserPayload:
 
 
 @strawberry.type
-class Mutation(InboxMutation):
+class Mutation(InboxMutation, LiveMutation):
     @strawberry.mutation(description="Sign in with email and password.")
     async def auth_login(self, info: Info[Context, None], input: AuthLoginInput) -> AuthPayload:
         async def call() -> dict:

@@ -7,10 +7,11 @@ table first; ids already sent are skipped, so a resume loses and repeats nothing
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import enum
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,8 @@ from banxway import events
 from banxway.auth import Permission
 from banxway.broadcast import Signal
 from banxway.context import Context, authenticate_user
-from banxway.db.session import tenant_session
+from banxway.dataloaders import Loaders
+from banxway.db.session import SerialSession, tenant_session
 from banxway.schema.ids import local_id
 from banxway.schema.types import Message, Node, Thread, User
 
@@ -52,22 +54,15 @@ class InboxEvent:
     changed: list[str] | None = strawberry.field(description="For *_UPDATED events: the fields that changed.")
 
 
-def encode_event_cursor(seq: int, event_id: int, created_at: datetime) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([seq, event_id, created_at.isoformat()])).decode().rstrip("=")
+encode_event_cursor = events.encode_cursor
 
 
 def _decode_event_cursor(cursor: str, retention: timedelta) -> tuple[int, int]:
-    """(seq, event id) of a cursor; cursors of the first release held [id, created] with seq == id."""
     try:
-        fields = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if len(fields) == 2:
-            fields = [fields[0], *fields]
-        seq, event_id, created = fields
-        created_at = datetime.fromisoformat(created)
-        seq, event_id = int(seq), int(event_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise GraphQLError(f"'{cursor}' is not an event cursor.", extensions={"code": "BAD_USER_INPUT"}) from None
-    if created_at.tzinfo is None or created_at < datetime.now(UTC) - retention:
+        seq, event_id, created_at = events.decode_cursor(cursor)
+    except events.BadCursor as exc:
+        raise GraphQLError(str(exc), extensions={"code": "BAD_USER_INPUT"}) from None
+    if created_at < datetime.now(UTC) - retention:
         raise GraphQLError(
             "This cursor is older than the event retention; refetch the state and subscribe without `after`.",
             extensions={"code": "CURSOR_EXPIRED"},
@@ -84,12 +79,81 @@ _SUBJECT_KEYS = (
     ("kept_contact_id", "contact_by_id"),
     ("contact_id", "contact_by_id"),
     ("shipment_id", "shipment_by_id"),
+    ("notification_id", "notification_by_id"),
 )
 _REPLAY_PAGE = 500
 
 
-async def _event_stream(
-    info: Info[Context, None], after: str | None, thread_id: uuid.UUID | None
+class EventObjects:
+    """What recent events are about (thread, message, subject, actor), loaded once per process and
+    shared by every subscriber of the organization, instead of once per subscriber. Read-only rows."""
+
+    def __init__(self, state: Any, size: int = 512) -> None:
+        self._state = state
+        self._size = size
+        self._entries: OrderedDict[int, asyncio.Future[dict[str, tuple[str, Any]]]] = OrderedDict()
+
+    async def get(self, organization_id: uuid.UUID, row: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+        entry = self._entries.get(row["id"])
+        if entry is None:
+            entry = asyncio.get_running_loop().create_future()
+            self._entries[row["id"]] = entry
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+            try:
+                entry.set_result(await self._load(organization_id, row))
+            except BaseException as exc:
+                self._entries.pop(row["id"], None)
+                entry.set_exception(exc)
+                entry.exception()  # retrieved: the other waiters get it too
+                raise
+        return await asyncio.shield(entry)
+
+    async def _load(self, organization_id: uuid.UUID, row: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+        payload = row["payload"]
+        owner = uuid.UUID(payload["user_id"]) if payload.get("user_id") else uuid.UUID(int=0)
+        db = SerialSession(tenant_session(self._state.sessionmaker, organization_id))
+        try:
+            loaders = Loaders(db, owner)  # a private event is only ever sent to its user
+            thread = await loaders.thread_by_id.load(uuid.UUID(str(row["thread_id"]))) if row["thread_id"] else None
+            message_id = payload.get("message_id")
+            message = await loaders.message_by_id.load(uuid.UUID(message_id)) if message_id else None
+            node: tuple[str, Any] = ("thread_by_id", thread)
+            for key, loader_name in _SUBJECT_KEYS:
+                if payload.get(key):
+                    node = (loader_name, await getattr(loaders, loader_name).load(uuid.UUID(payload[key])))
+                    break
+            actor = await loaders.user_by_id.load(uuid.UUID(str(row["actor_id"]))) if row["actor_id"] else None
+        finally:
+            await db.session.close()
+        return {
+            "thread": ("thread_by_id", thread),
+            "message": ("message_by_id", message),
+            "node": node,
+            "actor": ("user_by_id", actor),
+        }
+
+
+def _objects(state: Any) -> EventObjects:
+    objects = state.shared.get("event_objects")
+    if objects is None:
+        objects = state.shared["event_objects"] = EventObjects(state)
+    return objects
+
+
+async def _still_active(state: Any, user_id: uuid.UUID, organization_id: uuid.UUID) -> bool:
+    """Whether the user may still receive events; one query per user per second in a process, however
+    many subscriptions they hold."""
+    cache: dict[uuid.UUID, tuple[float, bool]] = state.shared.setdefault("active_users", {})
+    checked = cache.get(user_id)
+    if checked is None or time.monotonic() - checked[0] > _ACTIVE_CHECK_SECONDS:
+        active = await authenticate_user(state, user_id, organization_id) is not None
+        cache[user_id] = checked = (time.monotonic(), active)
+    return checked[1]
+
+
+async def event_stream(
+    info: Info[Context, None], after: str | None, thread_id: uuid.UUID | None, types: set[str] | None = None
 ) -> AsyncGenerator[InboxEvent, None]:
     ctx = info.context
     viewer = ctx.require(Permission.READ)
@@ -111,30 +175,28 @@ async def _event_stream(
     def visible(type_name: str, event_thread: Any, payload: dict[str, Any]) -> bool:
         if thread_id is not None and str(event_thread) != str(thread_id):
             return False
-        # read positions are private to their reader
-        return not (type_name == "THREAD_READ" and payload.get("user_id") != str(viewer.user_id))
+        if types is not None and type_name not in types:
+            return False
+        # read positions and notifications are private to their user
+        return not (events.EVENT_TYPES[type_name].private and payload.get("user_id") != str(viewer.user_id))
 
     async def build(row: dict[str, Any]) -> InboxEvent:
-        await ctx.aclose()  # a fresh session and fresh loaders for every event
+        """The event with what it is about: loaded once per process (`EventObjects`), primed into this
+        subscriber's loaders; the caller closes the session after the event is sent (`ctx.aclose()`)."""
+        loaded = await _objects(state).get(organization_id, row)
         loaders = ctx.loaders
+        for loader_name, obj in loaded.values():
+            if obj is not None:
+                getattr(loaders, loader_name).prime(obj.id, obj)
         payload = row["payload"]
-        thread = await loaders.thread_by_id.load(uuid.UUID(str(row["thread_id"]))) if row["thread_id"] else None
-        message_id = payload.get("message_id")
-        message = await loaders.message_by_id.load(uuid.UUID(message_id)) if message_id else None
-        node: Any = thread
-        for key, loader in _SUBJECT_KEYS:
-            if payload.get(key):
-                node = await getattr(loaders, loader).load(uuid.UUID(payload[key]))
-                break
-        actor = await loaders.user_by_id.load(uuid.UUID(str(row["actor_id"]))) if row["actor_id"] else None
         return InboxEvent(
             cursor=encode_event_cursor(row["seq"], row["id"], row["created_at"]),
             type=InboxEventType[row["type"]],
             occurred_at=row["created_at"],
-            actor=actor,
-            thread=thread,
-            message=message,
-            node=node,
+            actor=loaded["actor"][1],
+            thread=loaded["thread"][1],
+            message=loaded["message"][1],
+            node=loaded["node"][1],
             changed=payload.get("changed"),
         )
 
@@ -163,6 +225,7 @@ async def _event_stream(
                 position = max(position, row["seq"])
                 if remember(row["id"]) and visible(row["type"], row["thread_id"], row["payload"]):
                     yield await build(row)
+                    await ctx.aclose()  # hold no connection between events
             if len(rows) < _REPLAY_PAGE:
                 return
 
@@ -187,22 +250,23 @@ async def _event_stream(
                     continue
                 if time.monotonic() - checked_at > _ACTIVE_CHECK_SECONDS:
                     checked_at = time.monotonic()
-                    if not await authenticate_user(state, viewer.user_id, organization_id):
+                    if not await _still_active(state, viewer.user_id, organization_id):
                         raise GraphQLError("Your account is deactivated.", extensions={"code": "UNAUTHENTICATED"})
                 if visible(row["type"], row["thread_id"], row["payload"]):
                     row["created_at"] = datetime.fromisoformat(row["created_at"])
                     yield await build(row)
+                    await ctx.aclose()  # hold no connection between events
         finally:
-            await ctx.aclose()  # the last event's session
+            await ctx.aclose()
 
 
 @strawberry.type
-class Subscription:
+class EventSubscription:
     @strawberry.subscription(description="Every event of the viewer's organization; `after` resumes from a cursor.")
     async def inbox_events(
         self, info: Info[Context, None], after: str | None = None
     ) -> AsyncGenerator[InboxEvent, None]:
-        async for event in _event_stream(info, after, None):
+        async for event in event_stream(info, after, None):
             yield event
 
     @strawberry.subscription(description="The events of one thread; `after` resumes from a cursor.")
@@ -212,7 +276,8 @@ class Subscription:
         info.context.viewer  # noqa: B018 - authentication required
         local = local_id(thread_id, "Thread")
         thread = await info.context.loaders.thread_by_id.load(local) if local else None
+        await info.context.aclose()
         if thread is None:
             raise GraphQLError("No such thread.", extensions={"code": "NOT_FOUND"})
-        async for event in _event_stream(info, after, thread.id):
+        async for event in event_stream(info, after, thread.id):
             yield event

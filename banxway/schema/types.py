@@ -440,6 +440,42 @@ FIELD_COLUMNS: dict[type, dict[str, tuple[str, ...]]] = {
 }
 
 
+NotificationType = strawberry.enum(db.NotificationType)
+
+
+@strawberry.type(description="Something for one user to look at; only its user can see it.")
+class Notification(Node):
+    id: strawberry.ID = _id_field("Notification")
+    type: NotificationType  # type: ignore[valid-type]
+    summary: str
+    read_at: datetime | None
+    created_at: datetime
+
+    is_type_of = _model_type_of(db.Notification)
+    resolve_nodes = _node_resolver("notification_by_id")
+
+    @strawberry.field
+    def read(self) -> bool:
+        return self.read_at is not None
+
+    @strawberry.field
+    def thread(self, info: Ctx) -> Thread | None:
+        return related(self, info, "thread", "thread_by_id", self.thread_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def message(self, info: Ctx) -> Message | None:
+        return related(self, info, "message", "message_by_id", self.message_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def note(self, info: Ctx) -> Note | None:
+        return related(self, info, "note", "note_by_id", self.note_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="Who caused it; null for a customer's message.")
+    def actor(self, info: Ctx) -> User | None:
+        return related(self, info, "actor", "user_by_id", self.actor_id)  # type: ignore[attr-defined]
+
+
 NODE_TYPES: dict[str, type[Node]] = {
-    cls.__name__: cls for cls in (Organization, User, Customer, Contact, Shipment, Thread, Message, Note, Action)
+    cls.__name__: cls
+    for cls in (Organization, User, Customer, Contact, Shipment, Thread, Message, Note, Action, Notification)
 }
