@@ -119,6 +119,7 @@ class ContactMerged(DomainEvent):
     kept_contact_id: uuid.UUID
     merged_contact_id: uuid.UUID
     thread_ids: list[uuid.UUID]
+    message_ids: list[uuid.UUID] = []
 
 
 class ContactUnmerged(DomainEvent):
@@ -127,6 +128,7 @@ class ContactUnmerged(DomainEvent):
     kept_contact_id: uuid.UUID
     merged_contact_id: uuid.UUID
     thread_ids: list[uuid.UUID]
+    message_ids: list[uuid.UUID] = []
 
 
 class ShipmentCreated(DomainEvent):

@@ -176,6 +176,7 @@ async def contact_merge(ctx: Context, kept_id: uuid.UUID | None, merged_id: uuid
                 kept_contact_id=kept.id,
                 merged_contact_id=merged.id,
                 thread_ids=[uuid.UUID(t) for t in moved["threads"]],
+                message_ids=[uuid.UUID(m) for m in moved["messages"]],
             ),
         )
     return merge
@@ -222,6 +223,7 @@ async def contact_unmerge(ctx: Context, merged_id: uuid.UUID | None) -> ContactM
                 kept_contact_id=merge.kept_contact_id,
                 merged_contact_id=merged.id,
                 thread_ids=[uuid.UUID(t) for t in merge.moved["threads"]],
+                message_ids=[uuid.UUID(m) for m in merge.moved["messages"]],
             ),
         )
     return merge

@@ -52,6 +52,11 @@ class InboxEvent:
         "(the kept one of a merge), shipment, or the thread itself."
     )
     changed: list[str] | None = strawberry.field(description="For *_UPDATED events: the fields that changed.")
+    related: list[Node] = strawberry.field(
+        default_factory=list,
+        description="Other objects the event changed, as they are now: the merged contact and the moved threads "
+        "and messages of a (un)merge, the notifications of NOTIFICATIONS_READ.",
+    )
 
 
 encode_event_cursor = events.encode_cursor
@@ -80,6 +85,13 @@ _SUBJECT_KEYS = (
     ("contact_id", "contact_by_id"),
     ("shipment_id", "shipment_by_id"),
     ("notification_id", "notification_by_id"),
+)
+# payload keys that list further objects the event changed → their loader
+_RELATED_KEYS = (
+    ("merged_contact_id", "contact_by_id"),
+    ("thread_ids", "thread_by_id"),
+    ("message_ids", "message_by_id"),
+    ("notification_ids", "notification_by_id"),
 )
 _REPLAY_PAGE = 500
 
@@ -124,6 +136,14 @@ class EventObjects:
                     node = (loader_name, await getattr(loaders, loader_name).load(uuid.UUID(payload[key])))
                     break
             actor = await loaders.user_by_id.load(uuid.UUID(str(row["actor_id"]))) if row["actor_id"] else None
+            related: list[tuple[str, Any]] = []
+            for key, loader_name in _RELATED_KEYS:
+                ids = payload.get(key) or []
+                for obj in await getattr(loaders, loader_name).load_many(
+                    [uuid.UUID(i) for i in (ids if isinstance(ids, list) else [ids])]
+                ):
+                    if obj is not None:
+                        related.append((loader_name, obj))
         finally:
             await db.session.close()
         return {
@@ -131,6 +151,7 @@ class EventObjects:
             "message": ("message_by_id", message),
             "node": node,
             "actor": ("user_by_id", actor),
+            "related": related,  # type: ignore[dict-item]
         }
 
 
@@ -185,7 +206,9 @@ async def event_stream(
         subscriber's loaders; the caller closes the session after the event is sent (`ctx.aclose()`)."""
         loaded = await _objects(state).get(organization_id, row)
         loaders = ctx.loaders
-        for loader_name, obj in loaded.values():
+        related: list[tuple[str, Any]] = loaded["related"]  # type: ignore[assignment]
+        singles = [value for name, value in loaded.items() if name != "related"]
+        for loader_name, obj in [*singles, *related]:
             if obj is not None:
                 getattr(loaders, loader_name).prime(obj.id, obj)
         payload = row["payload"]
@@ -198,6 +221,7 @@ async def event_stream(
             message=loaded["message"][1],
             node=loaded["node"][1],
             changed=payload.get("changed"),
+            related=[obj for _, obj in related],
         )
 
     async def read_log(after_seq: int) -> list[dict[str, Any]]:

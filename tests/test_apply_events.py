@@ -1,0 +1,526 @@
+"""Apply events (as Zulip checks its `apply_events`): for every registered event type, a client that fetched
+its state, subscribed to `inboxEvents` and applied what it received with a small generic reducer
+(tests/apply_events_helpers.py) holds exactly what a fresh fetch returns. An event type whose events do not
+carry enough for that fails here; a registered type without a case fails too."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from banxway import events
+from banxway.context import AppState
+from banxway.db.models import Message, MessageStatus
+from banxway.db.session import tenant_session
+from banxway.events import EVENT_TYPES, MessageStatusChanged
+from banxway.settings import Settings
+from tests.apply_events_helpers import (
+    INBOX_EVENTS,
+    STATE,
+    apply_events,
+    differences,
+    local_uuid,
+    normalize,
+    receive_events,
+)
+from tests.conftest import Api, Org
+from tests.inbox_helpers import Inbox
+from tests.live_helpers import GraphQLSocket, uvicorn_server, wait_subscribed
+from tests.test_events_outbox import (
+    ACTION_CREATE,
+    ACTION_UPDATE,
+    CONTACT_CREATE,
+    CONTACT_MERGE,
+    CONTACT_UNMERGE,
+    CONTACT_UPDATE,
+    CUSTOMER_CREATE,
+    CUSTOMER_UPDATE,
+    ME_ID,
+    MESSAGE_SEND,
+    NOTE_ADD,
+    SHIPMENT_CREATE,
+    SHIPMENT_MILESTONE_ADD,
+    SHIPMENT_UPDATE,
+    THREAD_ARCHIVE,
+    THREAD_ASSIGN,
+    THREAD_CREATE,
+    THREAD_MARK_READ,
+    THREAD_UPDATE,
+)
+
+NOTIFICATION_IDS = "{ notifications(first: 100) { edges { node { id } } } }"
+NOTIFICATION_MARK_READ = """
+mutation($input: NotificationMarkReadInput!) {
+  notificationMarkRead(input: $input) { notifications { id } userErrors { field code message } }
+}
+"""
+
+
+@dataclass
+class World:
+    """The organization: its admin subscribes and fetches (the client); `manager` and `support` are colleagues."""
+
+    inbox: Inbox
+    tokens: dict[str, str]
+    users: dict[str, str]
+    ids: dict[str, Any] = field(default_factory=dict)
+
+    async def ok(self, query: str, variables: dict[str, Any], name: str, by: str = "manager") -> dict:
+        return await self.inbox.ok(query, variables, name, self.tokens[by])
+
+    async def thread(self, subject: str, **fields: Any) -> str:
+        payload = await self.ok(THREAD_CREATE, {"input": {"subject": subject, **fields}}, "threadCreate")
+        return payload["thread"]["id"]
+
+    async def customer(self, name: str, **fields: Any) -> str:
+        payload = await self.ok(CUSTOMER_CREATE, {"input": {"name": name, **fields}}, "customerCreate")
+        return payload["customer"]["id"]
+
+    async def contact(self, name: str, email: str | None = None, **fields: Any) -> str:
+        if email:
+            fields["identities"] = [{"channel": "EMAIL", "address": email}]
+        payload = await self.ok(CONTACT_CREATE, {"input": {"name": name, **fields}}, "contactCreate")
+        return payload["contact"]["id"]
+
+    async def shipment(self, reference: str, **fields: Any) -> str:
+        fields.setdefault("direction", "IMPORT")
+        payload = await self.ok(SHIPMENT_CREATE, {"input": {"reference": reference, **fields}}, "shipmentCreate")
+        return payload["shipment"]["id"]
+
+    async def message(self, thread: str, body: str, channel: str = "INTERNAL", **fields: Any) -> str:
+        variables = {"input": {"threadId": thread, "channel": channel, "body": body, **fields}}
+        return (await self.ok(MESSAGE_SEND, variables, "messageSend"))["message"]["id"]
+
+    async def note(self, thread: str, body: str) -> str:
+        return (await self.ok(NOTE_ADD, {"input": {"threadId": thread, "body": body}}, "noteAdd"))["note"]["id"]
+
+    async def action(self, thread: str, title: str, **fields: Any) -> str:
+        variables = {"input": {"threadId": thread, "title": title, **fields}}
+        return (await self.ok(ACTION_CREATE, variables, "actionCreate"))["action"]["id"]
+
+
+Step = Callable[[World], Awaitable[None]]
+
+
+async def _nothing(w: World) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Case:
+    """`setup` runs before the client fetches its state, `act` (the mutation) while it is subscribed;
+    `expect` is the event types the client then receives, in order, all by `actor` (None: the system)."""
+
+    act: Step
+    expect: tuple[str, ...]
+    setup: Step = _nothing
+    actor: str | None = "manager"
+
+
+# -- threads -------------------------------------------------------------------------------------------
+
+
+async def _inbox_with_a_contact(w: World) -> None:
+    w.ids["customer"] = await w.customer("Acme Imports")
+    w.ids["contact"] = await w.contact("Priya Shah", "priya@acme.example", customerId=w.ids["customer"])
+    w.ids["older"] = await w.thread("Customs query for BL MAEU123")
+    w.ids["newer"] = await w.thread("Reefer booking Mundra to Jebel Ali")
+
+
+async def _thread_create(w: World) -> None:
+    variables = {
+        "input": {
+            "subject": "Quote for 2x40HC Nhava Sheva to Hamburg",
+            "contactId": w.ids["contact"],
+            "priority": "HIGH",
+            "type": "QUOTE_REQUEST",
+            "tags": ["quote", "sea"],
+        }
+    }
+    await w.ok(THREAD_CREATE, variables, "threadCreate")
+
+
+async def _thread_update_setup(w: World) -> None:
+    await _inbox_with_a_contact(w)
+    w.ids["shipment"] = await w.shipment("SHP-1", customerId=w.ids["customer"])
+
+
+async def _thread_update(w: World) -> None:
+    changes = {
+        "id": w.ids["older"],
+        "subject": "Customs hold on BL MAEU123",
+        "status": "PENDING",
+        "priority": "URGENT",
+        "tags": ["customs"],
+        "contactId": w.ids["contact"],
+        "shipmentId": w.ids["shipment"],
+    }
+    await w.ok(THREAD_UPDATE, {"input": changes}, "threadUpdate")
+
+
+async def _thread_assign(w: World) -> None:
+    await w.ok(THREAD_ASSIGN, {"input": {"threadId": w.ids["older"], "assigneeId": w.users["support"]}}, "threadAssign")
+
+
+async def _busy_thread(w: World) -> None:
+    await _inbox_with_a_contact(w)
+    await w.message(w.ids["older"], "Documents attached")
+    await w.note(w.ids["older"], "Waiting on the broker")
+    await w.action(w.ids["older"], "Send the invoice")
+
+
+async def _thread_archive(w: World) -> None:
+    await w.ok(THREAD_ARCHIVE, {"input": {"threadId": w.ids["older"]}}, "threadArchive")
+
+
+async def _unread_messages(w: World) -> None:
+    await _inbox_with_a_contact(w)
+    await w.message(w.ids["older"], "Broker called")
+    await w.message(w.ids["older"], "Broker called again")
+
+
+async def _thread_mark_read(w: World) -> None:
+    await w.ok(THREAD_MARK_READ, {"input": {"threadId": w.ids["older"]}}, "threadMarkRead", by="admin")
+
+
+# -- messages, notes, actions ------------------------------------------------------------------------------
+
+
+async def _thread_with_a_contact(w: World) -> None:
+    await _inbox_with_a_contact(w)
+    await w.ok(THREAD_UPDATE, {"input": {"id": w.ids["older"], "contactId": w.ids["contact"]}}, "threadUpdate")
+
+
+async def _message_send(w: World) -> None:
+    # an email by a colleague to the thread's contact: the thread opens, moves up, and is unread for the client
+    await w.message(w.ids["older"], "Please find the draft BL attached.", channel="EMAIL", subject="Draft BL")
+
+
+async def _queued_email(w: World) -> None:
+    await _thread_with_a_contact(w)
+    w.ids["message"] = await w.message(w.ids["older"], "Your container is released.", channel="EMAIL")
+
+
+async def _provider_reports_delivery(w: World) -> None:
+    # No mutation changes a message's status: the channel providers will (a worker or a webhook). As they
+    # would, the change and its event are written in one transaction and relayed after the commit.
+    state = w.inbox.api.state
+    message_id = local_uuid(w.ids["message"])
+    async with tenant_session(state.sessionmaker, w.inbox.org.id) as session:
+        async with session.begin():
+            message = await session.get(Message, message_id)
+            assert message is not None and message.status == MessageStatus.QUEUED
+            message.status = MessageStatus.DELIVERED
+            event = MessageStatusChanged(thread_id=message.thread_id, message_id=message.id, status="DELIVERED")
+            events.record(session, event, organization_id=w.inbox.org.id, actor_id=None)
+        await events.relay(state.broadcast, state.sessionmaker, events.take_recorded(session))
+
+
+async def _thread_with_a_note(w: World) -> None:
+    await _inbox_with_a_contact(w)
+    await w.note(w.ids["older"], "Customer prefers Maersk")
+
+
+async def _note_add(w: World) -> None:
+    await w.note(w.ids["older"], "@support@acme.test can you chase the broker?")
+
+
+async def _action_create(w: World) -> None:
+    due = datetime(2026, 3, 2, 9, tzinfo=UTC).isoformat()
+    variables = {
+        "input": {
+            "threadId": w.ids["older"],
+            "title": "Approve the quote",
+            "type": "QUOTE_APPROVAL",
+            "dueAt": due,
+            "assigneeId": w.users["support"],
+        }
+    }
+    await w.ok(ACTION_CREATE, variables, "actionCreate")
+
+
+async def _thread_with_an_action(w: World) -> None:
+    await _inbox_with_a_contact(w)
+    w.ids["action"] = await w.action(w.ids["older"], "Call the broker")
+    await w.action(w.ids["older"], "Send the invoice")
+
+
+async def _action_update(w: World) -> None:
+    variables = {"input": {"id": w.ids["action"], "title": "Called the broker", "status": "DONE"}}
+    await w.ok(ACTION_UPDATE, variables, "actionUpdate")
+
+
+# -- customers, contacts --------------------------------------------------------------------------------------
+
+
+async def _two_customers(w: World) -> None:
+    w.ids["acme"] = await w.customer("Acme Imports")
+    w.ids["zenith"] = await w.customer("Zenith Freight")
+
+
+async def _customer_create(w: World) -> None:
+    variables = {"input": {"name": "Globex Traders", "code": "glx", "email": "ops@globex.example", "tags": ["vip"]}}
+    await w.ok(CUSTOMER_CREATE, variables, "customerCreate")
+
+
+async def _customer_update(w: World) -> None:
+    # renamed past the other one: the list's order changes too
+    variables = {"input": {"id": w.ids["acme"], "name": "Zeta Imports", "phone": "+919820054321"}}
+    await w.ok(CUSTOMER_UPDATE, variables, "customerUpdate")
+
+
+async def _customer_and_contacts(w: World) -> None:
+    w.ids["customer"] = await w.customer("Acme Imports")
+    w.ids["arjun"] = await w.contact("Arjun Mehta", "arjun@acme.example")
+    w.ids["priya"] = await w.contact("Priya Shah", "priya@acme.example")
+
+
+async def _contact_create(w: World) -> None:
+    variables = {
+        "input": {
+            "name": "Meera Iyer",
+            "title": "Logistics manager",
+            "customerId": w.ids["customer"],
+            "identities": [{"channel": "EMAIL", "address": "meera@acme.example"}],
+        }
+    }
+    await w.ok(CONTACT_CREATE, variables, "contactCreate")
+
+
+async def _contact_update(w: World) -> None:
+    variables = {
+        "input": {
+            "id": w.ids["arjun"],
+            "name": "Zara Khan",
+            "title": "Import desk",
+            "customerId": w.ids["customer"],
+            "identities": [{"channel": "EMAIL", "address": "zara@acme.example"}],
+        }
+    }
+    await w.ok(CONTACT_UPDATE, variables, "contactUpdate")
+
+
+async def _duplicate_contacts(w: World) -> None:
+    # a thread (with a message) on the duplicate: merging moves both to the kept contact
+    w.ids["kept"] = await w.contact("Priya Shah", "priya@acme.example")
+    w.ids["duplicate"] = await w.contact("Priya Shah (Gmail)", "priya.shah@gmail.example")
+    w.ids["thread"] = await w.thread("Booking for Priya", contactId=w.ids["duplicate"])
+    await w.message(w.ids["thread"], "Booking confirmed.", channel="EMAIL")
+
+
+async def _contact_merge(w: World) -> None:
+    variables = {"input": {"keptContactId": w.ids["kept"], "mergedContactId": w.ids["duplicate"]}}
+    await w.ok(CONTACT_MERGE, variables, "contactMerge")
+
+
+async def _merged_contacts(w: World) -> None:
+    await _duplicate_contacts(w)
+    await _contact_merge(w)
+
+
+async def _contact_unmerge(w: World) -> None:
+    await w.ok(CONTACT_UNMERGE, {"input": {"contactId": w.ids["duplicate"]}}, "contactUnmerge")
+
+
+# -- shipments ------------------------------------------------------------------------------------------------
+
+
+async def _a_shipment(w: World) -> None:
+    w.ids["customer"] = await w.customer("Acme Imports")
+    w.ids["shipment"] = await w.shipment("SHP-1", customerId=w.ids["customer"])
+
+
+async def _shipment_create(w: World) -> None:
+    await w.shipment(
+        "SHP-2",
+        direction="EXPORT",
+        customerId=w.ids["customer"],
+        origin={"code": "INNSA", "name": "Nhava Sheva"},
+        destination={"code": "DEHAM", "name": "Hamburg"},
+        etd=datetime(2026, 3, 1, tzinfo=UTC).isoformat(),
+    )
+
+
+async def _two_shipments(w: World) -> None:
+    await _a_shipment(w)
+    await w.shipment("SHP-2")
+
+
+async def _shipment_update(w: World) -> None:
+    variables = {
+        "input": {
+            "id": w.ids["shipment"],
+            "vessel": "MSC Aurora",
+            "voyage": "FA612E",
+            "eta": datetime(2026, 4, 2, tzinfo=UTC).isoformat(),
+        }
+    }
+    await w.ok(SHIPMENT_UPDATE, variables, "shipmentUpdate")
+
+
+async def _shipment_milestone_add(w: World) -> None:
+    variables = {
+        "input": {
+            "shipmentId": w.ids["shipment"],
+            "type": "DEPARTED",
+            "actualAt": datetime(2026, 3, 1, 6, tzinfo=UTC).isoformat(),
+            "location": {"code": "INNSA"},
+            "note": "Sailed on time",
+        }
+    }
+    await w.ok(SHIPMENT_MILESTONE_ADD, variables, "shipmentMilestoneAdd")
+
+
+# -- notifications --------------------------------------------------------------------------------------------
+
+
+async def _mention_the_client(w: World) -> None:
+    await w.note(w.ids["older"], "@admin@acme.test please approve the rate")
+
+
+async def _two_notifications(w: World) -> None:
+    await _inbox_with_a_contact(w)
+    await w.note(w.ids["older"], "@admin@acme.test first")
+    await w.note(w.ids["newer"], "@admin@acme.test second")
+    edges = (await w.inbox.gql(NOTIFICATION_IDS, token=w.tokens["admin"]))["data"]["notifications"]["edges"]
+    assert len(edges) == 2, edges
+    w.ids["notification"] = edges[0]["node"]["id"]
+
+
+async def _notification_mark_read(w: World) -> None:
+    # one of the two: a client cannot tell which from "all of them"
+    await w.ok(NOTIFICATION_MARK_READ, {"input": {"ids": [w.ids["notification"]]}}, "notificationMarkRead", by="admin")
+
+
+CASES: dict[str, Case] = {
+    "ACTION_CREATED": Case(_action_create, ("ACTION_CREATED",), _inbox_with_a_contact),
+    "ACTION_UPDATED": Case(_action_update, ("ACTION_UPDATED",), _thread_with_an_action),
+    "CONTACT_CREATED": Case(_contact_create, ("CONTACT_CREATED",), _customer_and_contacts),
+    "CONTACT_MERGED": Case(_contact_merge, ("CONTACT_MERGED",), _duplicate_contacts),
+    "CONTACT_UNMERGED": Case(_contact_unmerge, ("CONTACT_UNMERGED",), _merged_contacts),
+    "CONTACT_UPDATED": Case(_contact_update, ("CONTACT_UPDATED",), _customer_and_contacts),
+    "CUSTOMER_CREATED": Case(_customer_create, ("CUSTOMER_CREATED",), _two_customers),
+    "CUSTOMER_UPDATED": Case(_customer_update, ("CUSTOMER_UPDATED",), _two_customers),
+    "MESSAGE_ADDED": Case(_message_send, ("MESSAGE_ADDED", "THREAD_UPDATED"), _thread_with_a_contact),
+    "MESSAGE_STATUS_CHANGED": Case(_provider_reports_delivery, ("MESSAGE_STATUS_CHANGED",), _queued_email, actor=None),
+    "NOTE_ADDED": Case(_note_add, ("NOTE_ADDED",), _thread_with_a_note),
+    "NOTIFICATION_CREATED": Case(_mention_the_client, ("NOTE_ADDED", "NOTIFICATION_CREATED"), _inbox_with_a_contact),
+    "NOTIFICATIONS_READ": Case(_notification_mark_read, ("NOTIFICATIONS_READ",), _two_notifications, actor="admin"),
+    "SHIPMENT_CREATED": Case(_shipment_create, ("SHIPMENT_CREATED",), _a_shipment),
+    "SHIPMENT_MILESTONE_ADDED": Case(
+        _shipment_milestone_add, ("SHIPMENT_MILESTONE_ADDED", "SHIPMENT_UPDATED"), _a_shipment
+    ),
+    "SHIPMENT_UPDATED": Case(_shipment_update, ("SHIPMENT_UPDATED",), _two_shipments),
+    "THREAD_ARCHIVED": Case(_thread_archive, ("THREAD_ARCHIVED",), _busy_thread),
+    "THREAD_ASSIGNED": Case(_thread_assign, ("THREAD_ASSIGNED",), _inbox_with_a_contact),
+    "THREAD_CREATED": Case(_thread_create, ("THREAD_CREATED",), _inbox_with_a_contact),
+    "THREAD_READ": Case(_thread_mark_read, ("THREAD_READ",), _unread_messages, actor="admin"),
+    "THREAD_UPDATED": Case(_thread_update, ("THREAD_UPDATED",), _thread_update_setup),
+}
+
+
+# -- fixtures -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def world(inbox: Inbox, api: Api) -> World:
+    tokens, users = {"admin": inbox.token}, {}
+    for role in ("manager", "support"):
+        email = f"{role}@acme.test"
+        await api.create_user(inbox.org, email, role)
+        tokens[role] = await api.token(email)
+    for role, token in tokens.items():
+        users[role] = (await inbox.gql(ME_ID, token=token))["data"]["me"]["id"]
+    return World(inbox, tokens, users)
+
+
+@pytest.fixture
+async def server(settings: Settings, state: AppState, api: Api, org: Org) -> AsyncIterator[str]:
+    async with uvicorn_server(settings, state) as url:
+        yield url
+
+
+async def fetch_state(w: World, by: str = "admin") -> dict[str, Any]:
+    result = await w.inbox.gql(STATE, token=w.tokens[by])
+    assert "errors" not in result, result
+    return normalize(result["data"])
+
+
+# -- the check ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+async def test_a_client_that_applies_the_events_holds_what_a_fresh_fetch_returns(
+    event_type: str, world: World, server: str, state: AppState, org: Org
+) -> None:
+    case = CASES.get(event_type)
+    assert case is not None, f"no apply-events case for {event_type}: add one to CASES"
+    # given the client's state, fetched
+    await case.setup(world)
+    before = await fetch_state(world)
+    async with GraphQLSocket.open(server) as socket:
+        # and its subscription to the inbox's events
+        await socket.init(world.tokens["admin"])
+        await socket.subscribe("inbox", INBOX_EVENTS)
+        await wait_subscribed(state, org.id, 1)
+        # when the mutation runs
+        await case.act(world)
+        received = await receive_events(socket, len(case.expect))
+    # then the client receives the case's events, by whoever made the change
+    assert [event["type"] for event in received] == list(case.expect)
+    actor = {"id": world.users[case.actor]} if case.actor else None
+    assert [event["actor"] for event in received] == [actor] * len(received)
+    # and applying them to what it had gives what it would fetch now
+    after = await fetch_state(world)
+    assert after != before, "the mutation changed nothing the client shows: the case checks nothing"
+    found = differences(apply_events(before, received), after)
+    assert not found, "the events do not carry what changed:\n" + "\n".join(found)
+
+
+async def test_clients_of_different_users_apply_the_same_events_each_to_its_own_state(
+    world: World, server: str, state: AppState, org: Org
+) -> None:
+    # given two clients, the admin's and support's, who has read the thread (their unread counts differ)
+    await _inbox_with_a_contact(world)
+    thread = world.ids["older"]
+    await world.message(thread, "Broker called")
+    await world.ok(THREAD_MARK_READ, {"input": {"threadId": thread}}, "threadMarkRead", by="support")
+    clients = ("admin", "support")
+    before = {client: await fetch_state(world, client) for client in clients}
+    async with GraphQLSocket.open(server) as admin, GraphQLSocket.open(server) as support:
+        sockets = {"admin": admin, "support": support}
+        for client, socket in sockets.items():
+            await socket.init(world.tokens[client])
+            await socket.subscribe("inbox", INBOX_EVENTS)
+        await wait_subscribed(state, org.id, len(sockets))
+        # when a colleague writes in the thread, and support reads it again
+        await world.message(thread, "Broker called again")
+        await world.ok(THREAD_MARK_READ, {"input": {"threadId": thread}}, "threadMarkRead", by="support")
+        received = {"admin": await receive_events(admin, 1), "support": await receive_events(support, 2)}
+    # then each client gets the message, and only support its own read
+    assert [e["type"] for e in received["admin"]] == ["MESSAGE_ADDED"]
+    assert [e["type"] for e in received["support"]] == ["MESSAGE_ADDED", "THREAD_READ"]
+    # and each, applying them to its own state, holds what it would fetch now
+    after = {client: await fetch_state(world, client) for client in clients}
+    unread = {
+        client: next(t["unreadCount"] for t in after[client]["threads"] if t["id"] == thread) for client in clients
+    }
+    assert unread == {"admin": 2, "support": 0}
+    for client in clients:
+        found = differences(apply_events(before[client], received[client]), after[client])
+        assert not found, f"{client}'s client:\n" + "\n".join(found)
+
+
+def test_every_registered_event_type_has_an_apply_events_case() -> None:
+    # given the event registry and the cases
+    registered, checked = set(EVENT_TYPES), set(CASES)
+    # then each registered type has a case that receives it, and no case names an unregistered type
+    assert registered - checked == set(), f"registered without an apply-events case: {sorted(registered - checked)}"
+    assert checked - registered == set(), f"cases for types no longer registered: {sorted(checked - registered)}"
+    for event_type, case in CASES.items():
+        assert event_type in case.expect, f"the {event_type} case does not receive a {event_type} event"
+        assert set(case.expect) <= registered, case.expect
