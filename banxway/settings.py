@@ -147,6 +147,35 @@ class Settings(BaseSettings):
         alias="BANXWAY_EVENT_RETENTION_DAYS",
         description="How long events are kept for subscribers to resume from; older cursors get CURSOR_EXPIRED.",
     )
+    email_poll_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        alias="EMAIL_POLL_INTERVAL",
+        description="Seconds between polls of each email account (IMAP IDLE brings new mail sooner).",
+    )
+    email_page_size: int = Field(
+        100, ge=1, le=1000, alias="BANXWAY_EMAIL_PAGE_SIZE", description="Mails fetched and stored per transaction."
+    )
+    email_max_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        alias="BANXWAY_EMAIL_MAX_BYTES",
+        description="Largest mail imported; a larger one gets one failure record and stays on the server.",
+    )
+    attachment_max_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        alias="BANXWAY_ATTACHMENT_MAX_BYTES",
+        description="Largest attachment stored; a larger one is listed on its message as skipped.",
+    )
+    email_timeout_seconds: float = Field(
+        30.0, gt=0, alias="BANXWAY_EMAIL_TIMEOUT", description="Seconds before an IMAP or SMTP operation gives up."
+    )
+    email_ca_file: str | None = Field(
+        None,
+        alias="BANXWAY_EMAIL_CA_FILE",
+        description="A PEM file of extra certificate authorities to trust for IMAP and SMTP (self-hosted servers).",
+    )
     password_hashing: Literal["standard", "fast-insecure"] = Field(
         "standard",
         alias="BANXWAY_PASSWORD_HASHING",

@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, or_, select
 
 from banxway.db.models import (
     Action,
+    Attachment,
     Contact,
     ContactIdentity,
     Customer,
@@ -165,6 +166,11 @@ class IdentitiesByContactIdLoader(_ManyByKeyLoader):
     key_column = "contact_id"
 
 
+class AttachmentsByMessageIdLoader(_ManyByKeyLoader):
+    model = Attachment
+    key_column = "message_id"
+
+
 class MilestonesByShipmentIdLoader(_ManyByKeyLoader):
     model = ShipmentMilestone
     key_column = "shipment_id"
@@ -222,6 +228,7 @@ class Loaders:
     notification_by_id: NotificationByIdLoader = field(init=False)
     identities_by_contact_id: IdentitiesByContactIdLoader = field(init=False)
     milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
+    attachments_by_message_id: AttachmentsByMessageIdLoader = field(init=False)
     unread_count_by_thread_id: UnreadCountByThreadIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -238,4 +245,5 @@ class Loaders:
         self.notification_by_id = NotificationByIdLoader(db, self.viewer_id)
         self.identities_by_contact_id = IdentitiesByContactIdLoader(db)
         self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
+        self.attachments_by_message_id = AttachmentsByMessageIdLoader(db)
         self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(db, self.viewer_id)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Sequence,
     String,
@@ -450,6 +451,15 @@ class Message(TenantMixin, Base):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
+        # dedupe of ingested mail per account, and threading by Message-ID
+        Index(
+            "uq_messages_email_account_id_provider_message_id",
+            "email_account_id",
+            "provider_message_id",
+            unique=True,
+            postgresql_where=text("email_account_id IS NOT NULL AND provider_message_id IS NOT NULL"),
+        ),
+        Index("ix_messages_organization_id_provider_message_id", "organization_id", "provider_message_id"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -469,6 +479,12 @@ class Message(TenantMixin, Base):
         UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL"), index=True
     )
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    # the email account that received or sends it (email only)
+    email_account_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("email_accounts.id", ondelete="SET NULL")
+    )
+    # the whole text of an inbound email, quoted history included (`body` is the reply alone)
+    full_body: Mapped[str | None] = mapped_column(Text, deferred=True, deferred_raiseload=True)
     headers: Mapped[dict] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb"), deferred=True, deferred_raiseload=True
     )
@@ -563,6 +579,76 @@ class Event(TenantMixin, Base):
 
 
 EVENTS_SEQ = Sequence("events_seq", metadata=Base.metadata)
+
+
+class EmailAccount(TenantMixin, Base):
+    """A mailbox the organization reads (IMAP) and sends from (SMTP). Passwords are encrypted (SecretBox)."""
+
+    __tablename__ = "email_accounts"
+    __table_args__ = (UniqueConstraint("organization_id", "email"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    from_name: Mapped[str | None] = mapped_column(String(200))
+    signature: Mapped[str | None] = mapped_column(Text)
+    imap_host: Mapped[str] = mapped_column(String(255), nullable=False)
+    imap_port: Mapped[int] = mapped_column(Integer, nullable=False)
+    imap_security: Mapped[str] = mapped_column(String(10), nullable=False)
+    imap_username: Mapped[str] = mapped_column(String(320), nullable=False)
+    imap_password: Mapped[str] = mapped_column(Text, nullable=False)
+    imap_folder: Mapped[str] = mapped_column(String(255), nullable=False, server_default="INBOX")
+    smtp_host: Mapped[str] = mapped_column(String(255), nullable=False)
+    smtp_port: Mapped[int] = mapped_column(Integer, nullable=False)
+    smtp_security: Mapped[str] = mapped_column(String(10), nullable=False)
+    smtp_username: Mapped[str | None] = mapped_column(String(320))
+    smtp_password: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # the ingest cursor: advanced in the transaction that stores the mail it read
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    last_polled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class Attachment(TenantMixin, Base):
+    """A file of a message; its bytes live under the data dir, addressed by sha256."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    content_id: Mapped[str | None] = mapped_column(String(255))
+    inline: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class EmailQuarantine(TenantMixin, Base):
+    """A mail that could not be stored: kept with its raw bytes (unless too large) for an admin to look at."""
+
+    __tablename__ = "email_quarantine"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("email_accounts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, deferred_raiseload=True)
+    error: Mapped[str] = mapped_column(Text, nullable=False)
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    reprocessed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
 
 
 class NotificationType(enum.Enum):

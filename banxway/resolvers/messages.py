@@ -20,6 +20,7 @@ from banxway.db.models import (
     Channel,
     ContactIdentity,
     Direction,
+    EmailAccount,
     Message,
     MessageStatus,
     Note,
@@ -109,6 +110,7 @@ async def message_send(
             if based_on is not None:
                 await _check_unchanged(session, thread, based_on, viewer.user_id)
             recipients = await _recipients(session, thread, channel, to)
+            account_id = await _email_account(session, thread) if channel == Channel.EMAIL else None
             now = datetime.now(UTC)
             message = Message(
                 organization_id=viewer.organization_id,
@@ -124,6 +126,7 @@ async def message_send(
                 author_id=viewer.user_id,
                 contact_id=thread.contact_id if channel != Channel.INTERNAL else None,
                 idempotency_key=key,
+                email_account_id=account_id,
             )
             session.add(message)
             await session.flush()
@@ -145,6 +148,23 @@ async def message_send(
             raise
         return _same_request(existing, thread_id)
     return message
+
+
+async def _email_account(session: AsyncSession, thread: Thread) -> uuid.UUID | None:
+    """The account to send from: the one the thread's mail last came in on, else the first active one.
+    None when there is none: the message is queued and its delivery fails saying so."""
+    used = await session.scalar(
+        select(Message.email_account_id)
+        .join(EmailAccount, EmailAccount.id == Message.email_account_id)
+        .where(Message.thread_id == thread.id, EmailAccount.active.is_(True))
+        .order_by(Message.created_at.desc())
+        .limit(1)
+    )
+    if used is not None:
+        return used
+    return await session.scalar(
+        select(EmailAccount.id).where(EmailAccount.active.is_(True)).order_by(EmailAccount.created_at).limit(1)
+    )
 
 
 def _decode_based_on(cursor: str) -> int:
@@ -193,6 +213,8 @@ async def message_receive(
     provider_message_id: str | None = None,
     headers: dict[str, Any] | None = None,
     received_at: datetime | None = None,
+    full_body: str | None = None,
+    email_account_id: uuid.UUID | None = None,
 ) -> Message:
     """Store an inbound message from a customer (channels call this inside their transaction).
 
@@ -212,6 +234,8 @@ async def message_receive(
         contact_id=contact_id or thread.contact_id,
         provider_message_id=provider_message_id,
         headers=headers or {},
+        full_body=full_body,
+        email_account_id=email_account_id,
     )
     if received_at is not None:
         message.created_at = received_at

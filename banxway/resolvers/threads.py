@@ -85,24 +85,53 @@ async def thread_create(
     clean_tags = v.tags(tags)
     async with ctx.transaction() as session:
         customer_id, contact_id, shipment_id = await _links(session, customer_id, contact_id, shipment_id)
-        now = datetime.now(UTC)
-        thread = Thread(
-            organization_id=viewer.organization_id,
-            reference=await next_reference(session, viewer.organization_id, now.year),
+        thread = await new_thread(
+            session,
+            viewer.organization_id,
             subject=clean_subject,
-            type=type or ThreadType.GENERAL,
-            status=ThreadStatus.NEW,
-            priority=priority or Priority.NORMAL,
-            primary_channel=primary_channel or Channel.EMAIL,
+            type=type,
+            primary_channel=primary_channel,
+            priority=priority,
             customer_id=customer_id,
             contact_id=contact_id,
             shipment_id=shipment_id,
             tags=clean_tags,
-            last_activity_at=now,
         )
-        session.add(thread)
-        await session.flush()
         ctx.record(session, ThreadCreated(thread_id=thread.id))
+    return thread
+
+
+async def new_thread(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    subject: str,
+    type: ThreadType | None = None,
+    primary_channel: Channel | None = None,
+    priority: Priority | None = None,
+    customer_id: uuid.UUID | None = None,
+    contact_id: uuid.UUID | None = None,
+    shipment_id: uuid.UUID | None = None,
+    tags: list[str] | None = None,
+) -> Thread:
+    """A NEW thread with the next reference (the caller has validated the values and records the event)."""
+    now = datetime.now(UTC)
+    thread = Thread(
+        organization_id=organization_id,
+        reference=await next_reference(session, organization_id, now.year),
+        subject=subject,
+        type=type or ThreadType.GENERAL,
+        status=ThreadStatus.NEW,
+        priority=priority or Priority.NORMAL,
+        primary_channel=primary_channel or Channel.EMAIL,
+        customer_id=customer_id,
+        contact_id=contact_id,
+        shipment_id=shipment_id,
+        tags=tags or [],
+        last_activity_at=now,
+    )
+    session.add(thread)
+    await session.flush()
     return thread
 
 

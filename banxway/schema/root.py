@@ -11,6 +11,7 @@ from banxway.context import Context
 from banxway.resolvers import auth as auth_use_cases
 from banxway.resolvers import users as user_use_cases
 from banxway.resolvers.pagination import paginate
+from banxway.schema.email import EmailMutation, EmailQuery
 from banxway.schema.errors import (
     AuthError,
     AuthErrorCode,
@@ -45,7 +46,7 @@ async def _resolve_nodes(info: Info[Context, None], ids: list[strawberry.ID]) ->
 
 
 @strawberry.type
-class Query(InboxQuery, LiveQuery):
+class Query(InboxQuery, LiveQuery, EmailQuery):
     @strawberry.field(description="Any object by its global id; null if it does not exist or is not yours.")
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         return (await _resolve_nodes(info, [id]))[0]
@@ -159,7 +160,7 @@ class UserPayload:
 
 
 @strawberry.type
-class Mutation(InboxMutation, LiveMutation):
+class Mutation(InboxMutation, LiveMutation, EmailMutation):
     @strawberry.mutation(description="Sign in with email and password.")
     async def auth_login(self, info: Info[Context, None], input: AuthLoginInput) -> AuthPayload:
         async def call() -> dict:

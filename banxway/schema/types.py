@@ -17,6 +17,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from banxway import db
+from banxway.channels.email.transport import Security
 from banxway.context import Context
 from banxway.resolvers.inbox import MESSAGES_ATTR, UNREAD_ATTR, MessageWindow, messages_page
 from banxway.resolvers.pagination import paginate
@@ -289,6 +290,58 @@ class Message(Node):
     @strawberry.field
     def contact(self, info: Ctx) -> Contact | None:
         return related(self, info, "contact", "contact_by_id", self.contact_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="Files of the message.")
+    async def attachments(self, info: Ctx) -> list[Attachment]:
+        return await info.context.loaders.attachments_by_message_id.load(self.id)  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field(description="An inbound email's whole text, quoted history included (`body` is the reply).")
+    async def full_body(self, info: Ctx) -> str | None:
+        return await info.context.db.scalar(select(db.Message.full_body).where(db.Message.id == self.id))  # type: ignore[attr-defined]
+
+
+@strawberry.type(description="A file attached to a message; download it from `url` with the access token.")
+class Attachment(Node):
+    id: strawberry.ID = _id_field("Attachment")
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    inline: bool
+    content_id: str | None
+
+    is_type_of = _model_type_of(db.Attachment)
+
+    @strawberry.field(description="The download path, relative to the API's origin.")
+    def url(self) -> str:
+        return f"/attachments/{to_global_id('Attachment', self.id)}"  # type: ignore[attr-defined]
+
+
+MailSecurity = strawberry.enum(Security, name="MailSecurity", description="NONE, STARTTLS, or TLS from the start.")
+
+
+@strawberry.type(description="A mailbox read over IMAP and sent from over SMTP; passwords are never shown.")
+class EmailAccount(Node):
+    id: strawberry.ID = _id_field("EmailAccount")
+    name: str
+    email: str
+    from_name: str | None
+    signature: str | None
+    imap_host: str
+    imap_port: int
+    imap_security: MailSecurity  # type: ignore[valid-type]
+    imap_username: str
+    imap_folder: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: MailSecurity  # type: ignore[valid-type]
+    smtp_username: str | None
+    active: bool
+    last_polled_at: datetime | None
+    last_error: str | None = strawberry.field(description="Why the last poll failed, in the server's words.")
+    created_at: datetime
+
+    is_type_of = _model_type_of(db.EmailAccount)
 
 
 @strawberry.type

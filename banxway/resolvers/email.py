@@ -1,0 +1,166 @@
+"""Email accounts (create, update, delete, test) and the quarantine of mail that could not be stored."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from banxway.auth import Permission
+from banxway.channels.email import transport
+from banxway.db.models import EmailAccount, EmailQuarantine, Message
+from banxway.resolvers import validation as v
+from banxway.resolvers.common import get_or_error
+from banxway.resolvers.errors import DomainError
+from banxway.secrets import SecretBox
+
+if TYPE_CHECKING:
+    from banxway.context import Context
+
+SECURITIES = {s.value for s in transport.Security}
+_PLAIN = ("name", "from_name", "signature", "imap_host", "imap_username", "imap_folder", "smtp_host", "smtp_username")
+_LIMITS = {
+    "name": 200,
+    "from_name": 200,
+    "signature": 10_000,
+    "imap_host": 255,
+    "imap_username": 320,
+    "imap_folder": 255,
+    "smtp_host": 255,
+    "smtp_username": 320,
+}
+_REQUIRED = {"name", "email", "imap_host", "imap_port", "imap_security", "imap_username", "imap_password"}
+_REQUIRED |= {"smtp_host", "smtp_port", "smtp_security"}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _clean(fields: dict[str, Any], box: SecretBox, *, creating: bool) -> dict[str, Any]:
+    """Validated column values; passwords encrypted. A field set to None is cleared (when it may be)."""
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        field = _camel(name)
+        if value is None:
+            if name in _REQUIRED:
+                raise DomainError("INVALID", f"{field} is required.", field)
+            values[name] = None
+        elif name in _PLAIN:
+            values[name] = v.text(value, field, max_length=_LIMITS[name], required=name in _REQUIRED)
+        elif name == "email":
+            values[name] = v.email(value, field)
+        elif name in ("imap_port", "smtp_port"):
+            if not 1 <= int(value) <= 65535:
+                raise DomainError("INVALID", f"{field} must be a port number (1-65535).", field)
+            values[name] = int(value)
+        elif name in ("imap_security", "smtp_security"):
+            values[name] = str(getattr(value, "value", value))
+            if values[name] not in SECURITIES:
+                raise DomainError("INVALID", f"{field} must be one of {sorted(SECURITIES)}.", field)
+        elif name in ("imap_password", "smtp_password"):
+            if not value:
+                raise DomainError("INVALID", f"{field} must not be empty.", field)
+            values[name] = box.encrypt(value)
+        elif name == "active":
+            values[name] = bool(value)
+        else:
+            raise DomainError("INVALID", f"Unknown field {field}.", field)
+    if creating:
+        for name in sorted(_REQUIRED):
+            if name not in values:
+                raise DomainError("INVALID", f"{_camel(name)} is required.", _camel(name))
+        values.setdefault("imap_folder", "INBOX")
+    return values
+
+
+async def email_account_create(ctx: Context, fields: dict[str, Any]) -> EmailAccount:
+    viewer = ctx.require(Permission.ORG_MANAGE)
+    values = _clean(fields, SecretBox(ctx.state.secret_key), creating=True)
+    try:
+        async with ctx.transaction() as session:
+            account = EmailAccount(organization_id=viewer.organization_id, **values)
+            session.add(account)
+            await session.flush()
+    except IntegrityError:
+        raise DomainError("TAKEN", "This organization already has an account for that address.", "email") from None
+    return account
+
+
+async def email_account_update(ctx: Context, account_id: uuid.UUID | None, fields: dict[str, Any]) -> EmailAccount:
+    ctx.require(Permission.ORG_MANAGE)
+    values = _clean(fields, SecretBox(ctx.state.secret_key), creating=False)
+    try:
+        async with ctx.transaction() as session:
+            account = await get_or_error(session, EmailAccount, account_id, "id", lock=True, label="email account")
+            server_changed = any(
+                name in values and values[name] != getattr(account, name)
+                for name in ("imap_host", "imap_port", "imap_username", "imap_folder")
+            )
+            for name, value in values.items():
+                setattr(account, name, value)
+            if server_changed:  # another mailbox: its UIDs mean nothing to the old cursor
+                account.uidvalidity = None
+                account.last_uid = 0
+    except IntegrityError:
+        raise DomainError("TAKEN", "This organization already has an account for that address.", "email") from None
+    return account
+
+
+async def email_account_delete(ctx: Context, account_id: uuid.UUID | None) -> uuid.UUID:
+    """Delete the account; its messages stay (they no longer name an account)."""
+    ctx.require(Permission.ORG_MANAGE)
+    async with ctx.transaction() as session:
+        account = await get_or_error(session, EmailAccount, account_id, "id", lock=True, label="email account")
+        await session.delete(account)
+    return account.id
+
+
+async def email_account_test(ctx: Context, account_id: uuid.UUID | None) -> list[tuple[str, transport.StepResult]]:
+    """Log in to IMAP and SMTP; each step's result in the server's own words."""
+    from banxway.channels.email.ingest import imap_config, smtp_config
+
+    ctx.require(Permission.ORG_MANAGE)
+    account = await get_or_error(ctx.db.session, EmailAccount, account_id, "id", label="email account")
+    box = SecretBox(ctx.state.secret_key)
+    imap = await transport.atest_imap(imap_config(account, box, ctx.settings))
+    smtp = await transport.atest_smtp(smtp_config(account, box, ctx.settings))
+    return [("IMAP", step) for step in imap] + [("SMTP", step) for step in smtp]
+
+
+async def email_accounts(ctx: Context) -> list[EmailAccount]:
+    ctx.require(Permission.ORG_MANAGE)
+    return list(await ctx.db.scalars(select(EmailAccount).order_by(EmailAccount.created_at, EmailAccount.id)))
+
+
+def quarantine_query(ctx: Context) -> Any:
+    ctx.require(Permission.ORG_MANAGE)
+    return select(EmailQuarantine)
+
+
+async def quarantine_reprocess(ctx: Context, quarantine_id: uuid.UUID | None) -> tuple[EmailQuarantine, Message | None]:
+    """Try a quarantined mail again (after a fix): stored → linked to its message; still failing → DomainError."""
+    from banxway.channels.email.ingest import ingest_mail
+    from banxway.channels.email.parse import MalformedEmail
+
+    ctx.require(Permission.ORG_MANAGE)
+    async with ctx.transaction() as session:
+        item = await get_or_error(session, EmailQuarantine, quarantine_id, "id", lock=True, label="quarantined mail")
+        raw = await session.scalar(select(EmailQuarantine.raw).where(EmailQuarantine.id == item.id))
+        if raw is None:
+            raise DomainError("INVALID", "This mail was too large to download; it cannot be reprocessed.", "id")
+        if item.reprocessed_at is not None:
+            raise DomainError("INVALID", "This mail was reprocessed already.", "id")
+        account = await get_or_error(session, EmailAccount, item.account_id, "id", label="email account")
+        try:
+            async with session.begin_nested():
+                message = await ingest_mail(session, account, raw, ctx.settings, uid=item.uid)
+        except MalformedEmail as exc:
+            raise DomainError("INVALID", f"It still cannot be stored: {exc}", "id") from None
+        item.reprocessed_at = datetime.now(UTC)
+        item.message_id = message.id if message is not None else None
+    return item, message

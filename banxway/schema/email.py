@@ -1,0 +1,192 @@
+"""Email accounts, their test, and the quarantine: queries and mutations (admins: ORG_MANAGE)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from banxway import db
+from banxway.context import Context
+from banxway.resolvers import email as email_use_cases
+from banxway.resolvers.pagination import paginate
+from banxway.schema.errors import error_type, mutate
+from banxway.schema.ids import decode
+from banxway.schema.pagination import Connection, connection
+from banxway.schema.types import EmailAccount, MailSecurity, Message, Node, _id_field, _model_type_of, related
+
+Ctx = Info[Context, None]
+
+EmailAccountError, EmailAccountErrorCode = error_type("EmailAccount", ["INVALID", "NOT_FOUND", "TAKEN"])
+
+
+@strawberry.type(
+    description="A mail that could not be stored, kept for an admin (with its raw bytes unless too large)."
+)
+class QuarantinedEmail(Node):
+    id: strawberry.ID = _id_field("QuarantinedEmail")
+    uid: int | None
+    size: int
+    error: str
+    reprocessed_at: datetime | None
+    created_at: datetime
+
+    is_type_of = _model_type_of(db.EmailQuarantine)
+
+    @strawberry.field
+    async def account(self, info: Ctx) -> EmailAccount | None:
+        return await info.context.db.session.get(db.EmailAccount, self.account_id)  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field(description="The message it became when reprocessed.")
+    def message(self, info: Ctx) -> Message | None:
+        return related(self, info, "message", "message_by_id", self.message_id)  # type: ignore[attr-defined]
+
+
+@strawberry.type(description="One step of emailAccountTest, in the server's own words.")
+class EmailTestStep:
+    protocol: str
+    step: str
+    ok: bool
+    detail: str
+
+
+@strawberry.input
+class EmailAccountCreateInput:
+    name: str
+    email: str
+    imap_host: str
+    imap_port: int
+    imap_security: MailSecurity  # type: ignore[valid-type]
+    imap_username: str
+    imap_password: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: MailSecurity  # type: ignore[valid-type]
+    imap_folder: str = "INBOX"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    from_name: str | None = None
+    signature: str | None = None
+
+
+@strawberry.input(description="Only the fields given change; a password is replaced, never shown.")
+class EmailAccountUpdateInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    imap_host: str | None = strawberry.UNSET
+    imap_port: int | None = strawberry.UNSET
+    imap_security: MailSecurity | None = strawberry.UNSET  # type: ignore[valid-type]
+    imap_username: str | None = strawberry.UNSET
+    imap_password: str | None = strawberry.UNSET
+    imap_folder: str | None = strawberry.UNSET
+    smtp_host: str | None = strawberry.UNSET
+    smtp_port: int | None = strawberry.UNSET
+    smtp_security: MailSecurity | None = strawberry.UNSET  # type: ignore[valid-type]
+    smtp_username: str | None = strawberry.UNSET
+    smtp_password: str | None = strawberry.UNSET
+    from_name: str | None = strawberry.UNSET
+    signature: str | None = strawberry.UNSET
+    active: bool | None = strawberry.UNSET
+
+
+@strawberry.input
+class EmailAccountIdInput:
+    id: strawberry.ID
+
+
+@strawberry.type
+class EmailAccountPayload:
+    email_account: EmailAccount | None = None
+    user_errors: list[EmailAccountError]  # type: ignore[valid-type]
+
+
+@strawberry.type
+class EmailAccountDeletePayload:
+    deleted_id: strawberry.ID | None = None
+    user_errors: list[EmailAccountError]  # type: ignore[valid-type]
+
+
+@strawberry.type
+class EmailAccountTestPayload:
+    ok: bool = False
+    steps: list[EmailTestStep] = strawberry.field(default_factory=list)
+    user_errors: list[EmailAccountError]  # type: ignore[valid-type]
+
+
+@strawberry.type
+class EmailQuarantinePayload:
+    quarantined: QuarantinedEmail | None = None
+    message: Message | None = None
+    user_errors: list[EmailAccountError]  # type: ignore[valid-type]
+
+
+def _given(input: Any, skip: tuple[str, ...] = ("id",)) -> dict[str, Any]:
+    return {
+        name: value
+        for name, value in vars(input).items()
+        if name not in skip and value is not strawberry.UNSET and not name.startswith("_")
+    }
+
+
+@strawberry.type
+class EmailQuery:
+    @strawberry.field(description="The organization's email accounts (admins).")
+    async def email_accounts(self, info: Ctx) -> list[EmailAccount]:
+        return await email_use_cases.email_accounts(info.context)  # type: ignore[return-value]
+
+    @strawberry.field(description="Mail that could not be stored, newest first (admins).")
+    async def email_quarantine(
+        self, info: Ctx, first: int | None = None, after: str | None = None
+    ) -> Connection[QuarantinedEmail]:
+        query = email_use_cases.quarantine_query(info.context)
+        keys = (db.EmailQuarantine.created_at, db.EmailQuarantine.id)
+        return connection(await paginate(info.context.db, query, keys, first=first, after=after, descending=True))
+
+
+@strawberry.type
+class EmailMutation:
+    @strawberry.mutation(description="Add a mailbox to read (IMAP) and send from (SMTP); passwords are encrypted.")
+    async def email_account_create(self, info: Ctx, input: EmailAccountCreateInput) -> EmailAccountPayload:
+        async def call() -> dict:
+            return {"email_account": await email_use_cases.email_account_create(info.context, _given(input, ()))}
+
+        return await mutate(EmailAccountPayload, EmailAccountError, EmailAccountErrorCode, call)
+
+    @strawberry.mutation
+    async def email_account_update(self, info: Ctx, input: EmailAccountUpdateInput) -> EmailAccountPayload:
+        async def call() -> dict:
+            account_id = decode(input.id, "EmailAccount", "id")
+            account = await email_use_cases.email_account_update(info.context, account_id, _given(input))
+            return {"email_account": account}
+
+        return await mutate(EmailAccountPayload, EmailAccountError, EmailAccountErrorCode, call)
+
+    @strawberry.mutation(description="Delete the account; its messages stay.")
+    async def email_account_delete(self, info: Ctx, input: EmailAccountIdInput) -> EmailAccountDeletePayload:
+        async def call() -> dict:
+            await email_use_cases.email_account_delete(info.context, decode(input.id, "EmailAccount", "id"))
+            return {"deleted_id": input.id}
+
+        return await mutate(EmailAccountDeletePayload, EmailAccountError, EmailAccountErrorCode, call)
+
+    @strawberry.mutation(description="Log in to IMAP and SMTP and report each step.")
+    async def email_account_test(self, info: Ctx, input: EmailAccountIdInput) -> EmailAccountTestPayload:
+        async def call() -> dict:
+            results = await email_use_cases.email_account_test(info.context, decode(input.id, "EmailAccount", "id"))
+            steps = [EmailTestStep(protocol=p, step=r.step, ok=r.ok, detail=r.detail) for p, r in results]
+            return {"ok": all(s.ok for s in steps), "steps": steps}
+
+        return await mutate(EmailAccountTestPayload, EmailAccountError, EmailAccountErrorCode, call)
+
+    @strawberry.mutation(description="Try to store a quarantined mail again.")
+    async def email_quarantine_reprocess(self, info: Ctx, input: EmailAccountIdInput) -> EmailQuarantinePayload:
+        async def call() -> dict:
+            item, message = await email_use_cases.quarantine_reprocess(
+                info.context, decode(input.id, "QuarantinedEmail", "id")
+            )
+            return {"quarantined": item, "message": message}
+
+        return await mutate(EmailQuarantinePayload, EmailAccountError, EmailAccountErrorCode, call)
