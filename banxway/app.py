@@ -58,6 +58,9 @@ class State(TypedDict):
 async def build_state(settings: Settings) -> AppState:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("create_app needs DATABASE_URL and REDIS_URL (serve fills them in embedded mode)")
+    from banxway.tasks import setup_broker
+
+    setup_broker(settings.redis_url)  # so that use-cases can enqueue background work
     engine = create_engine(settings.database_url, pool_size=10, max_overflow=20)
     broadcast = Broadcast(settings.redis_url)
     await broadcast.connect()
@@ -233,6 +236,36 @@ async def livez(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def download_attachment(request: Request) -> Response:
+    """An attachment's bytes, for a signed-in user of its organization (Authorization: Bearer <token>)."""
+    from starlette.responses import FileResponse
+
+    from banxway.channels.email.ingest import attachment_path
+    from banxway.db.models import Attachment
+    from banxway.db.session import tenant_session
+    from banxway.schema.ids import local_id
+
+    state: AppState = request.state.app
+    viewer, error = await authenticate(state, request.headers.get("authorization"))
+    if viewer is None:
+        return JSONResponse({"error": error or "Authentication required"}, status_code=401)
+    attachment_id = local_id(request.path_params["attachment_id"], "Attachment")
+    row = None
+    if attachment_id is not None:
+        async with tenant_session(state.sessionmaker, viewer.organization_id) as session:
+            row = await session.get(Attachment, attachment_id)
+    path = attachment_path(state.settings.data_dir, row.sha256) if row is not None else None
+    if row is None or path is None or not path.is_file():
+        return JSONResponse({"error": "No such attachment"}, status_code=404)
+    return FileResponse(
+        path,
+        media_type=row.content_type,
+        filename=row.filename,
+        content_disposition_type="attachment",  # never rendered inline: it is the sender's content
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+    )
+
+
 async def readyz(request: Request) -> Response:
     state: AppState = request.state.app
     checks: dict[str, str] = {}
@@ -316,6 +349,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/livez", livez),
             Route("/healthz", livez),
             Route("/readyz", readyz),
+            Route("/attachments/{attachment_id}", download_attachment),
             Route("/metrics", metrics),
         ],
         middleware=middleware,

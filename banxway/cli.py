@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -214,7 +214,10 @@ async def _serve(
 
         login = await seed_demo(state)
 
-    scheduler = _start_scheduler(state.redis) if embedded else None
+    # embedded: one process does it all, the background work included
+    worker = _start_worker(settings, 2) if embedded else None
+    scheduler = _start_scheduler(state.redis, settings) if embedded else None
+    mail_watch = _start_mail_watch(settings, state.sessionmaker, state.secret_key) if embedded else None
 
     application = create_app(settings, state=state)
     config = uvicorn.Config(
@@ -250,6 +253,10 @@ async def _serve(
         announcer.cancel()
         if scheduler is not None:
             scheduler[0].shutdown(wait=False)
+        if mail_watch is not None:
+            mail_watch.cancel()
+        if worker is not None:
+            worker.stop()
         # A second Ctrl-C may cancel these awaits; the process is ending and loses nothing by it.
         with contextlib.suppress(asyncio.CancelledError):
             if scheduler is not None:
@@ -270,10 +277,22 @@ def _start_worker(settings: Settings, threads: int):
     return worker
 
 
-def _start_scheduler(redis: object):
+def _start_mail_watch(settings: Settings, sessionmaker: Any, secret_key: str) -> asyncio.Task[None]:
+    """IMAP IDLE on every active email account: new mail is polled at once, not at the next interval."""
+    from banxway.channels.email.idle import watch_mailboxes
+    from banxway.tasks import enqueue
+    from banxway.tasks.actors import poll_mailbox
+
+    async def on_mail(account_id: object) -> None:
+        await enqueue(poll_mailbox, str(account_id))
+
+    return asyncio.create_task(watch_mailboxes(sessionmaker, settings, secret_key, on_mail))
+
+
+def _start_scheduler(redis: object, settings: Settings):
     from banxway.tasks.scheduler import build_scheduler
 
-    scheduler, lease = build_scheduler(redis)  # type: ignore[arg-type]
+    scheduler, lease = build_scheduler(redis, settings)  # type: ignore[arg-type]
     scheduler.start()
     return scheduler, lease
 
@@ -304,18 +323,23 @@ def scheduler() -> None:
     async def main(resolved: Settings) -> None:
         import redis.asyncio as aioredis
 
+        from banxway.db.session import create_engine, create_sessionmaker
         from banxway.tasks import setup_broker
 
         setup_broker(resolved.redis_url)  # type: ignore[arg-type]
         client = aioredis.Redis.from_url(resolved.redis_url)  # type: ignore[arg-type]
-        running, lease = _start_scheduler(client)
-        typer.echo("Banxway scheduler running; Ctrl-C stops it.")
+        engine = create_engine(resolved.database_url, pool_size=2)  # type: ignore[arg-type]
+        running, lease = _start_scheduler(client, resolved)
+        mail_watch = _start_mail_watch(resolved, create_sessionmaker(engine), resolved.resolved_secret_key())
+        typer.echo("Banxway scheduler running (with IMAP IDLE watchers); Ctrl-C stops it.")
         try:
             await asyncio.Event().wait()
         finally:
             running.shutdown(wait=False)
+            mail_watch.cancel()
             await lease.release()
             await client.aclose()
+            await engine.dispose()
 
     with services(settings) as resolved, contextlib.suppress(KeyboardInterrupt):
         _run(main(resolved))

@@ -147,6 +147,11 @@ async def message_send(
         if existing is None:
             raise
         return _same_request(existing, thread_id)
+    if message.channel == Channel.EMAIL:
+        from banxway.tasks import enqueue
+        from banxway.tasks.actors import deliver_message
+
+        await enqueue(deliver_message, str(message.id))
     return message
 
 

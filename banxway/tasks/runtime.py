@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from banxway.broadcast import Broadcast
 from banxway.db.session import create_engine, create_sessionmaker
 from banxway.settings import Settings
 
@@ -15,6 +16,8 @@ class WorkerRuntime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    broadcast: Broadcast  # publishing only: events of background work reach subscribers
+    secret_key: str
 
 
 _runtime: WorkerRuntime | None = None
@@ -23,8 +26,11 @@ _runtime: WorkerRuntime | None = None
 def init_runtime(settings: Settings) -> WorkerRuntime:
     global _runtime
     assert settings.database_url
+    assert settings.redis_url
     engine = create_engine(settings.database_url, pool_size=5)
-    _runtime = WorkerRuntime(settings, engine, create_sessionmaker(engine))
+    _runtime = WorkerRuntime(
+        settings, engine, create_sessionmaker(engine), Broadcast(settings.redis_url), settings.resolved_secret_key()
+    )
     return _runtime
 
 

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from banxway.logs import get_logger
+from banxway.settings import Settings
 from banxway.tasks import actors
 
 log = get_logger("banxway.scheduler")
@@ -21,8 +22,15 @@ log = get_logger("banxway.scheduler")
 LEADER_KEY = "banxway:scheduler:leader"
 LEASE_MS = 30_000
 
-# (actor, seconds between runs)
-SCHEDULE = [(actors.prune_refresh_tokens, 3600)]
+
+def schedule(settings: Settings) -> list[tuple[object, float]]:
+    """(actor, seconds between runs)"""
+    return [
+        (actors.prune_refresh_tokens, 3600),
+        (actors.poll_mailboxes, settings.email_poll_interval_seconds),
+        (actors.requeue_messages, 60),
+    ]
+
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -47,7 +55,7 @@ class LeaderLease:
             await self.redis.delete(LEADER_KEY)
 
 
-def build_scheduler(redis: aioredis.Redis) -> tuple[AsyncIOScheduler, LeaderLease]:
+def build_scheduler(redis: aioredis.Redis, settings: Settings) -> tuple[AsyncIOScheduler, LeaderLease]:
     lease = LeaderLease(redis)
     scheduler = AsyncIOScheduler(timezone="UTC")
 
@@ -62,7 +70,7 @@ def build_scheduler(redis: aioredis.Redis) -> tuple[AsyncIOScheduler, LeaderLeas
     async def keep_lease() -> None:
         await lease.hold()
 
-    for actor, seconds in SCHEDULE:
+    for actor, seconds in schedule(settings):
         scheduler.add_job(job(actor), "interval", seconds=seconds, id=actor.actor_name, coalesce=True)
     scheduler.add_job(keep_lease, "interval", seconds=LEASE_MS // 3000, id="leader-lease")
     return scheduler, lease

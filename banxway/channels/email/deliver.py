@@ -129,12 +129,18 @@ async def deliver_email(
     if status is not None:
         return status
 
-    _, raw = compose(outbound)
     error: transport.SendError | None = None
     try:
-        reply = await transport.asend_mail(config, sender=outbound.from_address, recipients=outbound.to, raw=raw)
-    except transport.SendError as exc:
-        error = exc
+        _, raw = compose(outbound)
+    except ValueError as exc:  # e.g. a recipient that is no address: no server would take it
+        error = transport.PermanentSendError(None, f"The mail could not be written: {exc}", "compose")
+    else:
+        try:
+            reply = await transport.asend_mail(
+                config, sender=outbound.from_address, recipients=[*outbound.to, *outbound.cc], raw=raw
+            )
+        except transport.SendError as exc:
+            error = exc
     async with system_session(sessionmaker) as session:
         async with session.begin():
             message = await session.get(Message, message_id, with_for_update=True)

@@ -246,12 +246,15 @@ async def poll_account(
                             old=current.uidvalidity,
                             new=page.uidvalidity,
                         )
+                    same_folder = current.uidvalidity == page.uidvalidity
                     for mail in page.mails:
+                        if same_folder and mail.uid <= current.last_uid:
+                            continue  # a concurrent poll (IDLE and the timer) stored it meanwhile
                         result.fetched += 1
                         outcome = await _store_one(session, current, mail, settings)
                         setattr(result, outcome, getattr(result, outcome) + 1)
+                    current.last_uid = max(page.highest_uid, current.last_uid if same_folder else 0)
                     current.uidvalidity = page.uidvalidity
-                    current.last_uid = page.highest_uid
                     current.last_polled_at = datetime.now(UTC)
                     current.last_error = None
                 await events.relay(broadcast, sessionmaker, events.take_recorded(session))

@@ -1,0 +1,105 @@
+"""IMAP IDLE: new mail is noticed within a second or two instead of at the next poll.
+
+One watcher task per active account; when the server signals new mail, `on_mail(account_id)` runs
+(the scheduler enqueues `poll_mailbox`). Servers without IDLE are left to the periodic poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from banxway.channels.email import transport
+from banxway.channels.email.ingest import imap_config
+from banxway.db.models import EmailAccount
+from banxway.db.session import system_session
+from banxway.logs import get_logger
+from banxway.secrets import SecretBox
+from banxway.settings import Settings
+
+log = get_logger("banxway.email")
+
+IDLE_SECONDS = 60.0  # IDLE is renewed this often (RFC 2177 asks for less than 29 minutes)
+REFRESH_SECONDS = 15.0  # how often the set of accounts is re-read
+
+
+async def watch_mailboxes(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    secret_key: str,
+    on_mail: Callable[[uuid.UUID], Awaitable[None]],
+) -> None:
+    """Run until cancelled: a watcher per active account, restarted when the account changes."""
+    watchers: dict[uuid.UUID, tuple[datetime, asyncio.Task[None]]] = {}
+    try:
+        while True:
+            async with system_session(sessionmaker) as session:
+                accounts = {
+                    account_id: updated
+                    for account_id, updated in await session.execute(
+                        select(EmailAccount.id, EmailAccount.updated_at).where(EmailAccount.active.is_(True))
+                    )
+                }
+            for account_id, (updated, task) in list(watchers.items()):
+                if accounts.get(account_id) != updated or task.done():
+                    task.cancel()
+                    del watchers[account_id]
+            for account_id, updated in accounts.items():
+                if account_id not in watchers:
+                    task = asyncio.create_task(_watch(sessionmaker, settings, secret_key, account_id, on_mail))
+                    watchers[account_id] = (updated, task)
+            await asyncio.sleep(REFRESH_SECONDS)
+    finally:
+        for _, task in watchers.values():
+            task.cancel()
+        for _, task in watchers.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _watch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    secret_key: str,
+    account_id: uuid.UUID,
+    on_mail: Callable[[uuid.UUID], Awaitable[None]],
+) -> None:
+    box = SecretBox(secret_key)
+    while True:
+        async with system_session(sessionmaker) as session:
+            account = await session.get(EmailAccount, account_id)
+        if account is None:
+            return
+        try:
+            signalled = await transport.await_for_mail(
+                imap_config(account, box, settings),
+                timeout=IDLE_SECONDS,
+                uidvalidity=account.uidvalidity,
+                last_uid=account.last_uid,
+            )
+        except transport.ImapError as exc:
+            log.warning("IMAP IDLE failed; relying on polls for a while", account=str(account_id), error=str(exc))
+            await asyncio.sleep(settings.email_poll_interval_seconds)
+            continue
+        if signalled:
+            await on_mail(account_id)
+            await asyncio.sleep(0.5)  # let the poll advance the cursor before idling again
+        elif signalled is False and not await _supports_idle(account, box, settings):
+            return  # no IDLE on this server: the periodic poll does the work
+
+
+async def _supports_idle(account: EmailAccount, box: SecretBox, settings: Settings) -> bool:
+    def check() -> bool:
+        with transport._imap_session(imap_config(account, box, settings)) as client:
+            return client.has_capability("IDLE")
+
+    try:
+        return await asyncio.to_thread(check)
+    except Exception:  # unreachable now: try IDLE again later
+        return True

@@ -1,0 +1,190 @@
+"""The email channel end to end, on a real Dovecot and SMTP server: an account made over GraphQL, mail
+appended to the mailbox lands in a thread and reaches a subscriber (IMAP IDLE, within 2 s), and a reply
+sent with messageSend goes out through a real Dramatiq worker with threading headers."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from dramatiq import Worker
+
+from banxway import events
+from banxway.channels.email.idle import watch_mailboxes
+from banxway.channels.email.ingest import poll_account
+from banxway.context import AppState
+from banxway.settings import Settings
+from banxway.tasks.runtime import init_runtime
+from tests.conftest import Api, Org
+from tests.inbox_helpers import Inbox
+from tests.live_helpers import local_uuid
+
+ACCOUNT_CREATE = """
+mutation($input: EmailAccountCreateInput!) {
+  emailAccountCreate(input: $input) { emailAccount { id email imapSecurity } userErrors { field code message } }
+}
+"""
+THREADS = """
+{ threads(first: 10) { edges { node { id reference subject contact { name } messages(last: 5) { edges { node {
+  id body direction status sender subject attachments { filename size url } } } } } } } }
+"""
+SEND = """
+mutation($threadId: ID!, $body: String!) {
+  messageSend(input: {threadId: $threadId, channel: EMAIL, body: $body}) { message { id status } userErrors { code message } }
+}
+"""
+MESSAGE_STATUS = "query($id: ID!) { node(id: $id) { ... on Message { status error } } }"
+
+CUSTOMER_MAIL = b"""From: Priya Shah <priya@customer.test>
+To: ops@forwarder.test
+Subject: Quote for 2x40HC Nhava Sheva to Hamburg
+Message-ID: <quote-1@customer.test>
+Date: Sun, 22 Nov 2026 10:00:00 +0000
+Content-Type: multipart/mixed; boundary="b1"
+
+--b1
+Content-Type: text/plain; charset=utf-8
+
+Please quote 2x40HC, ready 1 Dec.
+
+--b1
+Content-Type: application/pdf; name="packing-list.pdf"
+Content-Disposition: attachment; filename="packing-list.pdf"
+Content-Transfer-Encoding: base64
+
+JVBERi0xLjQKJcfsj6IK
+--b1--
+""".replace(b"\n", b"\r\n")
+
+
+async def _account(api: Api, token: str, dovecot, smtp_server) -> str:  # type: ignore[no-untyped-def]
+    result = await api.gql(
+        ACCOUNT_CREATE,
+        {
+            "input": {
+                "name": "Operations",
+                "email": "ops@forwarder.test",
+                "fromName": "Forwarder Ops",
+                "imapHost": dovecot.host,
+                "imapPort": dovecot.port,
+                "imapSecurity": "NONE",
+                "imapUsername": dovecot.user,
+                "imapPassword": dovecot.password,
+                "smtpHost": smtp_server.host,
+                "smtpPort": smtp_server.port,
+                "smtpSecurity": "NONE",
+                "smtpUsername": smtp_server.user,
+                "smtpPassword": smtp_server.password,
+            }
+        },
+        token=token,
+    )
+    payload = result["data"]["emailAccountCreate"]
+    assert payload["userErrors"] == [], payload
+    return payload["emailAccount"]["id"]
+
+
+@pytest.fixture
+async def worker(settings: Settings, state: AppState) -> AsyncIterator[Worker]:
+    """A real Dramatiq worker on the test's Redis (the broker was set up by build_state)."""
+    import dramatiq
+
+    init_runtime(settings)
+    running = Worker(dramatiq.get_broker(), worker_threads=1, worker_timeout=100)
+    running.start()
+    yield running
+    await asyncio.to_thread(running.stop)
+
+
+async def test_mail_in_a_thread_and_a_threaded_reply_out(
+    api: Api, org: Org, inbox: Inbox, state: AppState, settings: Settings, dovecot, smtp_server, worker: Worker
+) -> None:
+    # given an account and a customer's mail in the mailbox
+    account_id = local_uuid(await _account(api, inbox.token, dovecot, smtp_server))
+    dovecot.append(None, CUSTOMER_MAIL)
+    # when the mailbox is polled
+    result = await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    # then a thread holds the message, from a new contact, with its attachment stored
+    assert (result.imported, result.quarantined) == (1, 0)
+    [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
+    thread = edge["node"]
+    assert thread["subject"] == "Quote for 2x40HC Nhava Sheva to Hamburg"
+    assert thread["contact"]["name"] == "Priya Shah"
+    [message] = [e["node"] for e in thread["messages"]["edges"]]
+    assert (message["direction"], message["status"], message["sender"]) == (
+        "INBOUND",
+        "RECEIVED",
+        "priya@customer.test",
+    )
+    assert message["body"].strip() == "Please quote 2x40HC, ready 1 Dec."
+    [attachment] = message["attachments"]
+    assert attachment["filename"] == "packing-list.pdf"
+    download = await api.http.get(attachment["url"], headers={"authorization": f"Bearer {inbox.token}"})
+    assert download.status_code == 200
+    assert download.content.startswith(b"%PDF-1.4")
+    assert (await api.http.get(attachment["url"])).status_code == 401
+    # when an agent replies by email
+    sent = await api.gql(
+        SEND, {"threadId": thread["id"], "body": "USD 2,150 per 40HC, valid to 15 Dec."}, token=inbox.token
+    )
+    reply = sent["data"]["messageSend"]["message"]
+    assert reply["status"] == "QUEUED"
+    # then the worker delivers it, threaded under the customer's mail
+    deadline = time.monotonic() + 15
+    while (status := (await api.gql(MESSAGE_STATUS, {"id": reply["id"]}, token=inbox.token))["data"]["node"])[
+        "status"
+    ] != "SENT":
+        assert status["status"] in ("QUEUED", "SENDING"), status
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.1)
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["priya@customer.test"]
+    mail = email.message_from_bytes(received.raw, policy=email.policy.default)
+    assert mail["In-Reply-To"] == "<quote-1@customer.test>"
+    assert f"[{thread['reference']}]" in mail["Subject"]
+    assert "Forwarder Ops" in mail["From"] and "ops@forwarder.test" in mail["From"]
+    # and the customer's answer to it lands in the same thread
+    answer = (
+        f"From: priya@customer.test\r\nTo: ops@forwarder.test\r\nSubject: Re: {mail['Subject']}\r\n"
+        f"Message-ID: <answer-1@customer.test>\r\nIn-Reply-To: {mail['Message-ID']}\r\n\r\nBooked, thanks!\r\n"
+    ).encode()
+    dovecot.append(None, answer)
+    await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
+    bodies = [e["node"]["body"].strip() for e in edge["node"]["messages"]["edges"]]
+    assert bodies[-1] == "Booked, thanks!"
+    assert len(bodies) == 3
+
+
+async def test_new_mail_reaches_a_subscriber_within_two_seconds_with_idle(
+    api: Api, org: Org, inbox: Inbox, state: AppState, settings: Settings, dovecot, smtp_server
+) -> None:
+    # given an account watched with IMAP IDLE, and a subscriber to the organization's events
+    account_id = local_uuid(await _account(api, inbox.token, dovecot, smtp_server))
+    await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+
+    async def on_mail(changed: uuid.UUID) -> None:
+        await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, changed)
+
+    watcher = asyncio.create_task(watch_mailboxes(state.sessionmaker, settings, state.secret_key, on_mail))
+    try:
+        async with state.broadcast.subscribe(events.channel(org.id)) as subscriber:
+            await asyncio.sleep(1.0)  # the watcher is idling
+            # when a mail is delivered to the mailbox
+            dovecot.append(None, CUSTOMER_MAIL)
+            appended = time.monotonic()
+            # then MESSAGE_ADDED is published within 2 s
+            async with asyncio.timeout(5):
+                async for published in subscriber:
+                    if isinstance(published, str) and '"MESSAGE_ADDED"' in published:
+                        break
+            assert time.monotonic() - appended < 2.0
+    finally:
+        watcher.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await watcher
