@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -65,11 +66,21 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     shutil.rmtree(server.directory.parent, ignore_errors=True)
 
 
+def _redis_db_of_this_worker(url: str) -> str:
+    """Under pytest-xdist each worker flushes its own Redis database: gw0 the URL's, gw1 the one below, …"""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base - int(worker[2:])) % 16}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("REDIS_URL")
     if external:
-        yield external
+        yield _redis_db_of_this_worker(external)
         return
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="banxway-test-redis-")))
     yield server.start()

@@ -58,9 +58,7 @@ def settings(settings: Settings, mail_certs: MailCerts) -> Settings:
     return settings.model_copy(update={"email_ca_file": mail_certs.ca_path})
 
 
-def account_input(
-    dovecot: DovecotServer, smtp: SmtpServer, security: str = "NONE", **changes: Any
-) -> dict[str, Any]:
+def account_input(dovecot: DovecotServer, smtp: SmtpServer, security: str = "NONE", **changes: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "name": "Operations",
         "email": "ops@acme.test",

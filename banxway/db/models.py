@@ -644,6 +644,8 @@ class EmailQuarantine(TenantMixin, Base):
     size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     raw: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, deferred_raiseload=True)
     error: Mapped[str] = mapped_column(Text, nullable=False)
+    # sha256 of the raw bytes (or the UID of an oversized mail): a re-read records a mail once
+    fingerprint: Mapped[str] = mapped_column(String(200), nullable=False)
     message_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL")
     )

@@ -54,6 +54,8 @@ def _clean(fields: dict[str, Any], box: SecretBox, *, creating: bool) -> dict[st
             values[name] = v.text(value, field, max_length=_LIMITS[name], required=name in _REQUIRED)
         elif name == "email":
             values[name] = v.email(value, field)
+            if values[name] is None:
+                raise DomainError("INVALID", f"{field} is required.", field)
         elif name in ("imap_port", "smtp_port"):
             if not 1 <= int(value) <= 65535:
                 raise DomainError("INVALID", f"{field} must be a port number (1-65535).", field)
@@ -159,8 +161,9 @@ async def quarantine_reprocess(ctx: Context, quarantine_id: uuid.UUID | None) ->
         try:
             async with session.begin_nested():
                 message = await ingest_mail(session, account, raw, ctx.settings, uid=item.uid)
-        except MalformedEmail as exc:
-            raise DomainError("INVALID", f"It still cannot be stored: {exc}", "id") from None
+        except Exception as exc:  # still not storable: say why, change nothing
+            reason = str(exc) if isinstance(exc, MalformedEmail) else f"{type(exc).__name__}: {exc}"
+            raise DomainError("INVALID", f"It still cannot be stored: {reason}"[:2000], "id") from None
         item.reprocessed_at = datetime.now(UTC)
         item.message_id = message.id if message is not None else None
     return item, message

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from banxway import events
@@ -57,17 +57,19 @@ async def _threading(session: AsyncSession, message: Message) -> tuple[str | Non
             Message.id != message.id,
             Message.provider_message_id.like("<%"),
             Message.created_at <= message.created_at,
+            # a mail that never left is not something the customer can have answered
+            or_(
+                Message.direction == Direction.INBOUND,
+                Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ]),
+            ),
         )
         .order_by(Message.created_at.desc())
         .limit(1)
     )
     if previous is None:
         return None, []
-    headers = (
-        await session.scalar(select(Message.headers).where(Message.id == previous.id))
-        if previous.direction == Direction.INBOUND
-        else {}
-    )
+    # the chain it carried: an inbound mail's References, or the References we sent with ours
+    headers = await session.scalar(select(Message.headers).where(Message.id == previous.id))
     references = list((headers or {}).get("references") or [])
     return previous.provider_message_id, references
 
@@ -109,6 +111,9 @@ async def deliver_email(
                     if not message.provider_message_id:  # kept across retries: the same mail, never a new one
                         message.provider_message_id = new_message_id(account.email)
                     in_reply_to, references = await _threading(session, message)
+                    chain = [*dict.fromkeys([*references, *([in_reply_to] if in_reply_to else [])])]
+                    headers = await session.scalar(select(Message.headers).where(Message.id == message.id))
+                    message.headers = {**(headers or {}), "in_reply_to": in_reply_to, "references": chain}
                     _set_status(session, message, MessageStatus.SENDING)
                     outbound = Outbound(
                         from_address=account.email,

@@ -94,12 +94,22 @@ def store_attachment_bytes(data_dir: Path, data: bytes) -> str:
 # -- one mail -------------------------------------------------------------------------------------
 
 
+_KEY_LIMIT = 255  # messages.provider_message_id
+
+
+def message_key(message_id: str) -> str:
+    """How a Message-ID is stored and looked up: as it is, or hashed when longer than the column."""
+    if len(message_id) <= _KEY_LIMIT:
+        return message_id
+    return "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
+
+
 def _dedupe_key(parsed: ParsedEmail) -> str:
-    return parsed.message_id or f"sha256:{parsed.content_hash}"
+    return message_key(parsed.message_id) if parsed.message_id else f"sha256:{parsed.content_hash}"
 
 
 async def _thread_for(session: AsyncSession, parsed: ParsedEmail) -> Thread | None:
-    known = [*parsed.in_reply_to, *reversed(parsed.references)]
+    known = [message_key(i) for i in (*parsed.in_reply_to, *reversed(parsed.references))]
     if known:
         thread_id = await session.scalar(
             select(Message.thread_id)
@@ -160,7 +170,7 @@ async def ingest_mail(
         full_body=parsed.text,
         sender=parsed.from_address,
         contact_id=contact.id,
-        subject=parsed.subject or None,
+        subject=parsed.subject[:998] or None,
         html=parsed.html,
         provider_message_id=key,
         headers=headers,
@@ -184,9 +194,29 @@ async def ingest_mail(
     return message
 
 
-def quarantine(
-    session: AsyncSession, account: EmailAccount, *, uid: int | None, raw: bytes | None, size: int, error: str
-) -> None:
+async def quarantine(
+    session: AsyncSession,
+    account: EmailAccount,
+    *,
+    uid: int | None,
+    raw: bytes | None,
+    size: int,
+    error: str,
+    header: bytes = b"",
+) -> bool:
+    """Record a mail that could not be stored, once: a re-read of the folder does not record it again
+    (it is known by its bytes, or an oversized one by its size and identifying headers).
+    False when it was recorded already."""
+    fingerprint = hashlib.sha256(raw or b"oversized:%d:" % size + header.strip()).hexdigest()
+    known = await session.scalar(
+        select(EmailQuarantine.id).where(
+            EmailQuarantine.account_id == account.id,
+            EmailQuarantine.fingerprint == fingerprint,
+            EmailQuarantine.reprocessed_at.is_(None),
+        )
+    )
+    if known is not None:
+        return False
     session.add(
         EmailQuarantine(
             organization_id=account.organization_id,
@@ -195,8 +225,10 @@ def quarantine(
             size=size,
             raw=raw,
             error=error[:2000],
+            fingerprint=fingerprint,
         )
     )
+    return True
 
 
 # -- a mailbox ----------------------------------------------------------------------------------------
@@ -270,11 +302,12 @@ async def _store_one(
 ) -> str:
     """'imported', 'duplicates' or 'quarantined'."""
     if not mail.raw:
-        quarantine(
+        await quarantine(
             session,
             account,
             uid=mail.uid,
             raw=None,
+            header=mail.header,
             size=mail.size,
             error=f"The message is {mail.size} bytes, over the {settings.email_max_bytes}-byte limit; "
             "it was left on the server.",
@@ -285,7 +318,9 @@ async def _store_one(
             stored = await ingest_mail(session, account, mail.raw, settings, uid=mail.uid)
         return "imported" if stored is not None else "duplicates"
     except Exception as exc:  # whatever it is: keep the mail, go on with the next
-        reason = str(exc) if isinstance(exc, MalformedEmail) else f"{type(exc).__name__}: {exc}"
+        # the cause in one line (a database error's own message, not the statement with the mail in it)
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {cause[0] if cause else ''}"[:500]
         log.warning("mail quarantined", account=str(account.id), uid=mail.uid, error=reason)
-        quarantine(session, account, uid=mail.uid, raw=mail.raw, size=mail.size, error=reason)
+        await quarantine(session, account, uid=mail.uid, raw=mail.raw, size=mail.size, error=reason)
         return "quarantined"

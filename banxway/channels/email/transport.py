@@ -105,6 +105,7 @@ class FetchedMail:
     uid: int
     raw: bytes  # b"" when the message is larger than max_size (not downloaded)
     size: int  # RFC822.SIZE
+    header: bytes = b""  # for a message not downloaded: its Message-ID, Date, From and Subject header lines
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,9 @@ def _imap_failure(step: str, error: Exception, config: ImapConfig) -> ImapError:
 _IMAP_ERRORS = (imaplib.IMAP4.error, imap_exceptions.IMAPClientError, OSError)
 
 
+_SKIPPED_HEADER = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
+
+
 def fetch_since(
     config: ImapConfig,
     *,
@@ -413,8 +417,10 @@ def fetch_since(
             batches = _split_by_bytes(present, sizes, max_size, max_page_bytes)
             for index, batch in enumerate(batches):
                 wanted = [uid for uid in batch if max_size is None or sizes[uid] <= max_size]
+                skipped = [uid for uid in batch if uid not in wanted]
                 try:
                     bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+                    headers = client.fetch(skipped, [_SKIPPED_HEADER]) if skipped else {}
                 except _IMAP_ERRORS as error:
                     raise _imap_failure("fetch", error, config) from error
                 mails = []
@@ -425,7 +431,9 @@ def fetch_since(
                             continue
                         mails.append(FetchedMail(uid, bytes(raw), sizes[uid]))
                     else:
-                        mails.append(FetchedMail(uid, b"", sizes[uid]))
+                        fields = headers.get(uid, {})
+                        header = next((bytes(v) for k, v in fields.items() if k.startswith(b"BODY[HEADER")), b"")
+                        mails.append(FetchedMail(uid, b"", sizes[uid], header))
                 # The last batch covers the whole chunk, expunged UIDs included, so the caller moves past them.
                 highest = chunk[-1] if index == len(batches) - 1 else batch[-1]
                 yield MailboxPage(server_uidvalidity, mails, highest)

@@ -102,6 +102,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("raw", sa.LargeBinary(), nullable=True),
         sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("fingerprint", sa.String(length=200), nullable=False),
         sa.Column("message_id", sa.UUID(), nullable=True),
         sa.Column("reprocessed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
