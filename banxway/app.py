@@ -266,6 +266,51 @@ async def download_attachment(request: Request) -> Response:
     )
 
 
+async def upload_attachment(request: Request) -> Response:
+    """Upload a file to send: the request body is the file, `?filename=` its name, Content-Type its type.
+    Answers the attachment's id, to pass in messageSend's attachmentIds."""
+    from banxway.auth import Permission, has_permission
+    from banxway.channels.email.ingest import store_attachment_bytes
+    from banxway.db.models import Attachment
+    from banxway.db.session import tenant_session
+    from banxway.schema.types import to_global_id
+
+    state: AppState = request.state.app
+    viewer, error = await authenticate(state, request.headers.get("authorization"))
+    if viewer is None:
+        return JSONResponse({"error": error or "Authentication required"}, status_code=401)
+    if not has_permission(viewer.role, Permission.MESSAGE_SEND):
+        return JSONResponse({"error": f"Role {viewer.role.name} may not send messages"}, status_code=403)
+    filename = (request.query_params.get("filename") or "").strip().replace("/", "_").replace("\\", "_")
+    if not filename or len(filename) > 255 or any(ord(c) < 32 for c in filename):
+        return JSONResponse({"error": "Give the file's name as ?filename= (at most 255 characters)."}, 400)
+    limit = state.settings.attachment_max_bytes
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return JSONResponse({"error": f"The file is larger than the {limit}-byte limit."}, status_code=413)
+        chunks.append(chunk)
+    if size == 0:
+        return JSONResponse({"error": "The file is empty."}, status_code=400)
+    data = b"".join(chunks)
+    digest = await asyncio.to_thread(store_attachment_bytes, state.settings.data_dir, data)
+    content_type = (request.headers.get("content-type") or "application/octet-stream").split(";")[0].strip()
+    async with tenant_session(state.sessionmaker, viewer.organization_id) as session, session.begin():
+        row = Attachment(
+            organization_id=viewer.organization_id,
+            filename=filename,
+            content_type=content_type[:255] or "application/octet-stream",
+            size=size,
+            sha256=digest,
+        )
+        session.add(row)
+        await session.flush()
+    global_id = to_global_id("Attachment", row.id)
+    body = {"id": global_id, "filename": filename, "contentType": row.content_type, "size": size, "sha256": digest}
+    return JSONResponse({**body, "url": f"/attachments/{global_id}"}, status_code=201)
+
+
 async def readyz(request: Request) -> Response:
     state: AppState = request.state.app
     checks: dict[str, str] = {}
@@ -349,6 +394,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/livez", livez),
             Route("/healthz", livez),
             Route("/readyz", readyz),
+            Route("/attachments", upload_attachment, methods=["POST"]),
             Route("/attachments/{attachment_id}", download_attachment),
             Route("/metrics", metrics),
         ],

@@ -188,3 +188,74 @@ async def test_new_mail_reaches_a_subscriber_within_two_seconds_with_idle(
         watcher.cancel()
         with pytest.raises(asyncio.CancelledError):
             await watcher
+
+
+SEND_WITH_FILES = """
+mutation($threadId: ID!, $channel: Channel!, $files: [ID!]) {
+  messageSend(input: {threadId: $threadId, channel: $channel, body: "Please find the draft B/L.", attachmentIds: $files}) {
+    message { id attachments { filename size } } userErrors { field code message }
+  }
+}
+"""
+
+
+async def test_an_uploaded_file_goes_out_attached_to_the_reply(
+    api: Api, org: Org, inbox: Inbox, state: AppState, settings: Settings, dovecot, smtp_server, worker: Worker
+) -> None:
+    # given an ingested thread and a file uploaded by the agent
+    account_id = local_uuid(await _account(api, inbox.token, dovecot, smtp_server))
+    dovecot.append(None, CUSTOMER_MAIL)
+    await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
+    draft = b"%PDF-1.4 draft bill of lading MSCU1234565"
+    auth = {"authorization": f"Bearer {inbox.token}", "content-type": "application/pdf"}
+    uploaded = await api.http.post("/attachments?filename=draft-bl.pdf", content=draft, headers=auth)
+    assert uploaded.status_code == 201, uploaded.text
+    file_id = uploaded.json()["id"]
+    # when the agent sends it by email (and tries it on WhatsApp, and with a file that does not exist)
+    whatsapp = await api.gql(
+        SEND_WITH_FILES, {"threadId": edge["node"]["id"], "channel": "WHATSAPP", "files": [file_id]}, token=inbox.token
+    )
+    missing = await api.gql(
+        SEND_WITH_FILES,
+        {"threadId": edge["node"]["id"], "channel": "EMAIL", "files": [file_id[:-4] + "AAAA"]},
+        token=inbox.token,
+    )
+    sent = await api.gql(
+        SEND_WITH_FILES, {"threadId": edge["node"]["id"], "channel": "EMAIL", "files": [file_id]}, token=inbox.token
+    )
+    # then only the email is accepted, with the file, and the mail carries it
+    assert whatsapp["data"]["messageSend"]["userErrors"][0]["code"] == "INVALID"
+    assert missing["data"]["messageSend"]["userErrors"][0]["field"] == ["attachmentIds", "0"]
+    payload = sent["data"]["messageSend"]
+    assert payload["userErrors"] == []
+    assert payload["message"]["attachments"] == [{"filename": "draft-bl.pdf", "size": len(draft)}]
+    deadline = time.monotonic() + 15
+    while not smtp_server.messages:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    mail = email.message_from_bytes(smtp_server.messages[0].raw, policy=email.policy.default)
+    [part] = list(mail.iter_attachments())
+    assert part.get_filename() == "draft-bl.pdf"
+    assert part.get_content() == draft
+
+
+async def test_uploads_need_a_sending_role_a_name_and_respect_the_size_limit(
+    api: Api, org: Org, inbox: Inbox, settings: Settings
+) -> None:
+    # given a viewer, and the admin
+    await api.create_user(org, "viewer@acme.test", "viewer")
+    viewer = await api.token("viewer@acme.test")
+    admin = {"authorization": f"Bearer {inbox.token}"}
+    # when they upload
+    denied = await api.http.post(
+        "/attachments?filename=a.pdf", content=b"x", headers={"authorization": f"Bearer {viewer}"}
+    )
+    anonymous = await api.http.post("/attachments?filename=a.pdf", content=b"x")
+    unnamed = await api.http.post("/attachments", content=b"x", headers=admin)
+    too_big = await api.http.post(
+        "/attachments?filename=big.bin", content=b"x" * (settings.attachment_max_bytes + 1), headers=admin
+    )
+    # then each is refused with its reason
+    assert (denied.status_code, anonymous.status_code, unnamed.status_code, too_big.status_code) == (403, 401, 400, 413)
+    assert "limit" in too_big.json()["error"]

@@ -17,6 +17,7 @@ from banxway.db.models import (
     Action,
     ActionStatus,
     ActionType,
+    Attachment,
     Channel,
     ContactIdentity,
     Direction,
@@ -96,8 +97,8 @@ async def message_send(
         v.body_for_channel(channel, html, "html")
     if subject is not None and len(subject) > v.EMAIL_SUBJECT_LIMIT:
         raise DomainError("TOO_LONG", f"The subject may have at most {v.EMAIL_SUBJECT_LIMIT} characters.", "subject")
-    if attachment_ids:
-        raise DomainError("INVALID", "Attachments are not supported yet.", "attachmentIds")
+    if attachment_ids and channel != Channel.EMAIL:
+        raise DomainError("INVALID", f"Attachments cannot be sent on {channel.name} yet.", "attachmentIds")
     key = v.text(idempotency_key, "idempotencyKey", max_length=100)
     based_on = _decode_based_on(based_on_cursor) if based_on_cursor and not force else None
     if key is not None:
@@ -130,6 +131,7 @@ async def message_send(
             )
             session.add(message)
             await session.flush()
+            await _attach(session, message, attachment_ids or [])
             thread.last_message_at = message.created_at
             thread.last_activity_at = message.created_at
             changed = []
@@ -153,6 +155,28 @@ async def message_send(
 
         await enqueue(deliver_message, str(message.id))
     return message
+
+
+async def _attach(session: AsyncSession, message: Message, attachment_ids: list[uuid.UUID | None]) -> None:
+    """Link uploaded files to the message; a file of another message (a forward) is linked as a copy."""
+    for index, attachment_id in enumerate(attachment_ids):
+        found = await session.get(Attachment, attachment_id) if attachment_id else None
+        if found is None:
+            raise DomainError("NOT_FOUND", "No such attachment.", f"attachmentIds.{index}")
+        if found.message_id is None:
+            found.message_id = message.id
+        else:
+            session.add(
+                Attachment(
+                    organization_id=message.organization_id,
+                    message_id=message.id,
+                    filename=found.filename,
+                    content_type=found.content_type,
+                    size=found.size,
+                    sha256=found.sha256,
+                )
+            )
+    await session.flush()
 
 
 async def _email_account(session: AsyncSession, thread: Thread) -> uuid.UUID | None:

@@ -9,6 +9,7 @@ leaves SENDING behind: after `STUCK_AFTER` it is failed rather than risk a secon
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from banxway import events
 from banxway.broadcast import Broadcast
 from banxway.channels.email import transport
-from banxway.channels.email.compose import Outbound, compose, new_message_id
-from banxway.channels.email.ingest import smtp_config
-from banxway.db.models import Channel, Direction, EmailAccount, Message, MessageStatus, Thread
+from banxway.channels.email.compose import Outbound, OutboundAttachment, compose, new_message_id
+from banxway.channels.email.ingest import attachment_path, smtp_config
+from banxway.db.models import Attachment, Channel, Direction, EmailAccount, Message, MessageStatus, Thread
 from banxway.db.session import system_session
 from banxway.logs import get_logger
 from banxway.secrets import SecretBox
@@ -115,6 +116,18 @@ async def deliver_email(
                     headers = await session.scalar(select(Message.headers).where(Message.id == message.id))
                     message.headers = {**(headers or {}), "in_reply_to": in_reply_to, "references": chain}
                     _set_status(session, message, MessageStatus.SENDING)
+                    files = [
+                        OutboundAttachment(
+                            filename=a.filename,
+                            content_type=a.content_type,
+                            data=await asyncio.to_thread(attachment_path(settings.data_dir, a.sha256).read_bytes),
+                        )
+                        for a in await session.scalars(
+                            select(Attachment)
+                            .where(Attachment.message_id == message.id)
+                            .order_by(Attachment.created_at)
+                        )
+                    ]
                     outbound = Outbound(
                         from_address=account.email,
                         from_name=account.from_name,
@@ -127,6 +140,7 @@ async def deliver_email(
                         in_reply_to=in_reply_to,
                         references=references,
                         message_id=message.provider_message_id,
+                        attachments=files,
                     )
                     config = smtp_config(account, SecretBox(secret_key), settings)
                     created_at = message.created_at
