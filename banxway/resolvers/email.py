@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
 from banxway.channels.email import transport
+from banxway.channels.email.ingest import imap_config, ingest_mail, smtp_config
+from banxway.channels.email.parse import MalformedEmail
 from banxway.db.models import EmailAccount, EmailQuarantine, Message
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
@@ -124,8 +126,6 @@ async def email_account_delete(ctx: Context, account_id: uuid.UUID | None) -> uu
 
 async def email_account_test(ctx: Context, account_id: uuid.UUID | None) -> list[tuple[str, transport.StepResult]]:
     """Log in to IMAP and SMTP; each step's result in the server's own words."""
-    from banxway.channels.email.ingest import imap_config, smtp_config
-
     ctx.require(Permission.ORG_MANAGE)
     account = await get_or_error(ctx.db.session, EmailAccount, account_id, "id", label="email account")
     box = SecretBox(ctx.state.secret_key)
@@ -146,9 +146,6 @@ def quarantine_query(ctx: Context) -> Any:
 
 async def quarantine_reprocess(ctx: Context, quarantine_id: uuid.UUID | None) -> tuple[EmailQuarantine, Message | None]:
     """Try a quarantined mail again (after a fix): stored → linked to its message; still failing → DomainError."""
-    from banxway.channels.email.ingest import ingest_mail
-    from banxway.channels.email.parse import MalformedEmail
-
     ctx.require(Permission.ORG_MANAGE)
     async with ctx.transaction() as session:
         item = await get_or_error(session, EmailQuarantine, quarantine_id, "id", lock=True, label="quarantined mail")

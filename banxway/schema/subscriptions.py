@@ -23,7 +23,7 @@ from strawberry.types import Info
 
 from banxway import events
 from banxway.auth import Permission
-from banxway.broadcast import Signal
+from banxway.broadcast import Signal, SubscriberTooSlow
 from banxway.context import Context, authenticate_user
 from banxway.dataloaders import Loaders
 from banxway.db.session import SerialSession, tenant_session
@@ -280,6 +280,11 @@ async def event_stream(
                     row["created_at"] = datetime.fromisoformat(row["created_at"])
                     yield await build(row)
                     await ctx.aclose()  # hold no connection between events
+        except SubscriberTooSlow:
+            raise GraphQLError(
+                "This subscription fell too far behind and was ended; subscribe again with your last cursor.",
+                extensions={"code": "SLOW_CONSUMER"},
+            ) from None
         finally:
             await ctx.aclose()
 
