@@ -176,18 +176,28 @@ def serve(
     settings = _settings()
     _terminate_on_sigterm()
     with services(settings, owner=True) as resolved:
-        with contextlib.suppress(KeyboardInterrupt):
-            _run(
-                _serve(
-                    resolved,
-                    host,
-                    port,
-                    demo,
-                    migrate,
-                    started,
-                    embedded=settings.embedded,
+        # embedded: one process does it all, the background work included; the worker is stopped here,
+        # outside the event loop, before the embedded servers it uses go away
+        worker = _start_worker(resolved, 2) if settings.embedded else None
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                _run(
+                    _serve(
+                        resolved,
+                        host,
+                        port,
+                        demo,
+                        migrate,
+                        started,
+                        embedded=settings.embedded,
+                    )
                 )
-            )
+        finally:
+            if worker is not None:
+                # a second Ctrl-C (uv run forwards the signal the terminal already sent) must not cut the
+                # worker's shutdown short: its threads would keep the process alive
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                worker.stop(timeout=10_000)
     typer.echo("Banxway stopped.")
 
 
@@ -214,8 +224,6 @@ async def _serve(
 
         login = await seed_demo(state)
 
-    # embedded: one process does it all, the background work included
-    worker = _start_worker(settings, 2) if embedded else None
     scheduler = _start_scheduler(state.redis, settings) if embedded else None
     mail_watch = _start_mail_watch(settings, state.sessionmaker, state.secret_key) if embedded else None
 
@@ -255,8 +263,6 @@ async def _serve(
             scheduler[0].shutdown(wait=False)
         if mail_watch is not None:
             mail_watch.cancel()
-        if worker is not None:
-            worker.stop()
         # A second Ctrl-C may cancel these awaits; the process is ending and loses nothing by it.
         with contextlib.suppress(asyncio.CancelledError):
             if scheduler is not None:
