@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,6 +28,17 @@ log = get_logger("banxway.email")
 
 IDLE_SECONDS = 60.0  # IDLE is renewed this often (RFC 2177 asks for less than 29 minutes)
 REFRESH_SECONDS = 15.0  # how often the set of accounts is re-read
+_CONNECTION = (
+    EmailAccount.imap_host,
+    EmailAccount.imap_port,
+    EmailAccount.imap_security,
+    EmailAccount.imap_username,
+    EmailAccount.imap_password,
+    EmailAccount.imap_folder,
+)
+# IDLE holds a thread per account for up to IDLE_SECONDS: its own pool, not the loop's default one
+# (which the ingest, enqueueing and the scheduler need)
+_IDLE_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="imap-idle")
 
 
 async def watch_mailboxes(
@@ -36,24 +48,25 @@ async def watch_mailboxes(
     on_mail: Callable[[uuid.UUID], Awaitable[None]],
 ) -> None:
     """Run until cancelled: a watcher per active account, restarted when the account changes."""
-    watchers: dict[uuid.UUID, tuple[datetime, asyncio.Task[None]]] = {}
+    watchers: dict[uuid.UUID, tuple[tuple[object, ...], asyncio.Task[None]]] = {}
     try:
         while True:
             async with system_session(sessionmaker) as session:
                 accounts = {
-                    account_id: updated
-                    for account_id, updated in await session.execute(
-                        select(EmailAccount.id, EmailAccount.updated_at).where(EmailAccount.active.is_(True))
+                    row[0]: tuple(row[1:])
+                    for row in await session.execute(
+                        select(EmailAccount.id, *_CONNECTION).where(EmailAccount.active.is_(True))
                     )
                 }
-            for account_id, (updated, task) in list(watchers.items()):
-                if accounts.get(account_id) != updated or task.done():
+            for account_id, (connection, task) in list(watchers.items()):
+                # restarted only when the mailbox it watches changes (polls touch the row all the time)
+                if accounts.get(account_id) != connection or task.done():
                     task.cancel()
                     del watchers[account_id]
-            for account_id, updated in accounts.items():
+            for account_id, connection in accounts.items():
                 if account_id not in watchers:
                     task = asyncio.create_task(_watch(sessionmaker, settings, secret_key, account_id, on_mail))
-                    watchers[account_id] = (updated, task)
+                    watchers[account_id] = (connection, task)
             await asyncio.sleep(REFRESH_SECONDS)
     finally:
         for _, task in watchers.values():
@@ -76,19 +89,21 @@ async def _watch(
             account = await session.get(EmailAccount, account_id)
         if account is None:
             return
+        wait = functools.partial(
+            transport.wait_for_mail,
+            imap_config(account, box, settings),
+            timeout=IDLE_SECONDS,
+            uidvalidity=account.uidvalidity,
+            last_uid=account.last_uid,
+        )
         try:
-            signalled = await transport.await_for_mail(
-                imap_config(account, box, settings),
-                timeout=IDLE_SECONDS,
-                uidvalidity=account.uidvalidity,
-                last_uid=account.last_uid,
-            )
+            signalled = await asyncio.get_running_loop().run_in_executor(_IDLE_THREADS, wait)
         except transport.ImapError as exc:
             log.warning("IMAP IDLE failed; relying on polls for a while", account=str(account_id), error=str(exc))
             await asyncio.sleep(settings.email_poll_interval_seconds)
             continue
         if signalled:
-            await on_mail(account_id)
+            await asyncio.shield(on_mail(account_id))  # a watcher restart must not lose the poll it asked for
             await asyncio.sleep(0.5)  # let the poll advance the cursor before idling again
         elif signalled is False and not await _supports_idle(account, box, settings):
             return  # no IDLE on this server: the periodic poll does the work
