@@ -7,22 +7,31 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from dramatiq import Worker
+from sqlalchemy import update
 
 from banxway import events
+from banxway.channels.email.deliver import deliver_email
 from banxway.channels.email.idle import watch_mailboxes
 from banxway.channels.email.ingest import poll_account
 from banxway.context import AppState
+from banxway.db.models import Message, MessageStatus
+from banxway.db.session import system_session
 from banxway.settings import Settings
 from banxway.tasks.runtime import init_runtime
 from tests.conftest import Api, Org
 from tests.inbox_helpers import Inbox
-from tests.live_helpers import local_uuid
+from tests.live_helpers import local_uuid, serve_env
 
 ACCOUNT_CREATE = """
 mutation($input: EmailAccountCreateInput!) {
@@ -87,6 +96,13 @@ async def _account(api: Api, token: str, dovecot, smtp_server) -> str:  # type: 
     payload = result["data"]["emailAccountCreate"]
     assert payload["userErrors"] == [], payload
     return payload["emailAccount"]["id"]
+
+
+def _worker_process(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    """`banxway worker` in a process of its own, on the test's database and Redis."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "banxway.cli", "worker", "--threads", "1"], stdout=log, stderr=subprocess.STDOUT, env=env
+    )
 
 
 @pytest.fixture
@@ -259,3 +275,55 @@ async def test_uploads_need_a_sending_role_a_name_and_respect_the_size_limit(
     # then each is refused with its reason
     assert (denied.status_code, anonymous.status_code, unnamed.status_code, too_big.status_code) == (403, 401, 400, 413)
     assert "limit" in too_big.json()["error"]
+
+
+async def test_a_worker_killed_while_sending_never_sends_twice(
+    api: Api, org: Org, inbox: Inbox, state: AppState, settings: Settings, dovecot, smtp_server, tmp_path
+) -> None:
+    # given a `banxway worker` process, and an SMTP server that takes its time over DATA
+    account_id = local_uuid(await _account(api, inbox.token, dovecot, smtp_server))
+    dovecot.append(None, CUSTOMER_MAIL)
+    await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
+    smtp_server.slow(3.0)
+    log = (tmp_path / "worker.log").open("wb")
+    worker = _worker_process(serve_env(settings, tmp_path / "worker-data"), log)
+    try:
+        # when a reply is sent and the worker is killed in the middle of the SMTP conversation
+        sent = await api.gql(SEND, {"threadId": edge["node"]["id"], "body": "Confirmed."}, token=inbox.token)
+        message_id = local_uuid(sent["data"]["messageSend"]["message"]["id"])
+
+        async def status() -> MessageStatus:
+            async with system_session(state.sessionmaker) as session:
+                message = await session.get(Message, message_id)
+                assert message is not None
+                return message.status
+
+        deadline = time.monotonic() + 30
+        while await status() != MessageStatus.SENDING:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # inside the SMTP conversation now
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
+    await asyncio.sleep(3.5)  # whatever the server was doing with that connection is over
+    delivered_before = len(smtp_server.messages)
+    # then the job delivered again sends nothing while the outcome is unknown,
+    assert await deliver_email(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
+        MessageStatus.SENDING
+    )
+    # and once it is stuck long enough it is failed, not resent
+    async with system_session(state.sessionmaker) as session, session.begin():
+        await session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(updated_at=Message.updated_at - timedelta(minutes=20))
+        )
+    assert await deliver_email(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
+        MessageStatus.FAILED
+    )
+    assert len(smtp_server.messages) == delivered_before <= 1
