@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from banxway.app import create_app
-from banxway.schema.subscriptions import encode_event_cursor
+from banxway.events import encode_cursor
 from banxway.settings import Settings
 from tests.conftest import Api, Org
 from tests.test_websocket import TRANSPORT_WS, _receive, _token
@@ -135,7 +135,7 @@ async def test_another_organization_sees_none_of_the_events(settings: Settings, 
 
 def test_a_cursor_older_than_the_retention_is_expired(http: TestClient, org: Org) -> None:
     token = _token(http, org.admin_email)
-    stale = encode_event_cursor(1, 1, dt.datetime.now(dt.UTC) - dt.timedelta(days=8))
+    stale = encode_cursor(1, 1, dt.datetime.now(dt.UTC) - dt.timedelta(days=8))
     with http.websocket_connect("/graphql", subprotocols=[TRANSPORT_WS]) as ws:
         _subscribe(ws, token, INBOX_EVENTS, {"after": stale})
         message = _receive(ws)

@@ -21,6 +21,7 @@ from banxway.db.models import (
     Contact,
     ContactIdentity,
     Customer,
+    EmailAccount,
     Message,
     Note,
     Notification,
@@ -128,6 +129,10 @@ class ActionByIdLoader(_ByIdLoader):
     model = Action
 
 
+class EmailAccountByIdLoader(_ByIdLoader):
+    model = EmailAccount
+
+
 class NotificationByIdLoader(DataLoader[uuid.UUID, Any]):
     """The viewer's own notifications only: another user's is None, as if it did not exist."""
 
@@ -226,6 +231,7 @@ class Loaders:
     note_by_id: NoteByIdLoader = field(init=False)
     action_by_id: ActionByIdLoader = field(init=False)
     notification_by_id: NotificationByIdLoader = field(init=False)
+    email_account_by_id: EmailAccountByIdLoader = field(init=False)
     identities_by_contact_id: IdentitiesByContactIdLoader = field(init=False)
     milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
     attachments_by_message_id: AttachmentsByMessageIdLoader = field(init=False)
@@ -243,6 +249,7 @@ class Loaders:
         self.note_by_id = NoteByIdLoader(db)
         self.action_by_id = ActionByIdLoader(db)
         self.notification_by_id = NotificationByIdLoader(db, self.viewer_id)
+        self.email_account_by_id = EmailAccountByIdLoader(db)
         self.identities_by_contact_id = IdentitiesByContactIdLoader(db)
         self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
         self.attachments_by_message_id = AttachmentsByMessageIdLoader(db)

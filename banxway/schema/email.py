@@ -13,7 +13,7 @@ from banxway.context import Context
 from banxway.resolvers import email as email_use_cases
 from banxway.resolvers.pagination import paginate
 from banxway.schema.errors import error_type, mutate
-from banxway.schema.ids import decode
+from banxway.schema.ids import decode, given
 from banxway.schema.pagination import Connection, connection
 from banxway.schema.types import EmailAccount, MailSecurity, Message, Node, _id_field, _model_type_of, related
 
@@ -36,8 +36,8 @@ class QuarantinedEmail(Node):
     is_type_of = _model_type_of(db.EmailQuarantine)
 
     @strawberry.field
-    async def account(self, info: Ctx) -> EmailAccount | None:
-        return await info.context.db.session.get(db.EmailAccount, self.account_id)  # type: ignore[attr-defined,return-value]
+    def account(self, info: Ctx) -> EmailAccount | None:
+        return related(self, info, "account", "email_account_by_id", self.account_id)  # type: ignore[attr-defined]
 
     @strawberry.field(description="The message it became when reprocessed.")
     def message(self, info: Ctx) -> Message | None:
@@ -124,11 +124,8 @@ class EmailQuarantinePayload:
 
 
 def _given(input: Any, skip: tuple[str, ...] = ("id",)) -> dict[str, Any]:
-    return {
-        name: value
-        for name, value in vars(input).items()
-        if name not in skip and value is not strawberry.UNSET and not name.startswith("_")
-    }
+    """{field: value} of the input fields that were given (null included)."""
+    return {name: value for name, value in vars(input).items() if name not in skip and given(value)}
 
 
 @strawberry.type

@@ -59,9 +59,6 @@ class InboxEvent:
     )
 
 
-encode_event_cursor = events.encode_cursor
-
-
 def _decode_event_cursor(cursor: str, retention: timedelta) -> tuple[int, int]:
     try:
         seq, event_id, created_at = events.decode_cursor(cursor)
@@ -213,7 +210,7 @@ async def event_stream(
                 getattr(loaders, loader_name).prime(obj.id, obj)
         payload = row["payload"]
         return InboxEvent(
-            cursor=encode_event_cursor(row["seq"], row["id"], row["created_at"]),
+            cursor=events.encode_cursor(row["seq"], row["id"], row["created_at"]),
             type=InboxEventType[row["type"]],
             occurred_at=row["created_at"],
             actor=loaded["actor"][1],
