@@ -42,6 +42,7 @@ from strawberry.types.unset import UNSET
 
 from banxway import events
 from banxway.broadcast import Broadcast
+from banxway.channels.messaging.webhooks import webhook
 from banxway.context import AppState, Context, authenticate, operation_scope
 from banxway.db.session import create_engine, create_sessionmaker
 from banxway.logs import get_logger
@@ -222,7 +223,7 @@ class RequestContextMiddleware:
                 log.info(
                     "request",
                     method=scope["method"],
-                    path=scope["path"],
+                    path=_loggable(scope["path"]),
                     status=status,
                     ms=round(elapsed * 1000, 1),
                 )
@@ -230,6 +231,16 @@ class RequestContextMiddleware:
 
 
 _KNOWN_PATHS = {"/graphql", "/livez", "/readyz", "/metrics"}
+
+
+def _loggable(path: str) -> str:
+    """The path without secrets: a webhook's token is its password."""
+    if path.startswith("/webhooks/"):
+        parts = path.split("/")
+        if len(parts) > 3:
+            parts[3] = "***"
+        return "/".join(parts)
+    return path
 
 
 async def livez(request: Request) -> Response:
@@ -397,6 +408,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/attachments", upload_attachment, methods=["POST"]),
             Route("/attachments/{attachment_id}", download_attachment),
             Route("/metrics", metrics),
+            Route("/webhooks/{provider}/{token}/{kind}", webhook, methods=["POST"]),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -74,6 +74,15 @@ class MessageStatusChanged(ThreadEvent):
     status: str
 
 
+class MessageUpdated(ThreadEvent):
+    """A message's content changed after it was added: a call's duration, recording or transcript, media
+    downloaded."""
+
+    type = "MESSAGE_UPDATED"
+    message_id: uuid.UUID
+    changed: list[str]
+
+
 class NoteAdded(ThreadEvent):
     type = "NOTE_ADDED"
     note_id: uuid.UUID

@@ -176,6 +176,35 @@ class Settings(BaseSettings):
         alias="BANXWAY_EMAIL_CA_FILE",
         description="A PEM file of extra certificate authorities to trust for IMAP and SMTP (self-hosted servers).",
     )
+    public_url: str | None = Field(
+        None,
+        alias="BANXWAY_PUBLIC_URL",
+        description="The address providers reach this service at (https://banxway.example.com); webhook URLs "
+        "and Twilio's signatures are built on it. Unset: the address of the request.",
+    )
+    provider_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        alias="BANXWAY_PROVIDER_TIMEOUT",
+        description="Seconds before a call to a WhatsApp/SMS/voice provider's API gives up (then it is retried).",
+    )
+    provider_media_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        alias="BANXWAY_PROVIDER_MEDIA_HOSTS",
+        description="Comma-separated hosts, besides the integration's API host, that inbound media and call "
+        "recordings may be downloaded from (e.g. the provider's storage host).",
+    )
+    openai_api_key: str | None = Field(
+        None, alias="OPENAI_API_KEY", description="Key of the AI provider that transcribes recorded calls."
+    )
+    openai_base_url: str | None = Field(
+        None,
+        alias="OPENAI_BASE_URL",
+        description="Base URL of an OpenAI-compatible API (default: OpenAI's own).",
+    )
+    transcription_model: str = Field(
+        "whisper-1", alias="BANXWAY_TRANSCRIPTION_MODEL", description="The model that transcribes recorded calls."
+    )
     password_hashing: Literal["standard", "fast-insecure"] = Field(
         "standard",
         alias="BANXWAY_PASSWORD_HASHING",
@@ -189,11 +218,21 @@ class Settings(BaseSettings):
         description="The failed-login window in seconds.",
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "provider_media_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("public_url", "openai_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or value[-3:] == "://":
+            raise ValueError(f"must be an http:// or https:// address, not {value!r}")
         return value
 
     @field_validator("database_url")

@@ -1,4 +1,4 @@
-"""Email delivery (`deliver_email`) to a real SMTP server (aiosmtpd): QUEUED → SENDING → SENT, FAILED on a
+"""Email delivery (`banxway.channels.delivery.deliver`) to a real SMTP server (aiosmtpd): QUEUED → SENDING → SENT, FAILED on a
 permanent refusal, back to QUEUED on a transient one, at most once, threading headers and status events."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from banxway.channels.email.deliver import RetryLater, deliver_email
+from banxway.channels.delivery import RetryLater, deliver
 from banxway.channels.email.ingest import PollResult, poll_account
 from banxway.context import AppState
 from banxway.db.models import Event, Message, MessageStatus
@@ -84,7 +84,7 @@ async def send(inbox: Inbox, thread_id: str, body: str = "Our quote: USD 2,150."
 
 
 async def deliver(state: AppState, settings: Settings, message_id: str) -> MessageStatus | None:
-    return await deliver_email(state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(message_id))
+    return await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(message_id))
 
 
 async def row(state: AppState, message_id: str) -> Message:
@@ -448,4 +448,4 @@ async def test_without_an_account_the_message_fails_with_a_clear_error(
 
 
 async def test_delivering_an_unknown_message_does_nothing(state: AppState, settings: Settings) -> None:
-    assert await deliver_email(state.sessionmaker, state.broadcast, settings, state.secret_key, uuid.uuid4()) is None
+    assert await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, uuid.uuid4()) is None

@@ -21,7 +21,7 @@ from dramatiq import Worker
 from sqlalchemy import update
 
 from banxway import events
-from banxway.channels.email.deliver import deliver_email
+from banxway.channels.delivery import deliver
 from banxway.channels.email.idle import watch_mailboxes
 from banxway.channels.email.ingest import poll_account
 from banxway.context import AppState
@@ -313,7 +313,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
     await asyncio.sleep(3.5)  # whatever the server was doing with that connection is over
     delivered_before = len(smtp_server.messages)
     # then the job delivered again sends nothing while the outcome is unknown,
-    assert await deliver_email(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
+    assert await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
         MessageStatus.SENDING
     )
     # and once it is stuck long enough it is failed, not resent
@@ -323,7 +323,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
             .where(Message.id == message_id)
             .values(updated_at=Message.updated_at - timedelta(minutes=20))
         )
-    assert await deliver_email(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
+    assert await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
         MessageStatus.FAILED
     )
     assert len(smtp_server.messages) == delivered_before <= 1

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from banxway.channels.email import deliver as deliver_module
+from banxway.channels.delivery import deliver
 from banxway.channels.email import ingest
 from banxway.channels.email.ingest import PollResult, poll_account
 from banxway.context import AppState
@@ -273,7 +273,7 @@ async def test_a_reply_to_a_mail_we_sent_joins_its_thread_by_in_reply_to(
     contact = await inbox.contact("Priya Shah", identities=[{"channel": "EMAIL", "address": "priya.shah@oceanic.test"}])
     thread = await inbox.thread("Quote 2x40HC", contactId=contact["id"])
     sent = await inbox.ok(MESSAGE_SEND, {"threadId": thread["id"], "body": "Our quote: USD 2,150."}, "messageSend")
-    status = await deliver_module.deliver_email(
+    status = await deliver(
         state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(sent["message"]["id"])
     )
     assert status == MessageStatus.SENT

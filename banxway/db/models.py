@@ -460,6 +460,14 @@ class Message(TenantMixin, Base):
             postgresql_where=text("email_account_id IS NOT NULL AND provider_message_id IS NOT NULL"),
         ),
         Index("ix_messages_organization_id_provider_message_id", "organization_id", "provider_message_id"),
+        # webhooks: one message per provider id (idempotent inbound), and status callbacks find it
+        Index(
+            "uq_messages_integration_id_provider_message_id",
+            "integration_id",
+            "provider_message_id",
+            unique=True,
+            postgresql_where=text("integration_id IS NOT NULL AND provider_message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -479,6 +487,12 @@ class Message(TenantMixin, Base):
         UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL"), index=True
     )
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    # the WhatsApp/SMS/voice provider integration that received or sends it (messaging channels only)
+    integration_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("integrations.id", ondelete="SET NULL")
+    )
+    # SMS only: the number of segments the body takes (GSM-7 160/153, UCS-2 70/67 characters)
+    segments: Mapped[int | None] = mapped_column(Integer)
     # the email account that received or sends it (email only)
     email_account_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("email_accounts.id", ondelete="SET NULL")
@@ -683,4 +697,72 @@ class Notification(TenantMixin, Base):
     actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
     summary: Mapped[str] = mapped_column(String(300), nullable=False)
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class IntegrationType(enum.Enum):
+    EXOTEL = "EXOTEL"
+    TWILIO = "TWILIO"
+
+
+class Integration(TenantMixin, Base):
+    """A WhatsApp/SMS/voice provider account (one per type and organization). The API token is encrypted
+    (SecretBox); webhooks are addressed by `webhook_token` (the previous one stays valid for a while)."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (UniqueConstraint("organization_id", "type"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    type: Mapped[IntegrationType] = mapped_column(_pg_enum(IntegrationType, "integration_type"), nullable=False)
+    account_sid: Mapped[str] = mapped_column(String(100), nullable=False)
+    api_key: Mapped[str | None] = mapped_column(String(200))
+    api_token: Mapped[str] = mapped_column(Text, nullable=False)
+    base_url: Mapped[str] = mapped_column(String(500), nullable=False)
+    webhook_token: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    previous_webhook_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    previous_webhook_token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ip_allowlist: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    whatsapp_templates: Mapped[list[dict]] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    last_tested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class PhoneNumber(TenantMixin, Base):
+    """A number of an integration (an ExoPhone, a Twilio number, a WhatsApp sender) and the channels it
+    serves; assignable to a user, whose outbound messages and calls then use it."""
+
+    __tablename__ = "phone_numbers"
+    __table_args__ = (UniqueConstraint("organization_id", "number"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("integrations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    number: Mapped[str] = mapped_column(String(32), nullable=False)
+    channels: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    label: Mapped[str | None] = mapped_column(String(200))
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class PendingStatus(TenantMixin, Base):
+    """A delivery status for a provider message id we have not stored yet (the callback won the race
+    with the send's reply); applied when the message gets that id."""
+
+    __tablename__ = "pending_statuses"
+    __table_args__ = (Index("ix_pending_statuses_integration_provider_id", "integration_id", "provider_message_id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("integrations.id", ondelete="CASCADE"), nullable=False
+    )
+    provider_message_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    status: Mapped[MessageStatus] = mapped_column(_pg_enum(MessageStatus, "message_status"), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created_at()

@@ -84,14 +84,20 @@ async def message_send(
     idempotency_key: str | None = None,
     based_on_cursor: str | None = None,
     force: bool = False,
+    template: Any = None,
 ) -> Message:
     """Store an outbound message: QUEUED for delivery on its channel, or SENT at once when INTERNAL.
+
+    WhatsApp and SMS: the number it leaves from, SMS segments, and (WhatsApp) the 24-hour customer-care
+    window, outside of which only an approved `template` (a messaging.TemplateChoice) may be sent.
 
     Collision guard: with `based_on_cursor` (the cursor of the last event the composer saw), a message
     added to the thread since by someone else fails with THREAD_CHANGED, unless `force`."""
     viewer = ctx.require(Permission.NOTE_ADD if channel == Channel.INTERNAL else Permission.MESSAGE_SEND)
-    if not body or not body.strip():
+    if template is None and (not body or not body.strip()):
         raise DomainError("INVALID", "The message body must not be empty.", "body")
+    if channel == Channel.VOICE:
+        raise DomainError("INVALID", "A call is started with callStart, not sent as a message.", "channel")
     v.body_for_channel(channel, body)
     if html is not None:
         v.body_for_channel(channel, html, "html")
@@ -112,6 +118,13 @@ async def message_send(
                 await _check_unchanged(session, thread, based_on, viewer.user_id)
             recipients = await _recipients(session, thread, channel, to)
             account_id = await _email_account(session, thread) if channel == Channel.EMAIL else None
+            messaging: dict[str, Any] = {}
+            if channel in (Channel.WHATSAPP, Channel.SMS):
+                from banxway.resolvers.messaging import prepare_outbound
+
+                messaging = await prepare_outbound(session, thread, channel, viewer.user_id, body, template)
+            elif template is not None:
+                raise DomainError("INVALID", "Templates are for WhatsApp messages.", "template")
             now = datetime.now(UTC)
             message = Message(
                 organization_id=viewer.organization_id,
@@ -129,6 +142,8 @@ async def message_send(
                 idempotency_key=key,
                 email_account_id=account_id,
             )
+            for name, value in messaging.items():
+                setattr(message, name, value)
             session.add(message)
             await session.flush()
             await _attach(session, message, attachment_ids or [])
@@ -149,7 +164,7 @@ async def message_send(
         if existing is None:
             raise
         return _same_request(existing, thread_id)
-    if message.channel == Channel.EMAIL:
+    if message.channel in (Channel.EMAIL, Channel.WHATSAPP, Channel.SMS):
         from banxway.tasks import enqueue
         from banxway.tasks.actors import deliver_message
 
@@ -244,6 +259,8 @@ async def message_receive(
     received_at: datetime | None = None,
     full_body: str | None = None,
     email_account_id: uuid.UUID | None = None,
+    integration_id: uuid.UUID | None = None,
+    recipients: list[str] | None = None,
 ) -> Message:
     """Store an inbound message from a customer (channels call this inside their transaction).
 
@@ -265,6 +282,8 @@ async def message_receive(
         headers=headers or {},
         full_body=full_body,
         email_account_id=email_account_id,
+        integration_id=integration_id,
+        recipients=recipients or [],
     )
     if received_at is not None:
         message.created_at = received_at

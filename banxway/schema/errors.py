@@ -35,7 +35,7 @@ ContactError, ContactErrorCode = error_type("Contact", _RECORD_CODES)
 ShipmentError, ShipmentErrorCode = error_type("Shipment", _RECORD_CODES)
 _THREAD_CODES = ["INVALID", "NOT_FOUND", "TOO_LONG", "INVALID_TRANSITION"]
 ThreadError, ThreadErrorCode = error_type("Thread", _THREAD_CODES)
-MessageError, MessageErrorCode = error_type("Message", [*_THREAD_CODES, "THREAD_CHANGED"])
+MessageError, MessageErrorCode = error_type("Message", [*_THREAD_CODES, "THREAD_CHANGED", "WINDOW_CLOSED"])
 NoteError, NoteErrorCode = error_type("Note", _THREAD_CODES)
 ActionError, ActionErrorCode = error_type("Action", _THREAD_CODES)
 

@@ -39,6 +39,7 @@ from banxway.schema.errors import (
     mutate,
 )
 from banxway.schema.ids import decode, decode_optional, given, local_id
+from banxway.schema.integrations import TemplateSendInput
 from banxway.schema.pagination import Connection, connection
 from banxway.schema.types import (
     FIELD_COLUMNS,
@@ -509,7 +510,7 @@ class ThreadPayload:
 class MessageSendInput:
     thread_id: strawberry.ID
     channel: Channel
-    body: str
+    body: str = strawberry.field(default="", description="Required unless a WhatsApp template is sent.")
     subject: str | None = None
     html: str | None = None
     to: list[str] | None = strawberry.field(
@@ -525,6 +526,10 @@ class MessageSendInput:
         "thread since, the send fails with THREAD_CHANGED (collision guard).",
     )
     force: bool = strawberry.field(default=False, description="Send even if the thread changed (see basedOnCursor).")
+    template: TemplateSendInput | None = strawberry.field(
+        default=None,
+        description="WhatsApp: send an approved template (the only thing allowed outside the 24-hour window).",
+    )
 
 
 @strawberry.type
@@ -771,6 +776,7 @@ class InboxMutation:
                 idempotency_key=input.idempotency_key,
                 based_on_cursor=input.based_on_cursor,
                 force=input.force,
+                template=input.template.choice() if input.template is not None else None,
             )
             return {"message": message}
 

@@ -21,6 +21,7 @@ from banxway.schema.errors import (
 )
 from banxway.schema.ids import decode, parse_global_id
 from banxway.schema.inbox import InboxMutation, InboxQuery
+from banxway.schema.integrations import IntegrationMutation, IntegrationQuery
 from banxway.schema.live import LiveMutation, LiveQuery
 from banxway.schema.pagination import Connection, connection
 from banxway.schema.types import NODE_TYPES, Node, Organization, Role, User
@@ -46,7 +47,7 @@ async def _resolve_nodes(info: Info[Context, None], ids: list[strawberry.ID]) ->
 
 
 @strawberry.type
-class Query(InboxQuery, LiveQuery, EmailQuery):
+class Query(InboxQuery, LiveQuery, EmailQuery, IntegrationQuery):
     @strawberry.field(description="Any object by its global id; null if it does not exist or is not yours.")
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         return (await _resolve_nodes(info, [id]))[0]
@@ -160,7 +161,7 @@ class UserPayload:
 
 
 @strawberry.type
-class Mutation(InboxMutation, LiveMutation, EmailMutation):
+class Mutation(InboxMutation, LiveMutation, EmailMutation, IntegrationMutation):
     @strawberry.mutation(description="Sign in with email and password.")
     async def auth_login(self, info: Info[Context, None], input: AuthLoginInput) -> AuthPayload:
         async def call() -> dict:

@@ -274,6 +274,9 @@ class Message(Node):
     sender: str | None
     recipients: list[str]
     error: str | None = strawberry.field(description="Why delivery failed, in the provider's words.")
+    segments: int | None = strawberry.field(
+        description="SMS: the segments the body is sent in (GSM-7: 160, then 153 each; UCS-2: 70, then 67)."
+    )
     created_at: datetime
 
     is_type_of = _model_type_of(db.Message)
@@ -298,6 +301,29 @@ class Message(Node):
     @strawberry.field(description="An inbound email's whole text, quoted history included (`body` is the reply).")
     async def full_body(self, info: Ctx) -> str | None:
         return await info.context.db.scalar(select(db.Message.full_body).where(db.Message.id == self.id))  # type: ignore[attr-defined]
+
+    @strawberry.field(description="A VOICE message's call: status, length, recording and transcript.")
+    async def call(self, info: Ctx) -> Call | None:
+        if self.channel != db.Channel.VOICE:  # type: ignore[comparison-overlap]
+            return None
+        headers = await info.context.db.scalar(select(db.Message.headers).where(db.Message.id == self.id))  # type: ignore[attr-defined]
+        headers = headers or {}
+        return Call(
+            status=headers.get("call_status"),
+            duration_seconds=headers.get("duration"),
+            recorded=bool(headers.get("recording_url")),
+            transcript=headers.get("transcript"),
+            transcript_error=headers.get("transcript_error"),
+        )
+
+
+@strawberry.type(description="What the provider reported about a call.")
+class Call:
+    status: str | None = strawberry.field(description="The provider's word: in-progress, completed, busy, ….")
+    duration_seconds: int | None
+    recorded: bool
+    transcript: str | None
+    transcript_error: str | None = strawberry.field(description="Why there is no transcript.")
 
 
 @strawberry.type(description="A file attached to a message; download it from `url` with the access token.")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import dramatiq
 from sqlalchemy import or_, select
 
-from banxway.db.models import Channel, EmailAccount, Message, MessageStatus
+from banxway.db.models import Channel, Direction, EmailAccount, Message, MessageStatus
 from banxway.db.session import system_session
 from banxway.logs import get_logger
 from banxway.resolvers.auth import prune_refresh_tokens as prune_refresh_tokens_use_case
@@ -53,22 +53,34 @@ async def poll_mailboxes() -> None:
 
 
 @dramatiq.actor(
-    queue_name="email", max_retries=30, min_backoff=15_000, max_backoff=300_000, time_limit=180_000, max_age=3_900_000
+    queue_name="delivery",
+    max_retries=30,
+    min_backoff=15_000,
+    max_backoff=300_000,
+    time_limit=180_000,
+    max_age=3_900_000,
 )
 async def deliver_message(message_id: str) -> None:
     """Send a QUEUED outbound message on its channel; a transient failure raises, and Dramatiq retries
-    with back-off. Sends at most once however often it is delivered (see deliver_email)."""
-    from banxway.channels.email.deliver import deliver_email
+    with back-off, or after the provider's Retry-After. Sends at most once however often it is delivered
+    (see banxway.channels.delivery)."""
+    from banxway.channels.delivery import RetryLater, deliver
 
     rt = runtime()
-    await deliver_email(rt.sessionmaker, rt.broadcast, rt.settings, rt.secret_key, uuid.UUID(message_id))
+    try:
+        await deliver(rt.sessionmaker, rt.broadcast, rt.settings, rt.secret_key, uuid.UUID(message_id))
+    except RetryLater as exc:
+        if exc.retry_after is None:
+            raise
+        delay = int(min(max(exc.retry_after, 1.0), 3_600.0) * 1000)
+        raise dramatiq.Retry(str(exc), delay=delay) from exc
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
 async def requeue_messages() -> None:
-    """Enqueue again what waits too long: QUEUED email whose job was lost (Redis down at send time, or
-    the retries ran out early), and SENDING email of a killed job (deliver_email fails it, never resends)."""
-    from banxway.channels.email.deliver import STUCK_AFTER
+    """Enqueue again what waits too long: QUEUED messages whose job was lost (Redis down at send time, or
+    the retries ran out early), and SENDING ones of a killed job (delivery fails them, never resends)."""
+    from banxway.channels.delivery import STUCK_AFTER
 
     now = datetime.now(UTC)
     async with system_session(runtime().sessionmaker) as session:
@@ -76,7 +88,8 @@ async def requeue_messages() -> None:
             await session.scalars(
                 select(Message.id)
                 .where(
-                    Message.channel == Channel.EMAIL,
+                    Message.channel.in_([Channel.EMAIL, Channel.WHATSAPP, Channel.SMS, Channel.VOICE]),
+                    Message.direction == Direction.OUTBOUND,
                     or_(
                         (Message.status == MessageStatus.QUEUED) & (Message.updated_at < now - timedelta(minutes=5)),
                         (Message.status == MessageStatus.SENDING) & (Message.updated_at < now - STUCK_AFTER),
@@ -91,4 +104,31 @@ async def requeue_messages() -> None:
         log.info("requeued messages", count=len(ids))
 
 
-ALL = [prune_refresh_tokens, poll_mailbox, poll_mailboxes, deliver_message, requeue_messages]
+@dramatiq.actor(queue_name="media", max_retries=10, min_backoff=10_000, max_backoff=600_000, time_limit=300_000)
+async def fetch_message_media(message_id: str) -> None:
+    """Download an inbound message's media (WhatsApp/SMS) into attachment storage; retried while the
+    provider cannot be reached, recorded on the message when it refuses."""
+    from banxway.channels.messaging.media import fetch_media
+
+    rt = runtime()
+    await fetch_media(rt.sessionmaker, rt.broadcast, rt.settings, rt.secret_key, uuid.UUID(message_id))
+
+
+@dramatiq.actor(queue_name="media", max_retries=10, min_backoff=30_000, max_backoff=900_000, time_limit=600_000)
+async def transcribe_call(message_id: str) -> None:
+    """Transcribe a recorded call into its message (without an AI provider: says "no transcript")."""
+    from banxway.channels.messaging.media import transcribe
+
+    rt = runtime()
+    await transcribe(rt.sessionmaker, rt.broadcast, rt.settings, rt.secret_key, uuid.UUID(message_id))
+
+
+ALL = [
+    prune_refresh_tokens,
+    poll_mailbox,
+    poll_mailboxes,
+    deliver_message,
+    requeue_messages,
+    fetch_message_media,
+    transcribe_call,
+]

@@ -1,0 +1,1 @@
+"""The messaging channels: WhatsApp, SMS and voice through Exotel or Twilio."""

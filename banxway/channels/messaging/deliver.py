@@ -1,0 +1,95 @@
+"""Sending WhatsApp and SMS messages and starting calls through the message's integration, in the delivery
+state machine of `banxway.channels.delivery`; statuses that arrived before the provider's reply are applied
+once the message has the provider's id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from banxway.channels.delivery import ChannelSender, Deps, PermanentFailure, Send, Sent, TransientFailure
+from banxway.channels.messaging import providers
+from banxway.db.models import Channel, Integration, Message
+
+
+async def prepare_messaging(session: AsyncSession, message: Message, deps: Deps) -> Send:
+    from banxway.resolvers.integrations import provider_config, webhook_url
+
+    integration = await session.get(Integration, message.integration_id) if message.integration_id else None
+    if integration is None or not integration.active or not message.sender:
+        raise PermanentFailure(
+            f"No {message.channel.name} number to send from: configure one with integrationConfigure."
+        )
+    if not message.recipients:
+        raise PermanentFailure("The message has no recipient.")
+    config = provider_config(integration, deps.box, deps.settings)
+    headers = await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
+    reference = str(message.id)
+
+    if message.channel == Channel.VOICE:
+        callback = webhook_url(deps.settings, integration, "voice")
+
+        async def start() -> Sent:
+            with _classified():
+                sid = await providers.start_call(
+                    config,
+                    agent=headers.get("agent_number") or "",
+                    customer=message.recipients[0],
+                    caller_id=message.sender or "",
+                    status_callback=callback,
+                    reference=reference,
+                )
+            return Sent(provider_message_id=sid)
+
+        return start
+
+    path = {Channel.WHATSAPP: "whatsapp", Channel.SMS: "sms"}[message.channel]
+    if integration.type.value == "TWILIO":
+        path = "status"
+    template = headers.get("template")
+    outgoing = providers.Outgoing(
+        channel=message.channel,
+        from_number=message.sender,
+        to=message.recipients[0],
+        body=message.body,
+        status_callback=webhook_url(deps.settings, integration, path),
+        reference=reference,
+        template=providers.Template(
+            name=template["name"],
+            language=template["language"],
+            parameters=list(template.get("parameters") or []),
+            content_sid=template.get("content_sid"),
+        )
+        if template
+        else None,
+    )
+
+    async def send() -> Sent:
+        with _classified():
+            sid = await providers.send_message(config, outgoing)
+        return Sent(provider_message_id=sid)
+
+    return send
+
+
+@contextmanager
+def _classified() -> Iterator[None]:
+    """Provider errors as the delivery state machine's failures."""
+    try:
+        yield
+    except providers.PermanentProviderError as exc:
+        raise PermanentFailure(exc.detail) from exc
+    except providers.TransientProviderError as exc:
+        raise TransientFailure(exc.detail, exc.retry_after) from exc
+
+
+async def after_sent(session: AsyncSession, message: Message, deps: Deps) -> None:
+    from banxway.resolvers.messaging import apply_pending
+
+    await apply_pending(session, message)
+
+
+MESSAGING = ChannelSender(prepare_messaging, after_sent)

@@ -1,0 +1,316 @@
+"""WhatsApp/SMS/voice provider integrations (Exotel, Twilio): configure, test, rotate the webhook token, their
+numbers (assignable to users), WhatsApp templates, and which channels are ready (`configuration_status`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from banxway.auth import Permission
+from banxway.channels.messaging import providers
+from banxway.db.models import Channel, EmailAccount, Integration, IntegrationType, PhoneNumber
+from banxway.resolvers import validation as v
+from banxway.resolvers.common import active_user, get_or_error
+from banxway.resolvers.errors import DomainError
+from banxway.secrets import SecretBox
+from banxway.settings import Settings
+
+if TYPE_CHECKING:
+    from banxway.context import Context
+
+MESSAGING_CHANNELS = (Channel.WHATSAPP, Channel.SMS, Channel.VOICE)
+PREVIOUS_TOKEN_VALID_FOR = timedelta(days=7)
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
+_PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+
+# the webhook endpoints of each provider: (purpose, path after /webhooks/<provider>/<token>/)
+WEBHOOK_PATHS = {
+    IntegrationType.EXOTEL: [("WhatsApp messages and statuses", "whatsapp"), ("SMS", "sms"), ("Calls", "voice")],
+    IntegrationType.TWILIO: [("Incoming messages", "messages"), ("Message statuses", "status"), ("Calls", "voice")],
+}
+
+
+def webhook_url(settings: Settings, integration: Integration, path: str, base: str | None = None) -> str:
+    root = settings.public_url or (base or "http://127.0.0.1:8000").rstrip("/")
+    return f"{root}/webhooks/{integration.type.value.lower()}/{integration.webhook_token}/{path}"
+
+
+def webhook_urls(settings: Settings, integration: Integration, base: str | None = None) -> list[tuple[str, str]]:
+    return [
+        (purpose, webhook_url(settings, integration, path, base)) for purpose, path in WEBHOOK_PATHS[integration.type]
+    ]
+
+
+def provider_config(integration: Integration, box: SecretBox, settings: Settings) -> providers.ProviderConfig:
+    return providers.ProviderConfig(
+        type=integration.type,
+        base_url=integration.base_url,
+        account_sid=integration.account_sid,
+        api_key=integration.api_key,
+        api_token=box.decrypt(integration.api_token),
+        timeout=settings.provider_timeout_seconds,
+    )
+
+
+def template_parameter_count(body: str) -> int:
+    return max((int(n) for n in _PLACEHOLDER.findall(body)), default=0)
+
+
+def render_template(body: str, parameters: list[str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: parameters[int(m.group(1)) - 1], body)
+
+
+def _base_url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+        raise DomainError("INVALID", f"'{value}' is not an http:// or https:// address.", "baseUrl")
+    return url
+
+
+def _allowlist(values: list[str]) -> list[str]:
+    cleaned = []
+    for index, value in enumerate(values):
+        try:
+            cleaned.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise DomainError(
+                "INVALID", f"'{value}' is not an IP address or network.", f"ipAllowlist.{index}"
+            ) from None
+    return cleaned
+
+
+def _templates(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cleaned: list[dict[str, Any]] = []
+    seen = set()
+    for index, value in enumerate(values):
+        field = f"whatsappTemplates.{index}"
+        name = (value.get("name") or "").strip()
+        if not _TEMPLATE_NAME.match(name):
+            raise DomainError("INVALID", "A template name has lower-case letters, digits and _.", f"{field}.name")
+        language = (value.get("language") or "").strip()
+        if not _LANGUAGE.match(language):
+            raise DomainError("INVALID", f"'{language}' is not a language code like en or en_US.", f"{field}.language")
+        body = v.text(value.get("body"), f"{field}.body", max_length=1024, required=True) or ""
+        if (name, language) in seen:
+            raise DomainError("TAKEN", f"Template {name} ({language}) is listed twice.", f"{field}.name")
+        seen.add((name, language))
+        count = template_parameter_count(body)
+        if sorted({int(n) for n in _PLACEHOLDER.findall(body)}) != list(range(1, count + 1)):
+            raise DomainError("INVALID", "Placeholders must be numbered {{1}}, {{2}}, … without gaps.", f"{field}.body")
+        cleaned.append(
+            {
+                "name": name,
+                "language": language,
+                "body": body,
+                "category": (value.get("category") or "UTILITY").strip().upper()[:30],
+                "content_sid": (value.get("content_sid") or None),
+            }
+        )
+    return cleaned
+
+
+def _numbers(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cleaned, seen = [], set()
+    for index, value in enumerate(values):
+        number = v.phone(value.get("number"), f"phoneNumbers.{index}.number")
+        if number is None:
+            raise DomainError("INVALID", "The number is required.", f"phoneNumbers.{index}.number")
+        if number in seen:
+            raise DomainError("TAKEN", f"{number} is listed twice.", f"phoneNumbers.{index}.number")
+        seen.add(number)
+        channels = [Channel(getattr(c, "value", c)) for c in value.get("channels") or []]
+        if not channels or any(c not in MESSAGING_CHANNELS for c in channels):
+            raise DomainError(
+                "INVALID", "Give the number's channels: WHATSAPP, SMS and/or VOICE.", f"phoneNumbers.{index}.channels"
+            )
+        label = v.text(value.get("label"), f"phoneNumbers.{index}.label", max_length=200)
+        cleaned.append({"number": number, "channels": [c.value for c in dict.fromkeys(channels)], "label": label})
+    return cleaned
+
+
+async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integration:
+    """Create or update the organization's integration of `type`; only the fields given change."""
+    viewer = ctx.require(Permission.ORG_MANAGE)
+    kind = IntegrationType(getattr(fields["type"], "value", fields["type"]))
+    box = SecretBox(ctx.state.secret_key)
+    values: dict[str, Any] = {}
+    if fields.get("account_sid") is not None:
+        values["account_sid"] = v.text(fields["account_sid"], "accountSid", max_length=100, required=True)
+    if fields.get("api_key") is not None:
+        values["api_key"] = v.text(fields["api_key"], "apiKey", max_length=200)
+    if fields.get("api_token") is not None:
+        if not fields["api_token"].strip():
+            raise DomainError("INVALID", "apiToken must not be empty.", "apiToken")
+        values["api_token"] = box.encrypt(fields["api_token"].strip())
+    if fields.get("base_url") is not None:
+        values["base_url"] = _base_url(fields["base_url"])
+    if fields.get("ip_allowlist") is not None:
+        values["ip_allowlist"] = _allowlist(fields["ip_allowlist"])
+    if fields.get("whatsapp_templates") is not None:
+        values["whatsapp_templates"] = _templates(fields["whatsapp_templates"])
+    if fields.get("active") is not None:
+        values["active"] = bool(fields["active"])
+    numbers = _numbers(fields["phone_numbers"]) if fields.get("phone_numbers") is not None else None
+    try:
+        async with ctx.transaction() as session:
+            integration = await session.scalar(select(Integration).where(Integration.type == kind).with_for_update())
+            if integration is None:
+                for name, field in (("account_sid", "accountSid"), ("api_token", "apiToken")):
+                    if name not in values:
+                        raise DomainError("INVALID", f"{field} is required.", field)
+                if kind == IntegrationType.EXOTEL and not values.get("api_key"):
+                    raise DomainError("INVALID", "apiKey is required for Exotel.", "apiKey")
+                values.setdefault("base_url", providers.DEFAULT_BASE_URLS[kind])
+                integration = Integration(
+                    organization_id=viewer.organization_id,
+                    type=kind,
+                    webhook_token=secrets.token_urlsafe(32),
+                    **values,
+                )
+                session.add(integration)
+                await session.flush()
+            else:
+                for name, value in values.items():
+                    setattr(integration, name, value)
+            if numbers is not None:
+                await _replace_numbers(session, integration, numbers)
+    except IntegrityError:
+        raise DomainError("TAKEN", "One of these numbers belongs to another integration.", "phoneNumbers") from None
+    return integration
+
+
+async def _replace_numbers(session: Any, integration: Integration, numbers: list[dict[str, Any]]) -> None:
+    """Make the integration's numbers exactly `numbers`, keeping the assignment of those that stay."""
+    existing = {
+        row.number: row
+        for row in await session.scalars(select(PhoneNumber).where(PhoneNumber.integration_id == integration.id))
+    }
+    wanted = {n["number"] for n in numbers}
+    for number, row in existing.items():
+        if number not in wanted:
+            await session.delete(row)
+    await session.flush()
+    for item in numbers:
+        row = existing.get(item["number"])
+        if row is None:
+            session.add(PhoneNumber(organization_id=integration.organization_id, integration_id=integration.id, **item))
+        else:
+            row.channels, row.label = item["channels"], item["label"]
+    await session.flush()
+
+
+async def integration_rotate_webhook_token(ctx: Context, integration_id: uuid.UUID | None) -> Integration:
+    """A new webhook token; the old one keeps working for PREVIOUS_TOKEN_VALID_FOR, so that the provider's
+    console can be updated without losing a callback."""
+    ctx.require(Permission.ORG_MANAGE)
+    async with ctx.transaction() as session:
+        integration = await get_or_error(session, Integration, integration_id, "id", lock=True, label="integration")
+        integration.previous_webhook_token = integration.webhook_token
+        integration.previous_webhook_token_expires_at = datetime.now(UTC) + PREVIOUS_TOKEN_VALID_FOR
+        integration.webhook_token = secrets.token_urlsafe(32)
+    return integration
+
+
+async def integration_test(ctx: Context, integration_id: uuid.UUID | None) -> tuple[bool, str]:
+    """Call the provider with the stored credentials; (ok, what it said). The result is kept on the integration."""
+    ctx.require(Permission.ORG_MANAGE)
+    integration = await get_or_error(ctx.db.session, Integration, integration_id, "id", label="integration")
+    config = provider_config(integration, SecretBox(ctx.state.secret_key), ctx.settings)
+    try:
+        ok, detail = True, await providers.test_credentials(config)
+    except providers.ProviderError as exc:
+        ok, detail = False, exc.detail
+    async with ctx.transaction() as session:
+        row = await get_or_error(session, Integration, integration_id, "id", lock=True, label="integration")
+        row.last_tested_at = datetime.now(UTC)
+        row.last_error = None if ok else detail
+    return ok, detail
+
+
+async def integrations(ctx: Context) -> list[Integration]:
+    ctx.require(Permission.ORG_MANAGE)
+    return list(await ctx.db.scalars(select(Integration).order_by(Integration.created_at, Integration.id)))
+
+
+async def phone_numbers(ctx: Context) -> list[PhoneNumber]:
+    ctx.require(Permission.READ)
+    return list(await ctx.db.scalars(select(PhoneNumber).order_by(PhoneNumber.number)))
+
+
+async def phone_number_assign(ctx: Context, number_id: uuid.UUID | None, user_id: uuid.UUID | None) -> PhoneNumber:
+    """Give a number to a user (their outbound messages and calls use it), or take it back (None)."""
+    ctx.require(Permission.ORG_MANAGE)
+    async with ctx.transaction() as session:
+        row = await get_or_error(session, PhoneNumber, number_id, "id", lock=True, label="phone number")
+        if user_id is not None:
+            await active_user(session, user_id, "userId")
+        row.assignee_id = user_id
+    return row
+
+
+@dataclass(frozen=True)
+class TemplateView:
+    name: str
+    language: str
+    body: str
+    category: str
+    parameter_count: int
+    provider: IntegrationType
+
+
+async def whatsapp_templates(ctx: Context) -> list[TemplateView]:
+    """The approved WhatsApp templates of the organization's active integrations."""
+    ctx.require(Permission.READ)
+    found = []
+    for integration in await ctx.db.scalars(
+        select(Integration).where(Integration.active.is_(True)).order_by(Integration.created_at)
+    ):
+        for t in integration.whatsapp_templates:
+            parameters = template_parameter_count(t["body"])
+            found.append(TemplateView(t["name"], t["language"], t["body"], t["category"], parameters, integration.type))
+    return found
+
+
+@dataclass(frozen=True)
+class ChannelReadiness:
+    channel: Channel
+    ready: bool
+    missing: list[str]
+
+
+async def configuration_status(ctx: Context) -> list[ChannelReadiness]:
+    """For each customer channel: can messages be sent and received on it, and if not, what is missing."""
+    ctx.require(Permission.READ)
+    session = ctx.db
+    result = []
+    accounts = list(await session.scalars(select(EmailAccount).where(EmailAccount.active.is_(True))))
+    email_missing = [] if accounts else ["an active email account (emailAccountCreate)"]
+    email_missing += [f"{a.email}: {a.last_error}" for a in accounts if a.last_error]
+    result.append(ChannelReadiness(Channel.EMAIL, not email_missing, email_missing))
+    active = list(await session.scalars(select(Integration).where(Integration.active.is_(True))))
+    numbers = list(await session.scalars(select(PhoneNumber)))
+    active_ids = {i.id for i in active}
+    for channel in MESSAGING_CHANNELS:
+        missing = []
+        if not active:
+            missing.append("an active Exotel or Twilio integration (integrationConfigure)")
+        elif channel == Channel.VOICE and not any(i.type == IntegrationType.EXOTEL for i in active):
+            missing.append("an Exotel integration (calls are made through Exotel)")
+        if not any(channel.value in n.channels and n.integration_id in active_ids for n in numbers):
+            missing.append(f"a phone number for {channel.name} (phoneNumbers in integrationConfigure)")
+        for integration in active:
+            if integration.last_error:
+                missing.append(f"{integration.type.name} credentials that work (last test: {integration.last_error})")
+        if not ctx.settings.public_url:
+            missing.append("BANXWAY_PUBLIC_URL, so that the provider can reach the webhooks")
+        result.append(ChannelReadiness(channel, not missing, missing))
+    return result
