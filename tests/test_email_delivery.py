@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from banxway.channels.delivery import RetryLater, deliver
+from banxway.channels import delivery
+from banxway.channels.delivery import RetryLater
 from banxway.channels.email.ingest import PollResult, poll_account
 from banxway.context import AppState
 from banxway.db.models import Event, Message, MessageStatus
@@ -84,7 +85,9 @@ async def send(inbox: Inbox, thread_id: str, body: str = "Our quote: USD 2,150."
 
 
 async def deliver(state: AppState, settings: Settings, message_id: str) -> MessageStatus | None:
-    return await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(message_id))
+    return await delivery.deliver(
+        state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(message_id)
+    )
 
 
 async def row(state: AppState, message_id: str) -> Message:
