@@ -451,4 +451,4 @@ async def test_without_an_account_the_message_fails_with_a_clear_error(
 
 
 async def test_delivering_an_unknown_message_does_nothing(state: AppState, settings: Settings) -> None:
-    assert await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, uuid.uuid4()) is None
+    assert await delivery.deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, uuid.uuid4()) is None
