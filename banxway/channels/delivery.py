@@ -161,7 +161,8 @@ async def deliver(
                     message.provider_message_id = result.provider_message_id
                 if result.headers:
                     await merge_headers(session, message, result.headers)
-                set_status(session, message, MessageStatus.SENT)
+                if message.status == MessageStatus.SENDING:  # a callback may have moved it on already
+                    set_status(session, message, MessageStatus.SENT)
                 if sender is not None and sender.after_sent is not None:
                     await sender.after_sent(session, message, deps)
             elif isinstance(error, PermanentFailure) or datetime.now(UTC) - created_at > RETRY_FOR:

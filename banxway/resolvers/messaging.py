@@ -28,6 +28,7 @@ from banxway.db.models import (
     ContactIdentity,
     Direction,
     Integration,
+    IntegrationType,
     Message,
     MessageStatus,
     PendingStatus,
@@ -226,6 +227,14 @@ async def call_start(
         if phone is None:
             raise DomainError("INVALID", f"{contact.name} has no phone number.", "contactId")
         route = await outbound_route(session, thread, Channel.VOICE, viewer.user_id)
+        integration = await session.get(Integration, route.integration_id) if route.integration_id else None
+        if integration is None or integration.type != IntegrationType.EXOTEL:
+            raise DomainError(
+                "INVALID",
+                "No number to call from: calls go through an Exotel integration with a VOICE number "
+                "(integrationConfigure).",
+                "agentNumber",
+            )
         message = Message(
             organization_id=viewer.organization_id,
             thread_id=thread.id,

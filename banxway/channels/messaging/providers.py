@@ -477,7 +477,8 @@ def parse_call(form: dict[str, str]) -> CallUpdate:
     if not status:
         raise BadPayload("Status is missing")
     direction = (form.get("Direction") or "").lower()
-    duration = _int(form.get("ConversationDuration")) or _int(form.get("CallDuration")) or _int(form.get("Duration"))
+    durations = [_int(form.get(name)) for name in ("ConversationDuration", "CallDuration", "Duration")]
+    duration = next((d for d in durations if d is not None), None)
     return CallUpdate(
         call_sid=sid,
         status=status,
