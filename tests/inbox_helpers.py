@@ -89,3 +89,19 @@ class Inbox:
             MESSAGE_SEND, {"input": {"threadId": thread_id, "channel": channel, "body": body, **fields}}, "messageSend"
         )
         return payload["message"]
+
+
+async def open_whatsapp_window(inbox: Inbox, phone: str) -> None:
+    """Record an inbound WhatsApp message from `phone` (on a thread of its own), as the provider's webhook
+    would: free-form WhatsApp messages to that number are allowed for 24 hours."""
+    from banxway.db.models import Channel
+    from banxway.db.session import tenant_session
+    from banxway.resolvers.messages import message_receive
+    from banxway.resolvers.threads import new_thread
+
+    state = inbox.api.state
+    async with tenant_session(state.sessionmaker, inbox.org.id) as session, session.begin():
+        thread = await new_thread(session, inbox.org.id, subject="WhatsApp", primary_channel=Channel.WHATSAPP)
+        await message_receive(
+            session, inbox.org.id, thread_id=thread.id, channel=Channel.WHATSAPP, body="Hi", sender=phone
+        )

@@ -16,7 +16,7 @@ from banxway import events
 from banxway.context import AppState
 from banxway.db.models import Message, MessageStatus
 from banxway.db.session import tenant_session
-from banxway.events import EVENT_TYPES, MessageStatusChanged
+from banxway.events import EVENT_TYPES, MessageStatusChanged, MessageUpdated
 from banxway.settings import Settings
 from tests.apply_events_helpers import (
     INBOX_EVENTS,
@@ -220,6 +220,21 @@ async def _provider_reports_delivery(w: World) -> None:
         await events.relay(state.broadcast, state.sessionmaker, events.take_recorded(session))
 
 
+async def _provider_reports_a_call(w: World) -> None:
+    # A message's content changes after it was added only through the providers (a call's status callback,
+    # a transcript, downloaded media): written with its MESSAGE_UPDATED event in one transaction, as they do.
+    state = w.inbox.api.state
+    message_id = local_uuid(w.ids["message"])
+    async with tenant_session(state.sessionmaker, w.inbox.org.id) as session:
+        async with session.begin():
+            message = await session.get(Message, message_id)
+            assert message is not None
+            message.body = "Call to Priya (2:31).\n\nTranscript:\nThe container is released."
+            event = MessageUpdated(thread_id=message.thread_id, message_id=message.id, changed=["body"])
+            events.record(session, event, organization_id=w.inbox.org.id, actor_id=None)
+        await events.relay(state.broadcast, state.sessionmaker, events.take_recorded(session))
+
+
 async def _thread_with_a_note(w: World) -> None:
     await _inbox_with_a_contact(w)
     await w.note(w.ids["older"], "Customer prefers Maersk")
@@ -407,6 +422,7 @@ CASES: dict[str, Case] = {
     "CUSTOMER_UPDATED": Case(_customer_update, ("CUSTOMER_UPDATED",), _two_customers),
     "MESSAGE_ADDED": Case(_message_send, ("MESSAGE_ADDED", "THREAD_UPDATED"), _thread_with_a_contact),
     "MESSAGE_STATUS_CHANGED": Case(_provider_reports_delivery, ("MESSAGE_STATUS_CHANGED",), _queued_email, actor=None),
+    "MESSAGE_UPDATED": Case(_provider_reports_a_call, ("MESSAGE_UPDATED",), _queued_email, actor=None),
     "NOTE_ADDED": Case(_note_add, ("NOTE_ADDED",), _thread_with_a_note),
     "NOTIFICATION_CREATED": Case(_mention_the_client, ("NOTE_ADDED", "NOTIFICATION_CREATED"), _inbox_with_a_contact),
     "NOTIFICATIONS_READ": Case(_notification_mark_read, ("NOTIFICATIONS_READ",), _two_notifications, actor="admin"),

@@ -11,7 +11,7 @@ from strawberry.relay import GlobalID
 from banxway.db.models import Contact, ContactIdentity
 from banxway.db.session import system_session
 from tests.conftest import Api, Org
-from tests.inbox_helpers import CONTACT_CREATE, Inbox
+from tests.inbox_helpers import CONTACT_CREATE, Inbox, open_whatsapp_window
 
 CONTACT_UPDATE = """
 mutation($input: ContactUpdateInput!) {
@@ -145,6 +145,7 @@ async def _duplicates(inbox: Inbox) -> dict:
         ],
     )
     kept_thread = await inbox.thread("Booking 2x20GP", contactId=kept["id"])
+    await open_whatsapp_window(inbox, "+919820054321")  # P. Shah wrote on WhatsApp: we may answer there
     merged_threads = [
         await inbox.thread("Quote for 1x40HC", contactId=merged["id"]),
         await inbox.thread("Where is my container?", contactId=merged["id"]),

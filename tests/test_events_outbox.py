@@ -137,9 +137,10 @@ mutation($id: ID!, $active: Boolean) {
 }
 """
 
-# Registered types that no mutation produces: delivery status comes from the channel providers
-# (a worker or webhook), none of which exists yet. Anything else registered must be produced below.
-NOT_PRODUCED_BY_MUTATIONS = {"MESSAGE_STATUS_CHANGED"}
+# Registered types that no mutation produces: delivery statuses and later changes of a message (a call's
+# callbacks, transcripts, media) come from the delivery worker and the providers' webhooks (tested in
+# tests/test_messaging_*.py). Anything else registered must be produced below.
+NOT_PRODUCED_BY_MUTATIONS = {"MESSAGE_STATUS_CHANGED", "MESSAGE_UPDATED"}
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from strawberry.relay import GlobalID
 
 from banxway.db.models import Action, Message, Note
 from banxway.db.session import system_session
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, open_whatsapp_window
 
 MESSAGE_FIELDS = """
 id channel direction status body subject html sender recipients createdAt
@@ -200,8 +200,10 @@ async def _read_thread(inbox: Inbox, thread_id: str) -> dict:
 async def test_a_customer_message_is_queued_to_the_contacts_address_on_its_channel(
     inbox: Inbox, channel: str, recipient: str
 ) -> None:
-    # given
+    # given (on WhatsApp, the customer wrote within 24 hours)
     thread = await _thread_with_contact(inbox)
+    if channel == "WHATSAPP":
+        await open_whatsapp_window(inbox, recipient)
     # when
     message = await _sent(inbox, thread["id"], channel=channel, body="Your container sailed today.")
     # then
@@ -237,6 +239,8 @@ async def test_to_overrides_the_contact_and_is_normalised(
 ) -> None:
     # given
     thread = await _thread_with_contact(inbox)
+    if channel == "WHATSAPP":
+        await open_whatsapp_window(inbox, normalised[0])
     # when
     message = await _sent(inbox, thread["id"], channel=channel, body="Hi", to=given)
     # then
@@ -294,11 +298,13 @@ async def test_an_invalid_to_address_is_refused(inbox: Inbox) -> None:
 async def test_a_body_at_the_channel_limit_is_sent(inbox: Inbox, channel: str, limit: int) -> None:
     # given
     thread = await _thread_with_contact(inbox)
+    if channel == "WHATSAPP":
+        await open_whatsapp_window(inbox, "+919820054321")
     # when
     message = await _sent(inbox, thread["id"], channel=channel, body="x" * limit)
-    # then
+    # then (besides the customer's WhatsApp message that opened the window)
     assert len(message["body"]) == limit
-    assert await _count(inbox, Message) == 1
+    assert await _count(inbox, Message) == (2 if channel == "WHATSAPP" else 1)
 
 
 @pytest.mark.parametrize(("channel", "limit"), [("WHATSAPP", 4096), ("SMS", 1600)])
@@ -522,7 +528,7 @@ async def test_last_message_at_follows_the_latest_message(inbox: Inbox) -> None:
     thread = await _thread_with_contact(inbox)
     first = await _sent(inbox, thread["id"], channel="EMAIL", body="One")
     # when
-    second = await _sent(inbox, thread["id"], channel="WHATSAPP", body="Two")
+    second = await _sent(inbox, thread["id"], channel="SMS", body="Two")
     # then
     assert datetime.fromisoformat(second["createdAt"]) > datetime.fromisoformat(first["createdAt"])
     assert (await _read_thread(inbox, thread["id"]))["lastMessageAt"] == second["createdAt"]

@@ -4,8 +4,9 @@ every channel; each channel gives a `prepare` (in the claiming transaction) that
 At most once: the message is claimed (QUEUED → SENDING) and committed before the provider is called, so a
 redelivered job finds it SENDING or SENT and sends nothing. A permanent refusal fails it at once with the
 provider's words; a transient one puts it back to QUEUED for a retry with back-off (or after the
-provider's Retry-After), until it is `RETRY_FOR` old. A job killed mid-send leaves SENDING behind: after
-`STUCK_AFTER` it is failed rather than risk a second copy.
+provider's Retry-After), until it is `RETRY_FOR` old. When the request went out but no answer came, or a
+job was killed mid-send, the message stays SENDING: a status callback may settle it; after `STUCK_AFTER` it
+is failed rather than risk a second copy.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class TransientFailure(Exception):
     def __init__(self, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class UnknownOutcome(Exception):
+    """The provider may have taken the message (no answer after the request went out): it stays SENDING,
+    not retried — a status callback settles it, else it is failed after STUCK_AFTER."""
 
 
 class RetryLater(Exception):
@@ -150,7 +156,7 @@ async def deliver(
     error: Exception | None = None
     try:
         result = await send()
-    except (PermanentFailure, TransientFailure) as exc:
+    except (PermanentFailure, TransientFailure, UnknownOutcome) as exc:
         error = exc
     async with system_session(sessionmaker) as session:
         async with session.begin():
@@ -165,6 +171,9 @@ async def deliver(
                     set_status(session, message, MessageStatus.SENT)
                 if sender is not None and sender.after_sent is not None:
                     await sender.after_sent(session, message, deps)
+            elif isinstance(error, UnknownOutcome):
+                if message.status == MessageStatus.SENDING:
+                    message.error = str(error)
             elif isinstance(error, PermanentFailure) or datetime.now(UTC) - created_at > RETRY_FOR:
                 set_status(session, message, MessageStatus.FAILED, str(error))
             else:

@@ -460,6 +460,13 @@ class Message(TenantMixin, Base):
             postgresql_where=text("email_account_id IS NOT NULL AND provider_message_id IS NOT NULL"),
         ),
         Index("ix_messages_organization_id_provider_message_id", "organization_id", "provider_message_id"),
+        # the WhatsApp customer-care window: a number's last inbound message
+        Index(
+            "ix_messages_inbound_sender",
+            "sender",
+            "created_at",
+            postgresql_where=text("direction = 'INBOUND'"),
+        ),
         # webhooks: one message per provider id (idempotent inbound), and status callbacks find it
         Index(
             "uq_messages_integration_id_provider_message_id",

@@ -122,7 +122,9 @@ async def message_send(
             if channel in (Channel.WHATSAPP, Channel.SMS):
                 from banxway.resolvers.messaging import prepare_outbound
 
-                messaging = await prepare_outbound(session, thread, channel, viewer.user_id, body, template)
+                messaging = await prepare_outbound(
+                    session, thread, channel, viewer.user_id, body, template, recipients[0]
+                )
             elif template is not None:
                 raise DomainError("INVALID", "Templates are for WhatsApp messages.", "template")
             now = datetime.now(UTC)

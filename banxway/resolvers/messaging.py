@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import phonenumbers
 from sqlalchemy import delete, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,21 +97,21 @@ async def outbound_route(session: AsyncSession, thread: Thread, channel: Channel
             return Route(row[0], row[1])
     row = (
         await session.execute(
-            candidates.order_by((PhoneNumber.assignee_id == user_id).desc().nulls_last(), PhoneNumber.created_at)
+            candidates.order_by(
+                (PhoneNumber.assignee_id == user_id).desc().nulls_last(), PhoneNumber.created_at, PhoneNumber.number
+            )
         )
     ).first()
     return Route(row[0], row[1]) if row is not None else Route(None, None)
 
 
-async def window_closes_at(session: AsyncSession, contact_id: uuid.UUID | None) -> datetime | None:
-    """When the WhatsApp customer-care window with this contact closes (24 h after their last WhatsApp message)."""
-    if contact_id is None:
-        return None
+async def window_closes_at(session: AsyncSession, number: str) -> datetime | None:
+    """When the WhatsApp customer-care window with `number` closes: 24 h after its last WhatsApp message to us."""
     last = await session.scalar(
         select(func.max(Message.created_at)).where(
-            Message.contact_id == contact_id,
-            Message.channel == Channel.WHATSAPP,
+            Message.sender == number,
             Message.direction == Direction.INBOUND,
+            Message.channel == Channel.WHATSAPP,
         )
     )
     return last + CUSTOMER_CARE_WINDOW if last is not None else None
@@ -130,6 +131,7 @@ async def prepare_outbound(
     user_id: uuid.UUID,
     body: str,
     template: TemplateChoice | None,
+    recipient: str,
 ) -> dict[str, Any]:
     """Message columns for an outbound WhatsApp/SMS message: route, segments, template; WINDOW_CLOSED when a
     free-form WhatsApp message is sent outside the customer-care window."""
@@ -148,9 +150,9 @@ async def prepare_outbound(
             }
         }
     elif channel == Channel.WHATSAPP:
-        closes = await window_closes_at(session, thread.contact_id)
+        closes = await window_closes_at(session, recipient)
         if closes is None or closes <= datetime.now(UTC):
-            since = f"since {closes:%Y-%m-%d %H:%M} UTC" if closes else "(the customer has not written on WhatsApp)"
+            since = f"since {closes:%Y-%m-%d %H:%M} UTC" if closes else f"({recipient} has not written on WhatsApp)"
             raise DomainError(
                 "WINDOW_CLOSED",
                 f"The 24-hour WhatsApp window is closed {since}: send an approved template (whatsappTemplates).",
@@ -278,6 +280,30 @@ async def _by_provider_id(session: AsyncSession, integration_id: uuid.UUID, prov
     )
 
 
+async def _by_reference(
+    session: AsyncSession, integration: Integration, reference: str, provider_id: str
+) -> Message | None:
+    """Our outbound message named by the id we sent along (Exotel echoes CustomField / custom_data), when its
+    provider id is not stored yet (the send's reply never came, or is still being processed); it gets it."""
+    try:
+        message_id = uuid.UUID(reference)
+    except ValueError:
+        return None
+    message = await session.scalar(
+        select(Message)
+        .where(
+            Message.id == message_id,
+            Message.integration_id == integration.id,
+            Message.direction == Direction.OUTBOUND,
+            Message.provider_message_id.is_(None),
+        )
+        .with_for_update()
+    )
+    if message is not None:
+        message.provider_message_id = provider_id
+    return message
+
+
 async def receive(session: AsyncSession, integration: Integration, inbound: Inbound) -> tuple[Message, bool]:
     """Store an inbound WhatsApp/SMS message once: (message, whether it is new). The sender's contact by E.164
     number, their open thread on that channel or a new one; opens the WhatsApp customer-care window."""
@@ -285,8 +311,9 @@ async def receive(session: AsyncSession, integration: Integration, inbound: Inbo
     existing = await _by_provider_id(session, integration.id, inbound.provider_id)
     if existing is not None:
         return existing, False
-    sender = v.phone(inbound.sender, "From") or inbound.sender
-    to = v.phone(inbound.to, "To") if inbound.to else None
+    region = "IN" if integration.type == IntegrationType.EXOTEL else None
+    sender = normalise_number(inbound.sender, region)
+    to = normalise_number(inbound.to, region) if inbound.to else None
     contact = await contact_for_address(
         session, integration.organization_id, inbound.channel, sender, inbound.profile_name
     )
@@ -321,6 +348,19 @@ async def receive(session: AsyncSession, integration: Integration, inbound: Inbo
     return message, True
 
 
+def normalise_number(value: str, region: str | None) -> str:
+    """E.164 where the number can be read as one (Exotel sends Indian numbers in national form: 09820054321);
+    otherwise (a short code, an alphanumeric sender) as given."""
+    raw = value.strip()
+    try:
+        parsed = phonenumbers.parse(raw, region if not raw.startswith("+") else None)
+    except phonenumbers.NumberParseException:
+        return raw
+    if not phonenumbers.is_valid_number(parsed):
+        return raw
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 async def open_thread_of(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> Thread | None:
     """The contact's most recently active open (NEW, OPEN, PENDING) thread on `channel`."""
     on_channel = exists().where(Message.thread_id == Thread.id, Message.channel == channel)
@@ -350,6 +390,8 @@ async def status_update(session: AsyncSession, integration: Integration, update:
     """Apply a delivery status; for an id we have not stored yet, keep it for when we do."""
     await lock_provider_id(session, integration.id, update.provider_id)
     message = await _by_provider_id(session, integration.id, update.provider_id)
+    if message is None and update.details.get("reference"):
+        message = await _by_reference(session, integration, update.details["reference"], update.provider_id)
     if message is None:
         session.add(
             PendingStatus(
@@ -393,18 +435,7 @@ async def call_update(session: AsyncSession, integration: Integration, update: C
     await lock_provider_id(session, integration.id, update.call_sid)
     message = await _by_provider_id(session, integration.id, update.call_sid)
     if message is None and update.reference:
-        try:  # our own call, whose Sid we have not stored yet: Exotel echoes CustomField (our message id)
-            reference = uuid.UUID(update.reference)
-        except ValueError:
-            reference = None
-        if reference is not None:
-            message = await session.scalar(
-                select(Message)
-                .where(Message.id == reference, Message.integration_id == integration.id)
-                .with_for_update()
-            )
-            if message is not None and message.provider_message_id is None:
-                message.provider_message_id = update.call_sid
+        message = await _by_reference(session, integration, update.reference, update.call_sid)
     if message is None:
         if not update.inbound or not update.sender:
             return None  # a call we did not place and that is not inbound: nothing to attach it to

@@ -10,7 +10,15 @@ from contextlib import contextmanager
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from banxway.channels.delivery import ChannelSender, Deps, PermanentFailure, Send, Sent, TransientFailure
+from banxway.channels.delivery import (
+    ChannelSender,
+    Deps,
+    PermanentFailure,
+    Send,
+    Sent,
+    TransientFailure,
+    UnknownOutcome,
+)
 from banxway.channels.messaging import providers
 from banxway.db.models import Channel, Integration, Message
 
@@ -84,6 +92,8 @@ def _classified() -> Iterator[None]:
         raise PermanentFailure(exc.detail) from exc
     except providers.TransientProviderError as exc:
         raise TransientFailure(exc.detail, exc.retry_after) from exc
+    except providers.OutcomeUnknown as exc:
+        raise UnknownOutcome(exc.detail) from exc
 
 
 async def after_sent(session: AsyncSession, message: Message, deps: Deps) -> None:

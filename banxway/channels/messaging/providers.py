@@ -35,6 +35,11 @@ class PermanentProviderError(ProviderError):
     """The provider refused the request; sending it again will not help."""
 
 
+class OutcomeUnknown(ProviderError):
+    """The request was sent but no answer came (read timeout, connection dropped): the provider may have
+    accepted it. Sending again could send twice."""
+
+
 class TransientProviderError(ProviderError):
     """Worth a retry: rate limit, server error, timeout, network failure."""
 
@@ -123,8 +128,14 @@ async def request(config: ProviderConfig, method: str, path: str, **kwargs: Any)
     try:
         async with _client(config) as client:
             response = await client.request(method, path, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise TransientProviderError(f"{config.type.name} did not answer in time ({type(exc).__name__})") from exc
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing was sent
+        raise TransientProviderError(f"{config.type.name} could not be reached ({type(exc).__name__}: {exc})") from exc
+    except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        if method == "GET":
+            raise TransientProviderError(f"{config.type.name} did not answer ({type(exc).__name__})") from exc
+        raise OutcomeUnknown(
+            f"{config.type.name} did not answer in time ({type(exc).__name__}); it may have accepted the request"
+        ) from exc
     except httpx.HTTPError as exc:
         raise TransientProviderError(f"{config.type.name} could not be reached: {exc}") from exc
     return decode_reply(config.type.name, response)
@@ -337,6 +348,14 @@ def _strip_whatsapp(address: str) -> str:
     return address.removeprefix("whatsapp:")
 
 
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadPayload(f"{name} must be an object")
+    return value
+
+
 _EXOTEL_WA_STATUS = {30001: MessageStatus.SENT, 30002: MessageStatus.DELIVERED, 30003: MessageStatus.READ}
 
 
@@ -362,15 +381,18 @@ def parse_exotel_whatsapp(payload: Any) -> list[Inbound | StatusUpdate]:
             error = None
             if status == MessageStatus.FAILED:
                 error = item.get("description") or item.get("exo_detailed_status") or f"code {code}"
-            found.append(StatusUpdate(str(item["sid"]), status, error, {"exo_status_code": code}))
+            details = {"exo_status_code": code}
+            if item.get("custom_data"):
+                details["reference"] = str(item["custom_data"])
+            found.append(StatusUpdate(str(item["sid"]), status, error, details))
         elif kind in ("icm", "incoming_message"):
-            content = item.get("content") or {}
+            content = _object(item.get("content"), "content")
             kind_of = content.get("type")
             media: list[Media] = []
             if kind_of == "text":
-                body = str((content.get("text") or {}).get("body") or "")
+                body = str(_object(content.get("text"), "content.text").get("body") or "")
             elif kind_of in ("image", "audio", "document", "video", "sticker"):
-                part = content.get(kind_of) or {}
+                part = _object(content.get(kind_of), f"content.{kind_of}")
                 if part.get("url"):
                     media.append(Media(str(part["url"]), part.get("mime_type"), part.get("caption")))
                 body = str(part.get("caption") or f"[{kind_of}]")
@@ -413,7 +435,10 @@ def parse_exotel_sms(form: dict[str, str]) -> Inbound | StatusUpdate:
         if status is None:
             raise BadPayload(f"unknown SMS Status {form['Status']!r}")
         error = form.get("DetailedStatus") if status == MessageStatus.FAILED else None
-        return StatusUpdate(sid, status, error, {"detailed_status": form.get("DetailedStatus")})
+        details = {"detailed_status": form.get("DetailedStatus")}
+        if form.get("CustomField"):
+            details["reference"] = form["CustomField"]
+        return StatusUpdate(sid, status, error, details)
     if not form.get("From"):
         raise BadPayload("From is missing")
     return Inbound(sid, Channel.SMS, form["From"], form.get("To", ""), form.get("Body", ""))

@@ -113,9 +113,16 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("integration_id IS NOT NULL AND provider_message_id IS NOT NULL"),
     )
+    op.create_index(
+        "ix_messages_inbound_sender",
+        "messages",
+        ["sender", "created_at"],
+        postgresql_where=sa.text("direction = 'INBOUND'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_inbound_sender", table_name="messages")
     op.drop_index("uq_messages_integration_id_provider_message_id", table_name="messages")
     op.drop_constraint(op.f("fk_messages_integration_id_integrations"), "messages", type_="foreignkey")
     op.drop_column("messages", "segments")
