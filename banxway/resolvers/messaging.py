@@ -37,7 +37,7 @@ from banxway.db.models import (
     Thread,
     ThreadStatus,
 )
-from banxway.events import MessageAdded, MessageUpdated, ThreadUpdated
+from banxway.events import MessageAdded, MessageUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
 from banxway.resolvers.errors import DomainError
@@ -317,6 +317,8 @@ async def receive(session: AsyncSession, integration: Integration, inbound: Inbo
     contact = await contact_for_address(
         session, integration.organization_id, inbound.channel, sender, inbound.profile_name
     )
+    # two first messages of one contact at once: one opens the thread, the other joins it
+    await lock_provider_id(session, integration.id, f"thread-of:{contact.id}:{inbound.channel.value}")
     thread = await open_thread_of(session, contact.id, inbound.channel)
     if thread is None:
         first_line = inbound.body.strip().splitlines()[0] if inbound.body.strip() else inbound.channel.name
@@ -479,12 +481,3 @@ def _call_summary(message: Message, update: CallUpdate) -> str:
     length = f"{update.duration // 60}:{update.duration % 60:02d}" if update.duration is not None else "unknown length"
     note = " Recording: transcription pending." if update.recording_url else " No recording."
     return f"Call {'to' if message.direction == Direction.OUTBOUND else 'from'} {who} ({length}).{note}"
-
-
-def mark_thread_updated(session: AsyncSession, thread: Thread, changed: list[str]) -> None:
-    events.record(
-        session,
-        ThreadUpdated(thread_id=thread.id, changed=changed),
-        organization_id=thread.organization_id,
-        actor_id=None,
-    )
