@@ -8,10 +8,12 @@ own words; 429, 5xx, timeouts and network errors are `TransientProviderError`, w
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -82,9 +84,24 @@ class Outgoing:
     template: Template | None = None
 
 
+# One client per event loop and provider account, kept open: a new client costs ~40 ms of CPU (its SSL
+# context) and a new connection per call (measured with bench/outbound.py).
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _client(config: ProviderConfig) -> httpx.AsyncClient:
-    timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
-    return httpx.AsyncClient(base_url=config.base_url, auth=config.auth, timeout=timeout)
+    clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    key = (config.base_url, config.auth, config.timeout)
+    client = clients.get(key)
+    if client is None or client.is_closed:
+        timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=30)
+        client = clients[key] = httpx.AsyncClient(
+            base_url=config.base_url, auth=config.auth, timeout=timeout, limits=limits
+        )
+    return client
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -126,8 +143,7 @@ def _error_text(payload: Any) -> str | None:
 async def request(config: ProviderConfig, method: str, path: str, **kwargs: Any) -> Any:
     """One API call; the decoded JSON reply, or a classified ProviderError."""
     try:
-        async with _client(config) as client:
-            response = await client.request(method, path, **kwargs)
+        response = await _client(config).request(method, path, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing was sent
         raise TransientProviderError(f"{config.type.name} could not be reached ({type(exc).__name__}: {exc})") from exc
     except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
