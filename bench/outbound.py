@@ -1,0 +1,697 @@
+"""Benchmark: outbound WhatsApp through the Redis broker and `banxway worker` processes, next to the raw floor.
+
+    uv run python bench/outbound.py                          # 1,000 sends, 2 workers × 4 threads
+    uv run python bench/outbound.py --messages 50 --json     # one JSON line instead of the report
+    uv run python bench/outbound.py --workers 4 --threads 2  # another worker layout
+
+Starts a PostgreSQL and a Redis (DATABASE_URL / REDIS_URL when set, a throw-away database on that server;
+otherwise embedded ones in a temp dir), migrates, creates an organization, and runs the app (ASGI, called in
+this process through httpx) and the stand-in provider (tests/providers.py, uvicorn on 127.0.0.1, in this
+process too). Through `integrationConfigure`, an Exotel integration on the stand-in with one WhatsApp number.
+Then, all measured in this one run:
+
+1. The 24-hour window: N inbound WhatsApp webhooks from N customers (8 at a time), each opening a thread:
+   webhooks/s (overall, over the first and the last tenth) and the webhook's response time p50/p99 (a side
+   number). Then ANALYZE, as autovacuum would have done on a live database by then.
+2. W `banxway worker --threads T` processes on the same database and Redis; once their log says they run,
+   W×T warm-up sends (not counted) go through them.
+3. N replies, one per thread, with `messageSend` (WHATSAPP) at full speed, 16 at a time; the moment each
+   mutation returns is its enqueue time. Then wait until all N are SENT (polled every 100 ms) and reached the
+   stand-in: the enqueue rate, the delivery throughput (N / last arrival at the stand-in − first enqueue),
+   the enqueue → provider latency p50/p95/p99/max (the stand-in's arrival time, matched by custom_data =
+   the message id), the time until all were SENT, duplicate sends at the provider, FAILED messages, and the
+   CPU the workers and this process spent per send.
+4. The floor: the same N WhatsApp POSTs (the same JSON, HTTP Basic auth) straight to the stand-in with httpx,
+   W×T at a time over one keep-alive client: sends/s and the ratio banxway / floor; and, as a side number,
+   the same with a new connection per send (what banxway paid before its provider client was kept open).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from rich.console import Console
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from banxway.app import build_state, create_app  # noqa: E402
+from banxway.db.migrate import upgrade  # noqa: E402
+from banxway.db.models import Direction, Message, MessageStatus, Thread  # noqa: E402
+from banxway.db.session import create_engine, system_session  # noqa: E402
+from banxway.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+from banxway.logs import configure_logging  # noqa: E402
+from banxway.resolvers.users import organization_create  # noqa: E402
+from banxway.schema.types import to_global_id  # noqa: E402
+from banxway.settings import Settings  # noqa: E402
+from tests.live_helpers import local_uuid, serve_env  # noqa: E402
+from tests.providers import StandIn, exotel_whatsapp_incoming, standin_server  # noqa: E402
+
+console = Console(soft_wrap=True)
+notes = Console(stderr=True, soft_wrap=True)
+SECRET = "bench-secret-key-0123456789-abcdefghijklmnop"
+PASSWORD = "bench-password-0123"
+ORG_SLUG = "bench-outbound"
+ADMIN_EMAIL = "admin@bench-outbound.test"
+EXOTEL_SID = "bench1"
+EXOTEL_KEY = "bench-exo-key"
+EXOTEL_TOKEN = "bench-exo-token"
+WHATSAPP_NUMBER = "+912250001000"
+WEBHOOK_CONCURRENCY = 8
+SEND_CONCURRENCY = 16
+WAIT_TIMEOUT_S = 300.0
+REPLY = "Your container MSCU{n:07d} sailed from Nhava Sheva on 21 Nov; ETA Jebel Ali 28 Nov. The B/L follows."
+
+CONFIGURE = """
+mutation($input: IntegrationConfigureInput!) {
+  integrationConfigure(input: $input) {
+    integration { id }
+    webhookUrls { purpose url }
+    userErrors { field code message }
+  }
+}
+"""
+SEND = """
+mutation($input: MessageSendInput!) {
+  messageSend(input: $input) { message { id status } userErrors { field code message } }
+}
+"""
+
+
+def customer_phone(index: int) -> str:
+    """A valid Indian mobile number per customer: +91 982 and seven digits."""
+    return f"+91982{1_000_000 + index:07d}"
+
+
+# -- services ------------------------------------------------------------------------------
+
+
+def _dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url)
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.asynccontextmanager
+async def database_and_redis(temp: Path):
+    """(database URL, Redis URL): a fresh database on DATABASE_URL's server, or an embedded one; dropped after."""
+    external, name, embedded_pg, embedded_redis = os.environ.get("DATABASE_URL"), None, None, None
+    try:
+        if external:
+            name = f"banxway_bench_outbound_{os.getpid()}"
+            admin = await asyncpg.connect(_dsn(external))
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.close()
+            url = make_url(external).set(database=name).render_as_string(hide_password=False)
+        else:
+            notes.print("starting embedded PostgreSQL…")
+            embedded_pg = EmbeddedPostgres(temp / "postgres")
+            url = await asyncio.to_thread(embedded_pg.start)
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            embedded_redis = EmbeddedRedis(temp / "redis")
+            redis_url = await asyncio.to_thread(embedded_redis.start)
+        engine = create_engine(url)
+        await upgrade(engine)
+        await engine.dispose()
+        yield url, redis_url
+    finally:
+        if embedded_redis is not None:
+            embedded_redis.stop()
+        if embedded_pg is not None:
+            embedded_pg.stop()
+        if name is not None:
+            admin = await asyncpg.connect(_dsn(external))
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+
+class Workers:
+    """`banxway worker` processes on the bench's database and Redis, each logging to a file of its own."""
+
+    def __init__(self, settings: Settings, temp: Path, count: int, threads: int) -> None:
+        self.settings, self.temp, self.count, self.threads = settings, temp, count, threads
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self) -> None:
+        for index in range(self.count):
+            log = self.temp / f"worker-{index}.log"
+            env = serve_env(self.settings, self.temp / f"worker-{index}-data")  # the same secret key as the app
+            with log.open("wb") as out:
+                self.processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "banxway.cli", "worker", "--threads", str(self.threads)],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=ROOT,
+                    )
+                )
+            self.logs.append(log)
+
+    async def wait_running(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while True:
+            texts = [log.read_text(errors="replace") for log in self.logs]
+            if all("worker running" in text for text in texts):
+                return
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a worker exited with {process.returncode}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the workers did not start within {timeout:g} s:\n{self.tail()}")
+            await asyncio.sleep(0.1)
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU of the worker processes so far (Linux /proc only)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for process in self.processes:
+            try:
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                return None
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
+    def tail(self, lines: int = 30) -> str:
+        out = []
+        for index, log in enumerate(self.logs):
+            with contextlib.suppress(OSError):
+                text = log.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"--- worker {index} ({log}) ---\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def _ms(values: list[float], p: float) -> float | None:
+    return round(_percentile(values, p) * 1000, 1) if values else None
+
+
+async def run_pool(items: Iterable[Any], concurrency: int, work: Callable[[Any], Awaitable[None]]) -> None:
+    """`work` on every item, at most `concurrency` at a time."""
+    iterator = iter(items)
+
+    async def lane() -> None:
+        for item in iterator:  # the lanes share the one iterator
+            await work(item)
+
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+
+
+def _tenth_rate(done_at: list[float], started: float, *, first: bool) -> float | None:
+    """Completions per second over the first or the last tenth of them."""
+    if len(done_at) < 20:
+        return None
+    ordered = sorted(done_at)
+    tenth = len(ordered) // 10
+    if first:
+        start, end = started, ordered[tenth - 1]
+    else:
+        start, end = ordered[-tenth - 1], ordered[-1]
+    return round(tenth / (end - start), 1) if end > start else None
+
+
+def _process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class Api:
+    """The app called in this process through httpx's ASGI transport, logged in as the admin."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.token: str | None = None
+
+    async def gql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+        data = response.json()
+        if response.status_code != 200 or data.get("errors"):
+            raise RuntimeError(f"GraphQL failed: {response.text[:500]}")
+        return data["data"]
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings, state: Any):
+    app = create_app(settings, state=state)
+
+    async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
+        await app({**scope, "state": {"app": state}}, receive, send)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://bench") as client:
+        yield Api(client)
+
+
+async def setup(api: Api, state: Any, provider: StandIn) -> tuple[uuid.UUID, str]:
+    """The organization and its Exotel integration on the stand-in; (organization id, WhatsApp webhook path)."""
+    async with system_session(state.sessionmaker) as session:
+        organization, _ = await organization_create(
+            session, name="Bench Outbound", slug=ORG_SLUG, admin_email=ADMIN_EMAIL, admin_password=PASSWORD
+        )
+    login = await api.gql(
+        "mutation($input: AuthLoginInput!) { authLogin(input: $input) { accessToken } }",
+        {"input": {"email": ADMIN_EMAIL, "password": PASSWORD}},
+    )
+    api.token = login["authLogin"]["accessToken"]
+    provider.add_account(EXOTEL_SID, EXOTEL_KEY, EXOTEL_TOKEN)
+    configured = (
+        await api.gql(
+            CONFIGURE,
+            {
+                "input": {
+                    "type": "EXOTEL",
+                    "accountSid": EXOTEL_SID,
+                    "apiKey": EXOTEL_KEY,
+                    "apiToken": EXOTEL_TOKEN,
+                    "baseUrl": provider.base_url,
+                    "phoneNumbers": [{"number": WHATSAPP_NUMBER, "channels": ["WHATSAPP"], "label": "Bench"}],
+                }
+            },
+        )
+    )["integrationConfigure"]
+    if configured["userErrors"] or not configured["integration"]:
+        raise RuntimeError(f"integrationConfigure failed: {configured['userErrors']}")
+    [url] = [u["url"] for u in configured["webhookUrls"] if u["url"].endswith("/whatsapp")]
+    return organization.id, "/webhooks/" + url.split("/webhooks/", 1)[1]
+
+
+async def status_counts(state: Any, organization_id: uuid.UUID) -> dict[MessageStatus, int]:
+    async with system_session(state.sessionmaker) as session:
+        rows = await session.execute(
+            select(Message.status, func.count())
+            .where(Message.organization_id == organization_id, Message.direction == Direction.OUTBOUND)
+            .group_by(Message.status)
+        )
+        return {status: count for status, count in rows.all()}
+
+
+async def wait_delivered(
+    state: Any, organization_id: uuid.UUID, provider: StandIn, expected: int, workers: Workers, started: float
+) -> tuple[dict[MessageStatus, int], float | None]:
+    """Poll until `expected` outbound messages are SENT or FAILED and the stand-in has every SENT one; the
+    counts, and the seconds from `started` until then (None on timeout)."""
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    last_report = time.monotonic()
+    while True:
+        counts = await status_counts(state, organization_id)
+        sent, failed = counts.get(MessageStatus.SENT, 0), counts.get(MessageStatus.FAILED, 0)
+        arrived = len(provider.sent("exotel_whatsapp"))
+        if sent + failed >= expected and arrived >= sent:
+            return counts, time.monotonic() - started
+        now = time.monotonic()
+        if now > deadline:
+            notes.print(f"[red]timeout: {dict(counts)}, {arrived} at the stand-in[/red]\n{workers.tail()}")
+            return counts, None
+        if now - last_report > 10:
+            notes.print(f"  … {sent:,} SENT, {failed} FAILED, {arrived:,} at the stand-in")
+            last_report = now
+        await asyncio.sleep(0.1)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    n, concurrency = args.messages, args.workers * args.threads
+    result: dict[str, Any] = {
+        "messages": n,
+        "workers": args.workers,
+        "threads": args.threads,
+        "worker_concurrency": concurrency,
+        "cores": os.cpu_count(),
+    }
+    temp = Path(tempfile.mkdtemp(prefix="banxway-bench-outbound-"))
+    try:
+        async with database_and_redis(temp) as (url, redis_url):
+            settings = Settings(
+                database_url=url,
+                redis_url=redis_url,
+                data_dir=temp / "data",
+                secret_key=SECRET,
+                env="development",
+                log_level="WARNING",
+                password_hashing="fast-insecure",
+            )
+            configure_logging(settings)
+            state = await build_state(settings)
+            workers = Workers(settings, temp, args.workers, args.threads)
+            try:
+                async with standin_server() as provider, api_client(settings, state) as api:
+                    await _measure(args, result, settings, state, provider, api, workers)
+            finally:
+                workers.stop()
+                await state.aclose()
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return result
+
+
+async def _measure(
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    settings: Settings,
+    state: Any,
+    provider: StandIn,
+    api: Api,
+    workers: Workers,
+) -> None:
+    n, concurrency = args.messages, args.workers * args.threads
+    warmup = concurrency
+    organization_id, hook = await setup(api, state, provider)
+
+    # 1. the 24-hour window: one inbound WhatsApp message per customer (the warm-up customers included)
+    notes.print(f"{n + warmup:,} inbound webhooks…")
+    webhook_times: list[float] = []
+    webhook_errors: list[str] = []
+
+    async def inbound(index: int) -> None:
+        body = exotel_whatsapp_incoming(
+            sid=f"wamid.bench-in-{index}",
+            from_=customer_phone(index),
+            to=WHATSAPP_NUMBER,
+            profile_name=f"Customer {index}",
+            body=f"Has the booking {index} sailed?",
+        )
+        started = time.perf_counter()
+        response = await api.client.post(hook, content=orjson.dumps(body), headers={"content-type": "application/json"})
+        webhook_times.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            webhook_errors.append(f"{response.status_code}: {response.text[:200]}")
+
+    done_at: list[float] = []
+
+    async def timed(index: int) -> None:
+        await inbound(index)
+        done_at.append(time.perf_counter())
+
+    started = time.perf_counter()
+    await run_pool(range(n + warmup), WEBHOOK_CONCURRENCY, timed)
+    seconds = time.perf_counter() - started
+    if webhook_errors:
+        raise RuntimeError(f"{len(webhook_errors)} webhooks failed, first: {webhook_errors[0]}")
+    result.update(
+        {
+            "webhooks": n + warmup,
+            "webhooks_per_s": round((n + warmup) / seconds, 1),
+            "webhook_p50_ms": _ms(webhook_times, 50),
+            "webhook_p99_ms": _ms(webhook_times, 99),
+            "webhooks_per_s_first_tenth": _tenth_rate(done_at, started, first=True),
+            "webhooks_per_s_last_tenth": _tenth_rate(done_at, started, first=False),
+        }
+    )
+    # what autovacuum does on a live database; without it the planner takes the fresh tables for empty
+    async with state.engine.begin() as connection:
+        await connection.execute(text("ANALYZE"))
+    async with system_session(state.sessionmaker) as session:
+        threads = list(
+            await session.scalars(
+                select(Thread.id).where(Thread.organization_id == organization_id).order_by(Thread.created_at)
+            )
+        )
+    if len(threads) != n + warmup:
+        raise RuntimeError(f"{len(threads)} threads for {n + warmup} customers")
+    thread_ids = [to_global_id("Thread", thread_id) for thread_id in threads]
+
+    async def reply(thread_id: str, index: int) -> uuid.UUID:
+        payload = (
+            await api.gql(
+                SEND,
+                {"input": {"threadId": thread_id, "channel": "WHATSAPP", "body": REPLY.format(n=index)}},
+            )
+        )["messageSend"]
+        if payload["userErrors"] or not payload["message"]:
+            raise RuntimeError(f"messageSend failed: {payload['userErrors']}")
+        return local_uuid(payload["message"]["id"])
+
+    # 2. the workers, and a warm-up send per worker thread
+    notes.print(f"starting {args.workers} workers × {args.threads} threads…")
+    started = time.perf_counter()
+    workers.start()
+    await workers.wait_running()
+    result["worker_start_s"] = round(time.perf_counter() - started, 2)
+    warm_started = time.monotonic()
+    await asyncio.gather(*(reply(thread_ids[n + i], n + i) for i in range(warmup)))
+    counts, warm_seconds = await wait_delivered(state, organization_id, provider, warmup, workers, warm_started)
+    if warm_seconds is None or counts.get(MessageStatus.SENT, 0) != warmup:
+        raise RuntimeError(f"the warm-up sends did not go out: {dict(counts)}\n{workers.tail()}")
+    result["warmup_sends"] = warmup
+    result["warmup_s"] = round(warm_seconds, 2)
+    before_requests = len(provider.requests)
+
+    # 3. N replies at full speed; the time each messageSend returned is its enqueue time
+    notes.print(f"{n:,} messageSend WHATSAPP, {SEND_CONCURRENCY} at a time…")
+    enqueued: dict[str, float] = {}
+    send_times: list[float] = []
+    cpu_workers = workers.cpu_seconds()
+    cpu_self = _process_cpu()
+    first_enqueue = time.monotonic()
+
+    async def send(index: int) -> None:
+        started = time.monotonic()
+        message_id = await reply(thread_ids[index], index)
+        now = time.monotonic()
+        enqueued[str(message_id)] = now
+        send_times.append(now - started)
+
+    await run_pool(range(n), SEND_CONCURRENCY, send)
+    last_enqueue = time.monotonic()
+    notes.print("waiting for every message to be SENT…")
+    counts, all_sent_s = await wait_delivered(state, organization_id, provider, n + warmup, workers, first_enqueue)
+    cpu_workers_used = None if cpu_workers is None else (workers.cpu_seconds() or 0.0) - cpu_workers
+    cpu_self_used = _process_cpu() - cpu_self
+    await asyncio.sleep(0.5)  # anything late still arrives: a duplicate would be counted
+    arrivals = [r for r in provider.requests[before_requests:] if r.kind == "exotel_whatsapp"]
+    references = collections.Counter(
+        (r.json or {}).get("custom_data") if isinstance(r.json, dict) else None for r in arrivals
+    )
+    all_banxway = collections.Counter(
+        (r.json or {}).get("custom_data") for r in provider.sent("exotel_whatsapp") if isinstance(r.json, dict)
+    )
+    first_arrival: dict[str, float] = {}
+    for r in arrivals:
+        key = r.json.get("custom_data") if isinstance(r.json, dict) else None
+        if key in enqueued and key not in first_arrival:
+            first_arrival[key] = r.at
+    latencies = [first_arrival[key] - enqueued[key] for key in first_arrival]
+    measured_arrivals = [r.at for r in arrivals if isinstance(r.json, dict) and r.json.get("custom_data") in enqueued]
+    last_arrival = max(measured_arrivals) if measured_arrivals else None
+    first_provider = min(measured_arrivals) if measured_arrivals else None
+    after_enqueue = [at for at in measured_arrivals if at > last_enqueue]
+    sent = counts.get(MessageStatus.SENT, 0) - warmup
+    result.update(
+        {
+            "enqueue_s": round(last_enqueue - first_enqueue, 3),
+            "enqueue_per_s": round(n / (last_enqueue - first_enqueue), 1),
+            "message_send_p50_ms": _ms(send_times, 50),
+            "message_send_p99_ms": _ms(send_times, 99),
+            "sent": sent,
+            "failed": counts.get(MessageStatus.FAILED, 0),
+            "still_queued_or_sending": counts.get(MessageStatus.QUEUED, 0) + counts.get(MessageStatus.SENDING, 0),
+            "at_provider": len(first_arrival),
+            "provider_requests": len(arrivals),
+            "duplicates": sum(count - 1 for count in all_banxway.values() if count > 1),
+            "unknown_at_provider": sum(count for key, count in references.items() if key not in enqueued),
+            "all_sent_s": round(all_sent_s, 3) if all_sent_s is not None else None,
+            "drain_after_last_enqueue_s": round(all_sent_s - (last_enqueue - first_enqueue), 3)
+            if all_sent_s is not None
+            else None,
+            "sends_per_s": round(len(first_arrival) / (last_arrival - first_enqueue), 1) if last_arrival else None,
+            "sends_per_s_provider_window": round(len(first_arrival) / (last_arrival - first_provider), 1)
+            if last_arrival and last_arrival > first_provider
+            else None,
+            "sends_per_s_after_last_enqueue": round(len(after_enqueue) / (last_arrival - last_enqueue), 1)
+            if len(after_enqueue) >= 2 and last_arrival > last_enqueue
+            else None,
+            "latency_p50_ms": _ms(latencies, 50),
+            "latency_p95_ms": _ms(latencies, 95),
+            "latency_p99_ms": _ms(latencies, 99),
+            "latency_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+            "latency_min_ms": round(min(latencies) * 1000, 1) if latencies else None,
+            "worker_cpu_ms_per_send": round(cpu_workers_used * 1000 / n, 2) if cpu_workers_used is not None else None,
+            "bench_process_cpu_ms_per_send": round(cpu_self_used * 1000 / n, 2),
+        }
+    )
+
+    # 4. the floor: the same POSTs straight to the stand-in, W×T at a time
+    workers.stop()  # their CPU is not the floor's
+    customers = [customer_phone(index) for index in range(n)]
+    path = f"/v2/accounts/{EXOTEL_SID}/messages"
+    callback = f"http://127.0.0.1:8000{hook}"
+
+    def payload(index: int) -> dict[str, Any]:
+        return {
+            "custom_data": str(uuid.uuid4()),
+            "status_callback": callback,
+            "whatsapp": {
+                "messages": [
+                    {
+                        "from": WHATSAPP_NUMBER,
+                        "to": customers[index],
+                        "content": {"type": "text", "text": {"body": REPLY.format(n=index)}},
+                    }
+                ]
+            },
+        }
+
+    floor_errors: list[str] = []
+
+    async def floor(make_client: Callable[[], httpx.AsyncClient], shared: httpx.AsyncClient | None) -> float:
+        async def post(index: int) -> None:
+            if shared is not None:
+                response = await shared.post(path, json=payload(index))
+            else:
+                async with make_client() as client:
+                    response = await client.post(path, json=payload(index))
+            if response.status_code != 202:
+                floor_errors.append(f"{response.status_code}: {response.text[:200]}")
+
+        started = time.perf_counter()
+        await run_pool(range(n), concurrency, post)
+        return time.perf_counter() - started
+
+    def make_client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=provider.base_url,
+            auth=(EXOTEL_KEY, EXOTEL_TOKEN),
+            timeout=30.0,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    notes.print(f"floor: {n:,} POSTs straight to the stand-in, {concurrency} at a time…")
+    async with make_client() as shared:
+        floor_s = await floor(make_client, shared)
+    fresh_s = await floor(make_client, None)
+    if floor_errors:
+        raise RuntimeError(f"{len(floor_errors)} floor POSTs failed, first: {floor_errors[0]}")
+    result.update(
+        {
+            "floor_sends_per_s": round(n / floor_s, 1),
+            "floor_new_connection_sends_per_s": round(n / fresh_s, 1),
+        }
+    )
+    if result["sends_per_s"]:
+        result["ratio_banxway_to_floor"] = round(result["sends_per_s"] / result["floor_sends_per_s"], 3)
+    else:
+        result["ratio_banxway_to_floor"] = None
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def report(r: dict[str, Any]) -> None:
+    def ms(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:,.0f} ms"
+
+    def rate(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:,.1f}"
+
+    console.print(
+        f"outbound WhatsApp: {r['messages']:,} sends, {r['workers']} workers × {r['threads']} threads "
+        f"(started in {r['worker_start_s']:.1f} s; {r['warmup_sends']} warm-up sends in {r['warmup_s']:.2f} s, "
+        "not counted)"
+    )
+    console.print(
+        f"inbound webhooks (opening the 24-hour windows, {WEBHOOK_CONCURRENCY} at a time): "
+        f"{r['webhooks_per_s']:,.1f} webhooks/s (first tenth {rate(r['webhooks_per_s_first_tenth'])}, last tenth "
+        f"{rate(r['webhooks_per_s_last_tenth'])}), response p50 {ms(r['webhook_p50_ms'])}, p99 {ms(r['webhook_p99_ms'])}"
+    )
+    console.print(
+        f"enqueue (messageSend, {SEND_CONCURRENCY} at a time): {r['enqueue_per_s']:,.1f} messageSend/s "
+        f"({r['enqueue_s']:.2f} s; response p50 {ms(r['message_send_p50_ms'])}, p99 {ms(r['message_send_p99_ms'])})"
+    )
+    console.print(
+        f"delivery throughput: {rate(r['sends_per_s'])} sends/s (first enqueue → last arrival at the stand-in); "
+        f"{rate(r['sends_per_s_provider_window'])} sends/s between the first and the last arrival; "
+        f"{rate(r['sends_per_s_after_last_enqueue'])} sends/s once enqueueing was over"
+    )
+    console.print(
+        f"enqueue → provider latency: p50 {ms(r['latency_p50_ms'])}, p95 {ms(r['latency_p95_ms'])}, "
+        f"p99 {ms(r['latency_p99_ms'])}, max {ms(r['latency_max_ms'])} (min {ms(r['latency_min_ms'])})"
+    )
+    all_sent = "never (timeout)" if r["all_sent_s"] is None else f"{r['all_sent_s']:.2f} s"
+    drain = (
+        "" if r["drain_after_last_enqueue_s"] is None else f", {r['drain_after_last_enqueue_s']:.2f} s after the last"
+    )
+    console.print(f"all SENT: {all_sent} after the first enqueue{drain}")
+    console.print(
+        f"sent {r['sent']:,} / {r['messages']:,}, at the provider {r['at_provider']:,} "
+        f"({r['provider_requests']:,} requests), duplicates {r['duplicates']}, failed {r['failed']}, "
+        f"still QUEUED/SENDING {r['still_queued_or_sending']}"
+        + (f", unknown at the provider {r['unknown_at_provider']}" if r["unknown_at_provider"] else "")
+    )
+    worker_cpu = "n/a" if r["worker_cpu_ms_per_send"] is None else f"{r['worker_cpu_ms_per_send']:.1f} ms"
+    console.print(
+        f"CPU per send: workers {worker_cpu}, this process (app + stand-in) {r['bench_process_cpu_ms_per_send']:.1f} ms"
+    )
+    console.print(
+        f"raw floor (httpx straight to the stand-in, {r['worker_concurrency']} at a time, keep-alive): "
+        f"{r['floor_sends_per_s']:,.1f} sends/s; with a new connection per send: "
+        f"{r['floor_new_connection_sends_per_s']:,.1f} sends/s"
+    )
+    ratio = "n/a" if r["ratio_banxway_to_floor"] is None else f"{r['ratio_banxway_to_floor']:.3f}"
+    console.print(f"ratio banxway / floor: {ratio}")
+    console.print(f"cores: {r['cores']}; PostgreSQL, Redis, the workers, the app and the stand-in share them")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1_000, help="WhatsApp sends (default 1000)")
+    parser.add_argument("--workers", type=int, default=2, help="`banxway worker` processes (default 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the report")
+    args = parser.parse_args()
+    if args.messages < 1 or args.workers < 1 or args.threads < 1:
+        parser.error("--messages, --workers and --threads must be positive")
+    result = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        report(result)
+
+
+if __name__ == "__main__":
+    main()
