@@ -186,7 +186,8 @@ class Settings(BaseSettings):
         15.0,
         gt=0,
         alias="BANXWAY_PROVIDER_TIMEOUT",
-        description="Seconds before a call to a WhatsApp/SMS/voice provider's API gives up (then it is retried).",
+        description="Seconds before a call to a WhatsApp/SMS/voice provider's API gives up: one that could not "
+        "connect is retried; a send left unanswered is not (it may have gone out).",
     )
     provider_media_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
