@@ -133,6 +133,15 @@ class EmailAccountByIdLoader(_ByIdLoader):
     model = EmailAccount
 
 
+class HeadersByMessageIdLoader(DataLoader[uuid.UUID, dict]):
+    """A message's (deferred) provider headers: a call's status, length, recording and transcript."""
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[dict | None]:
+        rows = await self.db.execute(select(Message.id, Message.headers).where(Message.id.in_(keys)))
+        by_id = {row[0]: row[1] for row in rows}
+        return [by_id.get(key) for key in keys]
+
+
 class NotificationByIdLoader(DataLoader[uuid.UUID, Any]):
     """The viewer's own notifications only: another user's is None, as if it did not exist."""
 
@@ -235,6 +244,7 @@ class Loaders:
     identities_by_contact_id: IdentitiesByContactIdLoader = field(init=False)
     milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
     attachments_by_message_id: AttachmentsByMessageIdLoader = field(init=False)
+    headers_by_message_id: HeadersByMessageIdLoader = field(init=False)
     unread_count_by_thread_id: UnreadCountByThreadIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -253,4 +263,5 @@ class Loaders:
         self.identities_by_contact_id = IdentitiesByContactIdLoader(db)
         self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
         self.attachments_by_message_id = AttachmentsByMessageIdLoader(db)
+        self.headers_by_message_id = HeadersByMessageIdLoader(db)
         self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(db, self.viewer_id)

@@ -306,8 +306,7 @@ class Message(Node):
     async def call(self, info: Ctx) -> Call | None:
         if self.channel != db.Channel.VOICE:  # type: ignore[comparison-overlap]
             return None
-        headers = await info.context.db.scalar(select(db.Message.headers).where(db.Message.id == self.id))  # type: ignore[attr-defined]
-        headers = headers or {}
+        headers = await info.context.loaders.headers_by_message_id.load(self.id) or {}  # type: ignore[attr-defined]
         return Call(
             status=headers.get("call_status"),
             duration_seconds=headers.get("duration"),
