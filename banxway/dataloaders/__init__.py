@@ -26,6 +26,7 @@ from banxway.db.models import (
     Note,
     Notification,
     Organization,
+    PhoneNumber,
     Shipment,
     ShipmentMilestone,
     Thread,
@@ -185,6 +186,14 @@ class AttachmentsByMessageIdLoader(_ManyByKeyLoader):
     key_column = "message_id"
 
 
+class PhoneNumbersByIntegrationIdLoader(_ManyByKeyLoader):
+    model = PhoneNumber
+    key_column = "integration_id"
+
+    def order_by(self) -> tuple[Any, ...]:
+        return (PhoneNumber.number,)
+
+
 class MilestonesByShipmentIdLoader(_ManyByKeyLoader):
     model = ShipmentMilestone
     key_column = "shipment_id"
@@ -245,6 +254,7 @@ class Loaders:
     milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
     attachments_by_message_id: AttachmentsByMessageIdLoader = field(init=False)
     headers_by_message_id: HeadersByMessageIdLoader = field(init=False)
+    phone_numbers_by_integration_id: PhoneNumbersByIntegrationIdLoader = field(init=False)
     unread_count_by_thread_id: UnreadCountByThreadIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -264,4 +274,5 @@ class Loaders:
         self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
         self.attachments_by_message_id = AttachmentsByMessageIdLoader(db)
         self.headers_by_message_id = HeadersByMessageIdLoader(db)
+        self.phone_numbers_by_integration_id = PhoneNumbersByIntegrationIdLoader(db)
         self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(db, self.viewer_id)

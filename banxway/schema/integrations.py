@@ -88,8 +88,7 @@ class Integration(Node):
 
     @strawberry.field
     async def phone_numbers(self, info: Ctx) -> list[PhoneNumber]:
-        rows = await use_cases.phone_numbers(info.context)
-        return [row for row in rows if row.integration_id == self.id]  # type: ignore[attr-defined,misc]
+        return await info.context.loaders.phone_numbers_by_integration_id.load(self.id)  # type: ignore[attr-defined,return-value]
 
     @strawberry.field
     def whatsapp_templates(self) -> list[WhatsAppTemplate]:
