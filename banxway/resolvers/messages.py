@@ -118,11 +118,11 @@ async def message_send(
                 await _check_unchanged(session, thread, based_on, viewer.user_id)
             recipients = await _recipients(session, thread, channel, to)
             account_id = await _email_account(session, thread) if channel == Channel.EMAIL else None
-            messaging: dict[str, Any] = {}
+            provider_fields: dict[str, Any] = {}
             if channel in (Channel.WHATSAPP, Channel.SMS):
                 from banxway.resolvers.messaging import prepare_outbound
 
-                messaging = await prepare_outbound(
+                provider_fields = await prepare_outbound(
                     session, thread, channel, viewer.user_id, body, template, recipients[0]
                 )
             elif template is not None:
@@ -144,7 +144,7 @@ async def message_send(
                 idempotency_key=key,
                 email_account_id=account_id,
             )
-            for name, value in messaging.items():
+            for name, value in provider_fields.items():
                 setattr(message, name, value)
             session.add(message)
             await session.flush()

@@ -452,6 +452,8 @@ async def call_update(session: AsyncSession, integration: Integration, update: C
         details["duration"] = update.duration
     if update.recording_url:
         details["recording_url"] = update.recording_url
+    if update.status == "completed":
+        details["summary"] = _call_summary(message, update)
     headers = await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
     if any(headers.get(k) != value for k, value in details.items()):
         await merge_headers(session, message, details)
@@ -461,10 +463,11 @@ async def call_update(session: AsyncSession, integration: Integration, update: C
             apply_status(session, message, MessageStatus.DELIVERED, None)
         elif update.status in _CALL_FAILED:
             apply_status(session, message, MessageStatus.FAILED, f"The call was {_CALL_FAILED[update.status]}.")
-    if update.status == "completed":
-        summary = _call_summary(message, update)
-        if message.body != summary and not headers.get("transcribed"):
-            message.body = summary
+    if update.status == "completed" and not headers.get("transcribed"):
+        note = "Recording: transcription pending." if update.recording_url else "No recording."
+        body = f"{details['summary']} {note}"
+        if message.body != body:
+            message.body = body
             changed.append("body")
     if changed:
         events.record(
@@ -479,5 +482,4 @@ async def call_update(session: AsyncSession, integration: Integration, update: C
 def _call_summary(message: Message, update: CallUpdate) -> str:
     who = message.recipients[0] if message.direction == Direction.OUTBOUND and message.recipients else message.sender
     length = f"{update.duration // 60}:{update.duration % 60:02d}" if update.duration is not None else "unknown length"
-    note = " Recording: transcription pending." if update.recording_url else " No recording."
-    return f"Call {'to' if message.direction == Direction.OUTBOUND else 'from'} {who} ({length}).{note}"
+    return f"Call {'to' if message.direction == Direction.OUTBOUND else 'from'} {who} ({length})."

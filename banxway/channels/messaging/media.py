@@ -156,11 +156,12 @@ async def transcribe(
             loaded = await _load(session, message_id)
             assert loaded is not None
             message, _, headers = loaded
+            summary = headers.get("summary") or message.body
             if transcript is not None:
-                message.body = f"{message.body.split(' Recording:')[0]}\n\nTranscript:\n{transcript.strip()}"
+                message.body = f"{summary}\n\nTranscript:\n{transcript.strip()}"
                 await merge_headers(session, message, {"transcribed": True, "transcript": transcript})
             else:
-                message.body = f"{message.body.split(' Recording:')[0]} {error}"
+                message.body = f"{summary} {error}"
                 await merge_headers(session, message, {"transcribed": True, "transcript_error": error})
             _updated(session, message, ["body"])
         await events.relay(broadcast, sessionmaker, events.take_recorded(session))
