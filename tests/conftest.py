@@ -12,6 +12,7 @@ import os
 # Cheap password hashes: the suite hashes and verifies thousands (set before banxway is imported).
 os.environ.setdefault("BANXWAY_PASSWORD_HASHING", "fast-insecure")
 
+import asyncio
 import itertools
 import shutil
 import tempfile
@@ -251,3 +252,18 @@ async def inbox(api: Api, org: Org):
     from tests.inbox_helpers import Inbox
 
     return Inbox(api, org, await api.token(org.admin_email))
+
+
+@pytest.fixture
+async def worker(settings: Settings, state: AppState) -> AsyncIterator[Any]:
+    """A real Dramatiq worker in this process, on the test's Redis (the broker was set up by build_state)."""
+    import dramatiq
+    from dramatiq import Worker
+
+    from banxway.tasks.runtime import init_runtime
+
+    init_runtime(settings)
+    running = Worker(dramatiq.get_broker(), worker_threads=1, worker_timeout=100)
+    running.start()
+    yield running
+    await asyncio.to_thread(running.stop)

@@ -207,6 +207,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def worker_process(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    """`banxway worker` in a process of its own, on the test's database and Redis (env: `serve_env`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "banxway.cli", "worker", "--threads", "1"], stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+
+
 def serve_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     """The test process's environment without any banxway configuration, plus the test's services."""
     names = {name for name, _default, _description in environment_variables()}

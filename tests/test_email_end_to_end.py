@@ -8,13 +8,9 @@ import asyncio
 import email
 import email.policy
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from dramatiq import Worker
@@ -28,10 +24,9 @@ from banxway.context import AppState
 from banxway.db.models import Message, MessageStatus
 from banxway.db.session import system_session
 from banxway.settings import Settings
-from banxway.tasks.runtime import init_runtime
 from tests.conftest import Api, Org
 from tests.inbox_helpers import Inbox
-from tests.live_helpers import local_uuid, serve_env
+from tests.live_helpers import local_uuid, serve_env, worker_process
 
 ACCOUNT_CREATE = """
 mutation($input: EmailAccountCreateInput!) {
@@ -96,25 +91,6 @@ async def _account(api: Api, token: str, dovecot, smtp_server) -> str:  # type: 
     payload = result["data"]["emailAccountCreate"]
     assert payload["userErrors"] == [], payload
     return payload["emailAccount"]["id"]
-
-
-def _worker_process(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
-    """`banxway worker` in a process of its own, on the test's database and Redis."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "banxway.cli", "worker", "--threads", "1"], stdout=log, stderr=subprocess.STDOUT, env=env
-    )
-
-
-@pytest.fixture
-async def worker(settings: Settings, state: AppState) -> AsyncIterator[Worker]:
-    """A real Dramatiq worker on the test's Redis (the broker was set up by build_state)."""
-    import dramatiq
-
-    init_runtime(settings)
-    running = Worker(dramatiq.get_broker(), worker_threads=1, worker_timeout=100)
-    running.start()
-    yield running
-    await asyncio.to_thread(running.stop)
 
 
 async def test_mail_in_a_thread_and_a_threaded_reply_out(
@@ -287,7 +263,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
     [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
     smtp_server.slow(3.0)
     log = (tmp_path / "worker.log").open("wb")
-    worker = _worker_process(serve_env(settings, tmp_path / "worker-data"), log)
+    worker = worker_process(serve_env(settings, tmp_path / "worker-data"), log)
     try:
         # when a reply is sent and the worker is killed in the middle of the SMTP conversation
         sent = await api.gql(SEND, {"threadId": edge["node"]["id"], "body": "Confirmed."}, token=inbox.token)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
-import pytest
 from dramatiq import Worker
 from sqlalchemy import select, update
 
@@ -20,28 +18,15 @@ from banxway.context import AppState
 from banxway.db.models import Message, MessageStatus
 from banxway.db.session import system_session
 from banxway.settings import Settings
-from banxway.tasks.runtime import init_runtime
 from tests.conftest import Org
 from tests.inbox_helpers import Inbox
-from tests.live_helpers import GraphQLSocket, local_uuid, serve_env, uvicorn_server, wait_subscribed
+from tests.live_helpers import GraphQLSocket, local_uuid, serve_env, uvicorn_server, wait_subscribed, worker_process
 from tests.messaging_helpers import CUSTOMER_PHONE, WHATSAPP_NUMBER, configure_exotel, post_json, send, url_of
 from tests.providers import StandIn, exotel_whatsapp_dlr, exotel_whatsapp_incoming
-from tests.test_email_end_to_end import _worker_process
 
 EVENTS = """
 subscription { inboxEvents { type thread { id subject } message { id status direction body } } }
 """
-
-
-@pytest.fixture
-async def worker(settings: Settings, state: AppState) -> AsyncIterator[Worker]:
-    import dramatiq
-
-    init_runtime(settings)
-    running = Worker(dramatiq.get_broker(), worker_threads=1, worker_timeout=100)
-    running.start()
-    yield running
-    await asyncio.to_thread(running.stop)
 
 
 async def _next_of(socket: GraphQLSocket, wanted: str, within: float = 10.0) -> dict:
@@ -106,7 +91,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
     [edge] = (await inbox.gql("{ threads(first: 1) { edges { node { id } } } }"))["data"]["threads"]["edges"]
     provider.delay_next("exotel_whatsapp", 3.0)
     log = (tmp_path / "worker.log").open("wb")
-    worker = _worker_process(serve_env(settings, tmp_path / "worker-data"), log)
+    worker = worker_process(serve_env(settings, tmp_path / "worker-data"), log)
     try:
         reply = (await send(inbox, edge["node"]["id"], "WHATSAPP", "USD 2,150 per 40HC."))["message"]
         await provider.wait_for("exotel_whatsapp", 1, timeout=30)  # the request is in flight

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from banxway.context import AppState
+from banxway.db.models import Message
+from banxway.db.session import system_session
 from banxway.settings import Settings
 from tests.inbox_helpers import Inbox
+from tests.live_helpers import local_uuid
 from tests.messaging_helpers import (
     CUSTOMER_PHONE,
     WHATSAPP_NUMBER,
@@ -39,18 +44,12 @@ async def test_whatsapp_round_trip(inbox: Inbox, provider: StandIn, state: AppSt
     [request] = provider.sent("exotel_whatsapp")
     out = request.json["whatsapp"]["messages"][0]
     assert out["to"] == CUSTOMER_PHONE and out["content"]["text"]["body"] == "It sailed yesterday."
-    sid = provider_sid = None
-    node = await message(inbox, sent["id"])
-    assert node["status"] == "SENT"
-    from sqlalchemy import select
-
-    from banxway.db.models import Message
-    from banxway.db.session import system_session
-    from tests.live_helpers import local_uuid
-
+    assert (await message(inbox, sent["id"]))["status"] == "SENT"
     async with system_session(state.sessionmaker) as session:
-        sid = await session.scalar(select(Message.provider_message_id).where(Message.id == local_uuid(sent["id"])))
-    provider_sid = sid
+        provider_sid = await session.scalar(
+            select(Message.provider_message_id).where(Message.id == local_uuid(sent["id"]))
+        )
+    assert provider_sid
     response = await post_json(
         http, hook, exotel_whatsapp_dlr(sid=provider_sid, exo_status_code=30002, to=CUSTOMER_PHONE)
     )
