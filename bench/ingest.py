@@ -47,11 +47,9 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from rich.console import Console
 from sqlalchemy import event, func, select
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,14 +59,13 @@ from banxway.app import build_state, create_app, run_event_maintenance  # noqa: 
 from banxway.channels.email import transport  # noqa: E402
 from banxway.channels.email.idle import IDLE_SECONDS, REFRESH_SECONDS, watch_mailboxes  # noqa: E402
 from banxway.channels.email.ingest import imap_config, poll_account  # noqa: E402
-from banxway.db.migrate import upgrade  # noqa: E402
 from banxway.db.models import Attachment, Contact, EmailAccount, EmailQuarantine, Message, Thread  # noqa: E402
-from banxway.db.session import create_engine, system_session  # noqa: E402
-from banxway.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+from banxway.db.session import system_session  # noqa: E402
 from banxway.logs import configure_logging  # noqa: E402
 from banxway.resolvers.users import organization_create  # noqa: E402
 from banxway.secrets import SecretBox  # noqa: E402
 from banxway.settings import Settings  # noqa: E402
+from bench.services import database_and_redis  # noqa: E402
 from tests.mailservers import DovecotServer, find_dovecot, make_certs, run_dovecot  # noqa: E402
 
 console = Console(soft_wrap=True)
@@ -216,48 +213,6 @@ class MailFactory:
 
 
 # -- services ------------------------------------------------------------------------------
-
-
-def _dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url)
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.asynccontextmanager
-async def database_and_redis(temp: Path):
-    """(database URL, Redis URL): a fresh database on DATABASE_URL's server, or an embedded one; dropped after."""
-    external, name, embedded_pg, embedded_redis = os.environ.get("DATABASE_URL"), None, None, None
-    try:
-        if external:
-            name = f"banxway_bench_ingest_{os.getpid()}"
-            admin = await asyncpg.connect(_dsn(external))
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            await admin.close()
-            url = make_url(external).set(database=name).render_as_string(hide_password=False)
-        else:
-            notes.print("starting embedded PostgreSQL…")
-            embedded_pg = EmbeddedPostgres(temp / "postgres")
-            url = await asyncio.to_thread(embedded_pg.start)
-        redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
-            embedded_redis = EmbeddedRedis(temp / "redis")
-            redis_url = await asyncio.to_thread(embedded_redis.start)
-        engine = create_engine(url)
-        await upgrade(engine)
-        await engine.dispose()
-        yield url, redis_url
-    finally:
-        if embedded_redis is not None:
-            embedded_redis.stop()
-        if embedded_pg is not None:
-            embedded_pg.stop()
-        if name is not None:
-            admin = await asyncpg.connect(_dsn(external))
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
 
 
 async def create_accounts(
@@ -423,7 +378,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         certs = make_certs(temp / "certs")
         with run_dovecot(certs) as dovecot:
-            async with database_and_redis(temp) as (url, redis_url):
+            async with database_and_redis(temp, "ingest", notes.print) as (url, redis_url):
                 settings = Settings(
                     database_url=url,
                     redis_url=redis_url,

@@ -44,25 +44,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 from rich.console import Console
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from banxway.app import build_state, create_app  # noqa: E402
-from banxway.db.migrate import upgrade  # noqa: E402
 from banxway.db.models import Direction, Message, MessageStatus, Thread  # noqa: E402
-from banxway.db.session import create_engine, system_session  # noqa: E402
-from banxway.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+from banxway.db.session import system_session  # noqa: E402
 from banxway.logs import configure_logging  # noqa: E402
 from banxway.resolvers.users import organization_create  # noqa: E402
 from banxway.schema.types import to_global_id  # noqa: E402
 from banxway.settings import Settings  # noqa: E402
+from bench.services import database_and_redis  # noqa: E402
 from tests.live_helpers import local_uuid, serve_env  # noqa: E402
 from tests.providers import StandIn, exotel_whatsapp_incoming, standin_server  # noqa: E402
 
@@ -103,48 +100,6 @@ def customer_phone(index: int) -> str:
 
 
 # -- services ------------------------------------------------------------------------------
-
-
-def _dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url)
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.asynccontextmanager
-async def database_and_redis(temp: Path):
-    """(database URL, Redis URL): a fresh database on DATABASE_URL's server, or an embedded one; dropped after."""
-    external, name, embedded_pg, embedded_redis = os.environ.get("DATABASE_URL"), None, None, None
-    try:
-        if external:
-            name = f"banxway_bench_outbound_{os.getpid()}"
-            admin = await asyncpg.connect(_dsn(external))
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            await admin.close()
-            url = make_url(external).set(database=name).render_as_string(hide_password=False)
-        else:
-            notes.print("starting embedded PostgreSQL…")
-            embedded_pg = EmbeddedPostgres(temp / "postgres")
-            url = await asyncio.to_thread(embedded_pg.start)
-        redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
-            embedded_redis = EmbeddedRedis(temp / "redis")
-            redis_url = await asyncio.to_thread(embedded_redis.start)
-        engine = create_engine(url)
-        await upgrade(engine)
-        await engine.dispose()
-        yield url, redis_url
-    finally:
-        if embedded_redis is not None:
-            embedded_redis.stop()
-        if embedded_pg is not None:
-            embedded_pg.stop()
-        if name is not None:
-            admin = await asyncpg.connect(_dsn(external))
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
 
 
 class Workers:
@@ -366,7 +321,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     temp = Path(tempfile.mkdtemp(prefix="banxway-bench-outbound-"))
     try:
-        async with database_and_redis(temp) as (url, redis_url):
+        async with database_and_redis(temp, "outbound", notes.print) as (url, redis_url):
             settings = Settings(
                 database_url=url,
                 redis_url=redis_url,
