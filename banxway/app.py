@@ -79,6 +79,7 @@ async def run_event_maintenance(state: AppState) -> None:
     """Every second relay what a crash left undispatched; every hour prune past the retention."""
     retention = timedelta(days=state.settings.event_retention_days)
     last_prune = 0.0
+    this = asyncio.current_task()
     while True:
         try:
             await events.sweep(state.broadcast, state.sessionmaker)
@@ -87,6 +88,10 @@ async def run_event_maintenance(state: AppState) -> None:
                 last_prune = time.monotonic()
         except Exception as exc:  # the database or Redis is down: try again in a second
             log.warning("event maintenance failed", error=str(exc))
+        if this is not None and this.cancelling():
+            # a cancel can be swallowed inside a database call (asyncio.wait_for in Python 3.11 may lose one);
+            # stop anyway, or the shutdown that awaits this task hangs (seen in the test suite)
+            raise asyncio.CancelledError
         await asyncio.sleep(1)
 
 

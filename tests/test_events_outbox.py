@@ -755,3 +755,31 @@ def test_every_inbox_mutation_has_a_case() -> None:
     # then
     assert len(mutations) >= 18
     assert mutations - set(CASES) == set()
+
+
+async def test_event_maintenance_stops_even_when_a_cancel_is_swallowed_on_the_way(
+    state: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the maintenance loop, and a sweep during which a cancel is lost (as asyncio.wait_for in Python 3.11
+    # can lose one inside a database driver)
+    import asyncio
+    import contextlib
+
+    from banxway import app, events
+
+    sweeping = asyncio.Event()
+
+    async def sweep_losing_a_cancel(*args: Any, **kwargs: Any) -> int:
+        sweeping.set()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, as the library would
+            await asyncio.sleep(0.3)
+        return 0
+
+    monkeypatch.setattr(events, "sweep", sweep_losing_a_cancel)
+    task = asyncio.create_task(app.run_event_maintenance(state))
+    await sweeping.wait()
+    # when the server shuts down and cancels it
+    task.cancel()
+    # then it stops within the second instead of looping on forever
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 3)
