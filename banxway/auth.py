@@ -19,7 +19,7 @@ import jwt
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from banxway.db.models import Role
+from banxway.enums import Role
 
 # Argon2id with RFC 9106's low-memory profile. BANXWAY_PASSWORD_HASHING=fast-insecure (see
 # banxway.settings, which refuses it in production) picks the cheapest parameters, for test

@@ -375,7 +375,7 @@ async def _with_session(settings: Settings, work):
 
 
 def _domain(call):
-    from banxway.resolvers.errors import DomainError
+    from banxway.errors import DomainError
 
     try:
         return call()
@@ -423,7 +423,7 @@ def user_create(
 
     from banxway.db.models import Organization, Role
     from banxway.db.session import create_sessionmaker, tenant_session
-    from banxway.resolvers.errors import DomainError
+    from banxway.errors import DomainError
     from banxway.resolvers.users import create_user
 
     try:

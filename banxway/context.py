@@ -22,10 +22,11 @@ from banxway.auth import (
 )
 from banxway.broadcast import Broadcast
 from banxway.dataloaders import Loaders
-from banxway.db.models import Role, User
+from banxway.db.models import User
 from banxway.db.session import SerialSession, system_session, tenant_session
+from banxway.enums import Role
+from banxway.errors import AuthenticationRequired, PermissionDenied
 from banxway.events import DomainEvent
-from banxway.resolvers.errors import AuthenticationRequired, PermissionDenied
 from banxway.settings import Settings
 
 

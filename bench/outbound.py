@@ -53,8 +53,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from banxway.app import build_state, create_app  # noqa: E402
-from banxway.db.models import Direction, Message, MessageStatus, Thread  # noqa: E402
+from banxway.db.models import Message, Thread  # noqa: E402
 from banxway.db.session import system_session  # noqa: E402
+from banxway.enums import Direction, MessageStatus  # noqa: E402
 from banxway.logs import configure_logging  # noqa: E402
 from banxway.resolvers.users import organization_create  # noqa: E402
 from banxway.schema.types import to_global_id  # noqa: E402

@@ -11,7 +11,7 @@ import orjson
 
 from banxway.channels.delivery import deliver
 from banxway.context import AppState
-from banxway.db.models import MessageStatus
+from banxway.enums import MessageStatus
 from banxway.settings import Settings
 from tests.inbox_helpers import Inbox
 from tests.live_helpers import local_uuid

@@ -14,8 +14,9 @@ import pytest
 
 from banxway import events
 from banxway.context import AppState
-from banxway.db.models import Message, MessageStatus
+from banxway.db.models import Message
 from banxway.db.session import tenant_session
+from banxway.enums import MessageStatus
 from banxway.events import EVENT_TYPES, MessageStatusChanged, MessageUpdated
 from banxway.settings import Settings
 from tests.apply_events_helpers import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from banxway.auth import issue_access_token
-from banxway.db.models import Role
+from banxway.enums import Role
 from tests.conftest import PASSWORD, SECRET, Api, Org
 
 ME = "{ me { email role organization { slug } } }"

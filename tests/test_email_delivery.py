@@ -20,8 +20,9 @@ from banxway.channels import delivery
 from banxway.channels.delivery import RetryLater
 from banxway.channels.email.ingest import PollResult, poll_account
 from banxway.context import AppState
-from banxway.db.models import Event, Message, MessageStatus
+from banxway.db.models import Event, Message
 from banxway.db.session import system_session
+from banxway.enums import MessageStatus
 from banxway.settings import Settings
 from tests.conftest import Org
 from tests.inbox_helpers import Inbox

@@ -21,8 +21,9 @@ from banxway.channels.delivery import deliver
 from banxway.channels.email.idle import watch_mailboxes
 from banxway.channels.email.ingest import poll_account
 from banxway.context import AppState
-from banxway.db.models import Message, MessageStatus
+from banxway.db.models import Message
 from banxway.db.session import system_session
+from banxway.enums import MessageStatus
 from banxway.settings import Settings
 from tests.conftest import Api, Org
 from tests.inbox_helpers import Inbox

@@ -20,16 +20,9 @@ from banxway.channels.delivery import deliver
 from banxway.channels.email import ingest
 from banxway.channels.email.ingest import PollResult, poll_account
 from banxway.context import AppState
-from banxway.db.models import (
-    Contact,
-    ContactIdentity,
-    EmailAccount,
-    EmailQuarantine,
-    Message,
-    MessageStatus,
-    Thread,
-)
+from banxway.db.models import Contact, ContactIdentity, EmailAccount, EmailQuarantine, Message, Thread
 from banxway.db.session import system_session, tenant_session
+from banxway.enums import MessageStatus
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
 from tests.conftest import Api, Org

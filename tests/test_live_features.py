@@ -12,8 +12,8 @@ import pytest
 
 from banxway import presence
 from banxway.context import AppState
-from banxway.db.models import Channel
 from banxway.db.session import tenant_session
+from banxway.enums import Channel
 from banxway.resolvers.messages import message_receive
 from banxway.settings import Settings
 from tests.conftest import Api, Org

@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 
 from banxway.channels.delivery import deliver
 from banxway.context import AppState
-from banxway.db.models import Message, MessageStatus
+from banxway.db.models import Message
 from banxway.db.session import system_session
+from banxway.enums import MessageStatus
 from banxway.settings import Settings
 from tests.conftest import Org
 from tests.inbox_helpers import Inbox

@@ -16,8 +16,9 @@ from sqlalchemy import func, select, text, update
 
 from banxway.channels.delivery import RetryLater
 from banxway.context import AppState
-from banxway.db.models import Direction, Integration, Message, MessageStatus
+from banxway.db.models import Integration, Message
 from banxway.db.session import system_session
+from banxway.enums import Direction, MessageStatus
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
 from tests.conftest import Api, Org

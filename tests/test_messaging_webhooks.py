@@ -18,18 +18,9 @@ from sqlalchemy import func, select, update
 from banxway.channels.delivery import set_status
 from banxway.channels.messaging.media import fetch_media
 from banxway.context import AppState
-from banxway.db.models import (
-    Attachment,
-    Contact,
-    ContactIdentity,
-    Event,
-    Integration,
-    Message,
-    MessageStatus,
-    PendingStatus,
-    Thread,
-)
+from banxway.db.models import Attachment, Contact, ContactIdentity, Event, Integration, Message, PendingStatus, Thread
 from banxway.db.session import system_session
+from banxway.enums import MessageStatus
 from banxway.resolvers.messaging import apply_pending
 from banxway.settings import Settings
 from tests.conftest import Api, Org

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from strawberry.relay import GlobalID
 
-from banxway.db.models import Role, User
+from banxway.db.models import User
 from banxway.db.session import system_session
+from banxway.enums import Role
 from tests.conftest import Api, Org
 
 ROLES = ["admin", "manager", "validator", "support", "viewer"]

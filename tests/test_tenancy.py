@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from strawberry.relay import GlobalID
 
-from banxway.db.models import RefreshToken, Role, User
+from banxway.db.models import RefreshToken, User
 from banxway.db.session import UnscopedQueryError, system_session, tenant_session
+from banxway.enums import Role
 from tests.conftest import PASSWORD, Api, Org
 
 USERS = "{ users(first: 100) { totalCount edges { node { id email } } } }"

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from banxway import events
 from banxway.broadcast import Broadcast
-from banxway.db.models import Channel, Message, MessageStatus
+from banxway.db.models import Message
 from banxway.db.session import system_session
+from banxway.enums import Channel, MessageStatus
 from banxway.logs import get_logger
 from banxway.secrets import SecretBox
 from banxway.settings import Settings

@@ -32,6 +32,24 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
+from banxway.enums import (
+    ActionStatus,
+    ActionType,
+    Channel,
+    Direction,
+    IntegrationType,
+    MessageStatus,
+    MilestoneType,
+    NotificationType,
+    Priority,
+    Role,
+    ShipmentDirection,
+    ShipmentMode,
+    ShipmentStatus,
+    ThreadStatus,
+    ThreadType,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -67,14 +85,6 @@ class TenantMixin:
             nullable=False,
             index=True,
         )
-
-
-class Role(enum.Enum):
-    ADMIN = "admin"
-    MANAGER = "manager"
-    VALIDATOR = "validator"
-    SUPPORT = "support"
-    VIEWER = "viewer"
 
 
 class Organization(Base):
@@ -142,113 +152,6 @@ def _pg_enum(enum_class: type[enum.Enum], name: str) -> Enum:
 
 def _updated_at() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now())
-
-
-class Channel(enum.Enum):
-    EMAIL = "EMAIL"
-    WHATSAPP = "WHATSAPP"
-    SMS = "SMS"
-    VOICE = "VOICE"
-    WEB_CHAT = "WEB_CHAT"
-    INTERNAL = "INTERNAL"
-
-
-class Direction(enum.Enum):
-    INBOUND = "INBOUND"
-    OUTBOUND = "OUTBOUND"
-
-
-class MessageStatus(enum.Enum):
-    RECEIVED = "RECEIVED"
-    QUEUED = "QUEUED"
-    SENDING = "SENDING"
-    SENT = "SENT"
-    DELIVERED = "DELIVERED"
-    READ = "READ"
-    FAILED = "FAILED"
-
-
-class ThreadStatus(enum.Enum):
-    NEW = "NEW"
-    OPEN = "OPEN"
-    PENDING = "PENDING"
-    RESOLVED = "RESOLVED"
-    CLOSED = "CLOSED"
-    ARCHIVED = "ARCHIVED"
-
-
-class Priority(enum.Enum):
-    LOW = "LOW"
-    NORMAL = "NORMAL"
-    HIGH = "HIGH"
-    URGENT = "URGENT"
-
-
-class ThreadType(enum.Enum):
-    QUOTE_REQUEST = "QUOTE_REQUEST"
-    BOOKING = "BOOKING"
-    SHIPMENT_UPDATE = "SHIPMENT_UPDATE"
-    DOCUMENTATION = "DOCUMENTATION"
-    CUSTOMS = "CUSTOMS"
-    INVOICE = "INVOICE"
-    COMPLAINT = "COMPLAINT"
-    GENERAL = "GENERAL"
-
-
-class ShipmentMode(enum.Enum):
-    SEA = "SEA"
-    AIR = "AIR"
-    ROAD = "ROAD"
-    RAIL = "RAIL"
-
-
-class ShipmentDirection(enum.Enum):
-    IMPORT = "IMPORT"
-    EXPORT = "EXPORT"
-
-
-class ShipmentStatus(enum.Enum):
-    DRAFT = "DRAFT"
-    BOOKED = "BOOKED"
-    IN_TRANSIT = "IN_TRANSIT"
-    ARRIVED = "ARRIVED"
-    CUSTOMS_HOLD = "CUSTOMS_HOLD"
-    DELIVERED = "DELIVERED"
-    CANCELLED = "CANCELLED"
-
-
-class MilestoneType(enum.Enum):
-    BOOKED = "BOOKED"
-    EMPTY_PICKUP = "EMPTY_PICKUP"
-    GATE_IN = "GATE_IN"
-    LOADED = "LOADED"
-    DEPARTED = "DEPARTED"
-    TRANSSHIPMENT = "TRANSSHIPMENT"
-    ARRIVED = "ARRIVED"
-    DISCHARGED = "DISCHARGED"
-    CUSTOMS_CLEARED = "CUSTOMS_CLEARED"
-    GATE_OUT = "GATE_OUT"
-    DELIVERED = "DELIVERED"
-    EMPTY_RETURNED = "EMPTY_RETURNED"
-
-
-class ActionType(enum.Enum):
-    TASK = "TASK"
-    FOLLOW_UP = "FOLLOW_UP"
-    CALL_BACK = "CALL_BACK"
-    SEND_QUOTE = "SEND_QUOTE"
-    QUOTE_APPROVAL = "QUOTE_APPROVAL"
-    DOCUMENT_APPROVAL = "DOCUMENT_APPROVAL"
-
-
-APPROVAL_ACTION_TYPES = frozenset({ActionType.QUOTE_APPROVAL, ActionType.DOCUMENT_APPROVAL})
-
-
-class ActionStatus(enum.Enum):
-    OPEN = "OPEN"
-    IN_PROGRESS = "IN_PROGRESS"
-    DONE = "DONE"
-    CANCELLED = "CANCELLED"
 
 
 class Customer(TenantMixin, Base):
@@ -674,12 +577,6 @@ class EmailQuarantine(TenantMixin, Base):
     created_at: Mapped[datetime] = _created_at()
 
 
-class NotificationType(enum.Enum):
-    MENTION = "mention"
-    ASSIGNMENT = "assignment"
-    INBOUND_MESSAGE = "inbound_message"
-
-
 class Notification(TenantMixin, Base):
     """Something one user should look at: a mention, an assignment, a customer's message on their thread."""
 
@@ -705,11 +602,6 @@ class Notification(TenantMixin, Base):
     summary: Mapped[str] = mapped_column(String(300), nullable=False)
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
-
-
-class IntegrationType(enum.Enum):
-    EXOTEL = "EXOTEL"
-    TWILIO = "TWILIO"
 
 
 class Integration(TenantMixin, Base):

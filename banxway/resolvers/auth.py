@@ -19,7 +19,7 @@ from banxway.auth import (
     verify_password,
 )
 from banxway.db.models import Organization, RefreshToken, User
-from banxway.resolvers.errors import DomainError
+from banxway.errors import DomainError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.db.models import User
-from banxway.resolvers.errors import DomainError
+from banxway.errors import DomainError
 
 M = TypeVar("M")
 

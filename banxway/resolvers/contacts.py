@@ -12,11 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.auth import Permission
-from banxway.db.models import Channel, Contact, ContactIdentity, ContactMerge, Customer, Message, Thread
+from banxway.db.models import Contact, ContactIdentity, ContactMerge, Customer, Message, Thread
+from banxway.enums import Channel
+from banxway.errors import DomainError
 from banxway.events import ContactCreated, ContactMerged, ContactUnmerged, ContactUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import apply_changes, get_or_error
-from banxway.resolvers.errors import DomainError
 
 if TYPE_CHECKING:
     from banxway.context import Context

@@ -10,10 +10,10 @@ from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
 from banxway.db.models import Customer
+from banxway.errors import DomainError
 from banxway.events import CustomerCreated, CustomerUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import apply_changes, get_or_error
-from banxway.resolvers.errors import DomainError
 
 if TYPE_CHECKING:
     from banxway.context import Context

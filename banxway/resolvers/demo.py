@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from banxway import db
 from banxway.auth import hash_password
 from banxway.context import Context, Viewer
-from banxway.db.models import Organization, Role, User
+from banxway.db.models import Organization, User
 from banxway.db.session import system_session, write_transaction
+from banxway.enums import Role
 from banxway.resolvers import contacts, customers, messages, shipments, threads
 from banxway.resolvers.contacts import IdentityInput
 from banxway.resolvers.users import organization_create

@@ -14,9 +14,9 @@ from banxway.channels.email import transport
 from banxway.channels.email.ingest import imap_config, ingest_mail, smtp_config
 from banxway.channels.email.parse import MalformedEmail
 from banxway.db.models import EmailAccount, EmailQuarantine, Message
+from banxway.errors import DomainError
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
-from banxway.resolvers.errors import DomainError
 from banxway.secrets import SecretBox
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
-from banxway.db.models import Channel, Contact, ContactIdentity, Thread
+from banxway.db.models import Contact, ContactIdentity, Thread
+from banxway.enums import Channel
 from banxway.resolvers.threads import new_thread
 
 

@@ -16,10 +16,11 @@ from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
 from banxway.channels.messaging import providers
-from banxway.db.models import Channel, EmailAccount, Integration, IntegrationType, PhoneNumber
+from banxway.db.models import EmailAccount, Integration, PhoneNumber
+from banxway.enums import Channel, IntegrationType
+from banxway.errors import DomainError
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, get_or_error
-from banxway.resolvers.errors import DomainError
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
 

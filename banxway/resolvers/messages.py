@@ -12,29 +12,22 @@ from sqlalchemy.exc import IntegrityError
 
 from banxway import events
 from banxway.auth import Permission, has_permission
-from banxway.db.models import (
+from banxway.db.models import Action, Attachment, ContactIdentity, EmailAccount, Message, Note, Thread, User
+from banxway.db.models import Event as EventRow
+from banxway.enums import (
     APPROVAL_ACTION_TYPES,
-    Action,
     ActionStatus,
     ActionType,
-    Attachment,
     Channel,
-    ContactIdentity,
     Direction,
-    EmailAccount,
-    Message,
     MessageStatus,
-    Note,
     NotificationType,
-    Thread,
     ThreadStatus,
-    User,
 )
-from banxway.db.models import Event as EventRow
+from banxway.errors import DomainError, PermissionDenied
 from banxway.events import ActionCreated, ActionUpdated, MessageAdded, NoteAdded, ThreadUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, apply_changes, get_or_error
-from banxway.resolvers.errors import DomainError, PermissionDenied
 from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:

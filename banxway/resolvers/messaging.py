@@ -23,24 +23,12 @@ from banxway.auth import Permission
 from banxway.channels.delivery import merge_headers, set_status
 from banxway.channels.messaging import sms
 from banxway.channels.messaging.providers import CallUpdate, Inbound, StatusUpdate
-from banxway.db.models import (
-    Channel,
-    Contact,
-    ContactIdentity,
-    Direction,
-    Integration,
-    IntegrationType,
-    Message,
-    MessageStatus,
-    PendingStatus,
-    PhoneNumber,
-    Thread,
-    ThreadStatus,
-)
+from banxway.db.models import Contact, ContactIdentity, Integration, Message, PendingStatus, PhoneNumber, Thread
+from banxway.enums import Channel, Direction, IntegrationType, MessageStatus, ThreadStatus
+from banxway.errors import DomainError
 from banxway.events import MessageAdded, MessageUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
-from banxway.resolvers.errors import DomainError
 from banxway.resolvers.inbound import contact_for_address, new_inbound_thread
 from banxway.resolvers.integrations import render_template, template_parameter_count
 from banxway.resolvers.messages import message_receive

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
 from banxway.auth import Permission
-from banxway.db.models import Notification, NotificationType, Thread, User
-from banxway.resolvers.errors import DomainError
+from banxway.db.models import Notification, Thread, User
+from banxway.enums import NotificationType
+from banxway.errors import DomainError
 
 if TYPE_CHECKING:
     from banxway.context import Context

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Select, func, literal, select, tuple_
 
 from banxway.db.session import SerialSession
-from banxway.resolvers.errors import DomainError
+from banxway.errors import DomainError
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 20

@@ -10,18 +10,12 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
-from banxway.db.models import (
-    Customer,
-    MilestoneType,
-    Shipment,
-    ShipmentMilestone,
-    ShipmentMode,
-    ShipmentStatus,
-)
+from banxway.db.models import Customer, Shipment, ShipmentMilestone
+from banxway.enums import MilestoneType, ShipmentMode, ShipmentStatus
+from banxway.errors import DomainError
 from banxway.events import ShipmentCreated, ShipmentMilestoneAdded, ShipmentUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import apply_changes, get_or_error
-from banxway.resolvers.errors import DomainError
 
 if TYPE_CHECKING:
     from banxway.context import Context

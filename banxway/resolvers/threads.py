@@ -11,24 +11,13 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, 
 from sqlalchemy.dialects.postgresql import insert
 
 from banxway.auth import Permission, has_permission
-from banxway.db.models import (
-    Channel,
-    Contact,
-    Customer,
-    Message,
-    NotificationType,
-    Priority,
-    Shipment,
-    Thread,
-    ThreadCounter,
-    ThreadStatus,
-    ThreadType,
-)
+from banxway.db.models import Contact, Customer, Message, Shipment, Thread, ThreadCounter
 from banxway.db.models import ThreadRead as ThreadReadRow
+from banxway.enums import Channel, NotificationType, Priority, ThreadStatus, ThreadType
+from banxway.errors import DomainError, PermissionDenied
 from banxway.events import ThreadArchived, ThreadAssigned, ThreadCreated, ThreadRead, ThreadUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, apply_changes, get_or_error
-from banxway.resolvers.errors import DomainError, PermissionDenied
 from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:

@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import MIN_PASSWORD_LENGTH, Permission, hash_password
-from banxway.db.models import Organization, Role, User
+from banxway.db.models import Organization, User
 from banxway.db.session import write_transaction
+from banxway.enums import Role
+from banxway.errors import DomainError
 from banxway.resolvers.auth import normalize_email, revoke_user_tokens
-from banxway.resolvers.errors import DomainError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

@@ -7,8 +7,8 @@ from typing import Any
 
 import phonenumbers
 
-from banxway.db.models import Channel
-from banxway.resolvers.errors import DomainError
+from banxway.enums import Channel
+from banxway.errors import DomainError
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import strawberry
 
-from banxway.resolvers.errors import DomainError
+from banxway.errors import DomainError
 
 
 @strawberry.interface(description="An expected failure of a mutation; nothing was written.")

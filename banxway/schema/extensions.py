@@ -17,7 +17,7 @@ from strawberry.extensions import (
     query_depth_limiter,
 )
 
-from banxway.resolvers.errors import AuthenticationRequired, DomainError, PermissionDenied
+from banxway.errors import AuthenticationRequired, DomainError, PermissionDenied
 from banxway.settings import Settings
 
 _CODED = (AuthenticationRequired, PermissionDenied)

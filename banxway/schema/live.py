@@ -16,8 +16,8 @@ from banxway import db, presence
 from banxway.auth import Permission
 from banxway.broadcast import Signal
 from banxway.context import Context
+from banxway.errors import DomainError
 from banxway.resolvers import notifications as notification_use_cases
-from banxway.resolvers.errors import DomainError
 from banxway.resolvers.pagination import paginate
 from banxway.schema.errors import error_type, mutate
 from banxway.schema.ids import decode, local_id

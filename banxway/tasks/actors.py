@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import dramatiq
 from sqlalchemy import or_, select
 
-from banxway.db.models import Channel, Direction, EmailAccount, Message, MessageStatus
+from banxway.db.models import EmailAccount, Message
 from banxway.db.session import system_session
+from banxway.enums import Channel, Direction, MessageStatus
 from banxway.logs import get_logger
 from banxway.resolvers.auth import prune_refresh_tokens as prune_refresh_tokens_use_case
 from banxway.tasks.runtime import runtime

@@ -22,7 +22,8 @@ from banxway.channels.delivery import (
 from banxway.channels.email import transport
 from banxway.channels.email.compose import Outbound, OutboundAttachment, compose, new_message_id
 from banxway.channels.email.ingest import attachment_path, smtp_config
-from banxway.db.models import Attachment, Channel, Direction, EmailAccount, Message, MessageStatus, Thread
+from banxway.db.models import Attachment, EmailAccount, Message, Thread
+from banxway.enums import Channel, Direction, MessageStatus
 
 
 async def _threading(session: AsyncSession, message: Message) -> tuple[str | None, list[str]]:

@@ -28,8 +28,9 @@ from banxway.broadcast import Broadcast
 from banxway.channels.email import transport
 from banxway.channels.email.compose import find_reference
 from banxway.channels.email.parse import MalformedEmail, ParsedEmail, parse_email
-from banxway.db.models import Attachment, Channel, EmailAccount, EmailQuarantine, Message, Thread
+from banxway.db.models import Attachment, EmailAccount, EmailQuarantine, Message, Thread
 from banxway.db.session import system_session, tenant_session
+from banxway.enums import Channel
 from banxway.logs import get_logger
 from banxway.resolvers.inbound import contact_for_address, new_inbound_thread
 from banxway.resolvers.messages import message_receive

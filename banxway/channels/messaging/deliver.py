@@ -20,7 +20,8 @@ from banxway.channels.delivery import (
     UnknownOutcome,
 )
 from banxway.channels.messaging import providers
-from banxway.db.models import Channel, Integration, Message
+from banxway.db.models import Integration, Message
+from banxway.enums import Channel
 
 
 async def prepare_messaging(session: AsyncSession, message: Message, deps: Deps) -> Send:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from banxway.db.models import Channel, IntegrationType, MessageStatus
+from banxway.enums import Channel, IntegrationType, MessageStatus
 
 DEFAULT_BASE_URLS = {IntegrationType.EXOTEL: "https://api.exotel.com", IntegrationType.TWILIO: "https://api.twilio.com"}
 

@@ -23,8 +23,9 @@ from starlette.responses import JSONResponse, Response
 
 from banxway import events
 from banxway.channels.messaging import providers
-from banxway.db.models import Integration, IntegrationType, Message
+from banxway.db.models import Integration, Message
 from banxway.db.session import system_session, tenant_session
+from banxway.enums import IntegrationType
 from banxway.logs import get_logger
 from banxway.secrets import SecretBox
 

@@ -1,4 +1,4 @@
-"""Errors raised by resolvers; the schema layer turns them into GraphQL errors."""
+"""The domain's errors, raised by resolvers and the context; the schema layer turns them into GraphQL errors."""
 
 from __future__ import annotations
 

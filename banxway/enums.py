@@ -1,0 +1,131 @@
+"""The enumerations shared by the database, the integrations and the schema (one place for each)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Role(enum.Enum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    VALIDATOR = "validator"
+    SUPPORT = "support"
+    VIEWER = "viewer"
+
+
+class Channel(enum.Enum):
+    EMAIL = "EMAIL"
+    WHATSAPP = "WHATSAPP"
+    SMS = "SMS"
+    VOICE = "VOICE"
+    WEB_CHAT = "WEB_CHAT"
+    INTERNAL = "INTERNAL"
+
+
+class Direction(enum.Enum):
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+
+
+class MessageStatus(enum.Enum):
+    RECEIVED = "RECEIVED"
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    READ = "READ"
+    FAILED = "FAILED"
+
+
+class ThreadStatus(enum.Enum):
+    NEW = "NEW"
+    OPEN = "OPEN"
+    PENDING = "PENDING"
+    RESOLVED = "RESOLVED"
+    CLOSED = "CLOSED"
+    ARCHIVED = "ARCHIVED"
+
+
+class Priority(enum.Enum):
+    LOW = "LOW"
+    NORMAL = "NORMAL"
+    HIGH = "HIGH"
+    URGENT = "URGENT"
+
+
+class ThreadType(enum.Enum):
+    QUOTE_REQUEST = "QUOTE_REQUEST"
+    BOOKING = "BOOKING"
+    SHIPMENT_UPDATE = "SHIPMENT_UPDATE"
+    DOCUMENTATION = "DOCUMENTATION"
+    CUSTOMS = "CUSTOMS"
+    INVOICE = "INVOICE"
+    COMPLAINT = "COMPLAINT"
+    GENERAL = "GENERAL"
+
+
+class ShipmentMode(enum.Enum):
+    SEA = "SEA"
+    AIR = "AIR"
+    ROAD = "ROAD"
+    RAIL = "RAIL"
+
+
+class ShipmentDirection(enum.Enum):
+    IMPORT = "IMPORT"
+    EXPORT = "EXPORT"
+
+
+class ShipmentStatus(enum.Enum):
+    DRAFT = "DRAFT"
+    BOOKED = "BOOKED"
+    IN_TRANSIT = "IN_TRANSIT"
+    ARRIVED = "ARRIVED"
+    CUSTOMS_HOLD = "CUSTOMS_HOLD"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+
+
+class MilestoneType(enum.Enum):
+    BOOKED = "BOOKED"
+    EMPTY_PICKUP = "EMPTY_PICKUP"
+    GATE_IN = "GATE_IN"
+    LOADED = "LOADED"
+    DEPARTED = "DEPARTED"
+    TRANSSHIPMENT = "TRANSSHIPMENT"
+    ARRIVED = "ARRIVED"
+    DISCHARGED = "DISCHARGED"
+    CUSTOMS_CLEARED = "CUSTOMS_CLEARED"
+    GATE_OUT = "GATE_OUT"
+    DELIVERED = "DELIVERED"
+    EMPTY_RETURNED = "EMPTY_RETURNED"
+
+
+class ActionType(enum.Enum):
+    TASK = "TASK"
+    FOLLOW_UP = "FOLLOW_UP"
+    CALL_BACK = "CALL_BACK"
+    SEND_QUOTE = "SEND_QUOTE"
+    QUOTE_APPROVAL = "QUOTE_APPROVAL"
+    DOCUMENT_APPROVAL = "DOCUMENT_APPROVAL"
+
+
+APPROVAL_ACTION_TYPES = frozenset({ActionType.QUOTE_APPROVAL, ActionType.DOCUMENT_APPROVAL})
+
+
+class ActionStatus(enum.Enum):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    DONE = "DONE"
+    CANCELLED = "CANCELLED"
+
+
+class NotificationType(enum.Enum):
+    MENTION = "mention"
+    ASSIGNMENT = "assignment"
+    INBOUND_MESSAGE = "inbound_message"
+
+
+class IntegrationType(enum.Enum):
+    EXOTEL = "EXOTEL"
+    TWILIO = "TWILIO"
