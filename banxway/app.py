@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any, TypedDict
 
 import orjson
-import redis.asyncio as aioredis
 import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -41,13 +40,17 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
 from banxway import events
-from banxway.broadcast import Broadcast
-from banxway.channels.messaging.webhooks import webhook
-from banxway.context import AppState, Context, authenticate, operation_scope
-from banxway.db.session import create_engine, create_sessionmaker
+from banxway.context import Context, authenticate, operation_scope
+from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
+from banxway.resolvers.attachments import attachment_file, attachment_upload
 from banxway.schema import build_schema
+from banxway.schema.ids import local_id, to_global_id
 from banxway.settings import Settings
+from banxway.state import AppState, new_state
+from banxway.tasks import consequences
+from banxway.tasks.actors import setup_broker
+from banxway.webhooks import ROUTES as WEBHOOK_ROUTES
 
 log = get_logger("banxway.http")
 
@@ -57,22 +60,11 @@ class State(TypedDict):
 
 
 async def build_state(settings: Settings) -> AppState:
-    if not settings.database_url or not settings.redis_url:
-        raise RuntimeError("create_app needs DATABASE_URL and REDIS_URL (serve fills them in embedded mode)")
-    from banxway.tasks import setup_broker
-
-    setup_broker(settings.redis_url)  # so that use-cases can enqueue background work
-    engine = create_engine(settings.database_url, pool_size=10, max_overflow=20)
-    broadcast = Broadcast(settings.redis_url)
-    await broadcast.connect()
-    return AppState(
-        settings=settings,
-        engine=engine,
-        sessionmaker=create_sessionmaker(engine),
-        redis=aioredis.Redis.from_url(settings.redis_url),
-        secret_key=settings.resolved_secret_key(),
-        broadcast=broadcast,
-    )
+    """An API process's state: the broker set up (events enqueue their consequences), the broadcast listening."""
+    setup_broker(settings.redis_url or "")
+    state = new_state(settings, consequences=consequences.start)
+    await state.broadcast.connect()
+    return state
 
 
 async def run_event_maintenance(state: AppState) -> None:
@@ -82,7 +74,7 @@ async def run_event_maintenance(state: AppState) -> None:
     this = asyncio.current_task()
     while True:
         try:
-            await events.sweep(state.broadcast, state.sessionmaker)
+            await events.sweep(state.broadcast, state.sessionmaker, consequences=state.consequences)
             if time.monotonic() - last_prune > 3600:
                 await events.prune(state.sessionmaker, retention)
                 last_prune = time.monotonic()
@@ -252,27 +244,26 @@ async def livez(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def download_attachment(request: Request) -> Response:
-    """An attachment's bytes, for a signed-in user of its organization (Authorization: Bearer <token>)."""
-    from starlette.responses import FileResponse
-
-    from banxway.channels.email.ingest import attachment_path
-    from banxway.db.models import Attachment
-    from banxway.db.session import tenant_session
-    from banxway.schema.ids import local_id
-
+async def _viewer_context(request: Request) -> Context | Response:
     state: AppState = request.state.app
     viewer, error = await authenticate(state, request.headers.get("authorization"))
     if viewer is None:
         return JSONResponse({"error": error or "Authentication required"}, status_code=401)
-    attachment_id = local_id(request.path_params["attachment_id"], "Attachment")
-    row = None
-    if attachment_id is not None:
-        async with tenant_session(state.sessionmaker, viewer.organization_id) as session:
-            row = await session.get(Attachment, attachment_id)
-    path = attachment_path(state.settings.data_dir, row.sha256) if row is not None else None
-    if row is None or path is None or not path.is_file():
+    return Context(state, viewer)
+
+
+async def download_attachment(request: Request) -> Response:
+    """An attachment's bytes, for a signed-in user of its organization (Authorization: Bearer <token>)."""
+    ctx = await _viewer_context(request)
+    if isinstance(ctx, Response):
+        return ctx
+    try:
+        found = await attachment_file(ctx, local_id(request.path_params["attachment_id"], "Attachment"))
+    finally:
+        await ctx.aclose()
+    if found is None:
         return JSONResponse({"error": "No such attachment"}, status_code=404)
+    row, path = found
     return FileResponse(
         path,
         media_type=row.content_type,
@@ -285,46 +276,30 @@ async def download_attachment(request: Request) -> Response:
 async def upload_attachment(request: Request) -> Response:
     """Upload a file to send: the request body is the file, `?filename=` its name, Content-Type its type.
     Answers the attachment's id, to pass in messageSend's attachmentIds."""
-    from banxway.auth import Permission, has_permission
-    from banxway.channels.email.ingest import store_attachment_bytes
-    from banxway.db.models import Attachment
-    from banxway.db.session import tenant_session
-    from banxway.schema.types import to_global_id
-
-    state: AppState = request.state.app
-    viewer, error = await authenticate(state, request.headers.get("authorization"))
-    if viewer is None:
-        return JSONResponse({"error": error or "Authentication required"}, status_code=401)
-    if not has_permission(viewer.role, Permission.MESSAGE_SEND):
-        return JSONResponse({"error": f"Role {viewer.role.name} may not send messages"}, status_code=403)
-    filename = (request.query_params.get("filename") or "").strip().replace("/", "_").replace("\\", "_")
-    if not filename or len(filename) > 255 or any(ord(c) < 32 for c in filename):
-        return JSONResponse({"error": "Give the file's name as ?filename= (at most 255 characters)."}, 400)
-    limit = state.settings.attachment_max_bytes
+    ctx = await _viewer_context(request)
+    if isinstance(ctx, Response):
+        return ctx
+    limit = ctx.settings.attachment_max_bytes
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             return JSONResponse({"error": f"The file is larger than the {limit}-byte limit."}, status_code=413)
         chunks.append(chunk)
-    if size == 0:
-        return JSONResponse({"error": "The file is empty."}, status_code=400)
-    data = b"".join(chunks)
-    digest = await asyncio.to_thread(store_attachment_bytes, state.settings.data_dir, data)
     content_type = (request.headers.get("content-type") or "application/octet-stream").split(";")[0].strip()
-    async with tenant_session(state.sessionmaker, viewer.organization_id) as session, session.begin():
-        row = Attachment(
-            organization_id=viewer.organization_id,
-            filename=filename,
-            content_type=content_type[:255] or "application/octet-stream",
-            size=size,
-            sha256=digest,
+    try:
+        row = await attachment_upload(
+            ctx, filename=request.query_params.get("filename") or "", content_type=content_type, data=b"".join(chunks)
         )
-        session.add(row)
-        await session.flush()
+    except PermissionDenied as exc:
+        return JSONResponse({"error": str(exc)}, status_code=403)
+    except DomainError as exc:
+        return JSONResponse({"error": exc.message}, status_code=400)
+    finally:
+        await ctx.aclose()
     global_id = to_global_id("Attachment", row.id)
-    body = {"id": global_id, "filename": filename, "contentType": row.content_type, "size": size, "sha256": digest}
-    return JSONResponse({**body, "url": f"/attachments/{global_id}"}, status_code=201)
+    body = {"id": global_id, "filename": row.filename, "contentType": row.content_type, "size": row.size}
+    return JSONResponse({**body, "sha256": row.sha256, "url": f"/attachments/{global_id}"}, status_code=201)
 
 
 async def readyz(request: Request) -> Response:
@@ -413,7 +388,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/attachments", upload_attachment, methods=["POST"]),
             Route("/attachments/{attachment_id}", download_attachment),
             Route("/metrics", metrics),
-            Route("/webhooks/{provider}/{token}/{kind}", webhook, methods=["POST"]),
+            *WEBHOOK_ROUTES,
         ],
         middleware=middleware,
         lifespan=lifespan,

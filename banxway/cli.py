@@ -225,7 +225,7 @@ async def _serve(
         login = await seed_demo(state)
 
     scheduler = _start_scheduler(state.redis, settings) if embedded else None
-    mail_watch = _start_mail_watch(settings, state.sessionmaker, state.secret_key) if embedded else None
+    mail_watch = _start_mail_watch(state) if embedded else None
 
     application = create_app(settings, state=state)
     config = uvicorn.Config(
@@ -273,26 +273,30 @@ async def _serve(
 def _start_worker(settings: Settings, threads: int):
     from dramatiq import Worker
 
-    from banxway.tasks import setup_broker
-    from banxway.tasks.runtime import init_runtime
+    from banxway.tasks.actors import setup_broker
+    from banxway.tasks.broker import set_state
+    from banxway.tasks.consequences import new_worker_state
 
     broker = setup_broker(settings.redis_url)  # type: ignore[arg-type]
-    init_runtime(settings)
+    set_state(new_worker_state(settings))
     worker = Worker(broker, worker_threads=threads)
     worker.start()
     return worker
 
 
-def _start_mail_watch(settings: Settings, sessionmaker: Any, secret_key: str) -> asyncio.Task[None]:
+def _start_mail_watch(state: Any) -> asyncio.Task[None]:
     """IMAP IDLE on every active email account: new mail is polled at once, not at the next interval."""
-    from banxway.channels.email.idle import watch_mailboxes
-    from banxway.tasks import enqueue
+    from banxway.context import SystemContext
     from banxway.tasks.actors import poll_mailbox
+    from banxway.tasks.idle import watch_mailboxes
 
     async def on_mail(account_id: object) -> None:
-        await enqueue(poll_mailbox, str(account_id))
+        try:
+            await asyncio.to_thread(poll_mailbox.send, str(account_id))
+        except Exception as exc:  # Redis down: the periodic poll picks the mail up
+            typer.echo(f"Could not enqueue a poll of {account_id}: {exc}", err=True)
 
-    return asyncio.create_task(watch_mailboxes(sessionmaker, settings, secret_key, on_mail))
+    return asyncio.create_task(watch_mailboxes(SystemContext(state), on_mail))
 
 
 def _start_scheduler(redis: object, settings: Settings):
@@ -327,16 +331,13 @@ def scheduler() -> None:
     _terminate_on_sigterm()
 
     async def main(resolved: Settings) -> None:
-        import redis.asyncio as aioredis
-
-        from banxway.db.session import create_engine, create_sessionmaker
-        from banxway.tasks import setup_broker
+        from banxway.state import new_state
+        from banxway.tasks.actors import setup_broker
 
         setup_broker(resolved.redis_url)  # type: ignore[arg-type]
-        client = aioredis.Redis.from_url(resolved.redis_url)  # type: ignore[arg-type]
-        engine = create_engine(resolved.database_url, pool_size=2)  # type: ignore[arg-type]
-        running, lease = _start_scheduler(client, resolved)
-        mail_watch = _start_mail_watch(resolved, create_sessionmaker(engine), resolved.resolved_secret_key())
+        state = new_state(resolved, pool_size=2, max_overflow=2)
+        running, lease = _start_scheduler(state.redis, resolved)
+        mail_watch = _start_mail_watch(state)
         typer.echo("Banxway scheduler running (with IMAP IDLE watchers); Ctrl-C stops it.")
         try:
             await asyncio.Event().wait()
@@ -344,8 +345,7 @@ def scheduler() -> None:
             running.shutdown(wait=False)
             mail_watch.cancel()
             await lease.release()
-            await client.aclose()
-            await engine.dispose()
+            await state.aclose()
 
     with services(settings) as resolved, contextlib.suppress(KeyboardInterrupt):
         _run(main(resolved))

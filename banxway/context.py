@@ -1,4 +1,6 @@
-"""Application state (built once in the lifespan) and the per-request Context."""
+"""Who acts, with what: `Context` (a viewer, per request or WebSocket operation) and `SystemContext` (webhooks
+and actors, acting for an organization or across organizations). Both record events in the transaction of
+their change and relay them after commit; nothing else writes that dance by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
 from banxway.auth import (
@@ -20,31 +22,15 @@ from banxway.auth import (
     decode_access_token,
     has_permission,
 )
-from banxway.broadcast import Broadcast
 from banxway.dataloaders import Loaders
 from banxway.db.models import User
 from banxway.db.session import SerialSession, system_session, tenant_session
 from banxway.enums import Role
 from banxway.errors import AuthenticationRequired, PermissionDenied
 from banxway.events import DomainEvent
+from banxway.secrets import SecretBox
 from banxway.settings import Settings
-
-
-@dataclass
-class AppState:
-    settings: Settings
-    engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
-    redis: aioredis.Redis
-    secret_key: str
-    broadcast: Broadcast
-    # process-wide caches of the live features (see banxway.schema.subscriptions)
-    shared: dict[str, Any] = field(default_factory=dict)
-
-    async def aclose(self) -> None:
-        await self.broadcast.disconnect()
-        await self.redis.aclose()
-        await self.engine.dispose()
+from banxway.state import AppState
 
 
 @dataclass(frozen=True)
@@ -135,7 +121,7 @@ class Context:
         except BaseException:
             events.take_recorded(self.db.session)  # rolled back: nothing to relay
             raise
-        await events.relay(self.state.broadcast, self.state.sessionmaker, events.take_recorded(session))
+        await relay(self.state, session)
 
     def record(self, session: AsyncSession, event: DomainEvent) -> None:
         """Append an event by the viewer to the outbox, in `session`'s transaction."""
@@ -155,6 +141,10 @@ class Context:
     @property
     def redis(self) -> aioredis.Redis:
         return self.state.redis
+
+    @property
+    def box(self) -> SecretBox:
+        return self.state.box
 
     async def aclose(self) -> None:
         """Close the operation's session and drop its loaders (a subscription starts afresh for each event)."""
@@ -187,3 +177,53 @@ async def authenticate(state: AppState, authorization: str | None) -> tuple[View
     if user is None:
         return None, "Invalid access token: the user no longer exists or is deactivated"
     return Viewer(user.id, user.organization_id, user.role, user.email, user.name), None
+
+
+async def relay(state: AppState, session: AsyncSession) -> None:
+    """Relay the events `session` recorded in the transaction that just committed (and start their consequences)."""
+    await events.relay(state.broadcast, state.sessionmaker, events.take_recorded(session), state.consequences)
+
+
+@dataclass
+class SystemContext:
+    """Background code's Context: a provider webhook or an actor acting for `organization_id` (every query scoped
+    to it), or for no organization (a system session, across organizations: only to find ids to act on).
+    Events are recorded with no actor and relayed after commit, exactly as a request's."""
+
+    state: AppState
+    organization_id: uuid.UUID | None = None
+
+    def for_organization(self, organization_id: uuid.UUID) -> SystemContext:
+        return SystemContext(self.state, organization_id)
+
+    def session(self) -> AsyncSession:
+        """A new session (the caller closes it; `async with ctx.session() as session`)."""
+        if self.organization_id is None:
+            return system_session(self.state.sessionmaker)
+        return tenant_session(self.state.sessionmaker, self.organization_id)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction in a new session; rolled back if the block raises, its events relayed after commit."""
+        async with self.session() as session:
+            try:
+                async with session.begin():
+                    yield session
+            except BaseException:
+                events.take_recorded(session)
+                raise
+            await relay(self.state, session)
+
+    def record(self, session: AsyncSession, event: DomainEvent, organization_id: uuid.UUID | None = None) -> None:
+        """Append an event (by no user) to the outbox, in `session`'s transaction."""
+        organization = organization_id or self.organization_id
+        assert organization is not None, "an event belongs to an organization"
+        events.record(session, event, organization_id=organization, actor_id=None)
+
+    @property
+    def settings(self) -> Settings:
+        return self.state.settings
+
+    @property
+    def box(self) -> SecretBox:
+        return self.state.box

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from banxway.broadcast import Broadcast
 from banxway.db.models import Event as EventRow
+from banxway.db.models import Message
 from banxway.db.session import system_session
 from banxway.logs import get_logger
 
@@ -66,6 +68,22 @@ class ThreadRead(ThreadEvent):
 class MessageAdded(ThreadEvent):
     type = "MESSAGE_ADDED"
     message_id: uuid.UUID
+    # what the consequences need to know without reading the row (absent from events of the first releases)
+    channel: str | None = None
+    direction: str | None = None
+    status: str | None = None
+    media: int = 0  # media items waiting to be downloaded
+
+    @classmethod
+    def of(cls, message: Message, *, media: int = 0) -> MessageAdded:
+        return cls(
+            thread_id=message.thread_id,
+            message_id=message.id,
+            channel=message.channel.name,
+            direction=message.direction.name,
+            status=message.status.name,
+            media=media,
+        )
 
 
 class MessageStatusChanged(ThreadEvent):
@@ -254,11 +272,21 @@ async def lock_delivery_order(session: AsyncSession, organization_id: uuid.UUID,
     )
 
 
+# Called with the events being dispatched, before their transaction commits (banxway.tasks.consequences enqueues
+# the background work they call for); if it raises, the dispatch rolls back and the sweeper tries again.
+Consequences = Callable[[Sequence[EventRow]], Awaitable[None]]
+
+
 async def _dispatch(
-    broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], organization_id: uuid.UUID, ids: list[int]
+    broadcast: Broadcast,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    organization_id: uuid.UUID,
+    ids: list[int],
+    consequences: Consequences | None = None,
 ) -> int:
-    """Give the undispatched events among `ids` their `seq`, publish them in that order, mark them dispatched.
-    If publishing fails the transaction rolls back and the sweeper tries again (subscribers dedupe by id)."""
+    """Give the undispatched events among `ids` their `seq`, publish them in that order, start their consequences,
+    mark them dispatched. If publishing or enqueueing fails the transaction rolls back and the sweeper tries again
+    (subscribers dedupe by id; actors are idempotent)."""
     async with system_session(sessionmaker) as session, session.begin():
         await lock_delivery_order(session, organization_id)
         rows = list(
@@ -281,23 +309,34 @@ async def _dispatch(
         await session.flush()
         for row in rows:
             await broadcast.publish(channel(organization_id), envelope(row))
+        if consequences is not None:
+            await consequences(rows)
     return len(rows)
 
 
-async def relay(broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], rows: list[EventRow]) -> None:
+async def relay(
+    broadcast: Broadcast,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    rows: list[EventRow],
+    consequences: Consequences | None = None,
+) -> None:
     """Publish events just committed; on failure they stay undispatched and the sweeper retries."""
     by_organization: dict[uuid.UUID, list[int]] = {}
     for row in rows:
         by_organization.setdefault(row.organization_id, []).append(row.id)
     for organization_id, ids in by_organization.items():
         try:
-            await _dispatch(broadcast, sessionmaker, organization_id, ids)
+            await _dispatch(broadcast, sessionmaker, organization_id, ids, consequences)
         except Exception as exc:  # Redis or the database is down
             log.warning("event relay failed; the sweeper will retry", error=str(exc), events=len(ids))
 
 
 async def sweep(
-    broadcast: Broadcast, sessionmaker: async_sessionmaker[AsyncSession], *, older_than: float = 1.0
+    broadcast: Broadcast,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    older_than: float = 1.0,
+    consequences: Consequences | None = None,
 ) -> int:
     """Publish events committed more than `older_than` seconds ago and still undispatched (a crash or a
     Redis outage between commit and publish). Several processes may sweep at once: `_dispatch` locks."""
@@ -318,7 +357,7 @@ async def sweep(
         by_organization.setdefault(organization_id, []).append(event_id)
     sent = 0
     for organization_id, ids in by_organization.items():
-        sent += await _dispatch(broadcast, sessionmaker, organization_id, ids)
+        sent += await _dispatch(broadcast, sessionmaker, organization_id, ids, consequences)
     return sent
 
 

@@ -11,7 +11,7 @@ creates an organization and, through the `emailAccountCreate` mutation, an email
 
 1. APPENDs N realistic mails over one IMAP connection (200 customers, freight subjects, a third of them
    replies with In-Reply-To/References to an earlier mail, a tenth with a small PDF): appends/s.
-2. The raw floor: `transport.fetch_since` over the whole mailbox (every page, bytes only): mails/s.
+2. The raw floor: `imap.fetch_since` over the whole mailbox (every page, bytes only): mails/s.
 3. Banxway: `poll_account` importing the whole backlog (parse, contacts, threads, messages, events): mails/s,
    the ratio to the floor, SQL statements per mail, the rate of its first and last pages, and the threads,
    contacts and attachments it created against what the generated mails call for.
@@ -56,16 +56,18 @@ sys.path.insert(0, str(ROOT))
 
 from banxway import events  # noqa: E402
 from banxway.app import build_state, create_app, run_event_maintenance  # noqa: E402
-from banxway.channels.email import transport  # noqa: E402
-from banxway.channels.email.idle import IDLE_SECONDS, REFRESH_SECONDS, watch_mailboxes  # noqa: E402
-from banxway.channels.email.ingest import imap_config, poll_account  # noqa: E402
 from banxway.db.models import Attachment, Contact, EmailAccount, EmailQuarantine, Message, Thread  # noqa: E402
 from banxway.db.session import system_session  # noqa: E402
+from banxway.integrations.email import imap  # noqa: E402
 from banxway.logs import configure_logging  # noqa: E402
+from banxway.resolvers.email_ingest import poll_account  # noqa: E402
+from banxway.resolvers.mailboxes import imap_config  # noqa: E402
 from banxway.resolvers.users import organization_create  # noqa: E402
 from banxway.secrets import SecretBox  # noqa: E402
 from banxway.settings import Settings  # noqa: E402
+from banxway.tasks.idle import IDLE_SECONDS, REFRESH_SECONDS, watch_mailboxes  # noqa: E402
 from bench.services import database_and_redis  # noqa: E402
+from tests.inbox_helpers import system_context  # noqa: E402
 from tests.mailservers import DovecotServer, find_dovecot, make_certs, run_dovecot  # noqa: E402
 
 console = Console(soft_wrap=True)
@@ -433,7 +435,7 @@ async def _measure(
 
     def fetch_all() -> tuple[int, int, int]:
         mails = pages = size = 0
-        for page in transport.fetch_since(
+        for page in imap.fetch_since(
             config,
             uidvalidity=None,
             last_uid=0,
@@ -465,7 +467,7 @@ async def _measure(
     notes.print("poll_account over the backlog…")
     event.listen(state.engine.sync_engine, "before_cursor_execute", count_statement)
     started = time.perf_counter()
-    polled = await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    polled = await poll_account(system_context(state, settings), account_id)
     poll_seconds = time.perf_counter() - started
     event.remove(state.engine.sync_engine, "before_cursor_execute", count_statement)
     stored = await counts(state, organization_id)
@@ -523,7 +525,7 @@ async def _idle_delay(
     async def on_mail(changed: uuid.UUID) -> None:
         started = time.perf_counter()
         try:
-            await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, changed)
+            await poll_account(system_context(state, settings), changed)
         except asyncio.CancelledError:
             tally["polls_cancelled"] += measuring
             raise
@@ -534,7 +536,7 @@ async def _idle_delay(
             polls.append(time.perf_counter() - started)
 
     # Count the IDLE waits idle.py starts, and those it abandons (cancelled: the thread IDLEs on regardless).
-    original_wait = transport.await_for_mail
+    original_wait = imap.await_for_mail
 
     async def counted_wait(*args: Any, **kwargs: Any) -> bool:
         tally["idle_waits"] += 1
@@ -575,22 +577,22 @@ async def _idle_delay(
     logins_before = _logins(dovecot)
     notes.print(f"IDLE: {args.idle_mails} mails, one at a time, {args.idle_gap:g} s apart…")
     async with state.broadcast.subscribe(events.channel(organization_id)) as subscriber:
-        transport.await_for_mail = counted_wait  # type: ignore[assignment]
+        imap.await_for_mail = counted_wait  # type: ignore[assignment]
         consumer = asyncio.create_task(consume(subscriber))
         # as `banxway serve` runs them: the watcher, and the sweeper that publishes what a cancelled relay left
         maintenance = asyncio.create_task(run_event_maintenance(state))
-        watcher = asyncio.create_task(watch_mailboxes(state.sessionmaker, settings, state.secret_key, on_mail))
+        watcher = asyncio.create_task(watch_mailboxes(system_context(state, settings), on_mail))
         phase_started = time.perf_counter()
         try:
             await asyncio.sleep(args.idle_settle)  # the watcher logs in and starts IDLE
-            with dovecot.client() as imap:  # one connection for the APPENDs, kept open
+            with dovecot.client() as client:  # one connection for the APPENDs, kept open
                 for index in range(args.idle_mails):
                     raw = factory.make(reply_share=0.0, attach_share=0.0, tag=f" (idle {index + 1})")
                     key = factory.sent[-1][0].strip("<>")
                     waiting[key] = done = asyncio.Event()
 
                     def append(raw: bytes = raw) -> float:
-                        imap.append("INBOX", raw)
+                        client.append("INBOX", raw)
                         return time.perf_counter()
 
                     appended[key] = await loop.run_in_executor(appender, append)
@@ -610,7 +612,7 @@ async def _idle_delay(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            transport.await_for_mail = original_wait  # type: ignore[assignment]
+            imap.await_for_mail = original_wait  # type: ignore[assignment]
     stored = await counts(state, organization_id)
     logins = _logins(dovecot) - logins_before
     delays = [arrived[key] - appended[key] for key in appended if key in arrived]

@@ -58,7 +58,7 @@ from banxway.db.session import system_session  # noqa: E402
 from banxway.enums import Direction, MessageStatus  # noqa: E402
 from banxway.logs import configure_logging  # noqa: E402
 from banxway.resolvers.users import organization_create  # noqa: E402
-from banxway.schema.types import to_global_id  # noqa: E402
+from banxway.schema.ids import to_global_id  # noqa: E402
 from banxway.settings import Settings  # noqa: E402
 from bench.services import database_and_redis  # noqa: E402
 from tests.live_helpers import local_uuid, serve_env  # noqa: E402

@@ -31,12 +31,12 @@ import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
 from banxway.app import build_state, create_app
-from banxway.context import AppState
 from banxway.db.migrate import upgrade
 from banxway.db.session import create_engine, system_session
 from banxway.embedded import EmbeddedPostgres, EmbeddedRedis
 from banxway.resolvers.users import create_user, organization_create
 from banxway.settings import Settings
+from banxway.state import AppState
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 PASSWORD = "correct-horse-battery"
@@ -260,9 +260,10 @@ async def worker(settings: Settings, state: AppState) -> AsyncIterator[Any]:
     import dramatiq
     from dramatiq import Worker
 
-    from banxway.tasks.runtime import init_runtime
+    from banxway.tasks.broker import set_state
+    from banxway.tasks.consequences import new_worker_state
 
-    init_runtime(settings)
+    set_state(new_worker_state(settings))
     running = Worker(dramatiq.get_broker(), worker_threads=1, worker_timeout=100)
     running.start()
     yield running

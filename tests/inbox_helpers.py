@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from banxway.context import SystemContext
+from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Api, Org
 
 CUSTOMER_CREATE = """
@@ -96,7 +100,7 @@ async def open_whatsapp_window(inbox: Inbox, phone: str) -> None:
     would: free-form WhatsApp messages to that number are allowed for 24 hours."""
     from banxway.db.models import Channel
     from banxway.db.session import tenant_session
-    from banxway.resolvers.messages import message_receive
+    from banxway.resolvers.inbound import message_receive
     from banxway.resolvers.threads import new_thread
 
     state = inbox.api.state
@@ -105,3 +109,8 @@ async def open_whatsapp_window(inbox: Inbox, phone: str) -> None:
         await message_receive(
             session, inbox.org.id, thread_id=thread.id, channel=Channel.WHATSAPP, body="Hi", sender=phone
         )
+
+
+def system_context(state: AppState, settings: Settings | None = None) -> SystemContext:
+    """What an actor or a webhook acts through, on the test's state (with other settings when given)."""
+    return SystemContext(state if settings is None else dataclasses.replace(state, settings=settings))

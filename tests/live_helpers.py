@@ -33,8 +33,8 @@ from websockets.exceptions import ConnectionClosed
 
 from banxway import events
 from banxway.app import create_app
-from banxway.context import AppState
 from banxway.settings import Settings, environment_variables
+from banxway.state import AppState
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"

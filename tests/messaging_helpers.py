@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import orjson
 
-from banxway.channels.delivery import deliver
-from banxway.context import AppState
 from banxway.enums import MessageStatus
+from banxway.resolvers.delivery import deliver
 from banxway.settings import Settings
-from tests.inbox_helpers import Inbox
+from banxway.state import AppState
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
 from tests.providers import StandIn, twilio_signature
 
@@ -118,7 +118,7 @@ async def send(inbox: Inbox, thread_id: str, channel: str, body: str = "", **fie
 
 
 async def deliver_now(state: AppState, settings: Settings, message_id: str) -> MessageStatus | None:
-    return await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(message_id))
+    return await deliver(system_context(state, settings), local_uuid(message_id))
 
 
 async def message(inbox: Inbox, message_id: str) -> dict:
@@ -128,6 +128,6 @@ async def message(inbox: Inbox, message_id: str) -> dict:
 
 
 def message_global_id(message_id: uuid.UUID) -> str:
-    from banxway.schema.types import to_global_id
+    from banxway.schema.ids import to_global_id
 
     return to_global_id("Message", message_id)

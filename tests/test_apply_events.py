@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from banxway import events
-from banxway.context import AppState
 from banxway.db.models import Message
 from banxway.db.session import tenant_session
 from banxway.enums import MessageStatus
 from banxway.events import EVENT_TYPES, MessageStatusChanged, MessageUpdated
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.apply_events_helpers import (
     INBOX_EVENTS,
     STATE,

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from banxway.context import AppState
 from banxway.db.models import EmailAccount, Message, Thread
 from banxway.db.session import system_session
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Api, Org
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
 from tests.mailservers import DovecotServer, MailCerts, SmtpServer
 
@@ -476,7 +476,7 @@ def _global_id(value: uuid.UUID, type_name: str = "EmailAccount") -> str:
 async def test_delete_keeps_the_messages(
     inbox: Inbox, state: AppState, settings: Settings, dovecot: DovecotServer, smtp_server: SmtpServer
 ) -> None:
-    from banxway.channels.email.ingest import poll_account
+    from banxway.resolvers.email_ingest import poll_account
 
     # given an account that has imported one mail
     account = await create_ok(inbox, account_input(dovecot, smtp_server))
@@ -485,8 +485,7 @@ async def test_delete_keeps_the_messages(
         b"From: Priya <priya@oceanic.test>\r\nTo: ops@acme.test\r\nSubject: Booking 7781\r\n"
         b"Message-ID: <bkg-7781@oceanic.test>\r\n\r\nPlease confirm the booking.\r\n",
     )
-    result = await poll_account(
-        state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(account["id"])
+    result = await poll_account(system_context(state, settings), local_uuid(account["id"])
     )
     assert result.imported == 1
     # when the account is deleted

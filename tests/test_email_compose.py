@@ -13,7 +13,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from banxway.channels.email.compose import (
+from banxway.integrations.email.compose import (
     REFERENCE_TOKEN,
     Outbound,
     OutboundAttachment,

@@ -1,4 +1,4 @@
-"""Email delivery (`banxway.channels.delivery.deliver`) to a real SMTP server (aiosmtpd): QUEUED → SENDING → SENT, FAILED on a
+"""Email delivery (`banxway.resolvers.delivery.deliver`) to a real SMTP server (aiosmtpd): QUEUED → SENDING → SENT, FAILED on a
 permanent refusal, back to QUEUED on a transient one, at most once, threading headers and status events."""
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from banxway.channels import delivery
-from banxway.channels.delivery import RetryLater
-from banxway.channels.email.ingest import PollResult, poll_account
-from banxway.context import AppState
 from banxway.db.models import Event, Message
 from banxway.db.session import system_session
 from banxway.enums import MessageStatus
+from banxway.resolvers import delivery
+from banxway.resolvers.email_ingest import PollResult, poll_account
+from banxway.resolvers.sending import RetryLater
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Org
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
 from tests.mailservers import DovecotServer, ReceivedMail, SmtpServer
 
@@ -86,8 +86,7 @@ async def send(inbox: Inbox, thread_id: str, body: str = "Our quote: USD 2,150."
 
 
 async def deliver(state: AppState, settings: Settings, message_id: str) -> MessageStatus | None:
-    return await delivery.deliver(
-        state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(message_id)
+    return await delivery.deliver(system_context(state, settings), local_uuid(message_id)
     )
 
 
@@ -131,7 +130,7 @@ def inbound(
 
 
 async def poll(state: AppState, settings: Settings, account_id: str) -> PollResult:
-    return await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(account_id))
+    return await poll_account(system_context(state, settings), local_uuid(account_id))
 
 
 # -- sending ----------------------------------------------------------------------------------------------------
@@ -452,4 +451,4 @@ async def test_without_an_account_the_message_fails_with_a_clear_error(
 
 
 async def test_delivering_an_unknown_message_does_nothing(state: AppState, settings: Settings) -> None:
-    assert await delivery.deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, uuid.uuid4()) is None
+    assert await delivery.deliver(system_context(state, settings), uuid.uuid4()) is None

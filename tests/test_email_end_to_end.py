@@ -17,16 +17,16 @@ from dramatiq import Worker
 from sqlalchemy import update
 
 from banxway import events
-from banxway.channels.delivery import deliver
-from banxway.channels.email.idle import watch_mailboxes
-from banxway.channels.email.ingest import poll_account
-from banxway.context import AppState
 from banxway.db.models import Message
 from banxway.db.session import system_session
 from banxway.enums import MessageStatus
+from banxway.resolvers.delivery import deliver
+from banxway.resolvers.email_ingest import poll_account
 from banxway.settings import Settings
+from banxway.state import AppState
+from banxway.tasks.idle import watch_mailboxes
 from tests.conftest import Api, Org
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid, serve_env, worker_process
 
 ACCOUNT_CREATE = """
@@ -101,7 +101,7 @@ async def test_mail_in_a_thread_and_a_threaded_reply_out(
     account_id = local_uuid(await _account(api, inbox.token, dovecot, smtp_server))
     dovecot.append(None, CUSTOMER_MAIL)
     # when the mailbox is polled
-    result = await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    result = await poll_account(system_context(state, settings), account_id)
     # then a thread holds the message, from a new contact, with its attachment stored
     assert (result.imported, result.quarantined) == (1, 0)
     [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
@@ -147,7 +147,7 @@ async def test_mail_in_a_thread_and_a_threaded_reply_out(
         f"Message-ID: <answer-1@customer.test>\r\nIn-Reply-To: {mail['Message-ID']}\r\n\r\nBooked, thanks!\r\n"
     ).encode()
     dovecot.append(None, answer)
-    await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    await poll_account(system_context(state, settings), account_id)
     [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
     bodies = [e["node"]["body"].strip() for e in edge["node"]["messages"]["edges"]]
     assert bodies[-1] == "Booked, thanks!"
@@ -159,12 +159,12 @@ async def test_new_mail_reaches_a_subscriber_within_two_seconds_with_idle(
 ) -> None:
     # given an account watched with IMAP IDLE, and a subscriber to the organization's events
     account_id = local_uuid(await _account(api, inbox.token, dovecot, smtp_server))
-    await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    await poll_account(system_context(state, settings), account_id)
 
     async def on_mail(changed: uuid.UUID) -> None:
-        await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, changed)
+        await poll_account(system_context(state, settings), changed)
 
-    watcher = asyncio.create_task(watch_mailboxes(state.sessionmaker, settings, state.secret_key, on_mail))
+    watcher = asyncio.create_task(watch_mailboxes(system_context(state, settings), on_mail))
     try:
         async with state.broadcast.subscribe(events.channel(org.id)) as subscriber:
             await asyncio.sleep(1.0)  # the watcher is idling
@@ -198,7 +198,7 @@ async def test_an_uploaded_file_goes_out_attached_to_the_reply(
     # given an ingested thread and a file uploaded by the agent
     account_id = local_uuid(await _account(api, inbox.token, dovecot, smtp_server))
     dovecot.append(None, CUSTOMER_MAIL)
-    await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    await poll_account(system_context(state, settings), account_id)
     [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
     draft = b"%PDF-1.4 draft bill of lading MSCU1234565"
     auth = {"authorization": f"Bearer {inbox.token}", "content-type": "application/pdf"}
@@ -260,7 +260,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
     # given a `banxway worker` process, and an SMTP server that takes its time over DATA
     account_id = local_uuid(await _account(api, inbox.token, dovecot, smtp_server))
     dovecot.append(None, CUSTOMER_MAIL)
-    await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    await poll_account(system_context(state, settings), account_id)
     [edge] = (await api.gql(THREADS, token=inbox.token))["data"]["threads"]["edges"]
     smtp_server.slow(3.0)
     log = (tmp_path / "worker.log").open("wb")
@@ -290,7 +290,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
     await asyncio.sleep(3.5)  # whatever the server was doing with that connection is over
     delivered_before = len(smtp_server.messages)
     # then the job delivered again sends nothing while the outcome is unknown,
-    assert await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
+    assert await deliver(system_context(state, settings), message_id) == (
         MessageStatus.SENDING
     )
     # and once it is stuck long enough it is failed, not resent
@@ -300,7 +300,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
             .where(Message.id == message_id)
             .values(updated_at=Message.updated_at - timedelta(minutes=20))
         )
-    assert await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
+    assert await deliver(system_context(state, settings), message_id) == (
         MessageStatus.FAILED
     )
     assert len(smtp_server.messages) == delivered_before <= 1

@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from banxway.channels.delivery import deliver
-from banxway.channels.email import ingest
-from banxway.channels.email.ingest import PollResult, poll_account
-from banxway.context import AppState
 from banxway.db.models import Contact, ContactIdentity, EmailAccount, EmailQuarantine, Message, Thread
 from banxway.db.session import system_session, tenant_session
 from banxway.enums import MessageStatus
+from banxway.resolvers import email_ingest as ingest
+from banxway.resolvers.delivery import deliver
+from banxway.resolvers.email_ingest import PollResult, poll_account
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Api, Org
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import INBOX_EVENTS, GraphQLSocket, local_uuid, uvicorn_server, wait_subscribed
 from tests.mailservers import DovecotServer, SmtpServer
 
@@ -142,7 +142,7 @@ async def make_account(
 
 
 async def poll(state: AppState, settings: Settings, account_id: uuid.UUID) -> PollResult:
-    return await poll_account(state.sessionmaker, state.broadcast, settings, state.secret_key, account_id)
+    return await poll_account(system_context(state, settings), account_id)
 
 
 def counts(result: PollResult) -> tuple[int, int, int, int]:
@@ -266,8 +266,7 @@ async def test_a_reply_to_a_mail_we_sent_joins_its_thread_by_in_reply_to(
     contact = await inbox.contact("Priya Shah", identities=[{"channel": "EMAIL", "address": "priya.shah@oceanic.test"}])
     thread = await inbox.thread("Quote 2x40HC", contactId=contact["id"])
     sent = await inbox.ok(MESSAGE_SEND, {"threadId": thread["id"], "body": "Our quote: USD 2,150."}, "messageSend")
-    status = await deliver(
-        state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(sent["message"]["id"])
+    status = await deliver(system_context(state, settings), local_uuid(sent["message"]["id"])
     )
     assert status == MessageStatus.SENT
     [received] = smtp_server.messages

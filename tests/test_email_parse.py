@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from banxway.channels.email.parse import (
+from banxway.integrations.email.parse import (
     MalformedEmail,
     ParsedAttachment,
     ParsedEmail,

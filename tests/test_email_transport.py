@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from banxway.channels.email import transport
-from banxway.channels.email.transport import (
-    ImapConfig,
-    ImapError,
-    PermanentSendError,
-    Security,
-    SmtpConfig,
-    TransientSendError,
-)
+from banxway.integrations.email import imap, smtp
+from banxway.integrations.email.connection import Security
+from banxway.integrations.email.imap import ImapConfig, ImapError
+from banxway.integrations.email.smtp import PermanentSendError, SmtpConfig, TransientSendError
 from tests import mailservers
 from tests.mailservers import DovecotServer, SmtpServer, free_ports
 
@@ -63,10 +58,10 @@ def message(number: int, body: bytes = b"Hello.\r\n") -> bytes:
     ).encode() + body
 
 
-def fetch_all(config: ImapConfig, **kwargs: object) -> list[transport.MailboxPage]:
+def fetch_all(config: ImapConfig, **kwargs: object) -> list[imap.MailboxPage]:
     kwargs.setdefault("uidvalidity", None)
     kwargs.setdefault("last_uid", 0)
-    return list(transport.fetch_since(config, **kwargs))  # type: ignore[arg-type]
+    return list(imap.fetch_since(config, **kwargs))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- the fixture
@@ -109,7 +104,7 @@ def test_dovecot_fixture_starts_fast_and_leaves_no_process(mail_certs: mailserve
     started = time.monotonic()
     with mailservers.run_dovecot(mail_certs) as server:
         startup = time.monotonic() - started
-        assert transport.test_imap(imap_config(server))[-1].ok
+        assert imap.test_imap(imap_config(server))[-1].ok
         # Dovecot's processes name themselves after instance_name; the master's command line names the config.
         needles = (f"banxway-test-{server.port}/", str(server.root))
         assert len(_processes_mentioning(*needles)) >= 3
@@ -130,7 +125,7 @@ def test_imap_reports_every_step_ok(dovecot: DovecotServer, security: Security) 
     config = imap_config(dovecot, security)
 
     # When the connection is tested
-    steps = transport.test_imap(config)
+    steps = imap.test_imap(config)
 
     # Then every step passed, with the server's own words
     expected = ["connect", "login", "select"] if security is Security.NONE else ["connect", "tls", "login", "select"]
@@ -148,7 +143,7 @@ def test_imap_bad_password_fails_at_login_with_dovecots_words(dovecot: DovecotSe
     config = imap_config(dovecot, Security.STARTTLS, password="wrong")
 
     # When the connection is tested
-    steps = transport.test_imap(config)
+    steps = imap.test_imap(config)
 
     # Then connect and TLS passed, the login failed with Dovecot's reply, and nothing ran after it
     assert [(step.step, step.ok) for step in steps] == [("connect", True), ("tls", True), ("login", False)]
@@ -162,7 +157,7 @@ def test_imap_missing_folder_fails_at_select(dovecot: DovecotServer) -> None:
     config = imap_config(dovecot, folder="Shipments/Nope")
 
     # When the connection is tested
-    steps = transport.test_imap(config)
+    steps = imap.test_imap(config)
 
     # Then the select step fails with the server's words
     assert [(step.step, step.ok) for step in steps] == [("connect", True), ("login", True), ("select", False)]
@@ -175,7 +170,7 @@ def test_imap_unreachable_port_fails_at_connect() -> None:
     config = ImapConfig(host="127.0.0.1", port=port, security=Security.TLS, username="a", password="b", timeout=5)
 
     # When the connection is tested
-    steps = transport.test_imap(config)
+    steps = imap.test_imap(config)
 
     # Then only the connect step ran, and it failed
     assert [(step.step, step.ok) for step in steps] == [("connect", False)]
@@ -187,7 +182,7 @@ def test_imap_untrusted_certificate_fails_at_tls(dovecot: DovecotServer) -> None
     config = imap_config(dovecot, Security.TLS, ca_file=None)
 
     # When the connection is tested
-    steps = transport.test_imap(config)
+    steps = imap.test_imap(config)
 
     # Then the TCP connection worked and the certificate was refused
     assert [(step.step, step.ok) for step in steps] == [("connect", True), ("tls", False)]
@@ -199,7 +194,7 @@ def test_imap_plain_client_on_the_tls_port_fails_cleanly(dovecot: DovecotServer)
     config = imap_config(dovecot, Security.NONE, port=dovecot.tls_port, timeout=0.5)
 
     # When the connection is tested
-    steps = transport.test_imap(config)
+    steps = imap.test_imap(config)
 
     # Then the connect step fails (no greeting in plain text) and nothing raised
     assert steps[0].step == "connect"
@@ -215,7 +210,7 @@ def test_smtp_reports_every_step_ok(smtp_server: SmtpServer, security: Security)
     config = smtp_config(smtp_server, security)
 
     # When the connection is tested
-    steps = transport.test_smtp(config)
+    steps = smtp.test_smtp(config)
 
     # Then every step passed, with the server's words
     expected = {
@@ -235,7 +230,7 @@ def test_smtp_bad_password_fails_at_auth(smtp_server: SmtpServer) -> None:
     config = smtp_config(smtp_server, Security.STARTTLS, password="wrong")
 
     # When the connection is tested
-    steps = transport.test_smtp(config)
+    steps = smtp.test_smtp(config)
 
     # Then the auth step fails with the server's reply
     assert [(step.step, step.ok) for step in steps] == [
@@ -252,7 +247,7 @@ def test_smtp_without_username_skips_auth(smtp_server: SmtpServer) -> None:
     config = smtp_config(smtp_server, username=None, password=None)
 
     # When the connection is tested
-    steps = transport.test_smtp(config)
+    steps = smtp.test_smtp(config)
 
     # Then there is no auth step
     assert [(step.step, step.ok) for step in steps] == [("connect", True), ("ehlo", True)]
@@ -264,7 +259,7 @@ def test_smtp_unreachable_port_fails_at_connect() -> None:
     config = SmtpConfig(host="127.0.0.1", port=port, security=Security.NONE, username=None, password=None, timeout=5)
 
     # When the connection is tested
-    steps = transport.test_smtp(config)
+    steps = smtp.test_smtp(config)
 
     # Then the connect step failed
     assert [(step.step, step.ok) for step in steps] == [("connect", False)]
@@ -429,7 +424,7 @@ def test_wait_for_mail_returns_true_when_another_connection_appends(dovecot: Dov
     config = imap_config(dovecot, Security.STARTTLS)
     result: list[bool] = []
     started = time.monotonic()
-    waiter = threading.Thread(target=lambda: result.append(transport.wait_for_mail(config, timeout=10)))
+    waiter = threading.Thread(target=lambda: result.append(imap.wait_for_mail(config, timeout=10)))
     waiter.start()
     time.sleep(0.3)
 
@@ -449,7 +444,7 @@ def test_wait_for_mail_returns_false_after_the_timeout(dovecot: DovecotServer) -
 
     # When waiting half a second
     started = time.monotonic()
-    result = transport.wait_for_mail(config, timeout=0.5)
+    result = imap.wait_for_mail(config, timeout=0.5)
 
     # Then it returns False after about that long
     elapsed = time.monotonic() - started
@@ -465,14 +460,14 @@ def test_wait_for_mail_returns_at_once_for_mail_newer_than_last_uid(dovecot: Dov
 
     # When waiting with the caller's position, then it answers True at once (no IDLE)
     started = time.monotonic()
-    assert transport.wait_for_mail(config, timeout=5, uidvalidity=uidvalidity, last_uid=uid - 1) is True
+    assert imap.wait_for_mail(config, timeout=5, uidvalidity=uidvalidity, last_uid=uid - 1) is True
     assert time.monotonic() - started < 1
 
     # And with the caller up to date, it waits for the timeout
-    assert transport.wait_for_mail(config, timeout=0.3, uidvalidity=uidvalidity, last_uid=uid) is False
+    assert imap.wait_for_mail(config, timeout=0.3, uidvalidity=uidvalidity, last_uid=uid) is False
 
     # And a changed UIDVALIDITY also answers True at once
-    assert transport.wait_for_mail(config, timeout=5, uidvalidity=uidvalidity - 1, last_uid=uid) is True
+    assert imap.wait_for_mail(config, timeout=5, uidvalidity=uidvalidity - 1, last_uid=uid) is True
 
 
 def test_wait_for_mail_raises_a_transient_error_when_the_server_goes_away(dovecot: DovecotServer) -> None:
@@ -482,7 +477,7 @@ def test_wait_for_mail_raises_a_transient_error_when_the_server_goes_away(doveco
 
     def wait() -> None:
         try:
-            outcome.append(transport.wait_for_mail(config, timeout=10))
+            outcome.append(imap.wait_for_mail(config, timeout=10))
         except BaseException as error:
             outcome.append(error)
 
@@ -512,7 +507,7 @@ def test_send_mail_delivers_the_exact_bytes_and_envelope(smtp_server: SmtpServer
     raw = message(7, ".leading dot\r\nCaf\xc3\xa9 \xe2\x82\xac\r\n".encode("latin-1"))
 
     # When it is sent to two recipients
-    reply = transport.send_mail(
+    reply = smtp.send_mail(
         smtp_config(smtp_server, security),
         sender="ops@banxway.test",
         recipients=["a@example.com", "b@example.com"],
@@ -536,7 +531,7 @@ def test_send_mail_550_is_permanent(smtp_server: SmtpServer) -> None:
 
     # When sending, then a PermanentSendError carries the code and the server's words
     with pytest.raises(PermanentSendError) as caught:
-        transport.send_mail(
+        smtp.send_mail(
             smtp_config(smtp_server), sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1)
         )
     assert caught.value.code == 550
@@ -546,7 +541,7 @@ def test_send_mail_550_is_permanent(smtp_server: SmtpServer) -> None:
     assert smtp_server.messages == []
 
     # And the next message goes through again
-    transport.send_mail(
+    smtp.send_mail(
         smtp_config(smtp_server), sender="ops@banxway.test", recipients=["a@example.com"], raw=message(2)
     )
     assert len(smtp_server.messages) == 1
@@ -558,7 +553,7 @@ def test_send_mail_451_is_transient(smtp_server: SmtpServer) -> None:
 
     # When sending, then a TransientSendError carries the server's words
     with pytest.raises(TransientSendError) as caught:
-        transport.send_mail(
+        smtp.send_mail(
             smtp_config(smtp_server), sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1)
         )
     assert caught.value.code == 451
@@ -571,7 +566,7 @@ def test_send_mail_all_recipients_refused(smtp_server: SmtpServer) -> None:
 
     # When sending, then a PermanentSendError names the recipient and the reply
     with pytest.raises(PermanentSendError) as caught:
-        transport.send_mail(
+        smtp.send_mail(
             smtp_config(smtp_server), sender="ops@banxway.test", recipients=["gone@example.com"], raw=message(1)
         )
     assert caught.value.stage == "rcpt"
@@ -580,7 +575,7 @@ def test_send_mail_all_recipients_refused(smtp_server: SmtpServer) -> None:
     # And when one refusal is temporary, the whole failure is transient
     smtp_server.refuse_recipient("busy@example.com", "450 4.2.1 mailbox busy")
     with pytest.raises(TransientSendError):
-        transport.send_mail(
+        smtp.send_mail(
             smtp_config(smtp_server),
             sender="ops@banxway.test",
             recipients=["gone@example.com", "busy@example.com"],
@@ -593,7 +588,7 @@ def test_send_mail_partly_refused_recipients_still_deliver(smtp_server: SmtpServ
     smtp_server.refuse_recipient("gone@example.com")
 
     # When sending
-    delivery = transport.deliver_mail(
+    delivery = smtp.deliver_mail(
         smtp_config(smtp_server),
         sender="ops@banxway.test",
         recipients=["a@example.com", "gone@example.com"],
@@ -608,7 +603,7 @@ def test_send_mail_partly_refused_recipients_still_deliver(smtp_server: SmtpServ
 
 def test_send_mail_bad_password_is_permanent(smtp_server: SmtpServer) -> None:
     with pytest.raises(PermanentSendError) as caught:
-        transport.send_mail(
+        smtp.send_mail(
             smtp_config(smtp_server, password="wrong"),
             sender="ops@banxway.test",
             recipients=["a@example.com"],
@@ -623,7 +618,7 @@ def test_send_mail_refused_connection_is_transient() -> None:
     (port,) = free_ports(1)
     config = SmtpConfig(host="127.0.0.1", port=port, security=Security.NONE, username=None, password=None, timeout=5)
     with pytest.raises(TransientSendError) as caught:
-        transport.send_mail(config, sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1))
+        smtp.send_mail(config, sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1))
     assert caught.value.code is None
     assert "refused" in caught.value.reply.lower()
 
@@ -636,7 +631,7 @@ def test_send_mail_slow_server_beyond_timeout_is_transient(smtp_server: SmtpServ
     # When sending, then the timeout is a transient failure, raised after about the timeout
     started = time.monotonic()
     with pytest.raises(TransientSendError) as caught:
-        transport.send_mail(config, sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1))
+        smtp.send_mail(config, sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1))
     assert time.monotonic() - started < 2.5
     assert "timed out" in caught.value.reply
 
@@ -644,7 +639,7 @@ def test_send_mail_slow_server_beyond_timeout_is_transient(smtp_server: SmtpServ
 def test_send_mail_untrusted_certificate_is_permanent(smtp_server: SmtpServer) -> None:
     config = smtp_config(smtp_server, Security.TLS, ca_file=None)
     with pytest.raises(PermanentSendError) as caught:
-        transport.send_mail(config, sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1))
+        smtp.send_mail(config, sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1))
     assert caught.value.stage == "tls"
     assert "certificate" in caught.value.reply
     assert smtp_server.messages == []
@@ -672,11 +667,11 @@ async def test_async_wrappers(dovecot: DovecotServer, smtp_server: SmtpServer) -
     dovecot.append(None, message(1))
 
     # When the async wrappers run
-    imap_steps = await transport.atest_imap(imap_config(dovecot, Security.TLS))
-    smtp_steps = await transport.atest_smtp(smtp_config(smtp_server, Security.STARTTLS))
-    pages = await transport.afetch_all(imap_config(dovecot), uidvalidity=None, last_uid=0)
-    waited = await transport.await_for_mail(imap_config(dovecot), timeout=5, last_uid=0)
-    reply = await transport.asend_mail(
+    imap_steps = await imap.atest_imap(imap_config(dovecot, Security.TLS))
+    smtp_steps = await smtp.atest_smtp(smtp_config(smtp_server, Security.STARTTLS))
+    pages = await imap.afetch_all(imap_config(dovecot), uidvalidity=None, last_uid=0)
+    waited = await imap.await_for_mail(imap_config(dovecot), timeout=5, last_uid=0)
+    reply = await smtp.asend_mail(
         smtp_config(smtp_server), sender="ops@banxway.test", recipients=["a@example.com"], raw=message(2)
     )
 

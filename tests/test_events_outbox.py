@@ -18,7 +18,13 @@ from strawberry.utils.str_converters import to_camel_case
 from banxway.db.models import Contact, ContactMerge, Customer, Event, Message, Note, Shipment, ShipmentMilestone, Thread
 from banxway.db.session import system_session
 from banxway.events import EVENT_TYPES, parse
-from banxway.schema.inbox import InboxMutation
+from banxway.schema.actions import ActionMutation
+from banxway.schema.contacts import ContactMutation
+from banxway.schema.customers import CustomerMutation
+from banxway.schema.messages import MessageMutation
+from banxway.schema.notes import NoteMutation
+from banxway.schema.shipments import ShipmentMutation
+from banxway.schema.threads import ThreadMutation
 from tests.inbox_helpers import Inbox
 
 ME_ID = "{ me { id } }"
@@ -751,7 +757,10 @@ def test_every_registered_event_type_is_produced_by_a_mutation_checked_here() ->
 
 def test_every_inbox_mutation_has_a_case() -> None:
     # given: the mutations of the inbox schema (customers, contacts, shipments, threads, messages, …)
-    mutations = {to_camel_case(f.python_name) for f in InboxMutation.__strawberry_definition__.fields}
+    inbox = (CustomerMutation, ContactMutation, ShipmentMutation, ThreadMutation, MessageMutation, NoteMutation)
+    mutations = {
+        to_camel_case(f.python_name) for m in (*inbox, ActionMutation) for f in m.__strawberry_definition__.fields
+    }
     # then
     assert len(mutations) >= 18
     assert mutations - set(CASES) == set()

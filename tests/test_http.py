@@ -6,8 +6,8 @@ import re
 
 import httpx
 
-from banxway.context import AppState
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import PASSWORD, Api, Org, http_client
 
 ME = "{ me { email } }"

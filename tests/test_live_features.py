@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from banxway import presence
-from banxway.context import AppState
 from banxway.db.session import tenant_session
 from banxway.enums import Channel
-from banxway.resolvers.messages import message_receive
+from banxway.resolvers.inbound import message_receive
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Api, Org
 from tests.inbox_helpers import Inbox
 from tests.live_helpers import GraphQLSocket, local_uuid, uvicorn_server

@@ -17,8 +17,8 @@ import pytest
 
 from banxway import broadcast as broadcast_module
 from banxway.broadcast import Broadcast
-from banxway.context import AppState
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import SECRET, Api, Org
 from tests.live_helpers import (
     INBOX_EVENTS,

@@ -20,10 +20,10 @@ from starlette.testclient import TestClient
 from banxway import events
 from banxway.app import create_app
 from banxway.broadcast import Broadcast
-from banxway.context import AppState
 from banxway.db.session import system_session, tenant_session
 from banxway.embedded import EmbeddedRedis
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Api, Org
 from tests.test_subscriptions import INBOX_EVENTS, THREAD_CREATE, _gql, _next_event, _subscribe
 from tests.test_websocket import TRANSPORT_WS, _token

@@ -13,14 +13,14 @@ import httpx
 from dramatiq import Worker
 from sqlalchemy import select, update
 
-from banxway.channels.delivery import deliver
-from banxway.context import AppState
 from banxway.db.models import Message
 from banxway.db.session import system_session
 from banxway.enums import MessageStatus
+from banxway.resolvers.delivery import deliver
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Org
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import GraphQLSocket, local_uuid, serve_env, uvicorn_server, wait_subscribed, worker_process
 from tests.messaging_helpers import CUSTOMER_PHONE, WHATSAPP_NUMBER, configure_exotel, post_json, send, url_of
 from tests.providers import StandIn, exotel_whatsapp_dlr, exotel_whatsapp_incoming
@@ -105,7 +105,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
     message_id = local_uuid(reply["id"])
     await asyncio.sleep(3.5)
     # the redelivered job sends nothing while the outcome is unknown, and fails the message once it is stuck
-    assert await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
+    assert await deliver(system_context(state, settings), message_id) == (
         MessageStatus.SENDING
     )
     async with system_session(state.sessionmaker) as session, session.begin():
@@ -114,7 +114,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
             .where(Message.id == message_id)
             .values(updated_at=Message.updated_at - timedelta(minutes=20))
         )
-    assert await deliver(state.sessionmaker, state.broadcast, settings, state.secret_key, message_id) == (
+    assert await deliver(system_context(state, settings), message_id) == (
         MessageStatus.FAILED
     )
     assert len(provider.sent("exotel_whatsapp")) == 1

@@ -14,13 +14,13 @@ import dramatiq
 import pytest
 from sqlalchemy import func, select, text, update
 
-from banxway.channels.delivery import RetryLater
-from banxway.context import AppState
 from banxway.db.models import Integration, Message
 from banxway.db.session import system_session
 from banxway.enums import Direction, MessageStatus
+from banxway.resolvers.sending import RetryLater
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Api, Org
 from tests.inbox_helpers import Inbox
 from tests.live_helpers import local_uuid
@@ -519,15 +519,17 @@ async def test_concurrent_deliveries_send_once(
 async def test_the_actor_retries_after_the_providers_retry_after(
     inbox: Inbox, provider: StandIn, state: AppState, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from banxway.tasks import runtime as runtime_module
+    from banxway.tasks import broker as broker_module
     from banxway.tasks.actors import deliver_message
+    from banxway.tasks.consequences import new_worker_state
 
     await configure_exotel(inbox, provider)
     thread = await whatsapp_thread(inbox)
     message = await sent_ok(inbox, thread["id"], "SMS", "Your container is out.")
     provider.fail_next("exotel_sms", 429, headers={"Retry-After": "7"})
-    monkeypatch.setattr(runtime_module, "_runtime", None)  # restored afterwards
-    worker = runtime_module.init_runtime(settings)
+    monkeypatch.setattr(broker_module, "_state", None)  # restored afterwards
+    worker = new_worker_state(settings)
+    broker_module.set_state(worker)
     try:
         # the actor's own coroutine function (Actor.fn wraps it for the worker's event loop thread)
         with pytest.raises(dramatiq.Retry) as raised:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from banxway.context import AppState
 from banxway.db.models import Message
 from banxway.db.session import system_session
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.inbox_helpers import Inbox
 from tests.live_helpers import local_uuid
 from tests.messaging_helpers import (

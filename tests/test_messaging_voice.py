@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from banxway.channels.messaging.media import NO_TRANSCRIPT, transcribe
-from banxway.context import AppState
 from banxway.db.models import Message
 from banxway.db.session import system_session
+from banxway.resolvers.media import NO_TRANSCRIPT, transcribe
 from banxway.settings import Settings
-from tests.inbox_helpers import Inbox
+from banxway.state import AppState
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
 from tests.messaging_helpers import (
     CUSTOMER_PHONE,
@@ -113,7 +113,7 @@ async def test_a_completed_recorded_call_is_transcribed(
 
     provider.transcript = "Hello, the container is at the port."
     ai = settings.model_copy(update={"openai_api_key": "sk-test", "openai_base_url": f"{provider.base_url}/v1"})
-    text = await transcribe(state.sessionmaker, state.broadcast, ai, state.secret_key, local_uuid(call["id"]))
+    text = await transcribe(system_context(state, ai), local_uuid(call["id"]))
     assert text == "Hello, the container is at the port."
     [request] = provider.sent("transcription")
     assert request.fields["model"] == "whisper-1"
@@ -123,7 +123,7 @@ async def test_a_completed_recorded_call_is_transcribed(
     assert node["body"].endswith("Transcript:\nHello, the container is at the port.")
     assert "(2:31)" in node["body"]
     # transcribing again does not call the AI provider a second time
-    await transcribe(state.sessionmaker, state.broadcast, ai, state.secret_key, local_uuid(call["id"]))
+    await transcribe(system_context(state, ai), local_uuid(call["id"]))
     assert len(provider.sent("transcription")) == 1
 
 
@@ -139,7 +139,7 @@ async def test_without_an_ai_provider_the_call_says_no_transcript(
     assert (await post_form(inbox.api.http, hook, form)).status_code == 200
     assert settings.openai_api_key is None
     assert (
-        await transcribe(state.sessionmaker, state.broadcast, settings, state.secret_key, local_uuid(call["id"]))
+        await transcribe(system_context(state, settings), local_uuid(call["id"]))
         is None
     )
     node = await message(inbox, call["id"])
@@ -158,7 +158,7 @@ async def test_a_refused_transcription_is_recorded_not_retried_forever(
     form = exotel_call_status(call_sid=sid, status="completed", from_=AGENT, to=CUSTOMER_PHONE, recording_url=recording)
     assert (await post_form(inbox.api.http, hook, form)).status_code == 200
     wrong_key = settings.model_copy(update={"openai_api_key": "sk-wrong", "openai_base_url": f"{provider.base_url}/v1"})
-    await transcribe(state.sessionmaker, state.broadcast, wrong_key, state.secret_key, local_uuid(call["id"]))
+    await transcribe(system_context(state, wrong_key), local_uuid(call["id"]))
     node = await message(inbox, call["id"])
     assert "Incorrect API key" in node["call"]["transcriptError"]
 

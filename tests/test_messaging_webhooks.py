@@ -15,16 +15,16 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy import func, select, update
 
-from banxway.channels.delivery import set_status
-from banxway.channels.messaging.media import fetch_media
-from banxway.context import AppState
 from banxway.db.models import Attachment, Contact, ContactIdentity, Event, Integration, Message, PendingStatus, Thread
 from banxway.db.session import system_session
 from banxway.enums import MessageStatus
-from banxway.resolvers.messaging import apply_pending
+from banxway.resolvers.media import fetch_media
+from banxway.resolvers.receipts import apply_pending
+from banxway.resolvers.sending import set_status
 from banxway.settings import Settings
+from banxway.state import AppState
 from tests.conftest import Api, Org
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import GraphQLSocket, local_uuid, uvicorn_server, wait_subscribed
 from tests.messaging_helpers import (
     CUSTOMER_PHONE,
@@ -745,7 +745,7 @@ async def test_an_inbound_image_is_downloaded_into_an_attachment(
     ok(await post_json(inbox.api.http, url_of(configured, "/whatsapp"), payload))
     row = await stored(state, "img1")
     assert row is not None and row.body == "Damaged seal"
-    assert await fetch_media(state.sessionmaker, state.broadcast, settings, state.secret_key, row.id) == 1
+    assert await fetch_media(system_context(state, settings), row.id) == 1
     [download] = provider.sent("media")
     assert download.auth == ("exo-key", "exo-token")
     shown = await message(inbox, message_global_id(row.id))
@@ -755,7 +755,7 @@ async def test_an_inbound_image_is_downloaded_into_an_attachment(
     [item] = (await stored_headers(state, row.id))["media"]
     assert item["attachment_id"] and not item.get("error")
     # a second run downloads nothing again
-    assert await fetch_media(state.sessionmaker, state.broadcast, settings, state.secret_key, row.id) == 0
+    assert await fetch_media(system_context(state, settings), row.id) == 0
     assert len(provider.sent("media")) == 1
 
 
@@ -775,7 +775,7 @@ async def test_media_from_another_host_or_over_the_size_limit_is_not_downloaded(
         ok(await post_json(inbox.api.http, hook, payload))
         row = await stored(state, sid)
         assert row is not None
-        assert await fetch_media(state.sessionmaker, state.broadcast, config, state.secret_key, row.id) == 0
+        assert await fetch_media(system_context(state, config), row.id) == 0
         [item] = (await stored_headers(state, row.id))["media"]
         assert item.get("error") and not item.get("attachment_id"), item
         if sid == "far":

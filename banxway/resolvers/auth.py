@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from banxway.auth import (
     DUMMY_PASSWORD_HASH,
@@ -24,7 +24,7 @@ from banxway.errors import DomainError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from banxway.context import Context
+    from banxway.context import Context, SystemContext
 
 INVALID_CREDENTIALS_MESSAGE = "Email or password is incorrect."
 
@@ -181,11 +181,10 @@ async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
     )
 
 
-async def prune_refresh_tokens(session: AsyncSession) -> int:
-    """Delete tokens expired for more than a day; returns how many."""
-    from sqlalchemy import delete
-
-    result = await session.execute(
-        delete(RefreshToken).where(RefreshToken.expires_at < datetime.now(UTC) - timedelta(days=1))
-    )
+async def prune_refresh_tokens(ctx: SystemContext) -> int:
+    """Delete tokens (of every organization) expired for more than a day; returns how many."""
+    async with ctx.transaction() as session:
+        result = await session.execute(
+            delete(RefreshToken).where(RefreshToken.expires_at < datetime.now(UTC) - timedelta(days=1))
+        )
     return result.rowcount or 0

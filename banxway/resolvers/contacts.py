@@ -18,6 +18,7 @@ from banxway.errors import DomainError
 from banxway.events import ContactCreated, ContactMerged, ContactUnmerged, ContactUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import apply_changes, get_or_error
+from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
     from banxway.context import Context
@@ -244,3 +245,20 @@ def contacts_query(ctx: Context, search: str | None, customer_id: uuid.UUID | No
             )
         )
     return query
+
+
+async def contacts_page(
+    ctx: Context, search: str | None, customer_id: uuid.UUID | None, *, first: int | None, after: str | None
+) -> Page[Contact]:
+    """Contacts by name, merged-away ones left out; `search` matches name or any address."""
+    query = contacts_query(ctx, search, customer_id)
+    return await paginate(ctx.db, query, (Contact.name, Contact.id), first=first, after=after)
+
+
+async def customer_contacts_page(
+    ctx: Context, customer_id: uuid.UUID, *, first: int | None, after: str | None
+) -> Page[Contact]:
+    """A customer's contacts by name, merged-away ones left out."""
+    ctx.require(Permission.READ)
+    query = select(Contact).where(Contact.customer_id == customer_id, Contact.merged_into_id.is_(None))
+    return await paginate(ctx.db, query, (Contact.name, Contact.id), first=first, after=after)

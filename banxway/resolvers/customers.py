@@ -14,6 +14,7 @@ from banxway.errors import DomainError
 from banxway.events import CustomerCreated, CustomerUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import apply_changes, get_or_error
+from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
     from banxway.context import Context
@@ -88,3 +89,9 @@ def customers_query(ctx: Context, search: str | None) -> Select[Any]:
             or_(Customer.name.ilike(pattern), Customer.code.ilike(pattern), Customer.email.ilike(pattern))
         )
     return query
+
+
+async def customers_page(ctx: Context, search: str | None, *, first: int | None, after: str | None) -> Page[Customer]:
+    """Customers by name; `search` matches name, code or email."""
+    query = customers_query(ctx, search)
+    return await paginate(ctx.db, query, (Customer.name, Customer.id), first=first, after=after)

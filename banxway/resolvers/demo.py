@@ -19,13 +19,13 @@ from banxway.context import Context, Viewer
 from banxway.db.models import Organization, User
 from banxway.db.session import system_session, write_transaction
 from banxway.enums import Role
-from banxway.resolvers import contacts, customers, messages, shipments, threads
+from banxway.resolvers import actions, contacts, customers, inbound, messages, notes, shipments, threads
 from banxway.resolvers.contacts import IdentityInput
 from banxway.resolvers.users import organization_create
 from banxway.resolvers.validation import iso6346_check_digit
 
 if TYPE_CHECKING:
-    from banxway.context import AppState
+    from banxway.state import AppState
 
 DEMO_SLUG = "demo"
 DEMO_ADMIN_EMAIL = "admin@demo.banxway.dev"
@@ -305,7 +305,7 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> None:
             )
             sender = await _address(ctx, person.id, channel)
             async with ctx.transaction() as session:
-                await messages.message_receive(
+                await inbound.message_receive(
                     session,
                     organization_id,
                     thread_id=thread.id,
@@ -324,9 +324,9 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> None:
                     subject=f"Re: {subject}" if channel == db.Channel.EMAIL else None,
                 )
             if note:
-                await messages.note_add(ctx, thread_id=thread.id, body=note)
+                await notes.note_add(ctx, thread_id=thread.id, body=note)
             if kind == db.ThreadType.QUOTE_REQUEST:
-                await messages.action_create(
+                await actions.action_create(
                     ctx,
                     thread_id=thread.id,
                     title="Approve the quote before sending",
@@ -334,7 +334,7 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> None:
                     due_at=now + dt.timedelta(hours=4),
                 )
             if kind == db.ThreadType.CUSTOMS:
-                await messages.action_create(
+                await actions.action_create(
                     ctx,
                     thread_id=thread.id,
                     title="Collect the amended commercial invoice",

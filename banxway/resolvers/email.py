@@ -10,19 +10,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
-from banxway.channels.email import transport
-from banxway.channels.email.ingest import imap_config, ingest_mail, smtp_config
-from banxway.channels.email.parse import MalformedEmail
 from banxway.db.models import EmailAccount, EmailQuarantine, Message
 from banxway.errors import DomainError
+from banxway.integrations.email import imap, smtp
+from banxway.integrations.email.connection import Security, StepResult
+from banxway.integrations.email.parse import MalformedEmail
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
+from banxway.resolvers.email_ingest import ingest_mail
+from banxway.resolvers.mailboxes import imap_config, smtp_config
 from banxway.secrets import SecretBox
 
 if TYPE_CHECKING:
     from banxway.context import Context
 
-SECURITIES = {s.value for s in transport.Security}
+SECURITIES = {s.value for s in Security}
 _PLAIN = ("name", "from_name", "signature", "imap_host", "imap_username", "imap_folder", "smtp_host", "smtp_username")
 _LIMITS = {
     "name": 200,
@@ -84,7 +86,7 @@ def _clean(fields: dict[str, Any], box: SecretBox, *, creating: bool) -> dict[st
 
 async def email_account_create(ctx: Context, fields: dict[str, Any]) -> EmailAccount:
     viewer = ctx.require(Permission.ORG_MANAGE)
-    values = _clean(fields, SecretBox(ctx.state.secret_key), creating=True)
+    values = _clean(fields, ctx.box, creating=True)
     try:
         async with ctx.transaction() as session:
             account = EmailAccount(organization_id=viewer.organization_id, **values)
@@ -97,7 +99,7 @@ async def email_account_create(ctx: Context, fields: dict[str, Any]) -> EmailAcc
 
 async def email_account_update(ctx: Context, account_id: uuid.UUID | None, fields: dict[str, Any]) -> EmailAccount:
     ctx.require(Permission.ORG_MANAGE)
-    values = _clean(fields, SecretBox(ctx.state.secret_key), creating=False)
+    values = _clean(fields, ctx.box, creating=False)
     try:
         async with ctx.transaction() as session:
             account = await get_or_error(session, EmailAccount, account_id, "id", lock=True, label="email account")
@@ -124,14 +126,13 @@ async def email_account_delete(ctx: Context, account_id: uuid.UUID | None) -> uu
     return account.id
 
 
-async def email_account_test(ctx: Context, account_id: uuid.UUID | None) -> list[tuple[str, transport.StepResult]]:
+async def email_account_test(ctx: Context, account_id: uuid.UUID | None) -> list[tuple[str, StepResult]]:
     """Log in to IMAP and SMTP; each step's result in the server's own words."""
     ctx.require(Permission.ORG_MANAGE)
     account = await get_or_error(ctx.db.session, EmailAccount, account_id, "id", label="email account")
-    box = SecretBox(ctx.state.secret_key)
-    imap = await transport.atest_imap(imap_config(account, box, ctx.settings))
-    smtp = await transport.atest_smtp(smtp_config(account, box, ctx.settings))
-    return [("IMAP", step) for step in imap] + [("SMTP", step) for step in smtp]
+    imap_steps = await imap.atest_imap(imap_config(account, ctx.box, ctx.settings))
+    smtp_steps = await smtp.atest_smtp(smtp_config(account, ctx.box, ctx.settings))
+    return [("IMAP", step) for step in imap_steps] + [("SMTP", step) for step in smtp_steps]
 
 
 async def email_accounts(ctx: Context) -> list[EmailAccount]:
@@ -164,3 +165,13 @@ async def quarantine_reprocess(ctx: Context, quarantine_id: uuid.UUID | None) ->
         item.reprocessed_at = datetime.now(UTC)
         item.message_id = message.id if message is not None else None
     return item, message
+
+
+from banxway.resolvers.pagination import Page, paginate  # noqa: E402 - appended while the imports above move
+
+
+async def quarantine_page(ctx: Context, *, first: int | None, after: str | None) -> Page[EmailQuarantine]:
+    """Mail that could not be stored, newest first (admins); a `Page` of EmailQuarantine rows."""
+    query = quarantine_query(ctx)
+    keys = (EmailQuarantine.created_at, EmailQuarantine.id)
+    return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)

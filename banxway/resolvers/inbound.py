@@ -1,21 +1,31 @@
 """The write path of messages from customers, shared by every channel (email, WhatsApp, SMS, voice).
 
 A channel finds or creates the sender's contact (`contact_for_address`), picks the thread (its own
-rules, else `new_inbound_thread`), then stores the message with `messages.message_receive`; all in one
-transaction of a tenant session, whose recorded events the caller relays after commit.
+rules, else `new_inbound_thread`), then stores the message with `message_receive`; all in one
+transaction of a tenant session, whose recorded events are relayed after commit.
+
+WhatsApp and SMS from a provider's webhook (`receive`): each provider id is handled under a transaction-scoped
+advisory lock (`lock_provider_id`), so that concurrent deliveries of one callback store one message.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+import phonenumbers
+from sqlalchemy import exists, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
-from banxway.db.models import Contact, ContactIdentity, Thread
-from banxway.enums import Channel
+from banxway.db.models import Contact, ContactIdentity, Integration, Message, Thread
+from banxway.enums import Channel, Direction, MessageStatus, NotificationType, ThreadStatus
+from banxway.events import MessageAdded, ThreadUpdated
+from banxway.integrations.messaging import Inbound, provider
+from banxway.resolvers.common import get_or_error
+from banxway.resolvers.notifications import notify
 from banxway.resolvers.threads import new_thread
 
 
@@ -63,3 +73,196 @@ async def new_inbound_thread(
     )
     events.record(session, events.ThreadCreated(thread_id=thread.id), organization_id=organization_id, actor_id=None)
     return thread
+
+
+_REOPEN_ON_REPLY = {ThreadStatus.PENDING, ThreadStatus.RESOLVED, ThreadStatus.CLOSED}
+
+
+async def message_receive(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    thread_id: uuid.UUID,
+    channel: Channel,
+    body: str,
+    sender: str,
+    contact_id: uuid.UUID | None = None,
+    subject: str | None = None,
+    html: str | None = None,
+    provider_message_id: str | None = None,
+    headers: dict[str, Any] | None = None,
+    received_at: datetime | None = None,
+    full_body: str | None = None,
+    email_account_id: uuid.UUID | None = None,
+    integration_id: uuid.UUID | None = None,
+    recipients: list[str] | None = None,
+    media: int = 0,
+) -> Message:
+    """Store an inbound message from a customer (channels call this inside their transaction).
+
+    A reply to a PENDING, RESOLVED or CLOSED thread reopens it; an ARCHIVED thread stays archived. `media`: how
+    many media items of the message wait to be downloaded (the event says so, and the download follows).
+    """
+    thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+    message = Message(
+        organization_id=organization_id,
+        thread_id=thread.id,
+        channel=channel,
+        direction=Direction.INBOUND,
+        status=MessageStatus.RECEIVED,
+        body=body,
+        subject=subject,
+        html=html,
+        sender=sender,
+        contact_id=contact_id or thread.contact_id,
+        provider_message_id=provider_message_id,
+        headers=headers or {},
+        full_body=full_body,
+        email_account_id=email_account_id,
+        integration_id=integration_id,
+        recipients=recipients or [],
+    )
+    if received_at is not None:
+        message.created_at = received_at
+    session.add(message)
+    await session.flush()
+    thread.last_message_at = max(filter(None, [thread.last_message_at, message.created_at]))
+    thread.last_activity_at = max(thread.last_activity_at, message.created_at)
+    events.record(
+        session,
+        MessageAdded.of(message, media=media),
+        organization_id=organization_id,
+        actor_id=None,
+    )
+    if thread.status in _REOPEN_ON_REPLY:
+        thread.status = ThreadStatus.OPEN
+        events.record(
+            session,
+            ThreadUpdated(thread_id=thread.id, changed=["status"]),
+            organization_id=organization_id,
+            actor_id=None,
+        )
+    await notify(
+        session,
+        thread,
+        [thread.assignee_id],
+        NotificationType.INBOUND_MESSAGE,
+        f"{sender} on {thread.reference}: {body}",
+        actor_id=None,
+        message_id=message.id,
+    )
+    return message
+
+
+async def lock_provider_id(session: AsyncSession, integration_id: uuid.UUID, provider_id: str) -> None:
+    """Serialise the work on one provider message id (until the transaction ends)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"{integration_id}:{provider_id}"}
+    )
+
+
+async def by_provider_id(session: AsyncSession, integration_id: uuid.UUID, provider_id: str) -> Message | None:
+    return await session.scalar(
+        select(Message)
+        .where(Message.integration_id == integration_id, Message.provider_message_id == provider_id)
+        .with_for_update()
+    )
+
+
+async def by_reference(
+    session: AsyncSession, integration: Integration, reference: str, provider_id: str
+) -> Message | None:
+    """Our outbound message named by the id we sent along (Exotel echoes CustomField / custom_data), when its
+    provider id is not stored yet (the send's reply never came, or is still being processed); it gets it."""
+    try:
+        message_id = uuid.UUID(reference)
+    except ValueError:
+        return None
+    message = await session.scalar(
+        select(Message)
+        .where(
+            Message.id == message_id,
+            Message.integration_id == integration.id,
+            Message.direction == Direction.OUTBOUND,
+            Message.provider_message_id.is_(None),
+        )
+        .with_for_update()
+    )
+    if message is not None:
+        message.provider_message_id = provider_id
+    return message
+
+
+async def receive(session: AsyncSession, integration: Integration, inbound: Inbound) -> tuple[Message, bool]:
+    """Store an inbound WhatsApp/SMS message once: (message, whether it is new). The sender's contact by E.164
+    number, their open thread on that channel or a new one; opens the WhatsApp customer-care window."""
+    await lock_provider_id(session, integration.id, inbound.provider_id)
+    existing = await by_provider_id(session, integration.id, inbound.provider_id)
+    if existing is not None:
+        return existing, False
+    region = provider(integration.type).region
+    sender = normalise_number(inbound.sender, region)
+    to = normalise_number(inbound.to, region) if inbound.to else None
+    contact = await contact_for_address(
+        session, integration.organization_id, inbound.channel, sender, inbound.profile_name
+    )
+    # two first messages of one contact at once: one opens the thread, the other joins it
+    await lock_provider_id(session, integration.id, f"thread-of:{contact.id}:{inbound.channel.value}")
+    thread = await open_thread_of(session, contact.id, inbound.channel)
+    if thread is None:
+        first_line = inbound.body.strip().splitlines()[0] if inbound.body.strip() else inbound.channel.name
+        thread = await new_inbound_thread(
+            session,
+            integration.organization_id,
+            subject=f"{inbound.channel.name.title()}: {first_line[:120]}",
+            channel=inbound.channel,
+            contact=contact,
+        )
+    headers: dict[str, Any] = {"provider": integration.type.value}
+    if inbound.profile_name:
+        headers["profile_name"] = inbound.profile_name
+    if inbound.media:
+        headers["media"] = [{"url": m.url, "content_type": m.content_type, "caption": m.caption} for m in inbound.media]
+    message = await message_receive(
+        session,
+        integration.organization_id,
+        thread_id=thread.id,
+        channel=inbound.channel,
+        body=inbound.body,
+        sender=sender,
+        contact_id=contact.id,
+        provider_message_id=inbound.provider_id,
+        headers=headers,
+        integration_id=integration.id,
+        recipients=[to] if to else [],
+        media=len(inbound.media),
+    )
+    return message, True
+
+
+def normalise_number(value: str, region: str | None) -> str:
+    """E.164 where the number can be read as one (Exotel sends Indian numbers in national form: 09820054321);
+    otherwise (a short code, an alphanumeric sender) as given."""
+    raw = value.strip()
+    try:
+        parsed = phonenumbers.parse(raw, region if not raw.startswith("+") else None)
+    except phonenumbers.NumberParseException:
+        return raw
+    if not phonenumbers.is_valid_number(parsed):
+        return raw
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+async def open_thread_of(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> Thread | None:
+    """The contact's most recently active open (NEW, OPEN, PENDING) thread on `channel`."""
+    on_channel = exists().where(Message.thread_id == Thread.id, Message.channel == channel)
+    return await session.scalar(
+        select(Thread)
+        .where(
+            Thread.contact_id == contact_id,
+            Thread.status.in_([ThreadStatus.NEW, ThreadStatus.OPEN, ThreadStatus.PENDING]),
+            or_(Thread.primary_channel == channel, on_channel),
+        )
+        .order_by(Thread.last_activity_at.desc())
+        .limit(1)
+    )

@@ -18,7 +18,7 @@ from sqlalchemy.orm import aliased, joinedload, load_only
 
 from banxway.auth import Permission
 from banxway.dataloaders import unread_counts
-from banxway.db.models import Message, Thread
+from banxway.db.models import Action, Message, Note, Thread
 from banxway.resolvers.pagination import Page, paginate
 from banxway.resolvers.threads import ORDERINGS, ThreadFilter, ordering_key, threads_query
 
@@ -177,3 +177,23 @@ async def messages_page(
         before=before,
         count=count,
     )
+
+
+async def message_full_body(ctx: Context, message_id: uuid.UUID) -> str | None:
+    """An inbound email's whole text, quoted history included (not loaded with the message row)."""
+    ctx.require(Permission.READ)
+    return await ctx.db.scalar(select(Message.full_body).where(Message.id == message_id))
+
+
+async def notes_page(ctx: Context, thread_id: uuid.UUID, *, first: int | None, after: str | None) -> Page[Note]:
+    """A thread's internal notes, oldest first."""
+    ctx.require(Permission.READ)
+    query = select(Note).where(Note.thread_id == thread_id)
+    return await paginate(ctx.db, query, (Note.created_at, Note.id), first=first, after=after)
+
+
+async def actions_page(ctx: Context, thread_id: uuid.UUID, *, first: int | None, after: str | None) -> Page[Action]:
+    """A thread's actions (tasks), oldest first."""
+    ctx.require(Permission.READ)
+    query = select(Action).where(Action.thread_id == thread_id)
+    return await paginate(ctx.db, query, (Action.created_at, Action.id), first=first, after=after)

@@ -11,33 +11,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
-from banxway.channels.messaging import providers
 from banxway.db.models import EmailAccount, Integration, PhoneNumber
 from banxway.enums import Channel, IntegrationType
 from banxway.errors import DomainError
+from banxway.integrations import messaging as providers
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, get_or_error
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
 
 if TYPE_CHECKING:
-    from banxway.context import Context
+    from banxway.context import Context, SystemContext
 
 MESSAGING_CHANNELS = (Channel.WHATSAPP, Channel.SMS, Channel.VOICE)
 PREVIOUS_TOKEN_VALID_FOR = timedelta(days=7)
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
-
-# the webhook endpoints of each provider: (purpose, path after /webhooks/<provider>/<token>/)
-WEBHOOK_PATHS = {
-    IntegrationType.EXOTEL: [("WhatsApp messages and statuses", "whatsapp"), ("SMS", "sms"), ("Calls", "voice")],
-    IntegrationType.TWILIO: [("Incoming messages", "messages"), ("Message statuses", "status"), ("Calls", "voice")],
-}
 
 
 def webhook_url(settings: Settings, integration: Integration, path: str, base: str | None = None) -> str:
@@ -47,7 +41,8 @@ def webhook_url(settings: Settings, integration: Integration, path: str, base: s
 
 def webhook_urls(settings: Settings, integration: Integration, base: str | None = None) -> list[tuple[str, str]]:
     return [
-        (purpose, webhook_url(settings, integration, path, base)) for purpose, path in WEBHOOK_PATHS[integration.type]
+        (purpose, webhook_url(settings, integration, path, base))
+        for purpose, path in providers.provider(integration.type).webhook_paths
     ]
 
 
@@ -142,7 +137,7 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
     """Create or update the organization's integration of `type`; only the fields given change."""
     viewer = ctx.require(Permission.ORG_MANAGE)
     kind = IntegrationType(getattr(fields["type"], "value", fields["type"]))
-    box = SecretBox(ctx.state.secret_key)
+    box = ctx.box
     values: dict[str, Any] = {}
     if fields.get("account_sid") is not None:
         values["account_sid"] = v.text(fields["account_sid"], "accountSid", max_length=100, required=True)
@@ -170,7 +165,7 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
                         raise DomainError("INVALID", f"{field} is required.", field)
                 if kind == IntegrationType.EXOTEL and not values.get("api_key"):
                     raise DomainError("INVALID", "apiKey is required for Exotel.", "apiKey")
-                values.setdefault("base_url", providers.DEFAULT_BASE_URLS[kind])
+                values.setdefault("base_url", providers.provider(kind).default_base_url)
                 integration = Integration(
                     organization_id=viewer.organization_id,
                     type=kind,
@@ -225,9 +220,9 @@ async def integration_test(ctx: Context, integration_id: uuid.UUID | None) -> tu
     """Call the provider with the stored credentials; (ok, what it said). The result is kept on the integration."""
     ctx.require(Permission.ORG_MANAGE)
     integration = await get_or_error(ctx.db.session, Integration, integration_id, "id", label="integration")
-    config = provider_config(integration, SecretBox(ctx.state.secret_key), ctx.settings)
+    config = provider_config(integration, ctx.box, ctx.settings)
     try:
-        ok, detail = True, await providers.test_credentials(config)
+        ok, detail = True, await providers.provider(integration.type).test_credentials(config)
     except providers.ProviderError as exc:
         ok, detail = False, exc.detail
     async with ctx.transaction() as session:
@@ -315,3 +310,28 @@ async def configuration_status(ctx: Context) -> list[ChannelReadiness]:
             missing.append("BANXWAY_PUBLIC_URL, so that the provider can reach the webhooks")
         result.append(ChannelReadiness(channel, not missing, missing))
     return result
+
+
+async def integration(ctx: Context, integration_id: uuid.UUID | None) -> Integration | None:
+    """The organization's integration with this id (admins), or None."""
+    ctx.require(Permission.ORG_MANAGE)
+    return await ctx.db.session.get(Integration, integration_id) if integration_id is not None else None
+
+
+async def integration_for_webhook(ctx: SystemContext, kind: IntegrationType, token: str) -> Integration | None:
+    """The active integration of `kind` whose webhook token (or previous one, until it expires) is `token`."""
+    async with ctx.session() as session:
+        integration = await session.scalar(
+            select(Integration).where(
+                Integration.type == kind,
+                Integration.active.is_(True),
+                or_(
+                    Integration.webhook_token == token,
+                    (Integration.previous_webhook_token == token)
+                    & (Integration.previous_webhook_token_expires_at > datetime.now(UTC)),
+                ),
+            )
+        )
+        if integration is not None:
+            session.expunge(integration)
+        return integration

@@ -19,6 +19,7 @@ from banxway.auth import Permission
 from banxway.db.models import Notification, Thread, User
 from banxway.enums import NotificationType
 from banxway.errors import DomainError
+from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
     from banxway.context import Context
@@ -114,3 +115,12 @@ async def mark_read(ctx: Context, ids: list[uuid.UUID | None] | None) -> list[No
                 session, events.NotificationsRead(user_id=viewer.user_id, notification_ids=[n.id for n in unread])
             )
     return rows
+
+
+async def notifications_page(
+    ctx: Context, unread_only: bool, *, first: int | None, after: str | None
+) -> Page[Notification]:
+    """The viewer's notifications, newest first."""
+    query = notifications_query(ctx, unread_only)
+    keys = (Notification.created_at, Notification.id)
+    return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)

@@ -16,6 +16,7 @@ from banxway.errors import DomainError
 from banxway.events import ShipmentCreated, ShipmentMilestoneAdded, ShipmentUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import apply_changes, get_or_error
+from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
     from banxway.context import Context
@@ -232,3 +233,39 @@ def shipments_query(
         pattern = f"%{search.strip()}%"
         query = query.where(or_(Shipment.reference.ilike(pattern), Shipment.bl_number.ilike(pattern)))
     return query
+
+
+async def shipments_page(
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    customer_id: uuid.UUID | None = None,
+    status: list[ShipmentStatus] | None = None,
+    container_number: str | None = None,
+    bl_number: str | None = None,
+    booking_number: str | None = None,
+    search: str | None = None,
+) -> Page[Shipment]:
+    """Shipments, newest first, filtered as `shipments_query`."""
+    query = shipments_query(
+        ctx,
+        customer_id=customer_id,
+        status=status,
+        container_number=container_number,
+        bl_number=bl_number,
+        booking_number=booking_number,
+        search=search,
+    )
+    keys = (Shipment.created_at, Shipment.id)
+    return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)
+
+
+async def customer_shipments_page(
+    ctx: Context, customer_id: uuid.UUID, *, first: int | None, after: str | None
+) -> Page[Shipment]:
+    """A customer's shipments, newest first."""
+    ctx.require(Permission.READ)
+    query = select(Shipment).where(Shipment.customer_id == customer_id)
+    keys = (Shipment.created_at, Shipment.id)
+    return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)

@@ -19,6 +19,7 @@ from banxway.events import ThreadArchived, ThreadAssigned, ThreadCreated, Thread
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, apply_changes, get_or_error
 from banxway.resolvers.notifications import notify
+from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -322,3 +323,19 @@ def threads_query(ctx: Context, where: ThreadFilter | None) -> Select[Any]:
             )
         )
     return query
+
+
+async def thread_by_reference(ctx: Context, reference: str) -> Thread | None:
+    """A thread by its reference (BX-2026-0042, any case), or None."""
+    ctx.require(Permission.READ)
+    return await ctx.db.scalar(select(Thread).where(Thread.reference == reference.strip().upper()))
+
+
+async def shipment_threads_page(
+    ctx: Context, shipment_id: uuid.UUID, *, first: int | None, after: str | None
+) -> Page[Thread]:
+    """The threads about a shipment, most recent activity first."""
+    ctx.require(Permission.READ)
+    query = select(Thread).where(Thread.shipment_id == shipment_id)
+    keys = (Thread.last_activity_at, Thread.id)
+    return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)

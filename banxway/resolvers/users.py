@@ -15,6 +15,7 @@ from banxway.db.session import write_transaction
 from banxway.enums import Role
 from banxway.errors import DomainError
 from banxway.resolvers.auth import normalize_email, revoke_user_tokens
+from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -168,3 +169,12 @@ async def user_update(
         if deactivated:
             await revoke_user_tokens(session, user.id)
     return user
+
+
+async def users_page(
+    ctx: Context, *, first: int | None, after: str | None, last: int | None, before: str | None
+) -> Page[User]:
+    """The organization's users, oldest first."""
+    ctx.viewer  # noqa: B018 - authentication required
+    keys = (User.created_at, User.id)
+    return await paginate(ctx.db, select(User), keys, first=first, after=after, last=last, before=before)

@@ -1,21 +1,75 @@
-"""The GraphQL schema: `build_schema(settings)`."""
+"""The GraphQL schema: `build_schema(settings)`.
+
+Each domain module holds its object types, enums, inputs, payloads and root fields (`XQuery`,
+`XMutation`, `XSubscription`); the roots are composed here with `merge_types`, in the order the
+fields appear in schema.graphql."""
 
 from __future__ import annotations
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
+from banxway.schema.actions import Action, ActionMutation
+from banxway.schema.auth import AuthMutation
+from banxway.schema.contacts import Contact, ContactMutation, ContactQuery
+from banxway.schema.customers import Customer, CustomerMutation, CustomerQuery
+from banxway.schema.email import EmailMutation, EmailQuery
 from banxway.schema.extensions import schema_extensions
-from banxway.schema.live import LiveSubscription
-from banxway.schema.root import Mutation, Query
+from banxway.schema.integrations import IntegrationMutation, IntegrationQuery
+from banxway.schema.live import LiveMutation, LiveQuery, LiveSubscription
+from banxway.schema.messages import Message, MessageMutation
+from banxway.schema.nodes import NodeQuery
+from banxway.schema.notes import Note, NoteMutation
+from banxway.schema.notifications import (
+    Notification,
+    NotificationMutation,
+    NotificationQuery,
+    NotificationSubscription,
+)
+from banxway.schema.shipments import Shipment, ShipmentMutation, ShipmentQuery
 from banxway.schema.subscriptions import EventSubscription
-from banxway.schema.types import NODE_TYPES
+from banxway.schema.threads import Thread, ThreadMutation, ThreadQuery
+from banxway.schema.users import Organization, User, UserMutation, UserQuery
 from banxway.settings import Settings
 
+Query = merge_types(
+    "Query",
+    (
+        ThreadQuery,
+        CustomerQuery,
+        ContactQuery,
+        ShipmentQuery,
+        NotificationQuery,
+        LiveQuery,
+        EmailQuery,
+        IntegrationQuery,
+        NodeQuery,
+        UserQuery,
+    ),
+)
+Mutation = merge_types(
+    "Mutation",
+    (
+        CustomerMutation,
+        ContactMutation,
+        ShipmentMutation,
+        ThreadMutation,
+        MessageMutation,
+        NoteMutation,
+        ActionMutation,
+        LiveMutation,
+        NotificationMutation,
+        EmailMutation,
+        IntegrationMutation,
+        AuthMutation,
+        UserMutation,
+    ),
+)
+Subscription = merge_types("Subscription", (EventSubscription, NotificationSubscription, LiveSubscription))
 
-@strawberry.type
-class Subscription(EventSubscription, LiveSubscription):
-    pass
+# The types `node(id:)` fetches (those with `resolve_nodes`), listed so that each is in the schema.
+NODE_TYPES = (Organization, User, Customer, Contact, Shipment, Thread, Message, Note, Action, Notification)
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
@@ -23,7 +77,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=list(NODE_TYPES.values()),
+        types=list(NODE_TYPES),
         extensions=schema_extensions(settings),
         config=StrawberryConfig(relay_max_results=100),
     )

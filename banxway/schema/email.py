@@ -6,20 +6,42 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from strawberry.types import Info
 
 from banxway import db
-from banxway.context import Context
+from banxway.integrations.email.connection import Security
 from banxway.resolvers import email as email_use_cases
-from banxway.resolvers.pagination import paginate
 from banxway.schema.errors import error_type, mutate
 from banxway.schema.ids import decode, given
+from banxway.schema.messages import Message
+from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, related
 from banxway.schema.pagination import Connection, connection
-from banxway.schema.types import EmailAccount, MailSecurity, Message, Node, _id_field, _model_type_of, related
 
-Ctx = Info[Context, None]
-
+MailSecurity = strawberry.enum(Security, name="MailSecurity", description="NONE, STARTTLS, or TLS from the start.")
 EmailAccountError, EmailAccountErrorCode = error_type("EmailAccount", ["INVALID", "NOT_FOUND", "TAKEN"])
+
+
+@strawberry.type(description="A mailbox read over IMAP and sent from over SMTP; passwords are never shown.")
+class EmailAccount(Node):
+    id: strawberry.ID = _id_field("EmailAccount")
+    name: str
+    email: str
+    from_name: str | None
+    signature: str | None
+    imap_host: str
+    imap_port: int
+    imap_security: MailSecurity  # type: ignore[valid-type]
+    imap_username: str
+    imap_folder: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: MailSecurity  # type: ignore[valid-type]
+    smtp_username: str | None
+    active: bool
+    last_polled_at: datetime | None
+    last_error: str | None = strawberry.field(description="Why the last poll failed, in the server's words.")
+    created_at: datetime
+
+    is_type_of = _model_type_of(db.EmailAccount)
 
 
 @strawberry.type(
@@ -138,9 +160,7 @@ class EmailQuery:
     async def email_quarantine(
         self, info: Ctx, first: int | None = None, after: str | None = None
     ) -> Connection[QuarantinedEmail]:
-        query = email_use_cases.quarantine_query(info.context)
-        keys = (db.EmailQuarantine.created_at, db.EmailQuarantine.id)
-        return connection(await paginate(info.context.db, query, keys, first=first, after=after, descending=True))
+        return connection(await email_use_cases.quarantine_page(info.context, first=first, after=after))
 
 
 @strawberry.type

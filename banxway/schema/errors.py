@@ -1,4 +1,5 @@
-"""`userErrors`: the UserError interface, and an error type with its own code enum per mutation family."""
+"""`userErrors`: the UserError interface, and `error_type` for the error type (with its own code enum) that each
+mutation family declares in its domain module."""
 
 from __future__ import annotations
 
@@ -24,20 +25,9 @@ def error_type(prefix: str, codes: list[str]) -> tuple[type, type[enum.Enum]]:
     return strawberry.type(error_cls), code_enum
 
 
-AuthError, AuthErrorCode = error_type(
-    "Auth", ["INVALID", "INVALID_CREDENTIALS", "RATE_LIMITED", "INVALID_TOKEN", "TOKEN_REUSED", "ORGANIZATION_REQUIRED"]
-)
-UserManagementError, UserManagementErrorCode = error_type("UserManagement", ["INVALID", "NOT_FOUND", "TAKEN"])
-
-_RECORD_CODES = ["INVALID", "NOT_FOUND", "TAKEN", "TOO_LONG"]
-CustomerError, CustomerErrorCode = error_type("Customer", _RECORD_CODES)
-ContactError, ContactErrorCode = error_type("Contact", _RECORD_CODES)
-ShipmentError, ShipmentErrorCode = error_type("Shipment", _RECORD_CODES)
-_THREAD_CODES = ["INVALID", "NOT_FOUND", "TOO_LONG", "INVALID_TRANSITION"]
-ThreadError, ThreadErrorCode = error_type("Thread", _THREAD_CODES)
-MessageError, MessageErrorCode = error_type("Message", [*_THREAD_CODES, "THREAD_CHANGED", "WINDOW_CLOSED"])
-NoteError, NoteErrorCode = error_type("Note", _THREAD_CODES)
-ActionError, ActionErrorCode = error_type("Action", _THREAD_CODES)
+# the codes of the record-keeping mutations (customers, contacts, shipments) and of the thread ones
+RECORD_CODES = ["INVALID", "NOT_FOUND", "TAKEN", "TOO_LONG"]
+THREAD_CODES = ["INVALID", "NOT_FOUND", "TOO_LONG", "INVALID_TRANSITION"]
 
 
 P = TypeVar("P")

@@ -1,11 +1,18 @@
-"""Global ids (`base64("Type:uuid")`) to database ids and back."""
+"""Global ids (`base64("Type:uuid")`) to database ids and back, and which optional input fields were given."""
 
 from __future__ import annotations
 
+import base64
 import uuid
+from typing import Any
 
 from strawberry import relay
 from strawberry.types.unset import UnsetType
+
+
+def to_global_id(type_name: str, local_id: object) -> str:
+    """base64("Type:uuid"), the Relay global id (the same encoding as strawberry.relay.GlobalID)."""
+    return base64.b64encode(f"{type_name}:{local_id}".encode()).decode()
 
 
 def parse_global_id(value: str) -> tuple[str, str] | None:
@@ -46,3 +53,13 @@ def decode_optional(value: object, type_name: str, field: str) -> uuid.UUID | No
 
 def given(value: object) -> bool:
     return not isinstance(value, UnsetType)
+
+
+def filter_id(value: object, type_name: str) -> uuid.UUID | None:
+    """A filter on an id that is not one of ours matches nothing (the nil uuid), never everything."""
+    return None if value is None else decode(value, type_name, "filter")
+
+
+def changes(input: Any, names: dict[str, str]) -> dict[str, Any]:
+    """{snake_name: value} for the input fields that were given (null included)."""
+    return {snake: getattr(input, attr) for attr, snake in names.items() if given(getattr(input, attr))}

@@ -6,17 +6,16 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from strawberry.types import Info
 
 from banxway import db
-from banxway.context import Context
+from banxway.resolvers import calls as call_use_cases
 from banxway.resolvers import integrations as use_cases
-from banxway.resolvers import messaging
+from banxway.schema.enums import Channel
 from banxway.schema.errors import error_type, mutate
 from banxway.schema.ids import decode, given
-from banxway.schema.types import Channel, Message, Node, User, _id_field, _model_type_of, related
-
-Ctx = Info[Context, None]
+from banxway.schema.messages import Message
+from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, related
+from banxway.schema.users import User
 
 IntegrationType = strawberry.enum(db.IntegrationType)
 IntegrationError, IntegrationErrorCode = error_type("Integration", ["INVALID", "NOT_FOUND", "TAKEN"])
@@ -163,16 +162,6 @@ class CallStartInput:
     contact_id: strawberry.ID | None = strawberry.field(default=None, description="Without threadId: a new thread.")
 
 
-@strawberry.input(description="An approved WhatsApp template and its parameters ({{1}}, {{2}}, …).")
-class TemplateSendInput:
-    name: str
-    language: str
-    parameters: list[str] = strawberry.field(default_factory=list)
-
-    def choice(self) -> messaging.TemplateChoice:
-        return messaging.TemplateChoice(self.name, self.language, list(self.parameters))
-
-
 @strawberry.type
 class IntegrationPayload:
     integration: Integration | None = None
@@ -245,7 +234,7 @@ class IntegrationMutation:
         async def call() -> dict:
             integration_id = decode(input.id, "Integration", "id")
             ok, detail = await use_cases.integration_test(info.context, integration_id)
-            integration = await info.context.db.session.get(db.Integration, integration_id)
+            integration = await use_cases.integration(info.context, integration_id)
             return {"ok": ok, "detail": detail, "integration": integration}
 
         return await mutate(IntegrationTestPayload, IntegrationError, IntegrationErrorCode, call)
@@ -270,7 +259,7 @@ class IntegrationMutation:
     @strawberry.mutation(description="Call a contact through Exotel; the call is a VOICE message of the thread.")
     async def call_start(self, info: Ctx, input: CallStartInput) -> CallPayload:
         async def call() -> dict:
-            message = await messaging.call_start(
+            message = await call_use_cases.call_start(
                 info.context,
                 thread_id=decode(input.thread_id, "Thread", "threadId") if input.thread_id is not None else None,
                 contact_id=decode(input.contact_id, "Contact", "contactId") if input.contact_id is not None else None,

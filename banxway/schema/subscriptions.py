@@ -28,7 +28,10 @@ from banxway.context import Context, authenticate_user
 from banxway.dataloaders import Loaders
 from banxway.db.session import SerialSession, tenant_session
 from banxway.schema.ids import local_id
-from banxway.schema.types import Message, Node, Thread, User
+from banxway.schema.messages import Message
+from banxway.schema.nodes import Node
+from banxway.schema.threads import Thread
+from banxway.schema.users import User
 
 InboxEventType = strawberry.enum(
     enum.Enum("InboxEventType", {name: name for name in sorted(events.EVENT_TYPES)}),  # type: ignore[misc]

@@ -1,19 +1,20 @@
-"""Dramatiq actors: verb-noun, take ids, idempotent, each calls a use-case."""
+"""Dramatiq actors: verb-noun, take ids, idempotent; each calls a resolver through a `SystemContext` and writes
+nothing itself (tests/test_actors.py checks it)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import dramatiq
-from sqlalchemy import or_, select
 
-from banxway.db.models import EmailAccount, Message
-from banxway.db.session import system_session
-from banxway.enums import Channel, Direction, MessageStatus
+from banxway.integrations.email.imap import ImapError
 from banxway.logs import get_logger
-from banxway.resolvers.auth import prune_refresh_tokens as prune_refresh_tokens_use_case
-from banxway.tasks.runtime import runtime
+from banxway.resolvers.auth import prune_refresh_tokens as prune_expired_refresh_tokens
+from banxway.resolvers.delivery import deliver, messages_to_requeue
+from banxway.resolvers.email_ingest import active_account_ids, poll_account, record_poll_failure
+from banxway.resolvers.media import fetch_media, transcribe
+from banxway.resolvers.sending import RetryLater
+from banxway.tasks.broker import context, redis_broker
 
 log = get_logger("banxway.tasks")
 
@@ -21,8 +22,7 @@ log = get_logger("banxway.tasks")
 @dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=60_000, max_age=3_600_000)
 async def prune_refresh_tokens() -> None:
     """Delete refresh tokens that expired more than a day ago."""
-    async with system_session(runtime().sessionmaker) as session, session.begin():
-        removed = await prune_refresh_tokens_use_case(session)
+    removed = await prune_expired_refresh_tokens(context())
     log.info("pruned refresh tokens", removed=removed)
 
 
@@ -30,26 +30,17 @@ async def prune_refresh_tokens() -> None:
 async def poll_mailbox(account_id: str) -> None:
     """Import an email account's new mail. A server that cannot be reached is recorded on the account
     (`lastError`) and tried again at the next poll; nothing is lost, the cursor stays."""
-    from banxway.channels.email import transport
-    from banxway.channels.email.ingest import poll_account
-
-    rt = runtime()
     try:
-        await poll_account(rt.sessionmaker, rt.broadcast, rt.settings, rt.secret_key, uuid.UUID(account_id))
-    except transport.ImapError as exc:
-        async with system_session(rt.sessionmaker) as session, session.begin():
-            account = await session.get(EmailAccount, uuid.UUID(account_id))
-            if account is not None:
-                account.last_error = f"{exc.step}: {exc.detail}"
+        await poll_account(context(), uuid.UUID(account_id))
+    except ImapError as exc:
+        await record_poll_failure(context(), uuid.UUID(account_id), f"{exc.step}: {exc.detail}")
         log.warning("mailbox poll failed", account=account_id, step=exc.step, error=exc.detail)
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
 async def poll_mailboxes() -> None:
     """Enqueue a poll of every active email account (the scheduler runs this every EMAIL_POLL_INTERVAL)."""
-    async with system_session(runtime().sessionmaker) as session:
-        ids = list(await session.scalars(select(EmailAccount.id).where(EmailAccount.active.is_(True))))
-    for account_id in ids:
+    for account_id in await active_account_ids(context()):
         poll_mailbox.send(str(account_id))
 
 
@@ -64,12 +55,9 @@ async def poll_mailboxes() -> None:
 async def deliver_message(message_id: str) -> None:
     """Send a QUEUED outbound message on its channel; a transient failure raises, and Dramatiq retries
     with back-off, or after the provider's Retry-After. Sends at most once however often it is delivered
-    (see banxway.channels.delivery)."""
-    from banxway.channels.delivery import RetryLater, deliver
-
-    rt = runtime()
+    (see banxway.resolvers.delivery)."""
     try:
-        await deliver(rt.sessionmaker, rt.broadcast, rt.settings, rt.secret_key, uuid.UUID(message_id))
+        await deliver(context(), uuid.UUID(message_id))
     except RetryLater as exc:
         if exc.retry_after is None:
             raise
@@ -79,26 +67,8 @@ async def deliver_message(message_id: str) -> None:
 
 @dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
 async def requeue_messages() -> None:
-    """Enqueue again what waits too long: QUEUED messages whose job was lost (Redis down at send time, or
-    the retries ran out early), and SENDING ones of a killed job (delivery fails them, never resends)."""
-    from banxway.channels.delivery import STUCK_AFTER
-
-    now = datetime.now(UTC)
-    async with system_session(runtime().sessionmaker) as session:
-        ids = list(
-            await session.scalars(
-                select(Message.id)
-                .where(
-                    Message.channel.in_([Channel.EMAIL, Channel.WHATSAPP, Channel.SMS, Channel.VOICE]),
-                    Message.direction == Direction.OUTBOUND,
-                    or_(
-                        (Message.status == MessageStatus.QUEUED) & (Message.updated_at < now - timedelta(minutes=5)),
-                        (Message.status == MessageStatus.SENDING) & (Message.updated_at < now - STUCK_AFTER),
-                    ),
-                )
-                .limit(1000)
-            )
-        )
+    """Enqueue again what waits too long: QUEUED messages whose job was lost, SENDING ones of a killed job."""
+    ids = await messages_to_requeue(context())
     for message_id in ids:
         deliver_message.send(str(message_id))
     if ids:
@@ -109,19 +79,13 @@ async def requeue_messages() -> None:
 async def fetch_message_media(message_id: str) -> None:
     """Download an inbound message's media (WhatsApp/SMS) into attachment storage; retried while the
     provider cannot be reached, recorded on the message when it refuses."""
-    from banxway.channels.messaging.media import fetch_media
-
-    rt = runtime()
-    await fetch_media(rt.sessionmaker, rt.broadcast, rt.settings, rt.secret_key, uuid.UUID(message_id))
+    await fetch_media(context(), uuid.UUID(message_id))
 
 
 @dramatiq.actor(queue_name="media", max_retries=10, min_backoff=30_000, max_backoff=900_000, time_limit=600_000)
 async def transcribe_call(message_id: str) -> None:
     """Transcribe a recorded call into its message (without an AI provider: says "no transcript")."""
-    from banxway.channels.messaging.media import transcribe
-
-    rt = runtime()
-    await transcribe(rt.sessionmaker, rt.broadcast, rt.settings, rt.secret_key, uuid.UUID(message_id))
+    await transcribe(context(), uuid.UUID(message_id))
 
 
 ALL = [
@@ -133,3 +97,12 @@ ALL = [
     fetch_message_media,
     transcribe_call,
 ]
+
+
+def setup_broker(redis_url: str) -> dramatiq.Broker:
+    """Bind every actor to a Redis broker; must run before actors are sent or consumed."""
+    broker = redis_broker(redis_url)
+    for actor in ALL:
+        actor.broker = broker
+        broker.declare_actor(actor)
+    return broker

@@ -18,23 +18,20 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from banxway import events
-from banxway.broadcast import Broadcast
-from banxway.channels.email import transport
-from banxway.channels.email.compose import find_reference
-from banxway.channels.email.parse import MalformedEmail, ParsedEmail, parse_email
+from banxway.context import SystemContext
 from banxway.db.models import Attachment, EmailAccount, EmailQuarantine, Message, Thread
-from banxway.db.session import system_session, tenant_session
 from banxway.enums import Channel
+from banxway.integrations.email import imap
+from banxway.integrations.email.compose import find_reference
+from banxway.integrations.email.parse import MalformedEmail, ParsedEmail, parse_email
+from banxway.integrations.storage import store_attachment_bytes
 from banxway.logs import get_logger
-from banxway.resolvers.inbound import contact_for_address, new_inbound_thread
-from banxway.resolvers.messages import message_receive
-from banxway.secrets import SecretBox
+from banxway.resolvers.inbound import contact_for_address, message_receive, new_inbound_thread
+from banxway.resolvers.mailboxes import imap_config
 from banxway.settings import Settings
 
 log = get_logger("banxway.email")
@@ -46,50 +43,6 @@ class PollResult:
     imported: int = 0
     duplicates: int = 0
     quarantined: int = 0
-
-
-def imap_config(account: EmailAccount, box: SecretBox, settings: Settings) -> transport.ImapConfig:
-    return transport.ImapConfig(
-        host=account.imap_host,
-        port=account.imap_port,
-        security=transport.Security(account.imap_security),
-        username=account.imap_username,
-        password=box.decrypt(account.imap_password),
-        folder=account.imap_folder,
-        timeout=settings.email_timeout_seconds,
-        ca_file=settings.email_ca_file,
-    )
-
-
-def smtp_config(account: EmailAccount, box: SecretBox, settings: Settings) -> transport.SmtpConfig:
-    return transport.SmtpConfig(
-        host=account.smtp_host,
-        port=account.smtp_port,
-        security=transport.Security(account.smtp_security),
-        username=account.smtp_username,
-        password=box.decrypt(account.smtp_password) if account.smtp_password else None,
-        timeout=settings.email_timeout_seconds,
-        ca_file=settings.email_ca_file,
-    )
-
-
-# -- attachments ------------------------------------------------------------------------------------
-
-
-def attachment_path(data_dir: Path, sha256: str) -> Path:
-    """Content-addressed: the same file attached twice is stored once."""
-    return data_dir / "attachments" / sha256[:2] / sha256
-
-
-def store_attachment_bytes(data_dir: Path, data: bytes) -> str:
-    digest = hashlib.sha256(data).hexdigest()
-    path = attachment_path(data_dir, digest)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{uuid.uuid4().hex}.part")
-        partial.write_bytes(data)
-        partial.replace(path)  # atomic: a reader never sees half a file
-    return digest
 
 
 # -- one mail -------------------------------------------------------------------------------------
@@ -235,8 +188,8 @@ async def quarantine(
 # -- a mailbox ----------------------------------------------------------------------------------------
 
 
-def _pages(config: transport.ImapConfig, account: EmailAccount, settings: Settings) -> Iterator[transport.MailboxPage]:
-    return transport.fetch_since(
+def _pages(config: imap.ImapConfig, account: EmailAccount, settings: Settings) -> Iterator[imap.MailboxPage]:
+    return imap.fetch_since(
         config,
         uidvalidity=account.uidvalidity,
         last_uid=account.last_uid,
@@ -245,52 +198,45 @@ def _pages(config: transport.ImapConfig, account: EmailAccount, settings: Settin
     )
 
 
-async def poll_account(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    broadcast: Broadcast,
-    settings: Settings,
-    secret_key: str,
-    account_id: uuid.UUID,
-) -> PollResult:
-    """Import the account's new mail; returns what happened. Raises transport.ImapError when the
+async def poll_account(ctx: SystemContext, account_id: uuid.UUID) -> PollResult:
+    """Import the account's new mail; returns what happened. Raises imap.ImapError when the
     server cannot be reached (the cursor stays where it was)."""
     result = PollResult()
-    async with system_session(sessionmaker) as session:
+    settings = ctx.settings
+    async with ctx.session() as session:
         account = await session.get(EmailAccount, account_id)
     if account is None or not account.active:
         return result
-    organization_id = account.organization_id
-    config = imap_config(account, SecretBox(secret_key), settings)
+    tenant = ctx.for_organization(account.organization_id)
+    config = imap_config(account, ctx.box, settings)
     pages = await asyncio.to_thread(_pages, config, account, settings)
     try:
         while True:
             page = await asyncio.to_thread(next, pages, None)
             if page is None:
                 break
-            async with tenant_session(sessionmaker, organization_id) as session:
-                async with session.begin():
-                    current = await session.get(EmailAccount, account_id, with_for_update=True)
-                    if current is None:
-                        return result
-                    if current.uidvalidity not in (None, page.uidvalidity):
-                        log.warning(
-                            "UIDVALIDITY changed: re-reading the folder",
-                            account=str(account_id),
-                            old=current.uidvalidity,
-                            new=page.uidvalidity,
-                        )
-                    same_folder = current.uidvalidity == page.uidvalidity
-                    for mail in page.mails:
-                        if same_folder and mail.uid <= current.last_uid:
-                            continue  # a concurrent poll (IDLE and the timer) stored it meanwhile
-                        result.fetched += 1
-                        outcome = await _store_one(session, current, mail, settings)
-                        setattr(result, outcome, getattr(result, outcome) + 1)
-                    current.last_uid = max(page.highest_uid, current.last_uid if same_folder else 0)
-                    current.uidvalidity = page.uidvalidity
-                    current.last_polled_at = datetime.now(UTC)
-                    current.last_error = None
-                await events.relay(broadcast, sessionmaker, events.take_recorded(session))
+            async with tenant.transaction() as session:
+                current = await session.get(EmailAccount, account_id, with_for_update=True)
+                if current is None:
+                    return result
+                if current.uidvalidity not in (None, page.uidvalidity):
+                    log.warning(
+                        "UIDVALIDITY changed: re-reading the folder",
+                        account=str(account_id),
+                        old=current.uidvalidity,
+                        new=page.uidvalidity,
+                    )
+                same_folder = current.uidvalidity == page.uidvalidity
+                for mail in page.mails:
+                    if same_folder and mail.uid <= current.last_uid:
+                        continue  # a concurrent poll (IDLE and the timer) stored it meanwhile
+                    result.fetched += 1
+                    outcome = await _store_one(session, current, mail, settings)
+                    setattr(result, outcome, getattr(result, outcome) + 1)
+                current.last_uid = max(page.highest_uid, current.last_uid if same_folder else 0)
+                current.uidvalidity = page.uidvalidity
+                current.last_polled_at = datetime.now(UTC)
+                current.last_error = None
     finally:
         await asyncio.to_thread(pages.close)
     if result.fetched:
@@ -298,9 +244,7 @@ async def poll_account(
     return result
 
 
-async def _store_one(
-    session: AsyncSession, account: EmailAccount, mail: transport.FetchedMail, settings: Settings
-) -> str:
+async def _store_one(session: AsyncSession, account: EmailAccount, mail: imap.FetchedMail, settings: Settings) -> str:
     """'imported', 'duplicates' or 'quarantined'."""
     if not mail.raw:
         await quarantine(
@@ -325,3 +269,40 @@ async def _store_one(
         log.warning("mail quarantined", account=str(account.id), uid=mail.uid, error=reason)
         await quarantine(session, account, uid=mail.uid, raw=mail.raw, size=mail.size, error=reason)
         return "quarantined"
+
+
+async def record_poll_failure(ctx: SystemContext, account_id: uuid.UUID, error: str) -> None:
+    """Keep why the account's server could not be read (`lastError`); the next poll tries again."""
+    async with ctx.transaction() as session:
+        account = await session.get(EmailAccount, account_id)
+        if account is not None:
+            account.last_error = error
+
+
+async def active_account_ids(ctx: SystemContext) -> list[uuid.UUID]:
+    """The accounts to poll."""
+    async with ctx.session() as session:
+        return list(await session.scalars(select(EmailAccount.id).where(EmailAccount.active.is_(True))))
+
+
+# what an IMAP IDLE watcher connects with: a change restarts it
+_CONNECTION = (
+    EmailAccount.imap_host,
+    EmailAccount.imap_port,
+    EmailAccount.imap_security,
+    EmailAccount.imap_username,
+    EmailAccount.imap_password,
+    EmailAccount.imap_folder,
+)
+
+
+async def watched_accounts(ctx: SystemContext) -> dict[uuid.UUID, tuple[object, ...]]:
+    """Every active account, with the settings its IDLE watcher connects with."""
+    async with ctx.session() as session:
+        rows = await session.execute(select(EmailAccount.id, *_CONNECTION).where(EmailAccount.active.is_(True)))
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
+async def email_account(ctx: SystemContext, account_id: uuid.UUID) -> EmailAccount | None:
+    async with ctx.session() as session:
+        return await session.get(EmailAccount, account_id)

@@ -1,5 +1,5 @@
-"""Exotel and Twilio over HTTP: sending WhatsApp/SMS, starting calls, testing credentials, and reading what
-their webhooks post (normalised to `Inbound`, `StatusUpdate` and `CallUpdate`).
+"""What every messaging provider shares: the `Provider` interface, the values going in and out (`Outgoing`,
+`Inbound`, `StatusUpdate`, `CallUpdate`), the HTTP call with its error classes, and media downloads.
 
 Every call has explicit timeouts. Errors are classified for the delivery state machine: a refusal that a
 retry cannot fix (400/401/403/404, a message-level failure) is `PermanentProviderError` with the provider's
@@ -9,21 +9,15 @@ own words; 429, 5xx, timeouts and network errors are `TransientProviderError`, w
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
 from banxway.enums import Channel, IntegrationType, MessageStatus
-
-DEFAULT_BASE_URLS = {IntegrationType.EXOTEL: "https://api.exotel.com", IntegrationType.TWILIO: "https://api.twilio.com"}
 
 
 class ProviderError(Exception):
@@ -176,93 +170,6 @@ def decode_reply(provider: str, response: httpx.Response) -> Any:
     raise PermanentProviderError(detail, response.status_code)
 
 
-def _twilio_address(channel: Channel, number: str) -> str:
-    return f"whatsapp:{number}" if channel == Channel.WHATSAPP else number
-
-
-async def send_message(config: ProviderConfig, out: Outgoing) -> str:
-    """Send a WhatsApp or SMS message; the provider's id for it."""
-    sid = config.account_sid
-    if config.type == IntegrationType.TWILIO:
-        form = {
-            "To": _twilio_address(out.channel, out.to),
-            "From": _twilio_address(out.channel, out.from_number),
-            "StatusCallback": out.status_callback,
-        }
-        if out.template is not None and out.template.content_sid:
-            form["ContentSid"] = out.template.content_sid
-            form["ContentVariables"] = json.dumps({str(i + 1): p for i, p in enumerate(out.template.parameters)})
-        else:
-            form["Body"] = out.body
-        reply = await request(config, "POST", f"/2010-04-01/Accounts/{sid}/Messages.json", data=form)
-        return _field(reply, "sid")
-    if out.channel == Channel.SMS:
-        form = {
-            "From": out.from_number,
-            "To": out.to,
-            "Body": out.body,
-            "StatusCallback": out.status_callback,
-            "CustomField": out.reference,
-        }
-        reply = await request(config, "POST", f"/v1/Accounts/{sid}/Sms/send.json", data=form)
-        return _field(reply, "SMSMessage", "Sid")
-    if out.template is not None:
-        parameters = [{"type": "text", "text": p} for p in out.template.parameters]
-        content: dict[str, Any] = {
-            "type": "template",
-            "template": {
-                "name": out.template.name,
-                "language": {"code": out.template.language},
-                "components": [{"type": "body", "parameters": parameters}] if parameters else [],
-            },
-        }
-    else:
-        content = {"type": "text", "text": {"body": out.body}}
-    payload = {
-        "custom_data": out.reference,
-        "status_callback": out.status_callback,
-        "whatsapp": {"messages": [{"from": out.from_number, "to": out.to, "content": content}]},
-    }
-    reply = await request(config, "POST", f"/v2/accounts/{sid}/messages", json=payload)
-    result = _field(reply, "response", "whatsapp", "messages")
-    first = result[0] if isinstance(result, list) and result else {}
-    if not isinstance(first, dict) or first.get("status") == "failure" or not first.get("data"):
-        raise PermanentProviderError(f"EXOTEL refused the message: {_error_text({'response': first}) or first}")
-    return _field(first, "data", "sid")
-
-
-async def start_call(
-    config: ProviderConfig, *, agent: str, customer: str, caller_id: str, status_callback: str, reference: str
-) -> str:
-    """Exotel's click-to-call: rings the agent, then connects the customer (recorded); the call's Sid."""
-    if config.type != IntegrationType.EXOTEL:
-        raise PermanentProviderError("Calls are made through an Exotel integration.")
-    form = {
-        "From": agent,
-        "To": customer,
-        "CallerId": caller_id,
-        "Record": "true",
-        "StatusCallback": status_callback,
-        "StatusCallbackEvents[0]": "terminal",
-        "StatusCallbackContentType": "application/x-www-form-urlencoded",
-        "CustomField": reference,
-    }
-    reply = await request(config, "POST", f"/v1/Accounts/{config.account_sid}/Calls/connect.json", data=form)
-    return _field(reply, "Call", "Sid")
-
-
-async def test_credentials(config: ProviderConfig) -> str:
-    """Call a read-only endpoint with the credentials; a description of the account on success."""
-    if config.type == IntegrationType.EXOTEL:
-        reply = await request(config, "GET", f"/v1/Accounts/{config.account_sid}/Balance.json")
-        balance = reply.get("Balance") if isinstance(reply, dict) else None
-        if isinstance(balance, dict):
-            return f"Exotel account {config.account_sid}: balance {balance.get('Balance')} {balance.get('Currency')}"
-        return f"Exotel account {config.account_sid}: credentials accepted"
-    reply = await request(config, "GET", f"/2010-04-01/Accounts/{config.account_sid}.json")
-    return f"Twilio account {reply.get('friendly_name') or config.account_sid}: {reply.get('status', 'active')}"
-
-
 async def download(config: ProviderConfig, url: str, max_bytes: int, *, allowed_hosts: set[str]) -> tuple[bytes, str]:
     """Fetch media or a recording from the provider (only from `allowed_hosts`), at most `max_bytes`."""
     host = httpx.URL(url).host
@@ -302,20 +209,6 @@ def _field(payload: Any, *path: str) -> Any:
 
 
 # -- webhooks ----------------------------------------------------------------------------------------------
-
-
-def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
-    """X-Twilio-Signature: base64 HMAC-SHA1 over the URL followed by each POST parameter's name and value,
-    sorted by name."""
-    data = url + "".join(f"{name}{params[name]}" for name in sorted(params))
-    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-def twilio_signature_valid(auth_token: str, url: str, params: dict[str, str], signature: str | None) -> bool:
-    if not signature:
-        return False
-    return hmac.compare_digest(twilio_signature(auth_token, url, params).encode(), signature.encode())
 
 
 @dataclass(frozen=True)
@@ -360,146 +253,12 @@ class BadPayload(ValueError):
     """A webhook body that is not what the provider sends."""
 
 
-def _strip_whatsapp(address: str) -> str:
-    return address.removeprefix("whatsapp:")
-
-
 def _object(value: Any, name: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise BadPayload(f"{name} must be an object")
     return value
-
-
-_EXOTEL_WA_STATUS = {30001: MessageStatus.SENT, 30002: MessageStatus.DELIVERED, 30003: MessageStatus.READ}
-
-
-def parse_exotel_whatsapp(payload: Any) -> list[Inbound | StatusUpdate]:
-    try:
-        messages = payload["whatsapp"]["messages"]
-        assert isinstance(messages, list)
-    except (KeyError, TypeError, AssertionError):
-        raise BadPayload('expected {"whatsapp": {"messages": [...]}}') from None
-    found: list[Inbound | StatusUpdate] = []
-    for item in messages:
-        if not isinstance(item, dict) or not item.get("sid"):
-            raise BadPayload("each message needs a sid")
-        kind = item.get("callback_type")
-        if kind == "dlr":
-            try:
-                code = int(item.get("exo_status_code"))
-            except (TypeError, ValueError):
-                raise BadPayload("a dlr needs a numeric exo_status_code") from None
-            status = _EXOTEL_WA_STATUS.get(code, MessageStatus.FAILED if code >= 30004 else None)
-            if status is None:
-                continue  # an intermediate code we do not track
-            error = None
-            if status == MessageStatus.FAILED:
-                error = item.get("description") or item.get("exo_detailed_status") or f"code {code}"
-            details = {"exo_status_code": code}
-            if item.get("custom_data"):
-                details["reference"] = str(item["custom_data"])
-            found.append(StatusUpdate(str(item["sid"]), status, error, details))
-        elif kind in ("icm", "incoming_message"):
-            content = _object(item.get("content"), "content")
-            kind_of = content.get("type")
-            media: list[Media] = []
-            if kind_of == "text":
-                body = str(_object(content.get("text"), "content.text").get("body") or "")
-            elif kind_of in ("image", "audio", "document", "video", "sticker"):
-                part = _object(content.get(kind_of), f"content.{kind_of}")
-                if part.get("url"):
-                    media.append(Media(str(part["url"]), part.get("mime_type"), part.get("caption")))
-                body = str(part.get("caption") or f"[{kind_of}]")
-            else:
-                body = f"[{kind_of or 'unsupported message'}]"
-            if not item.get("from"):
-                raise BadPayload("an incoming message needs from")
-            found.append(
-                Inbound(
-                    provider_id=str(item["sid"]),
-                    channel=Channel.WHATSAPP,
-                    sender=str(item["from"]),
-                    to=str(item.get("to") or ""),
-                    body=body,
-                    profile_name=item.get("profile_name"),
-                    media=media,
-                )
-            )
-        else:
-            raise BadPayload(f"unknown callback_type {kind!r}")
-    return found
-
-
-_EXOTEL_SMS_STATUS = {
-    "queued": MessageStatus.SENT,
-    "sending": MessageStatus.SENT,
-    "submitted": MessageStatus.SENT,
-    "sent": MessageStatus.DELIVERED,  # Exotel's "sent" is DELIVERED_TO_HANDSET
-    "failed": MessageStatus.FAILED,
-    "failed-dnd": MessageStatus.FAILED,
-}
-
-
-def parse_exotel_sms(form: dict[str, str]) -> Inbound | StatusUpdate:
-    sid = form.get("SmsSid")
-    if not sid:
-        raise BadPayload("SmsSid is missing")
-    if "Status" in form:
-        status = _EXOTEL_SMS_STATUS.get(form["Status"].lower())
-        if status is None:
-            raise BadPayload(f"unknown SMS Status {form['Status']!r}")
-        error = form.get("DetailedStatus") if status == MessageStatus.FAILED else None
-        details = {"detailed_status": form.get("DetailedStatus")}
-        if form.get("CustomField"):
-            details["reference"] = form["CustomField"]
-        return StatusUpdate(sid, status, error, details)
-    if not form.get("From"):
-        raise BadPayload("From is missing")
-    return Inbound(sid, Channel.SMS, form["From"], form.get("To", ""), form.get("Body", ""))
-
-
-_TWILIO_STATUS = {
-    "accepted": MessageStatus.SENT,
-    "queued": MessageStatus.SENT,
-    "sending": MessageStatus.SENT,
-    "sent": MessageStatus.SENT,
-    "delivered": MessageStatus.DELIVERED,
-    "read": MessageStatus.READ,
-    "failed": MessageStatus.FAILED,
-    "undelivered": MessageStatus.FAILED,
-}
-
-
-def parse_twilio_message(form: dict[str, str]) -> Inbound | StatusUpdate:
-    sid = form.get("MessageSid") or form.get("SmsSid")
-    if not sid:
-        raise BadPayload("MessageSid is missing")
-    word = (form.get("MessageStatus") or form.get("SmsStatus") or "received").lower()
-    if word != "received":
-        status = _TWILIO_STATUS.get(word)
-        if status is None:
-            raise BadPayload(f"unknown MessageStatus {word!r}")
-        error = None
-        if status == MessageStatus.FAILED:
-            error = f"Twilio error {form.get('ErrorCode') or 'unknown'}: {form.get('ErrorMessage') or word}"
-        return StatusUpdate(sid, status, error, {"error_code": form.get("ErrorCode")})
-    sender = form.get("From") or ""
-    if not sender:
-        raise BadPayload("From is missing")
-    channel = Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS
-    try:
-        count = int(form.get("NumMedia") or 0)
-    except ValueError:
-        raise BadPayload("NumMedia is not a number") from None
-    media = [
-        Media(form[f"MediaUrl{i}"], form.get(f"MediaContentType{i}")) for i in range(count) if form.get(f"MediaUrl{i}")
-    ]
-    body = form.get("Body") or ("[media]" if media else "")
-    return Inbound(
-        sid, channel, _strip_whatsapp(sender), _strip_whatsapp(form.get("To", "")), body, form.get("ProfileName"), media
-    )
 
 
 def _int(value: str | None) -> int | None:
@@ -530,3 +289,39 @@ def parse_call(form: dict[str, str]) -> CallUpdate:
         duration=duration,
         reference=form.get("CustomField") or None,
     )
+
+
+class Provider(Protocol):
+    """One messaging provider (Exotel, Twilio): callers never ask which one it is."""
+
+    type: ClassVar[IntegrationType]
+    default_base_url: ClassVar[str]
+    region: ClassVar[str | None]  # how national-form numbers in its callbacks are read (None: E.164 only)
+    webhook_paths: ClassVar[list[tuple[str, str]]]  # (purpose, path after /webhooks/<provider>/<token>/)
+    calls: ClassVar[bool]  # whether callStart can go through it
+
+    def status_path(self, channel: Channel) -> str:
+        """The webhook path its status callbacks for a message on `channel` are sent to."""
+        ...
+
+    async def send_message(self, config: ProviderConfig, out: Outgoing) -> str:
+        """Send a WhatsApp or SMS message; the provider's id for it."""
+        ...
+
+    async def start_call(
+        self, config: ProviderConfig, *, agent: str, customer: str, caller_id: str, status_callback: str, reference: str
+    ) -> str:
+        """Ring the agent, then connect the customer (recorded); the call's id."""
+        ...
+
+    async def test_credentials(self, config: ProviderConfig) -> str:
+        """Call a read-only endpoint with the credentials; a description of the account on success."""
+        ...
+
+    def verify_webhook(self, auth_token: str, url: str, body: bytes, signature: str | None) -> bool:
+        """Whether a callback's signature (if the provider signs) matches."""
+        ...
+
+    def parse_webhook(self, kind: str, body: bytes) -> list[Inbound | StatusUpdate | CallUpdate]:
+        """What a callback reports; raises BadPayload, or a decoding error, for a body it never sends."""
+        ...

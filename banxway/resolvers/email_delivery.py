@@ -1,4 +1,4 @@
-"""Sending an outbound email over SMTP, in the delivery state machine of `banxway.channels.delivery`:
+"""Sending an outbound email over SMTP, in the delivery state machine of `banxway.resolvers.delivery`:
 a permanent refusal (5xx, authentication) fails the message with the server's reply; a transient one (4xx,
 timeout, refused connection) is retried with back-off.
 """
@@ -10,20 +10,14 @@ import asyncio
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from banxway.channels.delivery import (
-    ChannelSender,
-    Deps,
-    PermanentFailure,
-    Send,
-    Sent,
-    TransientFailure,
-    merge_headers,
-)
-from banxway.channels.email import transport
-from banxway.channels.email.compose import Outbound, OutboundAttachment, compose, new_message_id
-from banxway.channels.email.ingest import attachment_path, smtp_config
+from banxway.context import SystemContext
 from banxway.db.models import Attachment, EmailAccount, Message, Thread
 from banxway.enums import Channel, Direction, MessageStatus
+from banxway.integrations.email import smtp
+from banxway.integrations.email.compose import Outbound, OutboundAttachment, compose, new_message_id
+from banxway.integrations.storage import attachment_path
+from banxway.resolvers.mailboxes import smtp_config
+from banxway.resolvers.sending import ChannelSender, PermanentFailure, Send, Sent, TransientFailure, merge_headers
 
 
 async def _threading(session: AsyncSession, message: Message) -> tuple[str | None, list[str]]:
@@ -53,7 +47,7 @@ async def _threading(session: AsyncSession, message: Message) -> tuple[str | Non
     return previous.provider_message_id, references
 
 
-async def prepare_email(session: AsyncSession, message: Message, deps: Deps) -> Send:
+async def prepare_email(session: AsyncSession, message: Message, ctx: SystemContext) -> Send:
     """Claim-time work for a mail: the account, our Message-ID (kept across retries), the threading headers,
     the attachments; returns the SMTP send."""
     account = await session.get(EmailAccount, message.email_account_id) if message.email_account_id else None
@@ -66,7 +60,7 @@ async def prepare_email(session: AsyncSession, message: Message, deps: Deps) -> 
     in_reply_to, references = await _threading(session, message)
     chain = [*dict.fromkeys([*references, *([in_reply_to] if in_reply_to else [])])]
     await merge_headers(session, message, {"in_reply_to": in_reply_to, "references": chain})
-    data_dir = deps.settings.data_dir
+    data_dir = ctx.settings.data_dir
     files = [
         OutboundAttachment(
             filename=a.filename,
@@ -91,7 +85,7 @@ async def prepare_email(session: AsyncSession, message: Message, deps: Deps) -> 
         message_id=message.provider_message_id,
         attachments=files,
     )
-    config = smtp_config(account, deps.box, deps.settings)
+    config = smtp_config(account, ctx.box, ctx.settings)
 
     async def send() -> Sent:
         try:
@@ -99,12 +93,12 @@ async def prepare_email(session: AsyncSession, message: Message, deps: Deps) -> 
         except ValueError as exc:  # e.g. a recipient that is no address: no server would take it
             raise PermanentFailure(f"The mail could not be written: {exc}") from exc
         try:
-            reply = await transport.asend_mail(
+            reply = await smtp.asend_mail(
                 config, sender=outbound.from_address, recipients=[*outbound.to, *outbound.cc], raw=raw
             )
-        except transport.PermanentSendError as exc:
+        except smtp.PermanentSendError as exc:
             raise PermanentFailure(str(exc)) from exc
-        except transport.SendError as exc:
+        except smtp.SendError as exc:
             raise TransientFailure(str(exc)) from exc
         return Sent(headers={"smtp_reply": reply})
 

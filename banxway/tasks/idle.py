@@ -12,52 +12,34 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from banxway.channels.email import transport
-from banxway.channels.email.ingest import imap_config
-from banxway.db.models import EmailAccount
-from banxway.db.session import system_session
+from banxway.context import SystemContext
+from banxway.integrations.email import imap
 from banxway.logs import get_logger
+from banxway.resolvers.email_ingest import email_account, watched_accounts
+from banxway.resolvers.mailboxes import imap_config
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
+
+if TYPE_CHECKING:
+    from banxway.db.models import EmailAccount
 
 log = get_logger("banxway.email")
 
 IDLE_SECONDS = 60.0  # IDLE is renewed this often (RFC 2177 asks for less than 29 minutes)
 REFRESH_SECONDS = 15.0  # how often the set of accounts is re-read
-_CONNECTION = (
-    EmailAccount.imap_host,
-    EmailAccount.imap_port,
-    EmailAccount.imap_security,
-    EmailAccount.imap_username,
-    EmailAccount.imap_password,
-    EmailAccount.imap_folder,
-)
 # IDLE holds a thread per account for up to IDLE_SECONDS: its own pool, not the loop's default one
 # (which the ingest, enqueueing and the scheduler need)
 _IDLE_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="imap-idle")
 
 
-async def watch_mailboxes(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    secret_key: str,
-    on_mail: Callable[[uuid.UUID], Awaitable[None]],
-) -> None:
+async def watch_mailboxes(ctx: SystemContext, on_mail: Callable[[uuid.UUID], Awaitable[None]]) -> None:
     """Run until cancelled: a watcher per active account, restarted when the account changes."""
     watchers: dict[uuid.UUID, tuple[tuple[object, ...], asyncio.Task[None]]] = {}
     try:
         while True:
-            async with system_session(sessionmaker) as session:
-                accounts = {
-                    row[0]: tuple(row[1:])
-                    for row in await session.execute(
-                        select(EmailAccount.id, *_CONNECTION).where(EmailAccount.active.is_(True))
-                    )
-                }
+            accounts = await watched_accounts(ctx)
             for account_id, (connection, task) in list(watchers.items()):
                 # restarted only when the mailbox it watches changes (polls touch the row all the time)
                 if accounts.get(account_id) != connection or task.done():
@@ -65,7 +47,7 @@ async def watch_mailboxes(
                     del watchers[account_id]
             for account_id, connection in accounts.items():
                 if account_id not in watchers:
-                    task = asyncio.create_task(_watch(sessionmaker, settings, secret_key, account_id, on_mail))
+                    task = asyncio.create_task(_watch(ctx, account_id, on_mail))
                     watchers[account_id] = (connection, task)
             await asyncio.sleep(REFRESH_SECONDS)
     finally:
@@ -76,21 +58,14 @@ async def watch_mailboxes(
                 await task
 
 
-async def _watch(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    secret_key: str,
-    account_id: uuid.UUID,
-    on_mail: Callable[[uuid.UUID], Awaitable[None]],
-) -> None:
-    box = SecretBox(secret_key)
+async def _watch(ctx: SystemContext, account_id: uuid.UUID, on_mail: Callable[[uuid.UUID], Awaitable[None]]) -> None:
+    box, settings = ctx.box, ctx.settings
     while True:
-        async with system_session(sessionmaker) as session:
-            account = await session.get(EmailAccount, account_id)
+        account = await email_account(ctx, account_id)
         if account is None:
             return
         wait = functools.partial(
-            transport.wait_for_mail,
+            imap.wait_for_mail,
             imap_config(account, box, settings),
             timeout=IDLE_SECONDS,
             uidvalidity=account.uidvalidity,
@@ -98,7 +73,7 @@ async def _watch(
         )
         try:
             signalled = await asyncio.get_running_loop().run_in_executor(_IDLE_THREADS, wait)
-        except transport.ImapError as exc:
+        except imap.ImapError as exc:
             log.warning("IMAP IDLE failed; relying on polls for a while", account=str(account_id), error=str(exc))
             await asyncio.sleep(settings.email_poll_interval_seconds)
             continue
@@ -110,11 +85,7 @@ async def _watch(
 
 
 async def _supports_idle(account: EmailAccount, box: SecretBox, settings: Settings) -> bool:
-    def check() -> bool:
-        with transport._imap_session(imap_config(account, box, settings)) as client:
-            return client.has_capability("IDLE")
-
     try:
-        return await asyncio.to_thread(check)
+        return await asyncio.to_thread(imap.supports_idle, imap_config(account, box, settings))
     except Exception:  # unreachable now: try IDLE again later
         return True

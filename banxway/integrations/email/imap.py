@@ -1,66 +1,36 @@
-"""Email transport: IMAP (connection test, fetch, IDLE) and SMTP (connection test, send).
+"""IMAP with imapclient: connection test, fetch from a (UIDVALIDITY, last UID) cursor, IDLE.
 
-Blocking implementations with imapclient and the standard library's smtplib, and thin ``async`` wrappers that run
-them in a worker thread (``asyncio.to_thread``) for the Dramatiq actors and resolvers.
+Blocking functions, with thin ``async`` wrappers that run them in a worker thread.
 
-* Certificates are always verified against the system store (plus ``ca_file`` when given), hostnames included.
-* ``test_imap`` / ``test_smtp`` never raise: they report each step with the server's own words.
-* ``fetch_since`` and ``wait_for_mail`` raise ``ImapError``; ``send_mail`` raises ``PermanentSendError`` or
-  ``TransientSendError``, whose ``reply`` is what the server said.
+* ``test_imap`` never raises: it reports each step with the server's own words.
+* ``fetch_since`` and ``wait_for_mail`` raise ``ImapError``.
 * Mail is never marked \\Seen: the folder is opened read-only (EXAMINE) and bodies are fetched with BODY.PEEK[].
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import imaplib
-import re
-import smtplib
-import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exceptions
 
-__all__ = [
-    "Delivery",
-    "FetchedMail",
-    "ImapConfig",
-    "ImapError",
-    "MailboxPage",
-    "PermanentSendError",
-    "Security",
-    "SendError",
-    "SmtpConfig",
-    "StepResult",
-    "TransientSendError",
-    "afetch_all",
-    "asend_mail",
-    "atest_imap",
-    "atest_smtp",
-    "await_for_mail",
-    "deliver_mail",
-    "fetch_since",
-    "send_mail",
-    "test_imap",
-    "test_smtp",
-    "wait_for_mail",
-]
-
-T = TypeVar("T")
-
-
-class Security(StrEnum):
-    NONE = "NONE"  # plain text (only sensible on a trusted network)
-    STARTTLS = "STARTTLS"  # plain connection upgraded with STARTTLS (IMAP 143, SMTP 587)
-    TLS = "TLS"  # TLS from the first byte (IMAP 993, SMTP 465)
+from banxway.integrations.email.connection import (
+    Security,
+    StepResult,
+    _error_words,
+    _ssl_context,
+    _step,
+    _StepFailed,
+    _text,
+    _tls_words,
+)
 
 
 @dataclass(frozen=True)
@@ -76,28 +46,6 @@ class ImapConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "security", Security(self.security))  # accept "TLS" from a database row
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    host: str
-    port: int
-    security: Security
-    username: str | None  # None: no AUTH
-    password: str | None = field(repr=False)
-    timeout: float = 30.0
-    ca_file: str | None = None
-    local_hostname: str | None = None  # the EHLO name; None: this machine's FQDN (socket.getfqdn(), may do DNS)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "security", Security(self.security))
-
-
-@dataclass(frozen=True)
-class StepResult:
-    step: str  # IMAP: connect, tls, login, select. SMTP: connect, tls, ehlo, auth
-    ok: bool
-    detail: str  # the server's own words (greeting, capabilities, error text)
 
 
 @dataclass(frozen=True)
@@ -127,101 +75,6 @@ class ImapError(Exception):
 
     def __str__(self) -> str:
         return f"IMAP {self.step} failed: {self.detail}"
-
-
-class SendError(Exception):
-    """Sending failed. ``code`` is the SMTP reply code when the server gave one; ``reply`` the server's words
-    ("550 5.1.1 mailbox unavailable"), or a description of the network failure; ``stage`` the SMTP stage
-    (connect, tls, ehlo, auth, mail, rcpt, data)."""
-
-    def __init__(self, code: int | None, reply: str, stage: str = "") -> None:
-        super().__init__(code, reply, stage)
-        self.code = code
-        self.reply = reply
-        self.stage = stage
-
-    def __str__(self) -> str:
-        return self.reply
-
-
-class PermanentSendError(SendError):
-    """Retrying will not help: 5xx, authentication failure, every recipient refused permanently, a certificate
-    that does not verify, a missing server extension."""
-
-
-class TransientSendError(SendError):
-    """Worth a retry later: 4xx, timeout, connection refused or reset, TLS handshake interrupted."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    reply: str  # the server's reply to the end of DATA ("250 2.0.0 Ok: queued as ...")
-    refused: dict[str, str] = field(default_factory=dict)  # recipients refused while others were accepted
-
-
-# --------------------------------------------------------------------------- shared helpers
-
-
-def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()  # CERT_REQUIRED, check_hostname, TLS 1.2+
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
-
-
-_BYTES_LITERAL = re.compile(r"""^b(['"]).*\1$""", re.DOTALL)
-
-
-def _text(value: Any) -> str:
-    """Bytes or an imaplib/imapclient message ("b'[AUTHENTICATIONFAILED] ...'") as plain text."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").strip()
-    text = str(value).strip()
-    if _BYTES_LITERAL.match(text):
-        with suppress(ValueError, SyntaxError):
-            return ast.literal_eval(text).decode("utf-8", "replace").strip()
-    return text
-
-
-def _error_words(error: BaseException, timeout: float) -> str:
-    if isinstance(error, smtplib.SMTPResponseException):
-        return _reply(error.smtp_code, error.smtp_error)
-    if isinstance(error, TimeoutError | socket.timeout):
-        return f"timed out after {timeout:g} s"
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return f"certificate verification failed: {error.verify_message or error.reason}"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS error: {error.reason or error}"
-    if isinstance(error, socket.gaierror):
-        return f"cannot resolve host: {error.strerror or error}"
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return _text(error.args[0]) if len(error.args) == 1 else _text(error) or type(error).__name__
-
-
-def _tls_words(sock: Any) -> str:
-    if not isinstance(sock, ssl.SSLSocket):
-        return "no TLS"
-    cipher = sock.cipher()
-    return f"{sock.version()}, {cipher[0] if cipher else 'unknown cipher'}"
-
-
-class _StepFailed(Exception):
-    def __init__(self, step: str, error: BaseException) -> None:
-        super().__init__(step, error)
-        self.step = step
-        self.error = error
-
-
-def _step(results: list[StepResult], step: str, action: Callable[[], tuple[T, str]], timeout: float) -> T:
-    """Run one step, record it, and raise _StepFailed (after recording the failure) if it raised."""
-    try:
-        value, detail = action()
-    except Exception as error:
-        results.append(StepResult(step, False, _error_words(error, timeout)))
-        raise _StepFailed(step, error) from error
-    results.append(StepResult(step, True, detail))
-    return value
 
 
 # --------------------------------------------------------------------------- IMAP
@@ -512,192 +365,11 @@ def wait_for_mail(
                     client.idle_done()
 
 
-# --------------------------------------------------------------------------- SMTP
 
-
-def _reply(code: int, message: bytes | str) -> str:
-    text = " ".join(_text(message).split("\n")).strip()
-    return f"{code} {text}".strip()
-
-
-def _smtp_open(config: SmtpConfig, results: list[StepResult]) -> smtplib.SMTP:
-    """Connect, EHLO, TLS, AUTH, recording each step; raises _StepFailed."""
-    timeout = config.timeout
-    context = _ssl_context(config.ca_file) if config.security is not Security.NONE else None
-    if config.security is Security.TLS:
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(local_hostname=config.local_hostname, timeout=timeout, context=context)
-    else:
-        smtp = smtplib.SMTP(local_hostname=config.local_hostname, timeout=timeout)
-    # smtplib verifies the certificate against the host given to the constructor, which would also connect and
-    # drop the greeting: name it here, and connect below.
-    smtp._host = config.host
-
-    def connect() -> tuple[None, str]:
-        code, message = smtp.connect(config.host, config.port)
-        if code != 220:  # e.g. "421 4.3.2 too busy": smtplib's connect() returns it rather than raising
-            raise smtplib.SMTPConnectError(code, message)
-        return None, _reply(code, message)
-
-    def ehlo() -> tuple[None, str]:
-        code, message = smtp.ehlo()
-        if not 200 <= code <= 299:
-            code, message = smtp.helo()
-            if not 200 <= code <= 299:
-                raise smtplib.SMTPHeloError(code, message)
-        return None, _reply(code, message).replace("\n", " ")
-
-    try:
-        try:
-            _step(results, "connect", connect, timeout)
-        except _StepFailed as failed:
-            if config.security is Security.TLS and isinstance(failed.error, ssl.SSLError):
-                failure = results.pop()
-                results.append(StepResult("connect", True, f"connected to {config.host}:{config.port}"))
-                results.append(StepResult("tls", False, failure.detail))
-                raise _StepFailed("tls", failed.error) from failed.error
-            raise
-        if config.security is Security.TLS:
-            results.append(StepResult("tls", True, _tls_words(smtp.sock)))
-        _step(results, "ehlo", ehlo, timeout)
-        if config.security is Security.STARTTLS:
-
-            def starttls() -> tuple[None, str]:
-                code, message = smtp.starttls(context=context)
-                detail = f"{_reply(code, message)} ({_tls_words(smtp.sock)})"
-                smtp.ehlo()  # the capabilities may differ under TLS (AUTH often appears only now)
-                return None, detail
-
-            _step(results, "tls", starttls, timeout)
-        if config.username is not None:
-
-            def auth() -> tuple[None, str]:
-                code, message = smtp.login(config.username or "", config.password or "")
-                return None, _reply(code, message)
-
-            _step(results, "auth", auth, timeout)
-    except BaseException:
-        smtp.close()
-        raise
-    return smtp
-
-
-def test_smtp(config: SmtpConfig) -> list[StepResult]:
-    """Connect (greeting), EHLO, TLS (implicit, or STARTTLS after EHLO), AUTH (when a username is set). Stops at
-    the first failure; never raises."""
-    results: list[StepResult] = []
-    try:
-        smtp = _smtp_open(config, results)
-    except _StepFailed:
-        return results
-    except Exception as error:
-        results.append(StepResult("connect", False, _error_words(error, config.timeout)))
-        return results
-    _smtp_close(smtp)
-    return results
-
-
-test_smtp.__test__ = False  # type: ignore[attr-defined]
-
-
-def _smtp_close(smtp: smtplib.SMTP) -> None:
-    with suppress(Exception):
-        smtp.quit()
-    with suppress(Exception):
-        smtp.close()
-
-
-def _send_error(error: BaseException, stage: str, timeout: float) -> SendError:
-    """Classify a failure: PermanentSendError when retrying cannot help, TransientSendError otherwise."""
-    if isinstance(error, SendError):
-        return error
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in error.recipients.values()]
-        reply = "; ".join(
-            f"{address}: {_reply(code, message)}" for address, (code, message) in error.recipients.items()
-        )
-        kind = PermanentSendError if codes and all(code >= 500 for code in codes) else TransientSendError
-        return kind(codes[0] if codes else None, reply, "rcpt")
-    if isinstance(error, smtplib.SMTPServerDisconnected):
-        # smtplib reports a read timeout as a disconnection ("Connection unexpectedly closed: timed out").
-        return TransientSendError(None, _text(error) or "the server closed the connection", stage)
-    if isinstance(error, smtplib.SMTPResponseException):
-        code, reply = error.smtp_code, _reply(error.smtp_code, error.smtp_error)
-        if isinstance(error, smtplib.SMTPAuthenticationError):
-            # 535 and friends: wrong credentials. Only an explicit 4xx ("454 4.7.0 Temporary authentication
-            # failure", RFC 4954) is worth a retry.
-            kind = TransientSendError if 400 <= code <= 499 else PermanentSendError
-        else:
-            kind = PermanentSendError if code >= 500 else TransientSendError
-        return kind(code, reply, stage)
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return PermanentSendError(None, _error_words(error, timeout), stage)
-    if isinstance(error, OSError):  # refused, reset, timeout, DNS, TLS handshake interrupted
-        return TransientSendError(None, _error_words(error, timeout), stage)
-    if isinstance(error, smtplib.SMTPException | ValueError):  # no STARTTLS/AUTH offered, non-ASCII address, ...
-        return PermanentSendError(None, _error_words(error, timeout), stage)
-    return TransientSendError(None, _error_words(error, timeout), stage)
-
-
-def _needs_smtputf8(*addresses: str) -> bool:
-    return any(not address.isascii() for address in addresses)
-
-
-def deliver_mail(config: SmtpConfig, *, sender: str, recipients: list[str], raw: bytes) -> Delivery:
-    """Send ``raw`` (a complete RFC 5322 message, CRLF line endings preferred) to ``recipients`` with the envelope
-    sender ``sender``. Returns the server's final reply and the recipients refused while others were accepted.
-    Raises PermanentSendError / TransientSendError."""
-    if not recipients:
-        raise PermanentSendError(None, "no recipients", "rcpt")
-    stage = "connect"
-    smtp: smtplib.SMTP | None = None
-    try:
-        try:
-            smtp = _smtp_open(config, [])
-        except _StepFailed as failed:
-            raise _send_error(failed.error, failed.step, config.timeout) from failed.error
-        options: list[str] = []
-        if _needs_smtputf8(sender, *recipients):
-            if not smtp.has_extn("smtputf8"):
-                raise PermanentSendError(None, "the server does not offer SMTPUTF8, needed for these addresses", "mail")
-            options.append("SMTPUTF8")
-        if not raw.isascii() and smtp.has_extn("8bitmime"):
-            options.append("BODY=8BITMIME")
-
-        stage = "mail"
-        code, message = smtp.mail(sender, options)
-        if code != 250:
-            raise _send_error(smtplib.SMTPSenderRefused(code, message, sender), stage, config.timeout)
-
-        stage = "rcpt"
-        refused: dict[str, tuple[int, bytes]] = {}
-        for recipient in recipients:
-            code, message = smtp.rcpt(recipient)
-            if code not in (250, 251):
-                refused[recipient] = (code, message)
-        if len(refused) == len(recipients):
-            raise _send_error(smtplib.SMTPRecipientsRefused(refused), stage, config.timeout)
-
-        stage = "data"
-        code, message = smtp.data(raw)
-        if code != 250:
-            raise _send_error(smtplib.SMTPDataError(code, message), stage, config.timeout)
-        return Delivery(
-            _reply(code, message),
-            {address: _reply(refusal_code, text) for address, (refusal_code, text) in refused.items()},
-        )
-    except SendError:
-        raise
-    except Exception as error:
-        raise _send_error(error, stage, config.timeout) from error
-    finally:
-        if smtp is not None:
-            _smtp_close(smtp)
-
-
-def send_mail(config: SmtpConfig, *, sender: str, recipients: list[str], raw: bytes) -> str:
-    """Send one message; returns the server's final reply ("250 ..."). Raises PermanentSendError /
-    TransientSendError. Recipients refused while others were accepted are not an error (see deliver_mail)."""
-    return deliver_mail(config, sender=sender, recipients=recipients, raw=raw).reply
+def supports_idle(config: ImapConfig) -> bool:
+    """Whether the server announces IDLE."""
+    with _imap_session(config) as client:
+        return client.has_capability("IDLE")
 
 
 # --------------------------------------------------------------------------- async wrappers
@@ -705,10 +377,6 @@ def send_mail(config: SmtpConfig, *, sender: str, recipients: list[str], raw: by
 
 async def atest_imap(config: ImapConfig) -> list[StepResult]:
     return await asyncio.to_thread(test_imap, config)
-
-
-async def atest_smtp(config: SmtpConfig) -> list[StepResult]:
-    return await asyncio.to_thread(test_smtp, config)
 
 
 async def afetch_all(
@@ -747,7 +415,3 @@ async def await_for_mail(
     """wait_for_mail in a worker thread. The thread stays busy until the timeout even if this coroutine is
     cancelled: keep timeouts short (minutes) and mind the default executor's size."""
     return await asyncio.to_thread(wait_for_mail, config, timeout=timeout, uidvalidity=uidvalidity, last_uid=last_uid)
-
-
-async def asend_mail(config: SmtpConfig, *, sender: str, recipients: list[str], raw: bytes) -> str:
-    return await asyncio.to_thread(send_mail, config, sender=sender, recipients=recipients, raw=raw)

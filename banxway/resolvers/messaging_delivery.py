@@ -1,5 +1,5 @@
 """Sending WhatsApp and SMS messages and starting calls through the message's integration, in the delivery
-state machine of `banxway.channels.delivery`; statuses that arrived before the provider's reply are applied
+state machine of `banxway.resolvers.delivery`; statuses that arrived before the provider's reply are applied
 once the message has the provider's id."""
 
 from __future__ import annotations
@@ -10,23 +10,16 @@ from contextlib import contextmanager
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from banxway.channels.delivery import (
-    ChannelSender,
-    Deps,
-    PermanentFailure,
-    Send,
-    Sent,
-    TransientFailure,
-    UnknownOutcome,
-)
-from banxway.channels.messaging import providers
+from banxway.context import SystemContext
 from banxway.db.models import Integration, Message
 from banxway.enums import Channel
+from banxway.integrations import messaging as providers
+from banxway.resolvers.integrations import provider_config, webhook_url
+from banxway.resolvers.receipts import apply_pending
+from banxway.resolvers.sending import ChannelSender, PermanentFailure, Send, Sent, TransientFailure, UnknownOutcome
 
 
-async def prepare_messaging(session: AsyncSession, message: Message, deps: Deps) -> Send:
-    from banxway.resolvers.integrations import provider_config, webhook_url
-
+async def prepare_messaging(session: AsyncSession, message: Message, ctx: SystemContext) -> Send:
     integration = await session.get(Integration, message.integration_id) if message.integration_id else None
     if integration is None or not integration.active or not message.sender:
         raise PermanentFailure(
@@ -34,16 +27,17 @@ async def prepare_messaging(session: AsyncSession, message: Message, deps: Deps)
         )
     if not message.recipients:
         raise PermanentFailure("The message has no recipient.")
-    config = provider_config(integration, deps.box, deps.settings)
+    config = provider_config(integration, ctx.box, ctx.settings)
+    provider = providers.provider(integration.type)
     headers = await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
     reference = str(message.id)
 
     if message.channel == Channel.VOICE:
-        callback = webhook_url(deps.settings, integration, "voice")
+        callback = webhook_url(ctx.settings, integration, provider.status_path(Channel.VOICE))
 
         async def start() -> Sent:
             with _classified():
-                sid = await providers.start_call(
+                sid = await provider.start_call(
                     config,
                     agent=headers.get("agent_number") or "",
                     customer=message.recipients[0],
@@ -55,16 +49,13 @@ async def prepare_messaging(session: AsyncSession, message: Message, deps: Deps)
 
         return start
 
-    path = {Channel.WHATSAPP: "whatsapp", Channel.SMS: "sms"}[message.channel]
-    if integration.type.value == "TWILIO":
-        path = "status"
     template = headers.get("template")
     outgoing = providers.Outgoing(
         channel=message.channel,
         from_number=message.sender,
         to=message.recipients[0],
         body=message.body,
-        status_callback=webhook_url(deps.settings, integration, path),
+        status_callback=webhook_url(ctx.settings, integration, provider.status_path(message.channel)),
         reference=reference,
         template=providers.Template(
             name=template["name"],
@@ -78,7 +69,7 @@ async def prepare_messaging(session: AsyncSession, message: Message, deps: Deps)
 
     async def send() -> Sent:
         with _classified():
-            sid = await providers.send_message(config, outgoing)
+            sid = await provider.send_message(config, outgoing)
         return Sent(provider_message_id=sid)
 
     return send
@@ -97,10 +88,4 @@ def _classified() -> Iterator[None]:
         raise UnknownOutcome(exc.detail) from exc
 
 
-async def after_sent(session: AsyncSession, message: Message, deps: Deps) -> None:
-    from banxway.resolvers.messaging import apply_pending
-
-    await apply_pending(session, message)
-
-
-MESSAGING = ChannelSender(prepare_messaging, after_sent)
+MESSAGING = ChannelSender(prepare_messaging, apply_pending)

@@ -1,1 +1,0 @@
-"""Channels: the ways mail and messages reach Banxway."""

@@ -1,1 +1,0 @@
-"""The email channel: parsing, fetching and sending mail."""

@@ -1,1 +1,0 @@
-"""The messaging channels: WhatsApp, SMS and voice through Exotel or Twilio."""

@@ -1,0 +1,49 @@
+"""WhatsApp, SMS and voice providers behind one `Provider` interface: `provider(IntegrationType.TWILIO)`."""
+
+from __future__ import annotations
+
+from banxway.enums import IntegrationType
+from banxway.integrations.messaging.base import (
+    BadPayload,
+    CallUpdate,
+    Inbound,
+    Media,
+    OutcomeUnknown,
+    Outgoing,
+    PermanentProviderError,
+    Provider,
+    ProviderConfig,
+    ProviderError,
+    StatusUpdate,
+    Template,
+    TransientProviderError,
+    download,
+)
+from banxway.integrations.messaging.exotel import Exotel
+from banxway.integrations.messaging.twilio import Twilio
+
+PROVIDERS: dict[IntegrationType, Provider] = {IntegrationType.EXOTEL: Exotel(), IntegrationType.TWILIO: Twilio()}
+
+
+def provider(kind: IntegrationType) -> Provider:
+    return PROVIDERS[kind]
+
+
+__all__ = [
+    "PROVIDERS",
+    "BadPayload",
+    "CallUpdate",
+    "Inbound",
+    "Media",
+    "OutcomeUnknown",
+    "Outgoing",
+    "PermanentProviderError",
+    "Provider",
+    "ProviderConfig",
+    "ProviderError",
+    "StatusUpdate",
+    "Template",
+    "TransientProviderError",
+    "download",
+    "provider",
+]

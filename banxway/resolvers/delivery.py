@@ -1,0 +1,124 @@
+"""Delivering an outbound message on its channel: QUEUED → SENDING → SENT, or FAILED. One state machine for
+every channel; each channel gives a `prepare` (in the claiming transaction) that returns its `send`.
+
+At most once: the message is claimed (QUEUED → SENDING) and committed before the provider is called, so a
+redelivered job finds it SENDING or SENT and sends nothing. A permanent refusal fails it at once with the
+provider's words; a transient one puts it back to QUEUED for a retry with back-off (or after the
+provider's Retry-After), until it is `RETRY_FOR` old. When the request went out but no answer came, or a
+job was killed mid-send, the message stays SENDING: a status callback may settle it; after `STUCK_AFTER` it
+is failed rather than risk a second copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select
+
+from banxway.context import SystemContext
+from banxway.db.models import Message
+from banxway.enums import Channel, Direction, MessageStatus
+from banxway.logs import get_logger
+from banxway.resolvers.email_delivery import EMAIL
+from banxway.resolvers.messaging_delivery import MESSAGING
+from banxway.resolvers.sending import (
+    RETRY_FOR,
+    STUCK_AFTER,
+    PermanentFailure,
+    RetryLater,
+    Send,
+    Sent,
+    TransientFailure,
+    UnknownOutcome,
+    merge_headers,
+    set_status,
+)
+
+log = get_logger("banxway.delivery")
+
+_SENDERS = {Channel.EMAIL: EMAIL, Channel.WHATSAPP: MESSAGING, Channel.SMS: MESSAGING, Channel.VOICE: MESSAGING}
+
+
+async def deliver(ctx: SystemContext, message_id: uuid.UUID) -> MessageStatus | None:
+    """Send the message if it is QUEUED; its status afterwards (None if there is no such message).
+    Raises RetryLater on a transient failure."""
+    send: Send | None = None
+    async with ctx.transaction() as session:
+        message = await session.get(Message, message_id, with_for_update=True)
+        if message is None:
+            return None
+        if message.status == MessageStatus.SENDING and message.updated_at < datetime.now(UTC) - STUCK_AFTER:
+            set_status(
+                session,
+                message,
+                MessageStatus.FAILED,
+                "Sending was interrupted and its outcome is unknown; not retried, to avoid a second copy.",
+            )
+        status = message.status
+        sender = _SENDERS.get(message.channel)
+        if status == MessageStatus.QUEUED:
+            try:
+                if sender is None:
+                    raise PermanentFailure(f"{message.channel.name} messages cannot be sent.")
+                send = await sender.prepare(session, message, ctx)
+            except PermanentFailure as exc:
+                set_status(session, message, MessageStatus.FAILED, str(exc))
+            else:
+                set_status(session, message, MessageStatus.SENDING)
+            status = message.status
+        created_at = message.created_at
+    if send is None:
+        return status
+
+    result: Sent | None = None
+    error: Exception | None = None
+    try:
+        result = await send()
+    except (PermanentFailure, TransientFailure, UnknownOutcome) as exc:
+        error = exc
+    async with ctx.transaction() as session:
+        message = await session.get(Message, message_id, with_for_update=True)
+        assert message is not None
+        if result is not None:
+            if result.provider_message_id:
+                message.provider_message_id = result.provider_message_id
+            if result.headers:
+                await merge_headers(session, message, result.headers)
+            if message.status == MessageStatus.SENDING:  # a callback may have moved it on already
+                set_status(session, message, MessageStatus.SENT)
+            if sender is not None and sender.after_sent is not None:
+                await sender.after_sent(session, message)
+        elif isinstance(error, UnknownOutcome):
+            if message.status == MessageStatus.SENDING:
+                message.error = str(error)
+        elif isinstance(error, PermanentFailure) or datetime.now(UTC) - created_at > RETRY_FOR:
+            set_status(session, message, MessageStatus.FAILED, str(error))
+        else:
+            set_status(session, message, MessageStatus.QUEUED, str(error))
+        status = message.status
+    log.info("delivery", message=str(message_id), status=status.name, error=str(error) if error else None)
+    if status == MessageStatus.QUEUED:
+        raise RetryLater(str(error), getattr(error, "retry_after", None))
+    return status
+
+
+async def messages_to_requeue(ctx: SystemContext, *, limit: int = 1000) -> list[uuid.UUID]:
+    """What waits too long: QUEUED messages whose job was lost (Redis down at send time, or the retries ran out
+    early), and SENDING ones of a killed job (`deliver` fails them, never resends)."""
+    now = datetime.now(UTC)
+    async with ctx.session() as session:
+        return list(
+            await session.scalars(
+                select(Message.id)
+                .where(
+                    Message.channel.in_(list(_SENDERS)),
+                    Message.direction == Direction.OUTBOUND,
+                    or_(
+                        (Message.status == MessageStatus.QUEUED) & (Message.updated_at < now - timedelta(minutes=5)),
+                        (Message.status == MessageStatus.SENDING) & (Message.updated_at < now - STUCK_AFTER),
+                    ),
+                )
+                .limit(limit)
+            )
+        )

@@ -1,0 +1,9 @@
+"""GraphQL enums that several domains' types share; a domain's own enums live in its module."""
+
+from __future__ import annotations
+
+import strawberry
+
+from banxway import enums
+
+Channel = strawberry.enum(enums.Channel)

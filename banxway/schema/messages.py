@@ -1,0 +1,179 @@
+"""Messages of a thread on every channel, their attachments and calls, and sending one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from banxway import db
+from banxway.resolvers import calls as call_use_cases
+from banxway.resolvers import inbox as inbox_use_cases
+from banxway.resolvers import messages as message_use_cases
+from banxway.schema.contacts import Contact
+from banxway.schema.enums import Channel
+from banxway.schema.errors import THREAD_CODES, error_type, mutate
+from banxway.schema.ids import decode, to_global_id
+from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, _node_resolver, related
+from banxway.schema.users import User
+
+if TYPE_CHECKING:
+    from banxway.schema.threads import Thread
+
+ThreadRef = Annotated["Thread", strawberry.lazy("banxway.schema.threads")]
+
+Direction = strawberry.enum(db.Direction)
+MessageStatus = strawberry.enum(db.MessageStatus)
+MessageError, MessageErrorCode = error_type("Message", [*THREAD_CODES, "THREAD_CHANGED", "WINDOW_CLOSED"])
+
+
+@strawberry.type
+class Message(Node):
+    id: strawberry.ID = _id_field("Message")
+    channel: Channel
+    direction: Direction
+    status: MessageStatus
+    body: str
+    subject: str | None
+    html: str | None
+    sender: str | None
+    recipients: list[str]
+    error: str | None = strawberry.field(description="Why delivery failed, in the provider's words.")
+    segments: int | None = strawberry.field(
+        description="SMS: the segments the body is sent in (GSM-7: 160, then 153 each; UCS-2: 70, then 67)."
+    )
+    created_at: datetime
+
+    is_type_of = _model_type_of(db.Message)
+    resolve_nodes = _node_resolver("message_by_id")
+
+    @strawberry.field
+    def thread(self, info: Ctx) -> ThreadRef:
+        return related(self, info, "thread", "thread_by_id", self.thread_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def author(self, info: Ctx) -> User | None:
+        return related(self, info, "author", "user_by_id", self.author_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def contact(self, info: Ctx) -> Contact | None:
+        return related(self, info, "contact", "contact_by_id", self.contact_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="Files of the message.")
+    async def attachments(self, info: Ctx) -> list[Attachment]:
+        return await info.context.loaders.attachments_by_message_id.load(self.id)  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field(description="An inbound email's whole text, quoted history included (`body` is the reply).")
+    async def full_body(self, info: Ctx) -> str | None:
+        return await inbox_use_cases.message_full_body(info.context, self.id)  # type: ignore[arg-type]
+
+    @strawberry.field(description="A VOICE message's call: status, length, recording and transcript.")
+    async def call(self, info: Ctx) -> Call | None:
+        if self.channel != db.Channel.VOICE:  # type: ignore[comparison-overlap]
+            return None
+        headers = await info.context.loaders.headers_by_message_id.load(self.id) or {}  # type: ignore[attr-defined]
+        return Call(
+            status=headers.get("call_status"),
+            duration_seconds=headers.get("duration"),
+            recorded=bool(headers.get("recording_url")),
+            transcript=headers.get("transcript"),
+            transcript_error=headers.get("transcript_error"),
+        )
+
+
+# Columns read by Message's fields that are not simply a column or a link's key (`lookahead.columns_for`):
+# none are listed, so a selection with `attachments`, `fullBody` or `call` loads the whole row.
+MESSAGE_FIELD_COLUMNS: dict[str, tuple[str, ...]] = {}
+
+
+@strawberry.type(description="What the provider reported about a call.")
+class Call:
+    status: str | None = strawberry.field(description="The provider's word: in-progress, completed, busy, ….")
+    duration_seconds: int | None
+    recorded: bool
+    transcript: str | None
+    transcript_error: str | None = strawberry.field(description="Why there is no transcript.")
+
+
+@strawberry.type(description="A file attached to a message; download it from `url` with the access token.")
+class Attachment(Node):
+    id: strawberry.ID = _id_field("Attachment")
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    inline: bool
+    content_id: str | None
+
+    is_type_of = _model_type_of(db.Attachment)
+
+    @strawberry.field(description="The download path, relative to the API's origin.")
+    def url(self) -> str:
+        return f"/attachments/{to_global_id('Attachment', self.id)}"  # type: ignore[attr-defined]
+
+
+@strawberry.input(description="An approved WhatsApp template and its parameters ({{1}}, {{2}}, …).")
+class TemplateSendInput:
+    name: str
+    language: str
+    parameters: list[str] = strawberry.field(default_factory=list)
+
+    def choice(self) -> call_use_cases.TemplateChoice:
+        return call_use_cases.TemplateChoice(self.name, self.language, list(self.parameters))
+
+
+@strawberry.input
+class MessageSendInput:
+    thread_id: strawberry.ID
+    channel: Channel
+    body: str = strawberry.field(default="", description="Required unless a WhatsApp template is sent.")
+    subject: str | None = None
+    html: str | None = None
+    to: list[str] | None = strawberry.field(
+        default=None, description="Recipients; default: the thread contact's address on the channel."
+    )
+    attachment_ids: list[strawberry.ID] | None = None
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Retrying with the same key returns the first message instead of sending twice."
+    )
+    based_on_cursor: str | None = strawberry.field(
+        default=None,
+        description="The cursor of the last InboxEvent the writer saw: if someone else added a message to the "
+        "thread since, the send fails with THREAD_CHANGED (collision guard).",
+    )
+    force: bool = strawberry.field(default=False, description="Send even if the thread changed (see basedOnCursor).")
+    template: TemplateSendInput | None = strawberry.field(
+        default=None,
+        description="WhatsApp: send an approved template (the only thing allowed outside the 24-hour window).",
+    )
+
+
+@strawberry.type
+class MessagePayload:
+    message: Message | None = None
+    user_errors: list[MessageError]  # type: ignore[valid-type]
+
+
+@strawberry.type
+class MessageMutation:
+    @strawberry.mutation(description="Send a message: QUEUED for its channel, or SENT at once when INTERNAL.")
+    async def message_send(self, info: Ctx, input: MessageSendInput) -> MessagePayload:
+        async def call() -> dict:
+            message = await message_use_cases.message_send(
+                info.context,
+                thread_id=decode(input.thread_id, "Thread", "threadId"),
+                channel=input.channel,
+                body=input.body,
+                subject=input.subject,
+                html=input.html,
+                to=input.to,
+                attachment_ids=[decode(a, "Attachment", "attachmentIds") for a in input.attachment_ids or []],
+                idempotency_key=input.idempotency_key,
+                based_on_cursor=input.based_on_cursor,
+                force=input.force,
+                template=input.template.choice() if input.template is not None else None,
+            )
+            return {"message": message}
+
+        return await mutate(MessagePayload, MessageError, MessageErrorCode, call)

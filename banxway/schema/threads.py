@@ -1,0 +1,353 @@
+"""Threads: the shared inbox (`threads`, with look-ahead prefetching), one thread, and the thread mutations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import strawberry
+
+from banxway import db
+from banxway.resolvers import inbox as inbox_use_cases
+from banxway.resolvers import threads as thread_use_cases
+from banxway.resolvers.inbox import MESSAGES_ATTR, UNREAD_ATTR, MessageWindow, ThreadPrefetch
+from banxway.schema import lookahead
+from banxway.schema.actions import Action
+from banxway.schema.contacts import CONTACT_FIELD_COLUMNS, Contact
+from banxway.schema.customers import CUSTOMER_FIELD_COLUMNS, Customer
+from banxway.schema.enums import Channel
+from banxway.schema.errors import THREAD_CODES, error_type, mutate
+from banxway.schema.ids import changes, decode, decode_optional, filter_id, given, local_id
+from banxway.schema.messages import MESSAGE_FIELD_COLUMNS, Message
+from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, _node_resolver, related
+from banxway.schema.notes import Note
+from banxway.schema.pagination import Connection, connection
+from banxway.schema.shipments import SHIPMENT_FIELD_COLUMNS, Shipment
+from banxway.schema.users import User
+
+ThreadStatus = strawberry.enum(db.ThreadStatus)
+Priority = strawberry.enum(db.Priority)
+ThreadType = strawberry.enum(db.ThreadType)
+ThreadError, ThreadErrorCode = error_type("Thread", THREAD_CODES)
+
+
+@strawberry.type
+class Thread(Node):
+    id: strawberry.ID = _id_field("Thread")
+    reference: str = strawberry.field(description="BX-YYYY-NNNN, unique in the organization.")
+    subject: str
+    type: ThreadType
+    status: ThreadStatus
+    priority: Priority
+    primary_channel: Channel
+    tags: list[str]
+    last_message_at: datetime | None
+    first_response_at: datetime | None
+    sla_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    is_type_of = _model_type_of(db.Thread)
+    resolve_nodes = _node_resolver("thread_by_id")
+
+    @strawberry.field
+    def customer(self, info: Ctx) -> Customer | None:
+        return related(self, info, "customer", "customer_by_id", self.customer_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def contact(self, info: Ctx) -> Contact | None:
+        return related(self, info, "contact", "contact_by_id", self.contact_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def shipment(self, info: Ctx) -> Shipment | None:
+        return related(self, info, "shipment", "shipment_by_id", self.shipment_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def assignee(self, info: Ctx) -> User | None:
+        return related(self, info, "assignee", "user_by_id", self.assignee_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="Messages since the viewer last read the thread, not counting their own.")
+    def unread_count(self, info: Ctx) -> int:
+        prefetched = self.__dict__.get(UNREAD_ATTR)
+        if prefetched is not None:
+            return prefetched
+        return info.context.loaders.unread_count_by_thread_id.load(self.id)  # type: ignore[return-value]
+
+    @strawberry.field(description="Messages, oldest first. `last: 3` gives the three most recent.")
+    def messages(
+        self,
+        info: Ctx,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Message]:
+        if after is None and before is None and (first is None) != (last is None):
+            window = MessageWindow(size=min(first or last or 0, 100), from_end=last is not None)
+            page = self.__dict__.get(MESSAGES_ATTR, {}).get(window.key)
+            if page is not None:
+                return connection(page)
+
+        async def load() -> Connection[Message]:
+            page = await inbox_use_cases.messages_page(
+                info.context, self.id, first=first, after=after, last=last, before=before, count=True
+            )
+            return connection(page)
+
+        return load()  # type: ignore[return-value]
+
+    @strawberry.field(description="Internal notes, oldest first.")
+    async def notes(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[Note]:
+        return connection(await inbox_use_cases.notes_page(info.context, self.id, first=first, after=after))  # type: ignore[arg-type]
+
+    @strawberry.field(description="Actions (tasks), oldest first.")
+    async def actions(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[Action]:
+        return connection(await inbox_use_cases.actions_page(info.context, self.id, first=first, after=after))  # type: ignore[arg-type]
+
+
+# -- the inbox query -----------------------------------------------------------------------
+
+
+@strawberry.enum
+class ThreadOrder(enum.Enum):
+    LAST_ACTIVITY_DESC = "LAST_ACTIVITY_DESC"
+    CREATED_DESC = "CREATED_DESC"
+    PRIORITY = "PRIORITY"
+    SLA_DUE = "SLA_DUE"
+
+
+@strawberry.input(description="All given conditions must hold. Without `status`, archived threads are left out.")
+class ThreadFilter:
+    status: list[ThreadStatus] | None = None
+    assignee_id: strawberry.ID | None = None
+    assigned_to_me: bool | None = None
+    unassigned: bool | None = None
+    customer_id: strawberry.ID | None = None
+    contact_id: strawberry.ID | None = None
+    shipment_id: strawberry.ID | None = None
+    channel: Channel | None = None
+    type: ThreadType | None = None
+    priority: Priority | None = None
+    tag: str | None = None
+    search: str | None = strawberry.field(default=None, description="Full-text over subject and message bodies.")
+    updated_since: datetime | None = None
+
+
+def _thread_filter(where: ThreadFilter | None) -> thread_use_cases.ThreadFilter | None:
+    if where is None:
+        return None
+    return thread_use_cases.ThreadFilter(
+        status=where.status,
+        assignee_id=filter_id(where.assignee_id, "User"),
+        assigned_to_me=where.assigned_to_me,
+        unassigned=where.unassigned,
+        customer_id=filter_id(where.customer_id, "Customer"),
+        contact_id=filter_id(where.contact_id, "Contact"),
+        shipment_id=filter_id(where.shipment_id, "Shipment"),
+        channel=where.channel,
+        type=where.type,
+        priority=where.priority,
+        tag=where.tag,
+        search=where.search,
+        updated_since=where.updated_since,
+    )
+
+
+# The links a page of threads can join in, with the columns their types' other fields read
+# (for look-ahead column loading, `lookahead.columns_for`).
+_LINKS: tuple[tuple[str, type, dict[str, tuple[str, ...]]], ...] = (
+    ("customer", db.Customer, CUSTOMER_FIELD_COLUMNS),
+    ("contact", db.Contact, CONTACT_FIELD_COLUMNS),
+    ("shipment", db.Shipment, SHIPMENT_FIELD_COLUMNS),
+    ("assignee", db.User, {}),
+)
+
+
+def _thread_prefetch(info: Ctx) -> tuple[ThreadPrefetch, bool]:
+    """What the selection under `threads` needs, and whether it asks for totalCount."""
+    field = info.selected_fields[0]
+    nodes = lookahead.connection_nodes(field)
+    links = {}
+    for name, model, extra in _LINKS:
+        selected = lookahead.children(nodes, name)
+        if selected:
+            links[name] = lookahead.columns_for(model, selected, extra)
+    windows = []
+    for messages in lookahead.children(nodes, "messages"):
+        args = messages.arguments
+        first, last = lookahead.int_argument(args, "first"), lookahead.int_argument(args, "last")
+        if args.get("after") is None and args.get("before") is None and (first is None) != (last is None):
+            columns = lookahead.columns_for(db.Message, lookahead.connection_nodes(messages), MESSAGE_FIELD_COLUMNS)
+            windows.append(MessageWindow(size=min(first or last or 0, 100), from_end=last is not None, columns=columns))
+    prefetch = ThreadPrefetch(
+        links=tuple(sorted(links.items())),
+        unread=lookahead.selects(nodes, "unreadCount"),
+        message_windows=tuple(dict.fromkeys(windows)),
+    )
+    return prefetch, lookahead.selects([field], "totalCount")
+
+
+# -- mutations -----------------------------------------------------------------------------
+
+
+@strawberry.input
+class ThreadCreateInput:
+    subject: str
+    type: ThreadType | None = None
+    primary_channel: Channel | None = None
+    priority: Priority | None = None
+    customer_id: strawberry.ID | None = None
+    contact_id: strawberry.ID | None = None
+    shipment_id: strawberry.ID | None = None
+    tags: list[str] | None = None
+
+
+@strawberry.input
+class ThreadUpdateInput:
+    id: strawberry.ID
+    subject: str | None = strawberry.UNSET
+    type: ThreadType | None = strawberry.UNSET
+    status: ThreadStatus | None = strawberry.UNSET
+    priority: Priority | None = strawberry.UNSET
+    primary_channel: Channel | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    customer_id: strawberry.ID | None = strawberry.UNSET
+    contact_id: strawberry.ID | None = strawberry.UNSET
+    shipment_id: strawberry.ID | None = strawberry.UNSET
+
+
+@strawberry.input
+class ThreadAssignInput:
+    thread_id: strawberry.ID
+    assignee_id: strawberry.ID | None = strawberry.field(default=None, description="null unassigns.")
+
+
+@strawberry.input
+class ThreadArchiveInput:
+    thread_id: strawberry.ID
+
+
+@strawberry.input
+class ThreadMarkReadInput:
+    thread_id: strawberry.ID
+
+
+@strawberry.type
+class ThreadPayload:
+    thread: Thread | None = None
+    user_errors: list[ThreadError]  # type: ignore[valid-type]
+
+
+@strawberry.type
+class ThreadQuery:
+    @strawberry.field(description="The shared inbox: threads the viewer may see, most recent activity first.")
+    async def threads(
+        self,
+        info: Ctx,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: ThreadFilter | None = None,
+        order_by: ThreadOrder = ThreadOrder.LAST_ACTIVITY_DESC,
+    ) -> Connection[Thread]:
+        prefetch, count = _thread_prefetch(info)
+        page = await inbox_use_cases.threads_page(
+            info.context,
+            _thread_filter(filter),
+            order_by.value,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            prefetch=prefetch,
+            count=count,
+        )
+        return connection(page)
+
+    @strawberry.field(description="A thread by id; null if it does not exist or is not yours.")
+    def thread(self, info: Ctx, id: strawberry.ID) -> Thread | None:
+        thread_id = local_id(id, "Thread")
+        info.context.viewer  # noqa: B018 - authentication required
+        return info.context.loaders.thread_by_id.load(thread_id) if thread_id else None  # type: ignore[return-value]
+
+    @strawberry.field(description="A thread by its reference (BX-2026-0042).")
+    async def thread_by_reference(self, info: Ctx, reference: str) -> Thread | None:
+        return await thread_use_cases.thread_by_reference(info.context, reference)  # type: ignore[return-value]
+
+
+@strawberry.type
+class ThreadMutation:
+    @strawberry.mutation
+    async def thread_create(self, info: Ctx, input: ThreadCreateInput) -> ThreadPayload:
+        async def call() -> dict:
+            thread = await thread_use_cases.thread_create(
+                info.context,
+                subject=input.subject,
+                type=input.type,
+                primary_channel=input.primary_channel,
+                priority=input.priority,
+                customer_id=decode_optional(input.customer_id, "Customer", "customerId"),
+                contact_id=decode_optional(input.contact_id, "Contact", "contactId"),
+                shipment_id=decode_optional(input.shipment_id, "Shipment", "shipmentId"),
+                tags=input.tags,
+            )
+            return {"thread": thread}
+
+        return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
+
+    @strawberry.mutation
+    async def thread_update(self, info: Ctx, input: ThreadUpdateInput) -> ThreadPayload:
+        async def call() -> dict:
+            thread_id = decode(input.id, "Thread", "id")
+            values = changes(
+                input,
+                {
+                    "subject": "subject",
+                    "type": "type",
+                    "status": "status",
+                    "priority": "priority",
+                    "primary_channel": "primary_channel",
+                    "tags": "tags",
+                },
+            )
+            for attr, type_name, field in (
+                ("customer_id", "Customer", "customerId"),
+                ("contact_id", "Contact", "contactId"),
+                ("shipment_id", "Shipment", "shipmentId"),
+            ):
+                if given(getattr(input, attr)):
+                    values[attr] = decode_optional(getattr(input, attr), type_name, field)
+            return {"thread": await thread_use_cases.thread_update(info.context, thread_id, values)}
+
+        return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
+
+    @strawberry.mutation
+    async def thread_assign(self, info: Ctx, input: ThreadAssignInput) -> ThreadPayload:
+        async def call() -> dict:
+            thread = await thread_use_cases.thread_assign(
+                info.context,
+                decode(input.thread_id, "Thread", "threadId"),
+                decode_optional(input.assignee_id, "User", "assigneeId"),
+            )
+            return {"thread": thread}
+
+        return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
+
+    @strawberry.mutation
+    async def thread_archive(self, info: Ctx, input: ThreadArchiveInput) -> ThreadPayload:
+        async def call() -> dict:
+            thread_id = decode(input.thread_id, "Thread", "threadId")
+            return {"thread": await thread_use_cases.thread_archive(info.context, thread_id)}
+
+        return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
+
+    @strawberry.mutation
+    async def thread_mark_read(self, info: Ctx, input: ThreadMarkReadInput) -> ThreadPayload:
+        async def call() -> dict:
+            thread_id = decode(input.thread_id, "Thread", "threadId")
+            thread = await thread_use_cases.thread_mark_read(info.context, thread_id)
+            info.context.loaders.unread_count_by_thread_id._cache.pop(thread.id, None)
+            return {"thread": thread}
+
+        return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
