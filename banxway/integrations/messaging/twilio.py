@@ -88,7 +88,7 @@ def _address(channel: Channel, number: str) -> str:
     return f"whatsapp:{number}" if channel == Channel.WHATSAPP else number
 
 
-def signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+def compute_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
     """X-Twilio-Signature: base64 HMAC-SHA1 over the URL followed by each POST parameter's name and value,
     sorted by name."""
     data = url + "".join(f"{name}{params[name]}" for name in sorted(params))
@@ -99,7 +99,7 @@ def signature(auth_token: str, url: str, params: dict[str, str]) -> str:
 def signature_valid(auth_token: str, url: str, params: dict[str, str], signature: str | None) -> bool:
     if not signature:
         return False
-    return hmac.compare_digest(signature(auth_token, url, params).encode(), signature.encode())
+    return hmac.compare_digest(compute_signature(auth_token, url, params).encode(), signature.encode())
 
 
 def _strip_whatsapp(address: str) -> str:

@@ -1,0 +1,92 @@
+"""Side effects start from committed events (`banxway.tasks.consequences`): an outbound message is enqueued for
+delivery when its MESSAGE_ADDED is relayed, inbound media and call recordings likewise; and when enqueueing fails
+(the broker unreachable) the event stays undispatched, so the sweeper relays it again and the job follows."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+from sqlalchemy import select
+
+from banxway import events
+from banxway.db.models import Event
+from banxway.db.session import system_session
+from banxway.schema.ids import local_id
+from banxway.state import AppState
+from banxway.tasks import actors, consequences
+from banxway.tasks.actors import setup_broker
+from tests.inbox_helpers import Inbox
+
+
+def _row(type_name: str, **payload: object) -> Event:
+    return Event(type=type_name, payload={"thread_id": str(uuid.uuid4()), "message_id": str(uuid.uuid4()), **payload})
+
+
+def test_the_rules_pick_the_work_each_event_calls_for() -> None:
+    # given events of every kind
+    queued = _row("MESSAGE_ADDED", channel="EMAIL", direction="OUTBOUND", status="QUEUED")
+    internal = _row("MESSAGE_ADDED", channel="INTERNAL", direction="OUTBOUND", status="SENT")
+    with_media = _row("MESSAGE_ADDED", channel="WHATSAPP", direction="INBOUND", status="RECEIVED", media=2)
+    plain_inbound = _row("MESSAGE_ADDED", channel="SMS", direction="INBOUND", status="RECEIVED")
+    recorded = _row("MESSAGE_UPDATED", changed=["call", "recording"])
+    call_only = _row("MESSAGE_UPDATED", changed=["call"])
+    old = _row("MESSAGE_ADDED")  # an event of the first releases, without the facts
+    # when the consequences are worked out
+    jobs = consequences.jobs([queued, internal, with_media, plain_inbound, recorded, call_only, old])
+    # then exactly the delivery, the download and the transcription follow
+    assert jobs == [
+        (actors.deliver_message, queued.payload["message_id"]),
+        (actors.fetch_message_media, with_media.payload["message_id"]),
+        (actors.transcribe_call, recorded.payload["message_id"]),
+    ]
+
+
+async def _queued_ids(state: AppState, queue: str) -> set[str]:
+    """The message ids of the jobs waiting in a Dramatiq queue of the test's Redis."""
+    jobs = await state.redis.hvals(f"banxway:{queue}.msgs")
+    return {orjson.loads(job)["args"][0] for job in jobs}
+
+
+async def _message_event(state: AppState, message_id: str) -> Event:
+    async with system_session(state.sessionmaker) as session:
+        rows = list(await session.scalars(select(Event).where(Event.type == "MESSAGE_ADDED")))
+    [row] = [row for row in rows if row.payload["message_id"] == message_id]
+    return row
+
+
+async def test_a_queued_message_is_enqueued_when_its_event_is_relayed(inbox: Inbox, state: AppState) -> None:
+    # given a thread
+    thread = await inbox.thread()
+    # when an email and an internal note-like message are sent
+    email = await inbox.send(thread["id"], "Our quote", channel="EMAIL", to=["buyer@example.com"])
+    internal = await inbox.send(thread["id"], "FYI", channel="INTERNAL")
+    # then the email waits in the delivery queue, and the internal message does not
+    waiting = await _queued_ids(state, "delivery")
+    assert str(_uuid(email["id"])) in waiting
+    assert str(_uuid(internal["id"])) not in waiting
+
+
+async def test_an_enqueue_that_failed_is_made_by_the_sweeper(inbox: Inbox, state: AppState) -> None:
+    thread = await inbox.thread()
+    # given a broker that cannot be reached when the message is sent
+    setup_broker("redis://127.0.0.1:9/0")
+    try:
+        email = await inbox.send(thread["id"], "Our quote", channel="EMAIL", to=["buyer@example.com"])
+    finally:
+        setup_broker(state.settings.redis_url or "")
+    message_id = str(_uuid(email["id"]))
+    # then nothing was enqueued, and the event was left for the sweeper
+    assert message_id not in await _queued_ids(state, "delivery")
+    assert (await _message_event(state, message_id)).dispatched_at is None
+    # when the sweeper relays what is undispatched
+    await events.sweep(state.broadcast, state.sessionmaker, older_than=0, consequences=state.consequences)
+    # then the job is enqueued and the event dispatched
+    assert message_id in await _queued_ids(state, "delivery")
+    assert (await _message_event(state, message_id)).dispatched_at is not None
+
+
+def _uuid(global_id: str) -> uuid.UUID:
+    found = local_id(global_id, "Message")
+    assert found is not None
+    return found
