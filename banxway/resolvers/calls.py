@@ -21,7 +21,7 @@ from banxway.resolvers.common import get_or_error
 from banxway.resolvers.inbound import by_provider_id, by_reference, lock_provider_id, new_inbound_thread, receive
 from banxway.resolvers.outbound import add_outbound, open_thread, outbound_route
 from banxway.resolvers.receipts import apply_status
-from banxway.resolvers.sending import merge_headers
+from banxway.resolvers.sending import merge_headers, read_headers
 
 if TYPE_CHECKING:
     from banxway.context import Context
@@ -114,18 +114,18 @@ async def call_update(session: AsyncSession, integration: Integration, update: C
         details["recording_url"] = update.recording_url
     if update.status == "completed":
         details["summary"] = _call_summary(message, update)
-    headers = await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
-    if any(headers.get(k) != value for k, value in details.items()):
+    headers = await read_headers(session, message.id)
+    if any(getattr(headers, name) != value for name, value in details.items()):
         await merge_headers(session, message, details)
         changed.append("call")
-        if update.status == "completed" and update.recording_url and not headers.get("transcribed"):
+        if update.status == "completed" and update.recording_url and not headers.transcribed:
             changed.append("recording")  # its consequence: the recording is transcribed
     if message.direction == Direction.OUTBOUND:
         if update.status == "completed":
             apply_status(session, message, MessageStatus.DELIVERED, None)
         elif update.status in _CALL_FAILED:
             apply_status(session, message, MessageStatus.FAILED, f"The call was {_CALL_FAILED[update.status]}.")
-    if update.status == "completed" and not headers.get("transcribed"):
+    if update.status == "completed" and not headers.transcribed:
         note = "Recording: transcription pending." if update.recording_url else "No recording."
         body = f"{details['summary']} {note}"
         if message.body != body:

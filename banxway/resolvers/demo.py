@@ -19,7 +19,7 @@ from banxway.context import Context, Viewer
 from banxway.db.models import Organization, User
 from banxway.db.session import system_session, write_transaction
 from banxway.enums import Role
-from banxway.resolvers import actions, contacts, customers, inbound, messages, notes, shipments, threads
+from banxway.resolvers import actions, contacts, customers, messages, notes, shipments, threads
 from banxway.resolvers.contacts import IdentityInput
 from banxway.resolvers.users import organization_create
 from banxway.resolvers.validation import iso6346_check_digit

@@ -17,7 +17,15 @@ from banxway.integrations.email import smtp
 from banxway.integrations.email.compose import Outbound, OutboundAttachment, compose, new_message_id
 from banxway.integrations.storage import attachment_path
 from banxway.resolvers.mailboxes import smtp_config
-from banxway.resolvers.sending import ChannelSender, PermanentFailure, Send, Sent, TransientFailure, merge_headers
+from banxway.resolvers.sending import (
+    ChannelSender,
+    PermanentFailure,
+    Send,
+    Sent,
+    TransientFailure,
+    merge_headers,
+    read_headers,
+)
 
 
 async def _threading(session: AsyncSession, message: Message) -> tuple[str | None, list[str]]:
@@ -42,8 +50,7 @@ async def _threading(session: AsyncSession, message: Message) -> tuple[str | Non
     if previous is None:
         return None, []
     # the chain it carried: an inbound mail's References, or the References we sent with ours
-    headers = await session.scalar(select(Message.headers).where(Message.id == previous.id))
-    references = list((headers or {}).get("references") or [])
+    references = list((await read_headers(session, previous.id)).references)
     return previous.provider_message_id, references
 
 

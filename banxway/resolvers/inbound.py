@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
+from banxway.db.headers import checked
 from banxway.db.models import Contact, ContactIdentity, Integration, Message, Thread
 from banxway.enums import Channel, Direction, MessageStatus, NotificationType, ThreadStatus
 from banxway.events import MessageAdded, ThreadUpdated
@@ -116,7 +117,7 @@ async def message_receive(
         sender=sender,
         contact_id=contact_id or thread.contact_id,
         provider_message_id=provider_message_id,
-        headers=headers or {},
+        headers=checked(headers or {}),
         full_body=full_body,
         email_account_id=email_account_id,
         integration_id=integration_id,

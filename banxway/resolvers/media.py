@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import uuid
-from typing import Any
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.context import SystemContext
+from banxway.db.headers import MessageHeaders
 from banxway.db.models import Attachment, Integration, Message
 from banxway.events import MessageUpdated
 from banxway.integrations import ai
@@ -25,7 +24,7 @@ from banxway.integrations import messaging as providers
 from banxway.integrations.storage import store_attachment_bytes
 from banxway.logs import get_logger
 from banxway.resolvers.integrations import provider_config
-from banxway.resolvers.sending import merge_headers
+from banxway.resolvers.sending import merge_headers, read_headers
 from banxway.settings import Settings
 
 log = get_logger("banxway.media")
@@ -37,15 +36,14 @@ def _allowed_hosts(integration: Integration, settings: Settings) -> set[str]:
     return {httpx.URL(integration.base_url).host, *settings.provider_media_hosts}
 
 
-async def _load(session: AsyncSession, message_id: uuid.UUID) -> tuple[Message, Integration, dict[str, Any]] | None:
+async def _load(session: AsyncSession, message_id: uuid.UUID) -> tuple[Message, Integration, MessageHeaders] | None:
     message = await session.get(Message, message_id, with_for_update=True)
     if message is None or message.integration_id is None:
         return None
     integration = await session.get(Integration, message.integration_id)
     if integration is None:
         return None
-    headers = await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
-    return message, integration, headers
+    return message, integration, await read_headers(session, message.id)
 
 
 def _updated(ctx: SystemContext, session: AsyncSession, message: Message, changed: list[str]) -> None:
@@ -65,15 +63,14 @@ async def fetch_media(ctx: SystemContext, message_id: uuid.UUID) -> int:
         return 0
     message, integration, headers = loaded
     config = provider_config(integration, ctx.box, settings)
-    items = [dict(item) for item in headers.get("media") or []]
     fetched: dict[int, tuple[bytes, str]] = {}
     errors: dict[int, str] = {}
-    for index, item in enumerate(items):
-        if item.get("attachment_id") or item.get("error"):
+    for index, item in enumerate(headers.media):
+        if item.attachment_id or item.error:
             continue
         try:
             fetched[index] = await providers.download(
-                config, item["url"], settings.attachment_max_bytes, allowed_hosts=_allowed_hosts(integration, settings)
+                config, item.url, settings.attachment_max_bytes, allowed_hosts=_allowed_hosts(integration, settings)
             )
         except providers.PermanentProviderError as exc:
             errors[index] = exc.detail
@@ -83,12 +80,12 @@ async def fetch_media(ctx: SystemContext, message_id: uuid.UUID) -> int:
         loaded = await _load(session, message_id)
         assert loaded is not None
         message, _, headers = loaded
-        items = [dict(item) for item in headers.get("media") or []]
+        items = [item.model_copy() for item in headers.media]
         for index, (data, content_type) in fetched.items():
-            if items[index].get("attachment_id"):
+            if items[index].attachment_id:
                 continue  # another run stored it meanwhile
             digest = await asyncio.to_thread(store_attachment_bytes, settings.data_dir, data)
-            kind = items[index].get("content_type") or content_type
+            kind = items[index].content_type or content_type
             extension = mimetypes.guess_extension(kind) or ".bin"
             attachment = Attachment(
                 organization_id=message.organization_id,
@@ -100,10 +97,10 @@ async def fetch_media(ctx: SystemContext, message_id: uuid.UUID) -> int:
             )
             session.add(attachment)
             await session.flush()
-            items[index]["attachment_id"] = str(attachment.id)
+            items[index].attachment_id = str(attachment.id)
         for index, error in errors.items():
-            items[index]["error"] = error
-        await merge_headers(session, message, {"media": items})
+            items[index].error = error
+        await merge_headers(session, message, {"media": [item.model_dump(mode="json") for item in items]})
         _updated(ctx, session, message, ["attachments"])
     log.info("media fetched", message=str(message_id), stored=len(fetched), failed=len(errors))
     return len(fetched)
@@ -117,9 +114,9 @@ async def transcribe(ctx: SystemContext, message_id: uuid.UUID) -> str | None:
     if loaded is None:
         return None
     message, integration, headers = loaded
-    url = headers.get("recording_url")
-    if not url or headers.get("transcribed"):
-        return headers.get("transcript")
+    url = headers.recording_url
+    if not url or headers.transcribed:
+        return headers.transcript
     transcript: str | None = None
     error: str | None = None
     if not settings.openai_api_key:
@@ -147,7 +144,7 @@ async def transcribe(ctx: SystemContext, message_id: uuid.UUID) -> str | None:
         loaded = await _load(session, message_id)
         assert loaded is not None
         message, _, headers = loaded
-        summary = headers.get("summary") or message.body
+        summary = headers.summary or message.body
         if transcript is not None:
             message.body = f"{summary}\n\nTranscript:\n{transcript.strip()}"
             await merge_headers(session, message, {"transcribed": True, "transcript": transcript})

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.context import SystemContext
@@ -16,7 +15,15 @@ from banxway.enums import Channel
 from banxway.integrations import messaging as providers
 from banxway.resolvers.integrations import provider_config, webhook_url
 from banxway.resolvers.receipts import apply_pending
-from banxway.resolvers.sending import ChannelSender, PermanentFailure, Send, Sent, TransientFailure, UnknownOutcome
+from banxway.resolvers.sending import (
+    ChannelSender,
+    PermanentFailure,
+    Send,
+    Sent,
+    TransientFailure,
+    UnknownOutcome,
+    read_headers,
+)
 
 
 async def prepare_messaging(session: AsyncSession, message: Message, ctx: SystemContext) -> Send:
@@ -29,7 +36,7 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
         raise PermanentFailure("The message has no recipient.")
     config = provider_config(integration, ctx.box, ctx.settings)
     provider = providers.provider(integration.type)
-    headers = await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
+    headers = await read_headers(session, message.id)
     reference = str(message.id)
 
     if message.channel == Channel.VOICE:
@@ -39,7 +46,7 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
             with _classified():
                 sid = await provider.start_call(
                     config,
-                    agent=headers.get("agent_number") or "",
+                    agent=headers.agent_number or "",
                     customer=message.recipients[0],
                     caller_id=message.sender or "",
                     status_callback=callback,
@@ -49,7 +56,7 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
 
         return start
 
-    template = headers.get("template")
+    template = headers.template
     outgoing = providers.Outgoing(
         channel=message.channel,
         from_number=message.sender,
@@ -58,10 +65,10 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
         status_callback=webhook_url(ctx.settings, integration, provider.status_path(message.channel)),
         reference=reference,
         template=providers.Template(
-            name=template["name"],
-            language=template["language"],
-            parameters=list(template.get("parameters") or []),
-            content_sid=template.get("content_sid"),
+            name=template.name,
+            language=template.language,
+            parameters=list(template.parameters),
+            content_sid=template.content_sid,
         )
         if template
         else None,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from banxway.db.headers import checked
 from banxway.db.models import (
     Integration,
     Message,
@@ -175,6 +176,8 @@ async def add_outbound(
     """Store an outbound message by the viewer on `thread` (channel, status, body, recipients... in `columns`) and
     record MESSAGE_ADDED, whose consequence delivers it when it is QUEUED."""
     viewer = ctx.viewer
+    if "headers" in columns:
+        columns["headers"] = checked(columns["headers"])
     message = Message(
         **{
             "organization_id": viewer.organization_id,

@@ -3,6 +3,7 @@ classes, what a provider answered (`Sent`), the sender interface, and the status
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
 from banxway.context import SystemContext
+from banxway.db.headers import MessageHeaders, checked
 from banxway.db.models import Message
 from banxway.enums import MessageStatus
 
@@ -77,7 +79,12 @@ def set_status(session: AsyncSession, message: Message, status: MessageStatus, e
     )
 
 
+async def read_headers(session: AsyncSession, message_id: uuid.UUID) -> MessageHeaders:
+    """A message's (deferred) headers, typed."""
+    return MessageHeaders.of(await session.scalar(select(Message.headers).where(Message.id == message_id)))
+
+
 async def merge_headers(session: AsyncSession, message: Message, values: dict[str, Any]) -> None:
-    """Add `values` to the message's (deferred) headers."""
-    headers = await session.scalar(select(Message.headers).where(Message.id == message.id))
-    message.headers = {**(headers or {}), **values}
+    """Add `values` to the message's (deferred) headers, checked against MessageHeaders."""
+    current = await session.scalar(select(Message.headers).where(Message.id == message.id))
+    message.headers = checked({**(current or {}), **values})
