@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select
+
 from banxway.context import SystemContext
+from banxway.db.session import system_session
 from banxway.settings import Settings
 from banxway.state import AppState
 from tests.conftest import Api, Org
@@ -114,3 +118,51 @@ async def open_whatsapp_window(inbox: Inbox, phone: str) -> None:
 def system_context(state: AppState, settings: Settings | None = None) -> SystemContext:
     """What an actor or a webhook acts through, on the test's state (with other settings when given)."""
     return SystemContext(state if settings is None else dataclasses.replace(state, settings=settings))
+
+
+# -- members, threads and counts (test_messages, test_notes, test_actions) ------------------------------
+
+ME_ID = "{ me { id } }"
+
+THREAD_CREATE_SHORT = """
+mutation($input: ThreadCreateInput!) {
+  threadCreate(input: $input) { thread { id status lastMessageAt } userErrors { field code message } }
+}
+"""
+
+
+@dataclass
+class Member:
+    email: str
+    token: str
+    id: str
+
+
+async def _member(inbox: Inbox, role: str, email: str | None = None) -> Member:
+    """A user of the inbox's organization with `role`, logged in."""
+    email = email or f"{role}@acme.test"
+    await inbox.api.create_user(inbox.org, email, role)
+    token = await inbox.api.token(email)
+    me = await inbox.api.gql(ME_ID, token=token)
+    return Member(email, token, me["data"]["me"]["id"])
+
+
+async def _foreign(inbox: Inbox) -> Inbox:
+    org = await inbox.api.create_org("globex")
+    return Inbox(inbox.api, org, await inbox.api.token(org.admin_email))
+
+
+async def _thread(inbox: Inbox, **fields: Any) -> dict:
+    fields.setdefault("subject", "Quote for 2x40HC Nhava Sheva to Hamburg")
+    return (await inbox.ok(THREAD_CREATE_SHORT, {"input": fields}, "threadCreate"))["thread"]
+
+
+def _errors(payload: dict) -> list[tuple[str, list[str] | None]]:
+    return [(error["code"], error["field"]) for error in payload["userErrors"]]
+
+
+async def _count(inbox: Inbox, model: Any) -> int:
+    async with system_session(inbox.api.state.sessionmaker) as session:
+        return await session.scalar(
+            select(func.count()).select_from(model).where(model.organization_id == inbox.org.id)
+        )

@@ -8,14 +8,18 @@ from typing import Any
 
 import httpx
 import orjson
+from sqlalchemy import select
 
+from banxway.db.models import Message
+from banxway.db.session import system_session
 from banxway.enums import MessageStatus
 from banxway.resolvers.delivery import deliver
 from banxway.settings import Settings
 from banxway.state import AppState
+from tests.conftest import Api
 from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
-from tests.providers import StandIn, twilio_signature
+from tests.providers import StandIn, exotel_whatsapp_incoming, twilio_signature
 
 EXOTEL_SID = "acme1"
 EXOTEL_KEY = "exo-key"
@@ -131,3 +135,51 @@ def message_global_id(message_id: uuid.UUID) -> str:
     from banxway.schema.ids import to_global_id
 
     return to_global_id("Message", message_id)
+
+
+# -- outbound, delivery and integration tests (test_messaging_outbound, test_delivery, test_integrations) -----
+
+PUBLIC_URL = "https://bx.example.com"
+SECOND_NUMBER = "+912250003000"
+SHIPMENT_TEMPLATE = {"name": "shipment_update", "language": "en", "parameters": ["Priya", "SHP-1"]}
+ASSIGN = """
+mutation($input: PhoneNumberAssignInput!) {
+  phoneNumberAssign(input: $input) { phoneNumber { id number assignee { id } } userErrors { field code message } }
+}
+"""
+TEMPLATES = "{ whatsappTemplates { name language body category parameterCount provider } }"
+
+
+async def stored(state: AppState, message_id: str) -> Any:
+    """The message's row (status, error, provider id, segments, body, sender, created_at)."""
+    async with system_session(state.sessionmaker) as session:
+        result = await session.execute(
+            select(
+                Message.status,
+                Message.error,
+                Message.provider_message_id,
+                Message.segments,
+                Message.body,
+                Message.sender,
+                Message.created_at,
+            ).where(Message.id == local_uuid(message_id))
+        )
+        return result.one()
+
+
+async def exotel_inbound(inbox: Inbox, configured: dict, sid: str = "in-1", to: str = WHATSAPP_NUMBER) -> None:
+    """The customer writes on WhatsApp (opens the 24-hour window)."""
+    payload = exotel_whatsapp_incoming(sid=sid, from_=CUSTOMER_PHONE, to=to, body="Where is my container?")
+    response = await post_json(inbox.api.http, url_of(configured, "/whatsapp"), payload)
+    assert response.status_code == 200, response.text
+
+
+async def sent_ok(inbox: Inbox, thread_id: str, channel: str, body: str = "", **fields: Any) -> dict:
+    payload = await send(inbox, thread_id, channel, body, **fields)
+    assert payload["userErrors"] == [], payload
+    assert payload["message"]["status"] == "QUEUED", payload
+    return payload["message"]
+
+
+async def user_id(api: Api, email: str) -> str:
+    return (await api.login(email))["user"]["id"]

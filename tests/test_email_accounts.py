@@ -485,8 +485,7 @@ async def test_delete_keeps_the_messages(
         b"From: Priya <priya@oceanic.test>\r\nTo: ops@acme.test\r\nSubject: Booking 7781\r\n"
         b"Message-ID: <bkg-7781@oceanic.test>\r\n\r\nPlease confirm the booking.\r\n",
     )
-    result = await poll_account(system_context(state, settings), local_uuid(account["id"])
-    )
+    result = await poll_account(system_context(state, settings), local_uuid(account["id"]))
     assert result.imported == 1
     # when the account is deleted
     payload = await inbox.ok(DELETE, {"id": account["id"]}, "emailAccountDelete")

@@ -86,8 +86,7 @@ async def send(inbox: Inbox, thread_id: str, body: str = "Our quote: USD 2,150."
 
 
 async def deliver(state: AppState, settings: Settings, message_id: str) -> MessageStatus | None:
-    return await delivery.deliver(system_context(state, settings), local_uuid(message_id)
-    )
+    return await delivery.deliver(system_context(state, settings), local_uuid(message_id))
 
 
 async def row(state: AppState, message_id: str) -> Message:

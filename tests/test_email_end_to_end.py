@@ -290,9 +290,7 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
     await asyncio.sleep(3.5)  # whatever the server was doing with that connection is over
     delivered_before = len(smtp_server.messages)
     # then the job delivered again sends nothing while the outcome is unknown,
-    assert await deliver(system_context(state, settings), message_id) == (
-        MessageStatus.SENDING
-    )
+    assert await deliver(system_context(state, settings), message_id) == (MessageStatus.SENDING)
     # and once it is stuck long enough it is failed, not resent
     async with system_session(state.sessionmaker) as session, session.begin():
         await session.execute(
@@ -300,7 +298,5 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
             .where(Message.id == message_id)
             .values(updated_at=Message.updated_at - timedelta(minutes=20))
         )
-    assert await deliver(system_context(state, settings), message_id) == (
-        MessageStatus.FAILED
-    )
+    assert await deliver(system_context(state, settings), message_id) == (MessageStatus.FAILED)
     assert len(smtp_server.messages) == delivered_before <= 1

@@ -266,8 +266,7 @@ async def test_a_reply_to_a_mail_we_sent_joins_its_thread_by_in_reply_to(
     contact = await inbox.contact("Priya Shah", identities=[{"channel": "EMAIL", "address": "priya.shah@oceanic.test"}])
     thread = await inbox.thread("Quote 2x40HC", contactId=contact["id"])
     sent = await inbox.ok(MESSAGE_SEND, {"threadId": thread["id"], "body": "Our quote: USD 2,150."}, "messageSend")
-    status = await deliver(system_context(state, settings), local_uuid(sent["message"]["id"])
-    )
+    status = await deliver(system_context(state, settings), local_uuid(sent["message"]["id"]))
     assert status == MessageStatus.SENT
     [received] = smtp_server.messages
     our_id = BytesParser().parsebytes(received.raw)["Message-ID"]

@@ -541,9 +541,7 @@ def test_send_mail_550_is_permanent(smtp_server: SmtpServer) -> None:
     assert smtp_server.messages == []
 
     # And the next message goes through again
-    smtp.send_mail(
-        smtp_config(smtp_server), sender="ops@banxway.test", recipients=["a@example.com"], raw=message(2)
-    )
+    smtp.send_mail(smtp_config(smtp_server), sender="ops@banxway.test", recipients=["a@example.com"], raw=message(2))
     assert len(smtp_server.messages) == 1
 
 

@@ -105,16 +105,12 @@ async def test_a_worker_killed_while_sending_never_sends_twice(
     message_id = local_uuid(reply["id"])
     await asyncio.sleep(3.5)
     # the redelivered job sends nothing while the outcome is unknown, and fails the message once it is stuck
-    assert await deliver(system_context(state, settings), message_id) == (
-        MessageStatus.SENDING
-    )
+    assert await deliver(system_context(state, settings), message_id) == (MessageStatus.SENDING)
     async with system_session(state.sessionmaker) as session, session.begin():
         await session.execute(
             update(Message)
             .where(Message.id == message_id)
             .values(updated_at=Message.updated_at - timedelta(minutes=20))
         )
-    assert await deliver(system_context(state, settings), message_id) == (
-        MessageStatus.FAILED
-    )
+    assert await deliver(system_context(state, settings), message_id) == (MessageStatus.FAILED)
     assert len(provider.sent("exotel_whatsapp")) == 1

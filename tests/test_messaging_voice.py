@@ -138,10 +138,7 @@ async def test_without_an_ai_provider_the_call_says_no_transcript(
     )
     assert (await post_form(inbox.api.http, hook, form)).status_code == 200
     assert settings.openai_api_key is None
-    assert (
-        await transcribe(system_context(state, settings), local_uuid(call["id"]))
-        is None
-    )
+    assert await transcribe(system_context(state, settings), local_uuid(call["id"])) is None
     node = await message(inbox, call["id"])
     assert node["status"] == "DELIVERED"
     assert node["call"]["transcriptError"] == NO_TRANSCRIPT
