@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypedDict
 
 import orjson
-import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,7 +25,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -43,6 +40,7 @@ from banxway import events
 from banxway.context import Context, authenticate, operation_scope
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
+from banxway.middleware import RequestContextMiddleware
 from banxway.resolvers.attachments import attachment_file, attachment_upload
 from banxway.schema import build_schema
 from banxway.schema.ids import local_id, to_global_id
@@ -182,62 +180,6 @@ class GraphQLApp(GraphQL):
             raise ConnectionRejectionError({"message": error})
         context.viewer_or_none = viewer
         return UNSET
-
-
-class RequestContextMiddleware:
-    """Request id, structured access log and Prometheus metrics for every HTTP request."""
-
-    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
-        self.app = app
-        self.requests = requests
-        self.latency = latency
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        status = 500
-        started = time.perf_counter()
-
-        async def send_with_id(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"
-            self.requests.labels(scope["method"], path, str(status)).inc()
-            self.latency.labels(path).observe(elapsed)
-            if path != "/metrics":
-                log.info(
-                    "request",
-                    method=scope["method"],
-                    path=_loggable(scope["path"]),
-                    status=status,
-                    ms=round(elapsed * 1000, 1),
-                )
-            structlog.contextvars.unbind_contextvars("request_id")
-
-
-_KNOWN_PATHS = {"/graphql", "/livez", "/readyz", "/metrics"}
-
-
-def _loggable(path: str) -> str:
-    """The path without secrets: a webhook's token is its password."""
-    if path.startswith("/webhooks/"):
-        parts = path.split("/")
-        if len(parts) > 3:
-            parts[3] = "***"
-        return "/".join(parts)
-    return path
 
 
 async def livez(request: Request) -> Response:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from banxway import db
-from banxway.resolvers import messages as message_use_cases
+from banxway.resolvers import actions as action_use_cases
 from banxway.schema.errors import THREAD_CODES, error_type, mutate
 from banxway.schema.ids import changes, decode, decode_optional, given
 from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, _node_resolver, related
@@ -85,7 +85,7 @@ class ActionMutation:
     @strawberry.mutation
     async def action_create(self, info: Ctx, input: ActionCreateInput) -> ActionPayload:
         async def call() -> dict:
-            action = await message_use_cases.action_create(
+            action = await action_use_cases.action_create(
                 info.context,
                 thread_id=decode(input.thread_id, "Thread", "threadId"),
                 title=input.title,
@@ -104,6 +104,6 @@ class ActionMutation:
             values = changes(input, {"title": "title", "type": "type", "status": "status", "due_at": "due_at"})
             if given(input.assignee_id):
                 values["assignee_id"] = decode_optional(input.assignee_id, "User", "assigneeId")
-            return {"action": await message_use_cases.action_update(info.context, action_id, values)}
+            return {"action": await action_use_cases.action_update(info.context, action_id, values)}
 
         return await mutate(ActionPayload, ActionError, ActionErrorCode, call)

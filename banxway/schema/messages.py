@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from banxway import db
-from banxway.resolvers import calls as call_use_cases
 from banxway.resolvers import inbox as inbox_use_cases
 from banxway.resolvers import messages as message_use_cases
+from banxway.resolvers import outbound as outbound_use_cases
 from banxway.schema.contacts import Contact
 from banxway.schema.enums import Channel
 from banxway.schema.errors import THREAD_CODES, error_type, mutate
@@ -119,8 +119,8 @@ class TemplateSendInput:
     language: str
     parameters: list[str] = strawberry.field(default_factory=list)
 
-    def choice(self) -> call_use_cases.TemplateChoice:
-        return call_use_cases.TemplateChoice(self.name, self.language, list(self.parameters))
+    def choice(self) -> outbound_use_cases.TemplateChoice:
+        return outbound_use_cases.TemplateChoice(self.name, self.language, list(self.parameters))
 
 
 @strawberry.input

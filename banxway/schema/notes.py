@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from banxway import db
-from banxway.resolvers import messages as message_use_cases
+from banxway.resolvers import notes as note_use_cases
 from banxway.schema.errors import THREAD_CODES, error_type, mutate
 from banxway.schema.ids import decode
 from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, _node_resolver, related
@@ -63,7 +63,7 @@ class NoteMutation:
     @strawberry.mutation
     async def note_add(self, info: Ctx, input: NoteAddInput) -> NotePayload:
         async def call() -> dict:
-            note = await message_use_cases.note_add(
+            note = await note_use_cases.note_add(
                 info.context,
                 thread_id=decode(input.thread_id, "Thread", "threadId"),
                 body=input.body,

@@ -7,11 +7,9 @@ table first; ids already sent are skipped, so a resume loses and repeats nothing
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,9 +22,8 @@ from strawberry.types import Info
 from banxway import events
 from banxway.auth import Permission
 from banxway.broadcast import Signal, SubscriberTooSlow
-from banxway.context import Context, authenticate_user
-from banxway.dataloaders import Loaders
-from banxway.db.session import SerialSession, tenant_session
+from banxway.context import Context
+from banxway.resolvers import inbox_events
 from banxway.schema.ids import local_id
 from banxway.schema.messages import Message
 from banxway.schema.nodes import Node
@@ -38,7 +35,6 @@ InboxEventType = strawberry.enum(
     description="One value per type in the event registry (banxway/events.py).",
 )
 
-_ACTIVE_CHECK_SECONDS = 1.0
 _SEEN_LIMIT = 10_000
 
 
@@ -75,104 +71,6 @@ def _decode_event_cursor(cursor: str, retention: timedelta) -> tuple[int, int]:
     return seq, event_id
 
 
-# the payload key that names the event's subject → the loader that fetches it
-_SUBJECT_KEYS = (
-    ("message_id", "message_by_id"),
-    ("note_id", "note_by_id"),
-    ("action_id", "action_by_id"),
-    ("customer_id", "customer_by_id"),
-    ("kept_contact_id", "contact_by_id"),
-    ("contact_id", "contact_by_id"),
-    ("shipment_id", "shipment_by_id"),
-    ("notification_id", "notification_by_id"),
-)
-# payload keys that list further objects the event changed → their loader
-_RELATED_KEYS = (
-    ("merged_contact_id", "contact_by_id"),
-    ("thread_ids", "thread_by_id"),
-    ("message_ids", "message_by_id"),
-    ("notification_ids", "notification_by_id"),
-)
-_REPLAY_PAGE = 500
-
-
-class EventObjects:
-    """What recent events are about (thread, message, subject, actor), loaded once per process and
-    shared by every subscriber of the organization, instead of once per subscriber. Read-only rows."""
-
-    def __init__(self, state: Any, size: int = 512) -> None:
-        self._state = state
-        self._size = size
-        self._entries: OrderedDict[int, asyncio.Future[dict[str, tuple[str, Any]]]] = OrderedDict()
-
-    async def get(self, organization_id: uuid.UUID, row: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-        entry = self._entries.get(row["id"])
-        if entry is None:
-            entry = asyncio.get_running_loop().create_future()
-            self._entries[row["id"]] = entry
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-            try:
-                entry.set_result(await self._load(organization_id, row))
-            except BaseException as exc:
-                self._entries.pop(row["id"], None)
-                entry.set_exception(exc)
-                entry.exception()  # retrieved: the other waiters get it too
-                raise
-        return await asyncio.shield(entry)
-
-    async def _load(self, organization_id: uuid.UUID, row: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-        payload = row["payload"]
-        owner = uuid.UUID(payload["user_id"]) if payload.get("user_id") else uuid.UUID(int=0)
-        db = SerialSession(tenant_session(self._state.sessionmaker, organization_id))
-        try:
-            loaders = Loaders(db, owner)  # a private event is only ever sent to its user
-            thread = await loaders.thread_by_id.load(uuid.UUID(str(row["thread_id"]))) if row["thread_id"] else None
-            message_id = payload.get("message_id")
-            message = await loaders.message_by_id.load(uuid.UUID(message_id)) if message_id else None
-            node: tuple[str, Any] = ("thread_by_id", thread)
-            for key, loader_name in _SUBJECT_KEYS:
-                if payload.get(key):
-                    node = (loader_name, await getattr(loaders, loader_name).load(uuid.UUID(payload[key])))
-                    break
-            actor = await loaders.user_by_id.load(uuid.UUID(str(row["actor_id"]))) if row["actor_id"] else None
-            related: list[tuple[str, Any]] = []
-            for key, loader_name in _RELATED_KEYS:
-                ids = payload.get(key) or []
-                for obj in await getattr(loaders, loader_name).load_many(
-                    [uuid.UUID(i) for i in (ids if isinstance(ids, list) else [ids])]
-                ):
-                    if obj is not None:
-                        related.append((loader_name, obj))
-        finally:
-            await db.session.close()
-        return {
-            "thread": ("thread_by_id", thread),
-            "message": ("message_by_id", message),
-            "node": node,
-            "actor": ("user_by_id", actor),
-            "related": related,  # type: ignore[dict-item]
-        }
-
-
-def _objects(state: Any) -> EventObjects:
-    objects = state.shared.get("event_objects")
-    if objects is None:
-        objects = state.shared["event_objects"] = EventObjects(state)
-    return objects
-
-
-async def _still_active(state: Any, user_id: uuid.UUID, organization_id: uuid.UUID) -> bool:
-    """Whether the user may still receive events; one query per user per second in a process, however
-    many subscriptions they hold."""
-    cache: dict[uuid.UUID, tuple[float, bool]] = state.shared.setdefault("active_users", {})
-    checked = cache.get(user_id)
-    if checked is None or time.monotonic() - checked[0] > _ACTIVE_CHECK_SECONDS:
-        active = await authenticate_user(state, user_id, organization_id) is not None
-        cache[user_id] = checked = (time.monotonic(), active)
-    return checked[1]
-
-
 async def event_stream(
     info: Info[Context, None], after: str | None, thread_id: uuid.UUID | None, types: set[str] | None = None
 ) -> AsyncGenerator[InboxEvent, None]:
@@ -204,7 +102,7 @@ async def event_stream(
     async def build(row: dict[str, Any]) -> InboxEvent:
         """The event with what it is about: loaded once per process (`EventObjects`), primed into this
         subscriber's loaders; the caller closes the session after the event is sent (`ctx.aclose()`)."""
-        loaded = await _objects(state).get(organization_id, row)
+        loaded = await inbox_events.event_objects(state).get(organization_id, row)
         loaders = ctx.loaders
         related: list[tuple[str, Any]] = loaded["related"]  # type: ignore[assignment]
         singles = [value for name, value in loaded.items() if name != "related"]
@@ -224,33 +122,17 @@ async def event_stream(
             related=[obj for _, obj in related],
         )
 
-    async def read_log(after_seq: int) -> list[dict[str, Any]]:
-        async with tenant_session(state.sessionmaker, organization_id) as session, session.begin():
-            rows = await events.replay(session, organization_id, after_seq, thread_id=thread_id, limit=_REPLAY_PAGE)
-            return [
-                {
-                    "id": r.id,
-                    "seq": r.seq,
-                    "type": r.type,
-                    "thread_id": r.thread_id,
-                    "actor_id": r.actor_id,
-                    "payload": r.payload,
-                    "created_at": r.created_at,
-                }
-                for r in rows
-            ]
-
     async def catch_up() -> AsyncGenerator[InboxEvent, None]:
         """Every published event after `position`, from the log, page by page."""
         nonlocal position
         while True:
-            rows = await read_log(position)
+            rows = await inbox_events.replay(state, organization_id, position, thread_id)
             for row in rows:
                 position = max(position, row["seq"])
                 if remember(row["id"]) and visible(row["type"], row["thread_id"], row["payload"]):
                     yield await build(row)
                     await ctx.aclose()  # hold no connection between events
-            if len(rows) < _REPLAY_PAGE:
+            if len(rows) < inbox_events.REPLAY_PAGE:
                 return
 
     async with state.broadcast.subscribe(events.channel(organization_id)) as subscriber:
@@ -261,8 +143,7 @@ async def event_stream(
                 async for event in catch_up():
                     yield event
             else:
-                async with tenant_session(state.sessionmaker, organization_id) as session, session.begin():
-                    position = await events.position(session, organization_id)
+                position = await inbox_events.position(state, organization_id)
             async for published in subscriber:
                 if published is Signal.RESYNC:  # Redis came back: fetch what was published meanwhile
                     async for event in catch_up():
@@ -272,9 +153,9 @@ async def event_stream(
                 position = max(position, row["seq"])
                 if not remember(row["id"]):
                     continue
-                if time.monotonic() - checked_at > _ACTIVE_CHECK_SECONDS:
+                if time.monotonic() - checked_at > inbox_events.ACTIVE_CHECK_SECONDS:
                     checked_at = time.monotonic()
-                    if not await _still_active(state, viewer.user_id, organization_id):
+                    if not await inbox_events.still_active(state, viewer.user_id, organization_id):
                         raise GraphQLError("Your account is deactivated.", extensions={"code": "UNAUTHENTICATED"})
                 if visible(row["type"], row["thread_id"], row["payload"]):
                     row["created_at"] = datetime.fromisoformat(row["created_at"])
