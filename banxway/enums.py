@@ -129,3 +129,11 @@ class NotificationType(enum.Enum):
 class IntegrationType(enum.Enum):
     EXOTEL = "EXOTEL"
     TWILIO = "TWILIO"
+
+
+class MailSecurity(enum.StrEnum):
+    """How an IMAP or SMTP connection is secured."""
+
+    NONE = "NONE"  # plain text (only sensible on a trusted network)
+    STARTTLS = "STARTTLS"  # plain connection upgraded with STARTTLS (IMAP 143, SMTP 587)
+    TLS = "TLS"  # TLS from the first byte (IMAP 993, SMTP 465)

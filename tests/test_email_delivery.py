@@ -421,7 +421,7 @@ async def test_status_changes_are_recorded_as_events(
         )
     mine = [r for r in rows if r.payload["message_id"] == str(local_uuid(message["id"]))]
     assert [(r.type, r.payload.get("status")) for r in mine] == [
-        ("MESSAGE_ADDED", None),
+        ("MESSAGE_ADDED", "QUEUED"),  # the status it was added with (its consequence: the delivery)
         ("MESSAGE_STATUS_CHANGED", "SENDING"),
         ("MESSAGE_STATUS_CHANGED", "SENT"),
     ]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from banxway.enums import MailSecurity
 from banxway.integrations.email import imap, smtp
-from banxway.integrations.email.connection import Security
 from banxway.integrations.email.imap import ImapConfig, ImapError
 from banxway.integrations.email.smtp import PermanentSendError, SmtpConfig, TransientSendError
 from tests import mailservers
@@ -19,8 +19,8 @@ from tests.mailservers import DovecotServer, SmtpServer, free_ports
 # The fixtures, until tests/conftest.py loads tests.mailservers as a plugin (harmless afterwards).
 
 
-def imap_config(server: DovecotServer, security: Security = Security.NONE, **changes: object) -> ImapConfig:
-    port = server.tls_port if security is Security.TLS else server.port
+def imap_config(server: DovecotServer, security: MailSecurity = MailSecurity.NONE, **changes: object) -> ImapConfig:
+    port = server.tls_port if security is MailSecurity.TLS else server.port
     config = ImapConfig(
         host=server.host,
         port=port,
@@ -33,8 +33,8 @@ def imap_config(server: DovecotServer, security: Security = Security.NONE, **cha
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
 
-def smtp_config(server: SmtpServer, security: Security = Security.NONE, **changes: object) -> SmtpConfig:
-    port = server.tls_port if security is Security.TLS else server.port
+def smtp_config(server: SmtpServer, security: MailSecurity = MailSecurity.NONE, **changes: object) -> SmtpConfig:
+    port = server.tls_port if security is MailSecurity.TLS else server.port
     config = SmtpConfig(
         host=server.host,
         port=port,
@@ -119,8 +119,8 @@ def test_dovecot_fixture_starts_fast_and_leaves_no_process(mail_certs: mailserve
 # --------------------------------------------------------------------------- test_imap
 
 
-@pytest.mark.parametrize("security", [Security.NONE, Security.STARTTLS, Security.TLS])
-def test_imap_reports_every_step_ok(dovecot: DovecotServer, security: Security) -> None:
+@pytest.mark.parametrize("security", [MailSecurity.NONE, MailSecurity.STARTTLS, MailSecurity.TLS])
+def test_imap_reports_every_step_ok(dovecot: DovecotServer, security: MailSecurity) -> None:
     # Given a running Dovecot and the right credentials
     config = imap_config(dovecot, security)
 
@@ -128,19 +128,21 @@ def test_imap_reports_every_step_ok(dovecot: DovecotServer, security: Security) 
     steps = imap.test_imap(config)
 
     # Then every step passed, with the server's own words
-    expected = ["connect", "login", "select"] if security is Security.NONE else ["connect", "tls", "login", "select"]
+    expected = (
+        ["connect", "login", "select"] if security is MailSecurity.NONE else ["connect", "tls", "login", "select"]
+    )
     assert [step.step for step in steps] == expected
     assert all(step.ok for step in steps), steps
     assert "Dovecot ready" in steps[0].detail
     assert "Logged in" in steps[-2].detail
     assert steps[-1].detail.startswith("INBOX: 0 messages, UIDVALIDITY ")
-    if security is not Security.NONE:
+    if security is not MailSecurity.NONE:
         assert "TLSv1." in steps[1].detail
 
 
 def test_imap_bad_password_fails_at_login_with_dovecots_words(dovecot: DovecotServer) -> None:
     # Given a wrong password
-    config = imap_config(dovecot, Security.STARTTLS, password="wrong")
+    config = imap_config(dovecot, MailSecurity.STARTTLS, password="wrong")
 
     # When the connection is tested
     steps = imap.test_imap(config)
@@ -167,7 +169,7 @@ def test_imap_missing_folder_fails_at_select(dovecot: DovecotServer) -> None:
 def test_imap_unreachable_port_fails_at_connect() -> None:
     # Given a port nobody listens on
     (port,) = free_ports(1)
-    config = ImapConfig(host="127.0.0.1", port=port, security=Security.TLS, username="a", password="b", timeout=5)
+    config = ImapConfig(host="127.0.0.1", port=port, security=MailSecurity.TLS, username="a", password="b", timeout=5)
 
     # When the connection is tested
     steps = imap.test_imap(config)
@@ -179,7 +181,7 @@ def test_imap_unreachable_port_fails_at_connect() -> None:
 
 def test_imap_untrusted_certificate_fails_at_tls(dovecot: DovecotServer) -> None:
     # Given no extra CA: the test certificate is not in the system store
-    config = imap_config(dovecot, Security.TLS, ca_file=None)
+    config = imap_config(dovecot, MailSecurity.TLS, ca_file=None)
 
     # When the connection is tested
     steps = imap.test_imap(config)
@@ -191,7 +193,7 @@ def test_imap_untrusted_certificate_fails_at_tls(dovecot: DovecotServer) -> None
 
 def test_imap_plain_client_on_the_tls_port_fails_cleanly(dovecot: DovecotServer) -> None:
     # Given the TLS port configured as a plain one
-    config = imap_config(dovecot, Security.NONE, port=dovecot.tls_port, timeout=0.5)
+    config = imap_config(dovecot, MailSecurity.NONE, port=dovecot.tls_port, timeout=0.5)
 
     # When the connection is tested
     steps = imap.test_imap(config)
@@ -204,8 +206,8 @@ def test_imap_plain_client_on_the_tls_port_fails_cleanly(dovecot: DovecotServer)
 # --------------------------------------------------------------------------- test_smtp
 
 
-@pytest.mark.parametrize("security", [Security.NONE, Security.STARTTLS, Security.TLS])
-def test_smtp_reports_every_step_ok(smtp_server: SmtpServer, security: Security) -> None:
+@pytest.mark.parametrize("security", [MailSecurity.NONE, MailSecurity.STARTTLS, MailSecurity.TLS])
+def test_smtp_reports_every_step_ok(smtp_server: SmtpServer, security: MailSecurity) -> None:
     # Given a running SMTP server and the right credentials
     config = smtp_config(smtp_server, security)
 
@@ -214,9 +216,9 @@ def test_smtp_reports_every_step_ok(smtp_server: SmtpServer, security: Security)
 
     # Then every step passed, with the server's words
     expected = {
-        Security.NONE: ["connect", "ehlo", "auth"],
-        Security.STARTTLS: ["connect", "ehlo", "tls", "auth"],
-        Security.TLS: ["connect", "tls", "ehlo", "auth"],
+        MailSecurity.NONE: ["connect", "ehlo", "auth"],
+        MailSecurity.STARTTLS: ["connect", "ehlo", "tls", "auth"],
+        MailSecurity.TLS: ["connect", "tls", "ehlo", "auth"],
     }[security]
     assert [step.step for step in steps] == expected
     assert all(step.ok for step in steps), steps
@@ -227,7 +229,7 @@ def test_smtp_reports_every_step_ok(smtp_server: SmtpServer, security: Security)
 
 def test_smtp_bad_password_fails_at_auth(smtp_server: SmtpServer) -> None:
     # Given a wrong password
-    config = smtp_config(smtp_server, Security.STARTTLS, password="wrong")
+    config = smtp_config(smtp_server, MailSecurity.STARTTLS, password="wrong")
 
     # When the connection is tested
     steps = smtp.test_smtp(config)
@@ -256,7 +258,9 @@ def test_smtp_without_username_skips_auth(smtp_server: SmtpServer) -> None:
 def test_smtp_unreachable_port_fails_at_connect() -> None:
     # Given a port nobody listens on
     (port,) = free_ports(1)
-    config = SmtpConfig(host="127.0.0.1", port=port, security=Security.NONE, username=None, password=None, timeout=5)
+    config = SmtpConfig(
+        host="127.0.0.1", port=port, security=MailSecurity.NONE, username=None, password=None, timeout=5
+    )
 
     # When the connection is tested
     steps = smtp.test_smtp(config)
@@ -409,7 +413,7 @@ def test_fetch_since_raises_imap_error_on_bad_password(dovecot: DovecotServer) -
 
 def test_fetch_since_raises_transient_imap_error_when_unreachable() -> None:
     (port,) = free_ports(1)
-    config = ImapConfig(host="127.0.0.1", port=port, security=Security.NONE, username="a", password="b", timeout=5)
+    config = ImapConfig(host="127.0.0.1", port=port, security=MailSecurity.NONE, username="a", password="b", timeout=5)
     with pytest.raises(ImapError) as caught:
         fetch_all(config)
     assert caught.value.step == "connect"
@@ -421,7 +425,7 @@ def test_fetch_since_raises_transient_imap_error_when_unreachable() -> None:
 
 def test_wait_for_mail_returns_true_when_another_connection_appends(dovecot: DovecotServer) -> None:
     # Given a client idling on the INBOX
-    config = imap_config(dovecot, Security.STARTTLS)
+    config = imap_config(dovecot, MailSecurity.STARTTLS)
     result: list[bool] = []
     started = time.monotonic()
     waiter = threading.Thread(target=lambda: result.append(imap.wait_for_mail(config, timeout=10)))
@@ -501,8 +505,8 @@ def test_wait_for_mail_raises_a_transient_error_when_the_server_goes_away(doveco
 # --------------------------------------------------------------------------- send_mail
 
 
-@pytest.mark.parametrize("security", [Security.NONE, Security.STARTTLS, Security.TLS])
-def test_send_mail_delivers_the_exact_bytes_and_envelope(smtp_server: SmtpServer, security: Security) -> None:
+@pytest.mark.parametrize("security", [MailSecurity.NONE, MailSecurity.STARTTLS, MailSecurity.TLS])
+def test_send_mail_delivers_the_exact_bytes_and_envelope(smtp_server: SmtpServer, security: MailSecurity) -> None:
     # Given a message with a line starting with a dot (SMTP dot-stuffing) and 8-bit text
     raw = message(7, ".leading dot\r\nCaf\xc3\xa9 \xe2\x82\xac\r\n".encode("latin-1"))
 
@@ -521,7 +525,7 @@ def test_send_mail_delivers_the_exact_bytes_and_envelope(smtp_server: SmtpServer
     assert received.rcpt_tos == ["a@example.com", "b@example.com"]
     assert received.raw == raw
     assert received.authenticated_as == smtp_server.user
-    assert received.tls is (security is not Security.NONE)
+    assert received.tls is (security is not MailSecurity.NONE)
     assert "BODY=8BITMIME" in received.mail_options
 
 
@@ -614,7 +618,9 @@ def test_send_mail_bad_password_is_permanent(smtp_server: SmtpServer) -> None:
 
 def test_send_mail_refused_connection_is_transient() -> None:
     (port,) = free_ports(1)
-    config = SmtpConfig(host="127.0.0.1", port=port, security=Security.NONE, username=None, password=None, timeout=5)
+    config = SmtpConfig(
+        host="127.0.0.1", port=port, security=MailSecurity.NONE, username=None, password=None, timeout=5
+    )
     with pytest.raises(TransientSendError) as caught:
         smtp.send_mail(config, sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1))
     assert caught.value.code is None
@@ -635,7 +641,7 @@ def test_send_mail_slow_server_beyond_timeout_is_transient(smtp_server: SmtpServ
 
 
 def test_send_mail_untrusted_certificate_is_permanent(smtp_server: SmtpServer) -> None:
-    config = smtp_config(smtp_server, Security.TLS, ca_file=None)
+    config = smtp_config(smtp_server, MailSecurity.TLS, ca_file=None)
     with pytest.raises(PermanentSendError) as caught:
         smtp.send_mail(config, sender="ops@banxway.test", recipients=["a@example.com"], raw=message(1))
     assert caught.value.stage == "tls"
@@ -665,8 +671,8 @@ async def test_async_wrappers(dovecot: DovecotServer, smtp_server: SmtpServer) -
     dovecot.append(None, message(1))
 
     # When the async wrappers run
-    imap_steps = await imap.atest_imap(imap_config(dovecot, Security.TLS))
-    smtp_steps = await smtp.atest_smtp(smtp_config(smtp_server, Security.STARTTLS))
+    imap_steps = await imap.atest_imap(imap_config(dovecot, MailSecurity.TLS))
+    smtp_steps = await smtp.atest_smtp(smtp_config(smtp_server, MailSecurity.STARTTLS))
     pages = await imap.afetch_all(imap_config(dovecot), uidvalidity=None, last_uid=0)
     waited = await imap.await_for_mail(imap_config(dovecot), timeout=5, last_uid=0)
     reply = await smtp.asend_mail(

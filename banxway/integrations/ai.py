@@ -18,9 +18,7 @@ class AIError(Exception):
         self.transient = transient
 
 
-async def speech_to_text(
-    *, api_key: str, base_url: str | None, model: str, audio: bytes, content_type: str
-) -> str:
+async def speech_to_text(*, api_key: str, base_url: str | None, model: str, audio: bytes, content_type: str) -> str:
     """The transcript of `audio`. Raises AIError."""
     client = openai.AsyncOpenAI(
         api_key=api_key,

@@ -21,6 +21,7 @@ from banxway.db.session import system_session, write_transaction
 from banxway.enums import Role
 from banxway.resolvers import actions, contacts, customers, messages, notes, shipments, threads
 from banxway.resolvers.contacts import IdentityInput
+from banxway.resolvers.inbound import message_receive
 from banxway.resolvers.users import organization_create
 from banxway.resolvers.validation import iso6346_check_digit
 
@@ -305,7 +306,7 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> None:
             )
             sender = await _address(ctx, person.id, channel)
             async with ctx.transaction() as session:
-                await inbound.message_receive(
+                await message_receive(
                     session,
                     organization_id,
                     thread_id=thread.id,

@@ -11,20 +11,22 @@ from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
 from banxway.db.models import EmailAccount, EmailQuarantine, Message
+from banxway.enums import MailSecurity
 from banxway.errors import DomainError
 from banxway.integrations.email import imap, smtp
-from banxway.integrations.email.connection import Security, StepResult
+from banxway.integrations.email.connection import StepResult
 from banxway.integrations.email.parse import MalformedEmail
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
 from banxway.resolvers.email_ingest import ingest_mail
 from banxway.resolvers.mailboxes import imap_config, smtp_config
+from banxway.resolvers.pagination import Page, paginate
 from banxway.secrets import SecretBox
 
 if TYPE_CHECKING:
     from banxway.context import Context
 
-SECURITIES = {s.value for s in Security}
+SECURITIES = {s.value for s in MailSecurity}
 _PLAIN = ("name", "from_name", "signature", "imap_host", "imap_username", "imap_folder", "smtp_host", "smtp_username")
 _LIMITS = {
     "name": 200,
@@ -165,9 +167,6 @@ async def quarantine_reprocess(ctx: Context, quarantine_id: uuid.UUID | None) ->
         item.reprocessed_at = datetime.now(UTC)
         item.message_id = message.id if message is not None else None
     return item, message
-
-
-from banxway.resolvers.pagination import Page, paginate  # noqa: E402 - appended while the imports above move
 
 
 async def quarantine_page(ctx: Context, *, first: int | None, after: str | None) -> Page[EmailQuarantine]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from banxway.db.models import EmailAccount
-from banxway.integrations.email.connection import Security
+from banxway.enums import MailSecurity
 from banxway.integrations.email.imap import ImapConfig
 from banxway.integrations.email.smtp import SmtpConfig
 from banxway.secrets import SecretBox
@@ -14,7 +14,7 @@ def imap_config(account: EmailAccount, box: SecretBox, settings: Settings) -> Im
     return ImapConfig(
         host=account.imap_host,
         port=account.imap_port,
-        security=Security(account.imap_security),
+        security=MailSecurity(account.imap_security),
         username=account.imap_username,
         password=box.decrypt(account.imap_password),
         folder=account.imap_folder,
@@ -27,7 +27,7 @@ def smtp_config(account: EmailAccount, box: SecretBox, settings: Settings) -> Sm
     return SmtpConfig(
         host=account.smtp_host,
         port=account.smtp_port,
-        security=Security(account.smtp_security),
+        security=MailSecurity(account.smtp_security),
         username=account.smtp_username,
         password=box.decrypt(account.smtp_password) if account.smtp_password else None,
         timeout=settings.email_timeout_seconds,

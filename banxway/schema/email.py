@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from banxway import db
-from banxway.integrations.email.connection import Security
+from banxway.enums import MailSecurity
 from banxway.resolvers import email as email_use_cases
 from banxway.schema.errors import error_type, mutate
 from banxway.schema.ids import decode, given
@@ -16,7 +16,7 @@ from banxway.schema.messages import Message
 from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, related
 from banxway.schema.pagination import Connection, connection
 
-MailSecurity = strawberry.enum(Security, name="MailSecurity", description="NONE, STARTTLS, or TLS from the start.")
+MailSecurity = strawberry.enum(MailSecurity, name="MailSecurity", description="NONE, STARTTLS, or TLS from the start.")
 EmailAccountError, EmailAccountErrorCode = error_type("EmailAccount", ["INVALID", "NOT_FOUND", "TAKEN"])
 
 

@@ -92,7 +92,9 @@ async def webhook(request: Request) -> Response:
         return _error(413, "The request body is too large.")
     try:
         token = state.box.decrypt(integration.api_token)
-        if not adapter.verify_webhook(token, _public_url(request, state), body, request.headers.get("x-twilio-signature")):
+        if not adapter.verify_webhook(
+            token, _public_url(request, state), body, request.headers.get("x-twilio-signature")
+        ):
             log.warning("bad webhook signature", integration=str(integration.id), url=_public_url(request, state))
             return _error(403, "The X-Twilio-Signature does not match.")
         items = adapter.parse_webhook(kind, body)

@@ -14,16 +14,9 @@ import ssl
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-
-
-class Security(StrEnum):
-    NONE = "NONE"  # plain text (only sensible on a trusted network)
-    STARTTLS = "STARTTLS"  # plain connection upgraded with STARTTLS (IMAP 143, SMTP 587)
-    TLS = "TLS"  # TLS from the first byte (IMAP 993, SMTP 465)
 
 
 @dataclass(frozen=True)

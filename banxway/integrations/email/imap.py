@@ -21,8 +21,8 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exceptions
 
+from banxway.enums import MailSecurity
 from banxway.integrations.email.connection import (
-    Security,
     StepResult,
     _error_words,
     _ssl_context,
@@ -37,7 +37,7 @@ from banxway.integrations.email.connection import (
 class ImapConfig:
     host: str
     port: int
-    security: Security
+    security: MailSecurity
     username: str
     password: str = field(repr=False)
     folder: str = "INBOX"
@@ -45,7 +45,7 @@ class ImapConfig:
     ca_file: str | None = None  # an extra CA to trust (tests); the system store is always trusted
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "security", Security(self.security))  # accept "TLS" from a database row
+        object.__setattr__(self, "security", MailSecurity(self.security))  # accept "TLS" from a database row
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,13 @@ def _imap_transient(error: BaseException) -> bool:
 def _imap_login(config: ImapConfig, results: list[StepResult]) -> IMAPClient:
     """Connect, secure and log in, recording each step; raises _StepFailed."""
     timeout = config.timeout
-    context = _ssl_context(config.ca_file) if config.security is not Security.NONE else None
+    context = _ssl_context(config.ca_file) if config.security is not MailSecurity.NONE else None
 
     def connect() -> tuple[IMAPClient, str]:
         client = IMAPClient(
             config.host,
             port=config.port,
-            ssl=config.security is Security.TLS,
+            ssl=config.security is MailSecurity.TLS,
             ssl_context=context,
             timeout=timeout,
         )
@@ -109,7 +109,7 @@ def _imap_login(config: ImapConfig, results: list[StepResult]) -> IMAPClient:
     try:
         client = _step(results, "connect", connect, timeout)
     except _StepFailed as failed:
-        if config.security is Security.TLS and isinstance(failed.error, ssl.SSLError):
+        if config.security is MailSecurity.TLS and isinstance(failed.error, ssl.SSLError):
             # The TCP connection worked; the handshake did not: report it on the tls step.
             failure = results.pop()
             results.append(StepResult("connect", True, f"connected to {config.host}:{config.port}"))
@@ -118,9 +118,9 @@ def _imap_login(config: ImapConfig, results: list[StepResult]) -> IMAPClient:
         raise
 
     try:
-        if config.security is Security.TLS:
+        if config.security is MailSecurity.TLS:
             results.append(StepResult("tls", True, _tls_words(client.socket())))
-        elif config.security is Security.STARTTLS:
+        elif config.security is MailSecurity.STARTTLS:
 
             def starttls() -> tuple[None, str]:
                 if not client.has_capability("STARTTLS"):
@@ -156,7 +156,7 @@ def _imap_select(client: IMAPClient, folder: str) -> dict[bytes, Any]:
 
 
 def test_imap(config: ImapConfig) -> list[StepResult]:
-    """Connect, TLS (unless Security.NONE), log in, open the folder read-only. Stops at the first failure; never
+    """Connect, TLS (unless MailSecurity.NONE), log in, open the folder read-only. Stops at the first failure; never
     raises."""
     results: list[StepResult] = []
     try:
@@ -363,7 +363,6 @@ def wait_for_mail(
             if not closed:
                 with suppress(Exception):
                     client.idle_done()
-
 
 
 def supports_idle(config: ImapConfig) -> bool:

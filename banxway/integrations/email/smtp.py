@@ -12,8 +12,8 @@ import ssl
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from banxway.enums import MailSecurity
 from banxway.integrations.email.connection import (
-    Security,
     StepResult,
     _error_words,
     _reply,
@@ -29,7 +29,7 @@ from banxway.integrations.email.connection import (
 class SmtpConfig:
     host: str
     port: int
-    security: Security
+    security: MailSecurity
     username: str | None  # None: no AUTH
     password: str | None = field(repr=False)
     timeout: float = 30.0
@@ -37,7 +37,7 @@ class SmtpConfig:
     local_hostname: str | None = None  # the EHLO name; None: this machine's FQDN (socket.getfqdn(), may do DNS)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "security", Security(self.security))
+        object.__setattr__(self, "security", MailSecurity(self.security))
 
 
 class SendError(Exception):
@@ -76,8 +76,8 @@ class Delivery:
 def _smtp_open(config: SmtpConfig, results: list[StepResult]) -> smtplib.SMTP:
     """Connect, EHLO, TLS, AUTH, recording each step; raises _StepFailed."""
     timeout = config.timeout
-    context = _ssl_context(config.ca_file) if config.security is not Security.NONE else None
-    if config.security is Security.TLS:
+    context = _ssl_context(config.ca_file) if config.security is not MailSecurity.NONE else None
+    if config.security is MailSecurity.TLS:
         smtp: smtplib.SMTP = smtplib.SMTP_SSL(local_hostname=config.local_hostname, timeout=timeout, context=context)
     else:
         smtp = smtplib.SMTP(local_hostname=config.local_hostname, timeout=timeout)
@@ -103,16 +103,16 @@ def _smtp_open(config: SmtpConfig, results: list[StepResult]) -> smtplib.SMTP:
         try:
             _step(results, "connect", connect, timeout)
         except _StepFailed as failed:
-            if config.security is Security.TLS and isinstance(failed.error, ssl.SSLError):
+            if config.security is MailSecurity.TLS and isinstance(failed.error, ssl.SSLError):
                 failure = results.pop()
                 results.append(StepResult("connect", True, f"connected to {config.host}:{config.port}"))
                 results.append(StepResult("tls", False, failure.detail))
                 raise _StepFailed("tls", failed.error) from failed.error
             raise
-        if config.security is Security.TLS:
+        if config.security is MailSecurity.TLS:
             results.append(StepResult("tls", True, _tls_words(smtp.sock)))
         _step(results, "ehlo", ehlo, timeout)
-        if config.security is Security.STARTTLS:
+        if config.security is MailSecurity.STARTTLS:
 
             def starttls() -> tuple[None, str]:
                 code, message = smtp.starttls(context=context)
