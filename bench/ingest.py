@@ -4,7 +4,7 @@
     uv run python bench/ingest.py --mails 500 --json  # one JSON line instead of the report
     uv run python bench/ingest.py --mails 200 --idle-accounts 7 --idle-timeout 70   # IDLE with 7 accounts
 
-Starts a private Dovecot on 127.0.0.1 (tests/mailservers.py), a PostgreSQL and a Redis (DATABASE_URL /
+Starts a private Dovecot on 127.0.0.1 (tests/standins/mailservers.py), a PostgreSQL and a Redis (DATABASE_URL /
 REDIS_URL when set, a throw-away database on that server; otherwise embedded ones in a temp dir), migrates,
 creates an organization and, through the `emailAccountCreate` mutation, an email account on the Dovecot
 (security NONE). Then, all measured in this one run:
@@ -68,7 +68,7 @@ from banxway.settings import Settings  # noqa: E402
 from banxway.tasks.idle import IDLE_SECONDS, REFRESH_SECONDS, watch_mailboxes  # noqa: E402
 from bench.services import database_and_redis  # noqa: E402
 from tests.inbox_helpers import system_context  # noqa: E402
-from tests.mailservers import DovecotServer, find_dovecot, make_certs, run_dovecot  # noqa: E402
+from tests.standins.mailservers import DovecotServer, find_dovecot, make_certs, run_dovecot  # noqa: E402
 
 console = Console(soft_wrap=True)
 notes = Console(stderr=True, soft_wrap=True)

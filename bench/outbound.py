@@ -6,7 +6,7 @@
 
 Starts a PostgreSQL and a Redis (DATABASE_URL / REDIS_URL when set, a throw-away database on that server;
 otherwise embedded ones in a temp dir), migrates, creates an organization, and runs the app (ASGI, called in
-this process through httpx) and the stand-in provider (tests/providers.py, uvicorn on 127.0.0.1, in this
+this process through httpx) and the stand-in provider (tests/standins/providers.py, uvicorn on 127.0.0.1, in this
 process too). Through `integrationConfigure`, an Exotel integration on the stand-in with one WhatsApp number.
 Then, all measured in this one run:
 
@@ -62,7 +62,7 @@ from banxway.schema.ids import to_global_id  # noqa: E402
 from banxway.settings import Settings  # noqa: E402
 from bench.services import database_and_redis  # noqa: E402
 from tests.live_helpers import local_uuid, serve_env  # noqa: E402
-from tests.providers import StandIn, exotel_whatsapp_incoming, standin_server  # noqa: E402
+from tests.standins.providers import StandIn, exotel_whatsapp_incoming, standin_server  # noqa: E402
 
 console = Console(soft_wrap=True)
 notes = Console(stderr=True, soft_wrap=True)

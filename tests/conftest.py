@@ -49,7 +49,7 @@ def _asyncpg_dsn(url: str, database: str | None = None) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-pytest_plugins = ["tests.mailservers", "tests.providers"]
+pytest_plugins = ["tests.standins.mailservers", "tests.standins.providers"]
 
 
 @pytest.fixture(scope="session")

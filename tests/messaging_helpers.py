@@ -1,4 +1,4 @@
-"""Helpers for the WhatsApp/SMS/voice tests: integrations pointing at the stand-in provider (tests/providers.py),
+"""Helpers for the WhatsApp/SMS/voice tests: integrations pointing at the stand-in provider (tests/standins/providers.py),
 webhook posts through the app, and delivery runs."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from banxway.state import AppState
 from tests.conftest import Api
 from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
-from tests.providers import StandIn, exotel_whatsapp_incoming, twilio_signature
+from tests.standins.providers import StandIn, exotel_whatsapp_incoming, twilio_signature
 
 EXOTEL_SID = "acme1"
 EXOTEL_KEY = "exo-key"

@@ -38,7 +38,7 @@ from tests.messaging_helpers import (
     url_of,
     whatsapp_thread,
 )
-from tests.providers import StandIn, exotel_whatsapp_dlr, exotel_whatsapp_incoming
+from tests.standins.providers import StandIn, exotel_whatsapp_dlr, exotel_whatsapp_incoming
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 

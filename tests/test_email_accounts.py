@@ -18,7 +18,7 @@ from banxway.state import AppState
 from tests.conftest import Api, Org
 from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
-from tests.mailservers import DovecotServer, MailCerts, SmtpServer
+from tests.standins.mailservers import DovecotServer, MailCerts, SmtpServer
 
 ACCOUNT_FIELDS = """
   id name email fromName signature imapHost imapPort imapSecurity imapUsername imapFolder

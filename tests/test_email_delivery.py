@@ -27,7 +27,7 @@ from banxway.state import AppState
 from tests.conftest import Org
 from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
-from tests.mailservers import DovecotServer, ReceivedMail, SmtpServer
+from tests.standins.mailservers import DovecotServer, ReceivedMail, SmtpServer
 
 ACCOUNT_CREATE = """
 mutation($input: EmailAccountCreateInput!) {
@@ -331,7 +331,7 @@ async def test_a_refused_connection_is_transient(
     inbox: Inbox, state: AppState, settings: Settings, smtp_server: SmtpServer
 ) -> None:
     # given an account whose SMTP port nobody listens on
-    from tests.mailservers import free_ports
+    from tests.standins.mailservers import free_ports
 
     (port,) = free_ports(1)
     dead = SmtpServer(smtp_server.host, port, port, smtp_server.cert_path, "u", "p", smtp_server.handler)

@@ -28,7 +28,7 @@ from banxway.state import AppState
 from tests.conftest import Api, Org
 from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import INBOX_EVENTS, GraphQLSocket, local_uuid, uvicorn_server, wait_subscribed
-from tests.mailservers import DovecotServer, SmtpServer
+from tests.standins.mailservers import DovecotServer, SmtpServer
 
 CORPUS = Path(__file__).parent / "mail_corpus"
 

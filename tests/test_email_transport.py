@@ -1,4 +1,4 @@
-"""The email transport against real servers: Dovecot for IMAP, aiosmtpd for SMTP (tests/mailservers.py)."""
+"""The email transport against real servers: Dovecot for IMAP, aiosmtpd for SMTP (tests/standins/mailservers.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from banxway.enums import MailSecurity
 from banxway.integrations.email import imap, smtp
 from banxway.integrations.email.imap import ImapConfig, ImapError
 from banxway.integrations.email.smtp import PermanentSendError, SmtpConfig, TransientSendError
-from tests import mailservers
-from tests.mailservers import DovecotServer, SmtpServer, free_ports
+from tests.standins import mailservers
+from tests.standins.mailservers import DovecotServer, SmtpServer, free_ports
 
-# The fixtures, until tests/conftest.py loads tests.mailservers as a plugin (harmless afterwards).
+# The fixtures, until tests/conftest.py loads tests.standins.mailservers as a plugin (harmless afterwards).
 
 
 def imap_config(server: DovecotServer, security: MailSecurity = MailSecurity.NONE, **changes: object) -> ImapConfig:

@@ -33,7 +33,7 @@ from tests.messaging_helpers import (
     user_id,
     whatsapp_thread,
 )
-from tests.providers import StandIn
+from tests.standins.providers import StandIn
 
 INTEGRATIONS = """
 { integrations { id type accountSid apiKey baseUrl active ipAllowlist lastError lastTestedAt createdAt

@@ -23,7 +23,7 @@ from tests.conftest import Org
 from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import GraphQLSocket, local_uuid, serve_env, uvicorn_server, wait_subscribed, worker_process
 from tests.messaging_helpers import CUSTOMER_PHONE, WHATSAPP_NUMBER, configure_exotel, post_json, send, url_of
-from tests.providers import StandIn, exotel_whatsapp_dlr, exotel_whatsapp_incoming
+from tests.standins.providers import StandIn, exotel_whatsapp_dlr, exotel_whatsapp_incoming
 
 EVENTS = """
 subscription { inboxEvents { type thread { id subject } message { id status direction body } } }

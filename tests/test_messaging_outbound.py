@@ -47,7 +47,7 @@ from tests.messaging_helpers import (
     user_id,
     whatsapp_thread,
 )
-from tests.providers import StandIn, twilio_inbound
+from tests.standins.providers import StandIn, twilio_inbound
 
 RENDERED = "Hello Priya, your shipment SHP-1 has departed."
 

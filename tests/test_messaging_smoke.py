@@ -20,7 +20,7 @@ from tests.messaging_helpers import (
     send,
     url_of,
 )
-from tests.providers import StandIn, exotel_whatsapp_dlr, exotel_whatsapp_incoming
+from tests.standins.providers import StandIn, exotel_whatsapp_dlr, exotel_whatsapp_incoming
 
 
 async def test_whatsapp_round_trip(inbox: Inbox, provider: StandIn, state: AppState, settings: Settings) -> None:

@@ -25,7 +25,7 @@ from tests.messaging_helpers import (
     url_of,
     whatsapp_thread,
 )
-from tests.providers import StandIn, exotel_call_status
+from tests.standins.providers import StandIn, exotel_call_status
 
 AGENT = "+919820000001"
 CALL_START = """

@@ -43,7 +43,7 @@ from tests.messaging_helpers import (
     url_of,
     whatsapp_thread,
 )
-from tests.providers import (
+from tests.standins.providers import (
     StandIn,
     exotel_sms_incoming,
     exotel_sms_status,

@@ -1,4 +1,4 @@
-"""The provider stand-in (tests/providers.py) answers the documented wire formats, and its helpers are right."""
+"""The provider stand-in (tests/standins/providers.py) answers the documented wire formats, and its helpers are right."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.providers import (
+from tests.standins.providers import (
     StandIn,
     exotel_call_status,
     exotel_sms_status,

@@ -1,6 +1,6 @@
 """Real mail servers on 127.0.0.1 for the tests: Dovecot (IMAP) and aiosmtpd (SMTP).
 
-Load with ``pytest_plugins = ["tests.mailservers"]`` in tests/conftest.py. Fixtures:
+Load with ``pytest_plugins = ["tests.standins.mailservers"]`` in tests/conftest.py. Fixtures:
 
 * ``mail_certs`` (session): a throw-away CA and a server certificate for 127.0.0.1/localhost.
 * ``dovecot`` (function): a fresh Dovecot with its own config, mail store and ports (a plain port
@@ -322,7 +322,7 @@ def _dovecot_config(
         nobody = pwd.getpwuid(mail_uid).pw_name
         users = f"default_login_user = {nobody}\ndefault_internal_user = {nobody}\n"
     return f"""\
-# Written by tests/mailservers.py
+# Written by tests/standins/mailservers.py
 protocols = imap
 listen = {HOST}
 base_dir = {root}/run
