@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_, func, or_, select
 
+from banxway.db.headers import MessageHeaders
 from banxway.db.models import (
     Action,
     Attachment,
@@ -134,12 +135,12 @@ class EmailAccountByIdLoader(_ByIdLoader):
     model = EmailAccount
 
 
-class HeadersByMessageIdLoader(DataLoader[uuid.UUID, dict]):
-    """A message's (deferred) provider headers: a call's status, length, recording and transcript."""
+class HeadersByMessageIdLoader(DataLoader[uuid.UUID, MessageHeaders | None]):
+    """A message's (deferred) provider headers, typed: a call's status, length, recording and transcript."""
 
-    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[dict | None]:
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[MessageHeaders | None]:
         rows = await self.db.execute(select(Message.id, Message.headers).where(Message.id.in_(keys)))
-        by_id = {row[0]: row[1] for row in rows}
+        by_id = {row[0]: MessageHeaders.of(row[1]) for row in rows}
         return [by_id.get(key) for key in keys]
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.sql.util import find_tables
 
-from banxway.db.models import TenantMixin
+from banxway.db.models import Base, TenantMixin
 
 
 class UnscopedQueryError(RuntimeError):
@@ -107,8 +107,6 @@ async def write_transaction(session: AsyncSession) -> AsyncIterator[AsyncSession
 
 
 def _tenant_mappers() -> list[Any]:
-    from banxway.db.models import Base
-
     return [m for m in Base.registry.mappers if issubclass(m.class_, TenantMixin)]
 
 

@@ -72,13 +72,15 @@ class Message(Node):
     async def call(self, info: Ctx) -> Call | None:
         if self.channel != db.Channel.VOICE:  # type: ignore[comparison-overlap]
             return None
-        headers = await info.context.loaders.headers_by_message_id.load(self.id) or {}  # type: ignore[attr-defined]
+        headers = await info.context.loaders.headers_by_message_id.load(self.id)  # type: ignore[attr-defined]
+        if headers is None:
+            return Call(status=None, duration_seconds=None, recorded=False, transcript=None, transcript_error=None)
         return Call(
-            status=headers.get("call_status"),
-            duration_seconds=headers.get("duration"),
-            recorded=bool(headers.get("recording_url")),
-            transcript=headers.get("transcript"),
-            transcript_error=headers.get("transcript_error"),
+            status=headers.call_status,
+            duration_seconds=headers.duration,
+            recorded=bool(headers.recording_url),
+            transcript=headers.transcript,
+            transcript_error=headers.transcript_error,
         )
 
 
