@@ -19,7 +19,7 @@ from strawberry.relay import GlobalID
 from banxway.db.models import Thread
 from banxway.db.session import system_session
 from tests.conftest import http_client
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import ME_ID, Inbox, Member, _member
 
 THREAD_FIELDS = """
 id reference subject status priority type primaryChannel tags unreadCount lastMessageAt createdAt updatedAt
@@ -74,7 +74,6 @@ query($first: Int, $after: String, $last: Int, $before: String, $filter: ThreadF
 }
 """
 
-ME_ID = "{ me { id } }"
 
 USER_UPDATE = """
 mutation($id: ID!, $active: Boolean) {
@@ -90,22 +89,6 @@ mutation($input: MessageSendInput!) {
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-
-@dataclass
-class Member:
-    email: str
-    token: str
-    id: str
-
-
-async def _member(inbox: Inbox, role: str, email: str | None = None) -> Member:
-    """A user of the inbox's organization with `role`, logged in."""
-    email = email or f"{role}@acme.test"
-    await inbox.api.create_user(inbox.org, email, role)
-    token = await inbox.api.token(email)
-    me = await inbox.api.gql(ME_ID, token=token)
-    return Member(email, token, me["data"]["me"]["id"])
 
 
 async def _my_id(inbox: Inbox, token: str | None = None) -> str:
