@@ -253,12 +253,3 @@ async def contacts_page(
     """Contacts by name, merged-away ones left out; `search` matches name or any address."""
     query = contacts_query(ctx, search, customer_id)
     return await paginate(ctx.db, query, (Contact.name, Contact.id), first=first, after=after)
-
-
-async def customer_contacts_page(
-    ctx: Context, customer_id: uuid.UUID, *, first: int | None, after: str | None
-) -> Page[Contact]:
-    """A customer's contacts by name, merged-away ones left out."""
-    ctx.require(Permission.READ)
-    query = select(Contact).where(Contact.customer_id == customer_id, Contact.merged_into_id.is_(None))
-    return await paginate(ctx.db, query, (Contact.name, Contact.id), first=first, after=after)

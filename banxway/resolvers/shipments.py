@@ -259,13 +259,3 @@ async def shipments_page(
     )
     keys = (Shipment.created_at, Shipment.id)
     return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)
-
-
-async def customer_shipments_page(
-    ctx: Context, customer_id: uuid.UUID, *, first: int | None, after: str | None
-) -> Page[Shipment]:
-    """A customer's shipments, newest first."""
-    ctx.require(Permission.READ)
-    query = select(Shipment).where(Shipment.customer_id == customer_id)
-    keys = (Shipment.created_at, Shipment.id)
-    return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)

@@ -45,12 +45,12 @@ class Customer(Node):
 
     @strawberry.field(description="The customer's contacts, by name.")
     async def contacts(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[ContactRef]:
-        page = await contact_use_cases.customer_contacts_page(info.context, self.id, first=first, after=after)  # type: ignore[arg-type]
+        page = await contact_use_cases.contacts_page(info.context, None, self.id, first=first, after=after)  # type: ignore[arg-type]
         return connection(page)
 
     @strawberry.field(description="The customer's shipments, newest first.")
     async def shipments(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[ShipmentRef]:
-        page = await shipment_use_cases.customer_shipments_page(info.context, self.id, first=first, after=after)  # type: ignore[arg-type]
+        page = await shipment_use_cases.shipments_page(info.context, first=first, after=after, customer_id=self.id)  # type: ignore[arg-type]
         return connection(page)
 
 
