@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from banxway.auth import Permission
 from banxway.broadcast import Broadcast
 from banxway.db.models import Event as EventRow
 from banxway.db.models import Message
@@ -34,6 +35,8 @@ class DomainEvent(BaseModel):
     type: ClassVar[str]
     # A private event is sent only to the user named by its `user_id`.
     private: ClassVar[bool] = False
+    # An event with a permission is sent only to subscribers whose role has it (administration events).
+    permission: ClassVar[Permission | None] = None
 
 
 class ThreadEvent(DomainEvent):
@@ -187,6 +190,78 @@ class NotificationsRead(DomainEvent):
     private = True
     user_id: uuid.UUID
     notification_ids: list[uuid.UUID]
+
+
+class UserCreated(DomainEvent):
+    """A user was added to the organization (userCreate). Sent to everyone of the organization: users are
+    readable by every role. Users created outside the API (the CLI, the demo seed, an organization's first
+    admin) record none: those helpers run without the relay, before anyone can be subscribed."""
+
+    type = "USER_CREATED"
+    user_id: uuid.UUID
+
+
+class UserUpdated(DomainEvent):
+    """A user's name, role or active flag changed (userUpdate); `changed` names them. Sent to everyone of the
+    organization, like USER_CREATED. A password change alone records nothing: no one's view of the user changes,
+    and the event never says anything about secrets."""
+
+    type = "USER_UPDATED"
+    user_id: uuid.UUID
+    changed: list[str]
+
+
+class IntegrationConfigured(DomainEvent):
+    """An Exotel/Twilio integration was created (integrationConfigure of a type not configured yet).
+    Administration: sent only to subscribers whose role has ORG_MANAGE. Carries ids, never credentials."""
+
+    type = "INTEGRATION_CONFIGURED"
+    permission = Permission.ORG_MANAGE
+    integration_id: uuid.UUID
+
+
+class IntegrationUpdated(DomainEvent):
+    """An integration changed; `changed` names the fields (never their values): what integrationConfigure
+    changed (`api_token` when a different token was stored, `phone_numbers` when its numbers were replaced),
+    `webhook_urls` and `previous_webhook_token_expires_at` for integrationRotateWebhookToken,
+    `phone_numbers` for phoneNumberAssign (a number's assignee lives in its integration), and `last_error`
+    (with `last_tested_at`) when integrationTest found a different result than the last one.
+    Administration: sent only to subscribers whose role has ORG_MANAGE."""
+
+    type = "INTEGRATION_UPDATED"
+    permission = Permission.ORG_MANAGE
+    integration_id: uuid.UUID
+    changed: list[str]
+
+
+class EmailAccountCreated(DomainEvent):
+    """An email account was added (emailAccountCreate). Administration: sent only to subscribers whose role
+    has ORG_MANAGE. Carries the id, never a password."""
+
+    type = "EMAIL_ACCOUNT_CREATED"
+    permission = Permission.ORG_MANAGE
+    email_account_id: uuid.UUID
+
+
+class EmailAccountUpdated(DomainEvent):
+    """An admin changed an email account (emailAccountUpdate); `changed` names the fields (a password's name
+    when a different one was stored, never its value). What the mail poller records on the account (its
+    cursor, `last_error`, `last_polled_at`: banxway.resolvers.email_ingest) is machine bookkeeping and records
+    none. Administration: sent only to subscribers whose role has ORG_MANAGE."""
+
+    type = "EMAIL_ACCOUNT_UPDATED"
+    permission = Permission.ORG_MANAGE
+    email_account_id: uuid.UUID
+    changed: list[str]
+
+
+class EmailAccountDeleted(DomainEvent):
+    """An email account was deleted (emailAccountDelete); the event's `node` is null, `nodeId` names it.
+    Administration: sent only to subscribers whose role has ORG_MANAGE."""
+
+    type = "EMAIL_ACCOUNT_DELETED"
+    permission = Permission.ORG_MANAGE
+    email_account_id: uuid.UUID
 
 
 def _registry() -> dict[str, type[DomainEvent]]:

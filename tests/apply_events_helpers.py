@@ -36,6 +36,14 @@ FIELDS = {
     "awbNumber bookingNumber etd eta atd ata createdAt updatedAt customer { id } origin { code name } "
     "destination { code name } milestones { type plannedAt actualAt note createdAt location { code name } }",
     "Notification": "id type summary read readAt createdAt thread { id } message { id } note { id } actor { id }",
+    # (not a user's email: it never changes, and the subscription's aliases would pass the server's limit)
+    "User": "id name role active createdAt",
+    # (not webhookUrls: their host is the request's, and the client fetches over HTTP but subscribes elsewhere)
+    "Integration": "id type accountSid apiKey baseUrl active ipAllowlist previousWebhookTokenExpiresAt lastTestedAt "
+    "lastError createdAt phoneNumbers { id number channels label assignee { id } } "
+    "whatsappTemplates { name language body category parameterCount provider }",
+    "EmailAccount": "id name email fromName signature imapHost imapPort imapSecurity imapUsername imapFolder "
+    "smtpHost smtpPort smtpSecurity smtpUsername active lastPolledAt lastError createdAt",
 }
 
 
@@ -84,7 +92,8 @@ def unalias(node: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 # What the client shows: the inbox (threads, and each thread's messages, notes and actions), the
-# customers, contacts and shipments lists, and the viewer's notifications with their unread count.
+# customers, contacts, shipments and users lists, and the viewer's notifications with their unread count;
+# for an admin also the integrations (with their numbers) and the email accounts (ADMIN_STATE).
 STATE = f"""
 query ClientState {{
   threads(first: 100) {{
@@ -102,6 +111,13 @@ query ClientState {{
   shipments(first: 100) {{ edges {{ node {{ {_plain("Shipment")} }} }} }}
   notifications(first: 100) {{ edges {{ node {{ {_plain("Notification")} }} }} }}
   notificationUnreadCount
+  users(first: 100) {{ edges {{ node {{ {_plain("User")} }} }} }}
+}}
+"""
+ADMIN_STATE = f"""
+query AdminState {{
+  integrations {{ {_plain("Integration")} }}
+  emailAccounts {{ {_plain("EmailAccount")} }}
 }}
 """
 
@@ -114,7 +130,7 @@ RELATED_KINDS = (
 INBOX_EVENTS = f"""
 subscription {{
   inboxEvents {{
-    cursor type occurredAt changed actor {{ id }}
+    cursor type occurredAt changed nodeId actor {{ id }}
     thread {{ {_plain("Thread")} }}
     message {{ {_plain("Message")} }}
     node {{ __typename id {" ".join(f"... on {kind} {{ {_under_node(kind)} }}" for kind in FIELDS)} }}
@@ -124,7 +140,15 @@ subscription {{
 """
 
 THREAD_CHILDREN = {"Message": "messages", "Note": "notes", "Action": "actions"}
-TOP_LISTS = {"Customer": "customers", "Contact": "contacts", "Shipment": "shipments", "Notification": "notifications"}
+TOP_LISTS = {
+    "Customer": "customers",
+    "Contact": "contacts",
+    "Shipment": "shipments",
+    "Notification": "notifications",
+    "User": "users",
+    "Integration": "integrations",
+    "EmailAccount": "emailAccounts",
+}
 
 
 # -- the state ------------------------------------------------------------------------------------
@@ -162,6 +186,9 @@ ORDER = {
     "contacts": (_name_order, False),
     "shipments": (_created_order, True),
     "notifications": (_created_order, True),
+    "users": (_created_order, False),
+    "integrations": (_created_order, False),
+    "emailAccounts": (_created_order, False),
 }
 
 
@@ -175,7 +202,9 @@ def normalize(data: dict[str, Any]) -> dict[str, Any]:
             state[name][thread["id"]] = [child["node"] for child in thread.pop(name)["edges"]]
         state["threads"].append(thread)
     for name in TOP_LISTS.values():
-        state[name] = [edge["node"] for edge in data[name]["edges"]]
+        if name in data:  # the admin's lists are in ADMIN_STATE's answer
+            rows = data[name]
+            state[name] = [edge["node"] for edge in rows["edges"]] if isinstance(rows, dict) else list(rows)
     state["notificationUnreadCount"] = data["notificationUnreadCount"]
     return state
 
@@ -219,10 +248,19 @@ def put_object(state: dict[str, Any], obj: dict[str, Any]) -> None:
         raise AssertionError(f"the client does not know what to do with a {kind}: teach put_object")
 
 
+def remove_object(state: dict[str, Any], node_id: str) -> None:
+    """Take an object that no longer exists out of every list the client keeps it in."""
+    for name in ("threads", *TOP_LISTS.values()):
+        if name in state:
+            _put(state[name], None, node_id, name)
+
+
 def apply_events(state: dict[str, Any], received: list[dict[str, Any]]) -> dict[str, Any]:
     """The state after the events, from what they carry only."""
     reduced = copy.deepcopy(state)
     for event in received:
+        if event["node"] is None and event.get("nodeId"):  # what the event is about is gone
+            remove_object(reduced, event["nodeId"])
         related = [unalias(node) for node in event.get("related") or []]
         for obj in (event["thread"], event["message"], unalias(event["node"]), *related):
             if obj is not None:

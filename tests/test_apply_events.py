@@ -20,6 +20,7 @@ from banxway.events import EVENT_TYPES, MessageStatusChanged, MessageUpdated
 from banxway.settings import Settings
 from banxway.state import AppState
 from tests.apply_events_helpers import (
+    ADMIN_STATE,
     INBOX_EVENTS,
     STATE,
     apply_events,
@@ -40,9 +41,15 @@ from tests.test_events_outbox import (
     CONTACT_UPDATE,
     CUSTOMER_CREATE,
     CUSTOMER_UPDATE,
+    EMAIL_ACCOUNT_CREATE,
+    EMAIL_ACCOUNT_DELETE,
+    EMAIL_ACCOUNT_UPDATE,
+    INTEGRATION_CONFIGURE,
+    INTEGRATION_ROTATE,
     ME_ID,
     MESSAGE_SEND,
     NOTE_ADD,
+    PHONE_NUMBER_ASSIGN,
     SHIPMENT_CREATE,
     SHIPMENT_MILESTONE_ADD,
     SHIPMENT_UPDATE,
@@ -51,6 +58,10 @@ from tests.test_events_outbox import (
     THREAD_CREATE,
     THREAD_MARK_READ,
     THREAD_UPDATE,
+    USER_CHANGE,
+    USER_CREATE,
+    email_account_input,
+    integration_input,
 )
 
 NOTIFICATION_IDS = "{ notifications(first: 100) { edges { node { id } } } }"
@@ -412,6 +423,74 @@ async def _notification_mark_read(w: World) -> None:
     await w.ok(NOTIFICATION_MARK_READ, {"input": {"ids": [w.ids["notification"]]}}, "notificationMarkRead", by="admin")
 
 
+# -- administration: users, integrations, email accounts (the admin's client shows them) -----------------------
+
+
+async def _user_create(w: World) -> None:
+    variables = {"input": {"email": "meera@acme.test", "name": "Meera", "role": "VALIDATOR", "password": "long-enough"}}
+    await w.ok(USER_CREATE, variables, "userCreate", by="admin")
+
+
+async def _user_update(w: World) -> None:
+    variables = {"input": {"id": w.users["support"], "name": "Sam Support", "role": "MANAGER"}}
+    await w.ok(USER_CHANGE, variables, "userUpdate", by="admin")
+
+
+async def _integration_configure(w: World) -> None:
+    numbers = [
+        {"number": "+912250001000", "channels": ["WHATSAPP", "VOICE"], "label": "Ops"},
+        {"number": "+912250002000", "channels": ["SMS"]},
+    ]
+    template = {"name": "shipment_update", "language": "en", "body": "Hello {{1}}, {{2}} has departed."}
+    values = integration_input(phoneNumbers=numbers, whatsappTemplates=[template], ipAllowlist=["10.0.0.0/8"])
+    await w.ok(INTEGRATION_CONFIGURE, {"input": values}, "integrationConfigure", by="admin")
+
+
+async def _an_integration(w: World) -> None:
+    await _integration_configure(w)
+    [integration] = (await w.inbox.gql("{ integrations { id } }", token=w.tokens["admin"]))["data"]["integrations"]
+    w.ids["integration"] = integration["id"]
+
+
+async def _integration_update(w: World) -> None:
+    # reconfigured (a number goes, one comes), the webhook token rotated, a number given to a colleague
+    changes = {
+        "type": "EXOTEL",
+        "active": False,
+        "phoneNumbers": [
+            {"number": "+912250001000", "channels": ["WHATSAPP"], "label": "WhatsApp"},
+            {"number": "+912250003000", "channels": ["VOICE"]},
+        ],
+    }
+    payload = await w.ok(INTEGRATION_CONFIGURE, {"input": changes}, "integrationConfigure", by="admin")
+    await w.ok(INTEGRATION_ROTATE, {"input": {"id": w.ids["integration"]}}, "integrationRotateWebhookToken", by="admin")
+    number = next(n for n in payload["integration"]["phoneNumbers"] if n["number"] == "+912250003000")
+    variables = {"input": {"phoneNumberId": number["id"], "userId": w.users["support"]}}
+    await w.ok(PHONE_NUMBER_ASSIGN, variables, "phoneNumberAssign", by="admin")
+
+
+async def _email_account_create(w: World) -> None:
+    values = email_account_input(fromName="Acme Ops", signature="-- Acme")
+    await w.ok(EMAIL_ACCOUNT_CREATE, {"input": values}, "emailAccountCreate", by="admin")
+
+
+async def _two_email_accounts(w: World) -> None:
+    for key, email in (("ops", "ops@acme.test"), ("sales", "sales@acme.test")):
+        payload = await w.ok(
+            EMAIL_ACCOUNT_CREATE, {"input": email_account_input(email=email)}, "emailAccountCreate", by="admin"
+        )
+        w.ids[key] = payload["emailAccount"]["id"]
+
+
+async def _email_account_update(w: World) -> None:
+    changes = {"id": w.ids["ops"], "name": "Ops desk", "imapFolder": "Shipments", "active": False, "smtpPassword": "x"}
+    await w.ok(EMAIL_ACCOUNT_UPDATE, {"input": changes}, "emailAccountUpdate", by="admin")
+
+
+async def _email_account_delete(w: World) -> None:
+    await w.ok(EMAIL_ACCOUNT_DELETE, {"input": {"id": w.ids["sales"]}}, "emailAccountDelete", by="admin")
+
+
 CASES: dict[str, Case] = {
     "ACTION_CREATED": Case(_action_create, ("ACTION_CREATED",), _inbox_with_a_contact),
     "ACTION_UPDATED": Case(_action_update, ("ACTION_UPDATED",), _thread_with_an_action),
@@ -437,6 +516,17 @@ CASES: dict[str, Case] = {
     "THREAD_CREATED": Case(_thread_create, ("THREAD_CREATED",), _inbox_with_a_contact),
     "THREAD_READ": Case(_thread_mark_read, ("THREAD_READ",), _unread_messages, actor="admin"),
     "THREAD_UPDATED": Case(_thread_update, ("THREAD_UPDATED",), _thread_update_setup),
+    "USER_CREATED": Case(_user_create, ("USER_CREATED",), actor="admin"),
+    "USER_UPDATED": Case(_user_update, ("USER_UPDATED",), actor="admin"),
+    "INTEGRATION_CONFIGURED": Case(_integration_configure, ("INTEGRATION_CONFIGURED",), actor="admin"),
+    "INTEGRATION_UPDATED": Case(_integration_update, ("INTEGRATION_UPDATED",) * 3, _an_integration, actor="admin"),
+    "EMAIL_ACCOUNT_CREATED": Case(_email_account_create, ("EMAIL_ACCOUNT_CREATED",), actor="admin"),
+    "EMAIL_ACCOUNT_UPDATED": Case(
+        _email_account_update, ("EMAIL_ACCOUNT_UPDATED",), _two_email_accounts, actor="admin"
+    ),
+    "EMAIL_ACCOUNT_DELETED": Case(
+        _email_account_delete, ("EMAIL_ACCOUNT_DELETED",), _two_email_accounts, actor="admin"
+    ),
 }
 
 
@@ -464,7 +554,12 @@ async def server(settings: Settings, state: AppState, api: Api, org: Org) -> Asy
 async def fetch_state(w: World, by: str = "admin") -> dict[str, Any]:
     result = await w.inbox.gql(STATE, token=w.tokens[by])
     assert "errors" not in result, result
-    return normalize(result["data"])
+    data = result["data"]
+    if by == "admin":  # what only an admin's client shows
+        admin = await w.inbox.gql(ADMIN_STATE, token=w.tokens[by])
+        assert "errors" not in admin, admin
+        data = {**data, **admin["data"]}
+    return normalize(data)
 
 
 # -- the check ------------------------------------------------------------------------------------------------

@@ -15,7 +15,20 @@ from sqlalchemy import func, select
 from strawberry.relay import GlobalID
 from strawberry.utils.str_converters import to_camel_case
 
-from banxway.db.models import Contact, ContactMerge, Customer, Event, Message, Note, Shipment, ShipmentMilestone, Thread
+from banxway.db.models import (
+    Contact,
+    ContactMerge,
+    Customer,
+    EmailAccount,
+    Event,
+    Integration,
+    Message,
+    Note,
+    Shipment,
+    ShipmentMilestone,
+    Thread,
+    User,
+)
 from banxway.db.session import system_session
 from banxway.events import EVENT_TYPES, parse
 from banxway.schema.actions import ActionMutation
@@ -143,6 +156,96 @@ mutation($id: ID!, $active: Boolean) {
 }
 """
 
+USER_CREATE = """
+mutation($input: UserCreateInput!) {
+  userCreate(input: $input) { user { id } userErrors { field code message } }
+}
+"""
+
+USER_CHANGE = """
+mutation($input: UserUpdateInput!) {
+  userUpdate(input: $input) { user { id } userErrors { field code message } }
+}
+"""
+
+INTEGRATION_CONFIGURE = """
+mutation($input: IntegrationConfigureInput!) {
+  integrationConfigure(input: $input) {
+    integration { id phoneNumbers { id number } } userErrors { field code message }
+  }
+}
+"""
+
+INTEGRATION_ROTATE = """
+mutation($input: IntegrationIdInput!) {
+  integrationRotateWebhookToken(input: $input) { integration { id } userErrors { field code message } }
+}
+"""
+
+INTEGRATION_TEST = """
+mutation($input: IntegrationIdInput!) {
+  integrationTest(input: $input) { ok detail userErrors { field code message } }
+}
+"""
+
+PHONE_NUMBER_ASSIGN = """
+mutation($input: PhoneNumberAssignInput!) {
+  phoneNumberAssign(input: $input) { phoneNumber { id } userErrors { field code message } }
+}
+"""
+
+EMAIL_ACCOUNT_CREATE = """
+mutation($input: EmailAccountCreateInput!) {
+  emailAccountCreate(input: $input) { emailAccount { id } userErrors { field code message } }
+}
+"""
+
+EMAIL_ACCOUNT_UPDATE = """
+mutation($input: EmailAccountUpdateInput!) {
+  emailAccountUpdate(input: $input) { emailAccount { id } userErrors { field code message } }
+}
+"""
+
+EMAIL_ACCOUNT_DELETE = """
+mutation($input: EmailAccountIdInput!) {
+  emailAccountDelete(input: $input) { deletedId userErrors { field code message } }
+}
+"""
+
+# An integration's provider address where nothing listens: integrationTest fails, the same way each time.
+UNREACHABLE = "http://127.0.0.1:9"
+
+
+def integration_input(**fields: Any) -> dict[str, Any]:
+    values = {
+        "type": "EXOTEL",
+        "accountSid": "acme1",
+        "apiKey": "exo-key",
+        "apiToken": "exo-token",
+        "baseUrl": UNREACHABLE,
+        "phoneNumbers": [{"number": "+912250001000", "channels": ["WHATSAPP"]}],
+    }
+    return {**values, **fields}
+
+
+def email_account_input(**fields: Any) -> dict[str, Any]:
+    values = {
+        "name": "Operations",
+        "email": "ops@acme.test",
+        "imapHost": "imap.acme.test",
+        "imapPort": 993,
+        "imapSecurity": "TLS",
+        "imapUsername": "ops",
+        "imapPassword": "imap-secret",
+        "smtpHost": "smtp.acme.test",
+        "smtpPort": 465,
+        "smtpSecurity": "TLS",
+        "smtpUsername": "ops",
+        "smtpPassword": "smtp-secret",
+    }
+    return {**values, **fields}
+
+
 # Registered types that no mutation produces: delivery statuses and later changes of a message (a call's
 # callbacks, transcripts, media) come from the delivery worker and the providers' webhooks (tested in
 # tests/test_messaging_*.py). Anything else registered must be produced below.
@@ -211,6 +314,14 @@ class Setup:
             SHIPMENT_CREATE, {"input": {"reference": reference, "direction": "IMPORT"}}, "shipmentCreate"
         )
         return payload["shipment"]["id"]
+
+    async def integration(self, **fields: Any) -> dict[str, Any]:
+        payload = await self.ok(INTEGRATION_CONFIGURE, {"input": integration_input(**fields)}, "integrationConfigure")
+        return payload["integration"]
+
+    async def email_account(self, **fields: Any) -> str:
+        payload = await self.ok(EMAIL_ACCOUNT_CREATE, {"input": email_account_input(**fields)}, "emailAccountCreate")
+        return payload["emailAccount"]["id"]
 
     async def member(self, role: str, email: str) -> str:
         await self.inbox.api.create_user(self.inbox.org, email, role)
@@ -470,6 +581,114 @@ async def shipment_milestone_add(s: Setup) -> list[Expected]:
     ]
 
 
+async def user_create(s: Setup) -> list[Expected]:
+    await s.log.mark()
+    variables = {"input": {"email": "new@acme.test", "name": "New", "role": "SUPPORT", "password": "long-enough"}}
+    uid = _uuid((await s.ok(USER_CREATE, variables, "userCreate"))["user"]["id"])
+    return [Expected("USER_CREATED", {"user_id": uid}, (User, uid, "created_at"))]
+
+
+async def user_update(s: Setup) -> list[Expected]:
+    support = await s.member("support", "support@acme.test")
+    await s.log.mark()
+    # the password changes too, but it is no event's business
+    variables = {"input": {"id": support, "name": "Sam", "role": "MANAGER", "password": "another-one"}}
+    await s.ok(USER_CHANGE, variables, "userUpdate")
+    return [Expected("USER_UPDATED", {"user_id": _uuid(support), "changed": ["name", "role"]})]
+
+
+async def user_deactivate(s: Setup) -> list[Expected]:
+    support = await s.member("support", "support@acme.test")
+    await s.log.mark()
+    await s.ok(USER_UPDATE, {"id": support, "active": False}, "userUpdate")
+    return [Expected("USER_UPDATED", {"user_id": _uuid(support), "changed": ["active"]})]
+
+
+async def integration_configure(s: Setup) -> list[Expected]:
+    await s.log.mark()
+    iid = _uuid((await s.integration())["id"])
+    return [Expected("INTEGRATION_CONFIGURED", {"integration_id": iid}, (Integration, iid, "created_at"))]
+
+
+async def integration_reconfigure(s: Setup) -> list[Expected]:
+    iid = _uuid((await s.integration())["id"])
+    await s.log.mark()
+    changes = {
+        "type": "EXOTEL",
+        "apiKey": "exo-key",  # as it was: not a change
+        "apiToken": "rotated-token",
+        "ipAllowlist": ["10.0.0.0/8"],
+        "active": False,
+        "phoneNumbers": [{"number": "+912250002000", "channels": ["SMS"]}],
+    }
+    await s.ok(INTEGRATION_CONFIGURE, {"input": changes}, "integrationConfigure")
+    changed = ["api_token", "ip_allowlist", "active", "phone_numbers"]
+    return [
+        Expected("INTEGRATION_UPDATED", {"integration_id": iid, "changed": changed}, (Integration, iid, "updated_at"))
+    ]
+
+
+async def integration_rotate_webhook_token(s: Setup) -> list[Expected]:
+    iid = _uuid((await s.integration())["id"])
+    await s.log.mark()
+    await s.ok(
+        INTEGRATION_ROTATE, {"input": {"id": str(GlobalID("Integration", str(iid)))}}, "integrationRotateWebhookToken"
+    )
+    changed = ["webhook_urls", "previous_webhook_token_expires_at"]
+    return [
+        Expected("INTEGRATION_UPDATED", {"integration_id": iid, "changed": changed}, (Integration, iid, "updated_at"))
+    ]
+
+
+async def integration_test(s: Setup) -> list[Expected]:
+    integration = await s.integration()
+    await s.log.mark()
+    result = await s.ok(INTEGRATION_TEST, {"input": {"id": integration["id"]}}, "integrationTest")
+    assert result["ok"] is False, result
+    iid = _uuid(integration["id"])
+    changed = ["last_error", "last_tested_at"]
+    return [
+        Expected("INTEGRATION_UPDATED", {"integration_id": iid, "changed": changed}, (Integration, iid, "updated_at"))
+    ]
+
+
+async def phone_number_assign(s: Setup) -> list[Expected]:
+    integration = await s.integration()
+    await s.log.mark()
+    [number] = integration["phoneNumbers"]
+    me = str(GlobalID("User", str(s.ids["me"])))
+    await s.ok(PHONE_NUMBER_ASSIGN, {"input": {"phoneNumberId": number["id"], "userId": me}}, "phoneNumberAssign")
+    return [Expected("INTEGRATION_UPDATED", {"integration_id": _uuid(integration["id"]), "changed": ["phone_numbers"]})]
+
+
+async def email_account_create(s: Setup) -> list[Expected]:
+    await s.log.mark()
+    aid = _uuid(await s.email_account())
+    return [Expected("EMAIL_ACCOUNT_CREATED", {"email_account_id": aid}, (EmailAccount, aid, "created_at"))]
+
+
+async def email_account_update(s: Setup) -> list[Expected]:
+    account = await s.email_account()
+    await s.log.mark()
+    variables = {"input": {"id": account, "name": "Ops desk", "imapPassword": "imap-secret", "smtpPassword": "new"}}
+    await s.ok(EMAIL_ACCOUNT_UPDATE, variables, "emailAccountUpdate")
+    aid = _uuid(account)
+    return [
+        Expected(
+            "EMAIL_ACCOUNT_UPDATED",
+            {"email_account_id": aid, "changed": ["name", "smtp_password"]},  # the IMAP password is the same
+            (EmailAccount, aid, "updated_at"),
+        )
+    ]
+
+
+async def email_account_delete(s: Setup) -> list[Expected]:
+    account = await s.email_account()
+    await s.log.mark()
+    await s.ok(EMAIL_ACCOUNT_DELETE, {"input": {"id": account}}, "emailAccountDelete")
+    return [Expected("EMAIL_ACCOUNT_DELETED", {"email_account_id": _uuid(account)})]
+
+
 CASES: dict[str, tuple[Case, list[str]]] = {
     "threadCreate": (thread_create, ["THREAD_CREATED"]),
     "threadUpdate": (thread_update, ["THREAD_UPDATED"]),
@@ -491,6 +710,17 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "shipmentCreate": (shipment_create, ["SHIPMENT_CREATED"]),
     "shipmentUpdate": (shipment_update, ["SHIPMENT_UPDATED"]),
     "shipmentMilestoneAdd": (shipment_milestone_add, ["SHIPMENT_MILESTONE_ADDED", "SHIPMENT_UPDATED"]),
+    "userCreate": (user_create, ["USER_CREATED"]),
+    "userUpdate": (user_update, ["USER_UPDATED"]),
+    "userUpdate-deactivate": (user_deactivate, ["USER_UPDATED"]),
+    "integrationConfigure": (integration_configure, ["INTEGRATION_CONFIGURED"]),
+    "integrationConfigure-update": (integration_reconfigure, ["INTEGRATION_UPDATED"]),
+    "integrationRotateWebhookToken": (integration_rotate_webhook_token, ["INTEGRATION_UPDATED"]),
+    "integrationTest": (integration_test, ["INTEGRATION_UPDATED"]),
+    "phoneNumberAssign": (phone_number_assign, ["INTEGRATION_UPDATED"]),
+    "emailAccountCreate": (email_account_create, ["EMAIL_ACCOUNT_CREATED"]),
+    "emailAccountUpdate": (email_account_update, ["EMAIL_ACCOUNT_UPDATED"]),
+    "emailAccountDelete": (email_account_delete, ["EMAIL_ACCOUNT_DELETED"]),
 }
 
 
@@ -713,6 +943,33 @@ async def _idempotent_retry(s: Setup) -> tuple[str, dict, str]:
     return MESSAGE_SEND, variables, "messageSend"
 
 
+async def _same_user_fields(s: Setup) -> tuple[str, dict, str]:
+    support = await s.member("support", "support@acme.test")
+    # the same name and role, and a new password: nothing anyone is shown changes
+    return (
+        USER_CHANGE,
+        {"input": {"id": support, "name": "support", "role": "SUPPORT", "password": "x" * 12}},
+        "userUpdate",
+    )
+
+
+async def _same_integration_values(s: Setup) -> tuple[str, dict, str]:
+    await s.integration()
+    return INTEGRATION_CONFIGURE, {"input": integration_input()}, "integrationConfigure"
+
+
+async def _same_test_result(s: Setup) -> tuple[str, dict, str]:
+    integration = await s.integration()
+    await s.ok(INTEGRATION_TEST, {"input": {"id": integration["id"]}}, "integrationTest")
+    return INTEGRATION_TEST, {"input": {"id": integration["id"]}}, "integrationTest"
+
+
+async def _same_email_account_values(s: Setup) -> tuple[str, dict, str]:
+    account = await s.email_account()
+    variables = {"input": {"id": account, "name": "Operations", "imapPassword": "imap-secret"}}
+    return EMAIL_ACCOUNT_UPDATE, variables, "emailAccountUpdate"
+
+
 NO_OPS.update(
     {
         "threadUpdate-same-priority": _same_priority,
@@ -720,6 +977,10 @@ NO_OPS.update(
         "threadArchive-already-archived": _archived_again,
         "customerUpdate-same-name": _same_customer_name,
         "messageSend-idempotent-retry": _idempotent_retry,
+        "userUpdate-same-fields-new-password": _same_user_fields,
+        "integrationConfigure-same-values": _same_integration_values,
+        "integrationTest-same-result": _same_test_result,
+        "emailAccountUpdate-same-values": _same_email_account_values,
     }
 )
 

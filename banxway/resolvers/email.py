@@ -1,4 +1,7 @@
-"""Email accounts (create, update, delete, test) and the quarantine of mail that could not be stored."""
+"""Email accounts (create, update, delete, test) and the quarantine of mail that could not be stored.
+
+An admin's change of an account records EMAIL_ACCOUNT_CREATED / _UPDATED (with `changed`) / _DELETED; what the
+poller writes on an account (its cursor, `last_error`: banxway.resolvers.email_ingest) records nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from banxway.auth import Permission
 from banxway.db.models import EmailAccount, EmailQuarantine, Message
 from banxway.enums import MailSecurity
 from banxway.errors import DomainError
+from banxway.events import EmailAccountCreated, EmailAccountDeleted, EmailAccountUpdated
 from banxway.integrations.email import imap, smtp
 from banxway.integrations.email.connection import StepResult
 from banxway.integrations.email.parse import MalformedEmail
@@ -40,6 +44,7 @@ _LIMITS = {
 }
 _REQUIRED = {"name", "email", "imap_host", "imap_port", "imap_security", "imap_username", "imap_password"}
 _REQUIRED |= {"smtp_host", "smtp_port", "smtp_security"}
+_PASSWORDS = ("imap_password", "smtp_password")
 
 
 def _camel(name: str) -> str:
@@ -94,12 +99,14 @@ async def email_account_create(ctx: Context, fields: dict[str, Any]) -> EmailAcc
             account = EmailAccount(organization_id=viewer.organization_id, **values)
             session.add(account)
             await session.flush()
+            ctx.record(session, EmailAccountCreated(email_account_id=account.id))
     except IntegrityError:
         raise DomainError("TAKEN", "This organization already has an account for that address.", "email") from None
     return account
 
 
 async def email_account_update(ctx: Context, account_id: uuid.UUID | None, fields: dict[str, Any]) -> EmailAccount:
+    """Change the fields given; records EMAIL_ACCOUNT_UPDATED naming those that differ (none: no event)."""
     ctx.require(Permission.ORG_MANAGE)
     values = _clean(fields, ctx.box, creating=False)
     try:
@@ -109,11 +116,23 @@ async def email_account_update(ctx: Context, account_id: uuid.UUID | None, field
                 name in values and values[name] != getattr(account, name)
                 for name in ("imap_host", "imap_port", "imap_username", "imap_folder")
             )
+            changed = []
             for name, value in values.items():
-                setattr(account, name, value)
+                if name in _PASSWORDS:  # encrypted anew each time: compare what they hide
+                    old = getattr(account, name)
+                    same = (old is None and fields[name] is None) or (
+                        old is not None and fields[name] is not None and ctx.box.decrypt(old) == fields[name]
+                    )
+                else:
+                    same = getattr(account, name) == value
+                if not same:
+                    setattr(account, name, value)
+                    changed.append(name)
             if server_changed:  # another mailbox: its UIDs mean nothing to the old cursor
                 account.uidvalidity = None
                 account.last_uid = 0
+            if changed:
+                ctx.record(session, EmailAccountUpdated(email_account_id=account.id, changed=changed))
     except IntegrityError:
         raise DomainError("TAKEN", "This organization already has an account for that address.", "email") from None
     return account
@@ -125,6 +144,7 @@ async def email_account_delete(ctx: Context, account_id: uuid.UUID | None) -> uu
     async with ctx.transaction() as session:
         account = await get_or_error(session, EmailAccount, account_id, "id", lock=True, label="email account")
         await session.delete(account)
+        ctx.record(session, EmailAccountDeleted(email_account_id=account.id))
     return account.id
 
 

@@ -6,27 +6,39 @@ a subscription holds no session between events."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections import OrderedDict
 from typing import Any
 
+from sqlalchemy import select
+
 from banxway import events
 from banxway.context import authenticate_user
 from banxway.dataloaders import Loaders
+from banxway.db.models import Integration
 from banxway.db.session import SerialSession, tenant_session
+from banxway.enums import Role
 
-# the payload key that names the event's subject → the loader that fetches it
+# the payload key that names the event's subject → the loader that fetches it, and the subject's node type
 _SUBJECT_KEYS = (
-    ("message_id", "message_by_id"),
-    ("note_id", "note_by_id"),
-    ("action_id", "action_by_id"),
-    ("customer_id", "customer_by_id"),
-    ("kept_contact_id", "contact_by_id"),
-    ("contact_id", "contact_by_id"),
-    ("shipment_id", "shipment_by_id"),
-    ("notification_id", "notification_by_id"),
+    ("message_id", "message_by_id", "Message"),
+    ("note_id", "note_by_id", "Note"),
+    ("action_id", "action_by_id", "Action"),
+    ("customer_id", "customer_by_id", "Customer"),
+    ("kept_contact_id", "contact_by_id", "Contact"),
+    ("contact_id", "contact_by_id", "Contact"),
+    ("shipment_id", "shipment_by_id", "Shipment"),
+    ("notification_id", "notification_by_id", "Notification"),
+    ("integration_id", "integration", "Integration"),
+    ("email_account_id", "email_account_by_id", "EmailAccount"),
 )
+# events whose subject is a user (elsewhere `user_id` names whom a private event is for, not its subject)
+_USER_SUBJECT = ("user_id", "user_by_id", "User")
+_SUBJECT_BY_TYPE = {events.UserCreated.type: _USER_SUBJECT, events.UserUpdated.type: _USER_SUBJECT}
+# subjects without a request loader (nothing else loads them by id), read straight from the session
+_DIRECT_MODELS: dict[str, Any] = {"integration": Integration}
 # payload keys that list further objects the event changed → their loader
 _RELATED_KEYS = (
     ("merged_contact_id", "contact_by_id"),
@@ -73,9 +85,12 @@ class EventObjects:
             message_id = payload.get("message_id")
             message = await loaders.message_by_id.load(uuid.UUID(message_id)) if message_id else None
             node: tuple[str, Any] = ("thread_by_id", thread)
-            for key, loader_name in _SUBJECT_KEYS:
+            node_id = to_global_id("Thread", row["thread_id"]) if row["thread_id"] else None
+            subjects = (_SUBJECT_BY_TYPE[row["type"]],) if row["type"] in _SUBJECT_BY_TYPE else _SUBJECT_KEYS
+            for key, loader_name, type_name in subjects:
                 if payload.get(key):
-                    node = (loader_name, await getattr(loaders, loader_name).load(uuid.UUID(payload[key])))
+                    node = (loader_name, await _load_subject(db, loaders, loader_name, uuid.UUID(payload[key])))
+                    node_id = to_global_id(type_name, payload[key])
                     break
             actor = await loaders.user_by_id.load(uuid.UUID(str(row["actor_id"]))) if row["actor_id"] else None
             related: list[tuple[str, Any]] = []
@@ -92,9 +107,23 @@ class EventObjects:
             "thread": ("thread_by_id", thread),
             "message": ("message_by_id", message),
             "node": node,
+            "node_id": node_id,  # type: ignore[dict-item]
             "actor": ("user_by_id", actor),
             "related": related,  # type: ignore[dict-item]
         }
+
+
+def to_global_id(type_name: str, local_id: object) -> str:
+    """base64("Type:uuid"), as banxway.schema.ids writes node ids (the schema layer is above this one)."""
+    return base64.b64encode(f"{type_name}:{local_id}".encode()).decode()
+
+
+async def _load_subject(db: SerialSession, loaders: Loaders, loader_name: str, subject_id: uuid.UUID) -> Any:
+    """The event's subject as it is now; None once deleted (or not visible in the organization)."""
+    model = _DIRECT_MODELS.get(loader_name)
+    if model is not None:
+        return await db.scalar(select(model).where(model.id == subject_id))
+    return await getattr(loaders, loader_name).load(subject_id)
 
 
 def event_objects(state: Any) -> EventObjects:
@@ -105,15 +134,20 @@ def event_objects(state: Any) -> EventObjects:
     return objects
 
 
-async def still_active(state: Any, user_id: uuid.UUID, organization_id: uuid.UUID) -> bool:
-    """Whether the user may still receive events; one query per user per second in a process, however
-    many subscriptions they hold."""
-    cache: dict[uuid.UUID, tuple[float, bool]] = state.shared.setdefault("active_users", {})
+async def current_role(state: Any, user_id: uuid.UUID, organization_id: uuid.UUID) -> Role | None:
+    """The user's role now (which administration events they may receive), None if they may no longer receive
+    events; one query per user per second in a process, however many subscriptions they hold."""
+    cache: dict[uuid.UUID, tuple[float, Role | None]] = state.shared.setdefault("active_users", {})
     checked = cache.get(user_id)
     if checked is None or time.monotonic() - checked[0] > ACTIVE_CHECK_SECONDS:
-        active = await authenticate_user(state, user_id, organization_id) is not None
-        cache[user_id] = checked = (time.monotonic(), active)
+        user = await authenticate_user(state, user_id, organization_id)
+        cache[user_id] = checked = (time.monotonic(), user.role if user is not None else None)
     return checked[1]
+
+
+async def still_active(state: Any, user_id: uuid.UUID, organization_id: uuid.UUID) -> bool:
+    """Whether the user may still receive events (see `current_role`)."""
+    return await current_role(state, user_id, organization_id) is not None
 
 
 async def replay(

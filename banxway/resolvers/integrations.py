@@ -1,5 +1,9 @@
 """WhatsApp/SMS/voice provider integrations (Exotel, Twilio): configure, test, rotate the webhook token, their
-numbers (assignable to users), WhatsApp templates, and which channels are ready (`configuration_status`)."""
+numbers (assignable to users), WhatsApp templates, and which channels are ready (`configuration_status`).
+
+Every change records an administration event (ORG_MANAGE subscribers only): INTEGRATION_CONFIGURED on create,
+INTEGRATION_UPDATED with `changed` otherwise; assigning a number is an INTEGRATION_UPDATED of its integration
+(changed `phone_numbers`: a number's assignee is part of the integration a client shows)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from banxway.auth import Permission
 from banxway.db.models import EmailAccount, Integration, PhoneNumber
 from banxway.enums import Channel, IntegrationType
 from banxway.errors import DomainError
+from banxway.events import IntegrationConfigured, IntegrationUpdated
 from banxway.integrations import messaging as providers
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, get_or_error
@@ -36,6 +41,8 @@ _PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 
 def webhook_url(settings: Settings, integration: Integration, path: str, base: str | None = None) -> str:
     root = settings.public_url or (base or "http://127.0.0.1:8000").rstrip("/")
+    if root.startswith("ws"):  # the request's base when read over a subscription's WebSocket
+        root = "http" + root.removeprefix("ws")
     return f"{root}/webhooks/{integration.type.value.lower()}/{integration.webhook_token}/{path}"
 
 
@@ -143,10 +150,12 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
         values["account_sid"] = v.text(fields["account_sid"], "accountSid", max_length=100, required=True)
     if fields.get("api_key") is not None:
         values["api_key"] = v.text(fields["api_key"], "apiKey", max_length=200)
+    api_token = None
     if fields.get("api_token") is not None:
-        if not fields["api_token"].strip():
+        api_token = fields["api_token"].strip()
+        if not api_token:
             raise DomainError("INVALID", "apiToken must not be empty.", "apiToken")
-        values["api_token"] = box.encrypt(fields["api_token"].strip())
+        values["api_token"] = box.encrypt(api_token)
     if fields.get("base_url") is not None:
         values["base_url"] = _base_url(fields["base_url"])
     if fields.get("ip_allowlist") is not None:
@@ -174,34 +183,53 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
                 )
                 session.add(integration)
                 await session.flush()
+                if numbers is not None:
+                    await _replace_numbers(session, integration, numbers)
+                ctx.record(session, IntegrationConfigured(integration_id=integration.id))
             else:
+                changed = []
                 for name, value in values.items():
-                    setattr(integration, name, value)
-            if numbers is not None:
-                await _replace_numbers(session, integration, numbers)
+                    same = (
+                        box.decrypt(integration.api_token) == api_token  # a new ciphertext for the same token
+                        if name == "api_token"
+                        else getattr(integration, name) == value
+                    )
+                    if not same:
+                        setattr(integration, name, value)
+                        changed.append(name)
+                if numbers is not None and await _replace_numbers(session, integration, numbers):
+                    changed.append("phone_numbers")
+                if changed:
+                    ctx.record(session, IntegrationUpdated(integration_id=integration.id, changed=changed))
     except IntegrityError:
         raise DomainError("TAKEN", "One of these numbers belongs to another integration.", "phoneNumbers") from None
     return integration
 
 
-async def _replace_numbers(session: Any, integration: Integration, numbers: list[dict[str, Any]]) -> None:
-    """Make the integration's numbers exactly `numbers`, keeping the assignment of those that stay."""
+async def _replace_numbers(session: Any, integration: Integration, numbers: list[dict[str, Any]]) -> bool:
+    """Make the integration's numbers exactly `numbers`, keeping the assignment of those that stay;
+    whether anything changed."""
     existing = {
         row.number: row
         for row in await session.scalars(select(PhoneNumber).where(PhoneNumber.integration_id == integration.id))
     }
     wanted = {n["number"] for n in numbers}
+    changed = False
     for number, row in existing.items():
         if number not in wanted:
             await session.delete(row)
+            changed = True
     await session.flush()
     for item in numbers:
         row = existing.get(item["number"])
         if row is None:
             session.add(PhoneNumber(organization_id=integration.organization_id, integration_id=integration.id, **item))
-        else:
+            changed = True
+        elif (row.channels, row.label) != (item["channels"], item["label"]):
             row.channels, row.label = item["channels"], item["label"]
+            changed = True
     await session.flush()
+    return changed
 
 
 async def integration_rotate_webhook_token(ctx: Context, integration_id: uuid.UUID | None) -> Integration:
@@ -213,11 +241,15 @@ async def integration_rotate_webhook_token(ctx: Context, integration_id: uuid.UU
         integration.previous_webhook_token = integration.webhook_token
         integration.previous_webhook_token_expires_at = datetime.now(UTC) + PREVIOUS_TOKEN_VALID_FOR
         integration.webhook_token = secrets.token_urlsafe(32)
+        changed = ["webhook_urls", "previous_webhook_token_expires_at"]
+        ctx.record(session, IntegrationUpdated(integration_id=integration.id, changed=changed))
     return integration
 
 
 async def integration_test(ctx: Context, integration_id: uuid.UUID | None) -> tuple[bool, str]:
-    """Call the provider with the stored credentials; (ok, what it said). The result is kept on the integration."""
+    """Call the provider with the stored credentials; (ok, what it said). The result is kept on the integration;
+    INTEGRATION_UPDATED is recorded only when `last_error` changed (a test that says what the last one said is
+    no news)."""
     ctx.require(Permission.ORG_MANAGE)
     integration = await get_or_error(ctx.db.session, Integration, integration_id, "id", label="integration")
     config = provider_config(integration, ctx.box, ctx.settings)
@@ -228,7 +260,10 @@ async def integration_test(ctx: Context, integration_id: uuid.UUID | None) -> tu
     async with ctx.transaction() as session:
         row = await get_or_error(session, Integration, integration_id, "id", lock=True, label="integration")
         row.last_tested_at = datetime.now(UTC)
-        row.last_error = None if ok else detail
+        last_error = None if ok else detail
+        if row.last_error != last_error:
+            row.last_error = last_error
+            ctx.record(session, IntegrationUpdated(integration_id=row.id, changed=["last_error", "last_tested_at"]))
     return ok, detail
 
 
@@ -243,13 +278,16 @@ async def phone_numbers(ctx: Context) -> list[PhoneNumber]:
 
 
 async def phone_number_assign(ctx: Context, number_id: uuid.UUID | None, user_id: uuid.UUID | None) -> PhoneNumber:
-    """Give a number to a user (their outbound messages and calls use it), or take it back (None)."""
+    """Give a number to a user (their outbound messages and calls use it), or take it back (None); records
+    INTEGRATION_UPDATED of the number's integration (changed `phone_numbers`) when the assignee changed."""
     ctx.require(Permission.ORG_MANAGE)
     async with ctx.transaction() as session:
         row = await get_or_error(session, PhoneNumber, number_id, "id", lock=True, label="phone number")
         if user_id is not None:
             await active_user(session, user_id, "userId")
-        row.assignee_id = user_id
+        if row.assignee_id != user_id:
+            row.assignee_id = user_id
+            ctx.record(session, IntegrationUpdated(integration_id=row.integration_id, changed=["phone_numbers"]))
     return row
 
 

@@ -14,6 +14,7 @@ from banxway.db.models import Organization, User
 from banxway.db.session import write_transaction
 from banxway.enums import Role
 from banxway.errors import DomainError
+from banxway.events import UserCreated, UserUpdated
 from banxway.resolvers.auth import normalize_email, revoke_user_tokens
 from banxway.resolvers.pagination import Page, paginate
 
@@ -58,7 +59,10 @@ async def organization_create(
     admin_password: str,
     admin_name: str = "",
 ) -> tuple[Organization, User]:
-    """Create an organization and its first admin (system-level: used by the CLI and the demo)."""
+    """Create an organization and its first admin (system-level: used by the CLI and the demo).
+
+    Records no USER_CREATED for the admin: no one can be subscribed to an organization that does not exist
+    yet, and this runs without the relay (the sweeper would publish it later, into the first subscriptions)."""
     name = _check_name(name)
     slug = slug.strip().lower()
     if not _SLUG.match(slug):
@@ -91,6 +95,18 @@ def slugify(name: str) -> str:
     return slug[:63].strip("-") or "org"
 
 
+async def _add_user(
+    session: AsyncSession, organization_id: uuid.UUID, *, email: str, name: str, role: Role, password_hash: str
+) -> User:
+    """Insert a user (checked arguments) in the session's open transaction; TAKEN if the email is."""
+    if await session.scalar(select(User.id).where(User.email == email)):
+        raise DomainError("TAKEN", f"A user with email '{email}' already exists.", "email")
+    user = User(organization_id=organization_id, email=email, name=name, role=role, password_hash=password_hash)
+    session.add(user)
+    await session.flush()
+    return user
+
+
 async def create_user(
     session: AsyncSession,
     organization_id: uuid.UUID,
@@ -100,33 +116,37 @@ async def create_user(
     role: Role,
     password: str,
 ) -> User:
-    """Create a user in `organization_id` (`session` must be scoped to it)."""
+    """Create a user in `organization_id` (`session` must be scoped to it). System-level (the CLI, tests):
+    records no event, as it has no relay; `user_create` (the API) records USER_CREATED."""
     email = _check_email(email)
     name = _check_name(name)
     _check_password(password)
     try:
         async with write_transaction(session):
-            if await session.scalar(select(User.id).where(User.email == email)):
-                raise DomainError("TAKEN", f"A user with email '{email}' already exists.", "email")
-            user = User(
-                organization_id=organization_id,
-                email=email,
-                name=name,
-                role=role,
-                password_hash=hash_password(password),
+            user = await _add_user(
+                session, organization_id, email=email, name=name, role=role, password_hash=hash_password(password)
             )
-            session.add(user)
     except IntegrityError:  # a concurrent create won the race
         raise DomainError("TAKEN", f"A user with email '{email}' already exists.", "email") from None
     return user
 
 
 async def user_create(ctx: Context, *, email: str, name: str, role: Role, password: str) -> User:
+    """Create a user in the viewer's organization; records USER_CREATED."""
     viewer = ctx.require(Permission.USER_MANAGE)
-    async with ctx.db.lock:
-        return await create_user(
-            ctx.db.session, viewer.organization_id, email=email, name=name, role=role, password=password
-        )
+    email = _check_email(email)
+    name = _check_name(name)
+    _check_password(password)
+    password_hash = hash_password(password)
+    try:
+        async with ctx.transaction() as session:
+            user = await _add_user(
+                session, viewer.organization_id, email=email, name=name, role=role, password_hash=password_hash
+            )
+            ctx.record(session, UserCreated(user_id=user.id))
+    except IntegrityError:  # a concurrent create won the race
+        raise DomainError("TAKEN", f"A user with email '{email}' already exists.", "email") from None
+    return user
 
 
 async def user_update(
@@ -138,13 +158,18 @@ async def user_update(
     active: bool | None = None,
     password: str | None = None,
 ) -> User:
+    """Change a user; records USER_UPDATED naming what changed of name, role and active (a password is no event)."""
     viewer = ctx.require(Permission.USER_MANAGE)
     async with ctx.transaction() as session:
         user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
         if user is None:
             raise DomainError("NOT_FOUND", "No such user.", "id")
+        changed: list[str] = []
         if name is not None:
-            user.name = _check_name(name)
+            name = _check_name(name)
+            if name != user.name:
+                user.name = name
+                changed.append("name")
         if password is not None:
             _check_password(password)
             user.password_hash = hash_password(password)
@@ -162,12 +187,16 @@ async def user_update(
                 )
         if deactivated and user.id == viewer.user_id:
             raise DomainError("INVALID", "You cannot deactivate yourself.", "active")
-        if role is not None:
+        if role is not None and role != user.role:
             user.role = role
-        if active is not None:
+            changed.append("role")
+        if active is not None and active != user.active:
             user.active = active
+            changed.append("active")
         if deactivated:
             await revoke_user_tokens(session, user.id)
+        if changed:
+            ctx.record(session, UserUpdated(user_id=user.id, changed=changed))
     return user
 
 

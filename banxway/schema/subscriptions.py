@@ -20,7 +20,7 @@ from graphql import GraphQLError
 from strawberry.types import Info
 
 from banxway import events
-from banxway.auth import Permission
+from banxway.auth import Permission, has_permission
 from banxway.broadcast import Signal, SubscriberTooSlow
 from banxway.context import Context
 from banxway.resolvers import inbox_events
@@ -48,7 +48,13 @@ class InboxEvent:
     message: Message | None = strawberry.field(description="Set for message events.")
     node: Node | None = strawberry.field(
         description="The object the event is about, as it is now: the message, note, action, customer, contact "
-        "(the kept one of a merge), shipment, or the thread itself."
+        "(the kept one of a merge), shipment, user, integration, email account, or the thread itself; null when "
+        "it no longer exists (EMAIL_ACCOUNT_DELETED)."
+    )
+    node_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The global id of the object the event is about, also when it no longer exists (then `node` "
+        "is null: remove it).",
     )
     changed: list[str] | None = strawberry.field(description="For *_UPDATED events: the fields that changed.")
     related: list[Node] = strawberry.field(
@@ -91,13 +97,19 @@ async def event_stream(
             seen.pop(next(iter(seen)))
         return True
 
+    role = viewer.role  # as it is now: refreshed with the active check below
+
     def visible(type_name: str, event_thread: Any, payload: dict[str, Any]) -> bool:
         if thread_id is not None and str(event_thread) != str(thread_id):
             return False
         if types is not None and type_name not in types:
             return False
+        event_type = events.EVENT_TYPES[type_name]
+        # administration events (integrations, email accounts) reach only the roles that may administer
+        if event_type.permission is not None and not has_permission(role, event_type.permission):
+            return False
         # read positions and notifications are private to their user
-        return not (events.EVENT_TYPES[type_name].private and payload.get("user_id") != str(viewer.user_id))
+        return not (event_type.private and payload.get("user_id") != str(viewer.user_id))
 
     async def build(row: dict[str, Any]) -> InboxEvent:
         """The event with what it is about: loaded once per process (`EventObjects`), primed into this
@@ -105,10 +117,11 @@ async def event_stream(
         loaded = await inbox_events.event_objects(state).get(organization_id, row)
         loaders = ctx.loaders
         related: list[tuple[str, Any]] = loaded["related"]  # type: ignore[assignment]
-        singles = [value for name, value in loaded.items() if name != "related"]
+        singles = [loaded[name] for name in ("thread", "message", "node", "actor")]
         for loader_name, obj in [*singles, *related]:
-            if obj is not None:
-                getattr(loaders, loader_name).prime(obj.id, obj)
+            loader = getattr(loaders, loader_name, None)  # an integration has no request loader
+            if obj is not None and loader is not None:
+                loader.prime(obj.id, obj)
         payload = row["payload"]
         return InboxEvent(
             cursor=events.encode_cursor(row["seq"], row["id"], row["created_at"]),
@@ -118,6 +131,7 @@ async def event_stream(
             thread=loaded["thread"][1],
             message=loaded["message"][1],
             node=loaded["node"][1],
+            node_id=loaded["node_id"],  # type: ignore[arg-type]
             changed=payload.get("changed"),
             related=[obj for _, obj in related],
         )
@@ -155,8 +169,10 @@ async def event_stream(
                     continue
                 if time.monotonic() - checked_at > inbox_events.ACTIVE_CHECK_SECONDS:
                     checked_at = time.monotonic()
-                    if not await inbox_events.still_active(state, viewer.user_id, organization_id):
+                    current = await inbox_events.current_role(state, viewer.user_id, organization_id)
+                    if current is None:
                         raise GraphQLError("Your account is deactivated.", extensions={"code": "UNAUTHENTICATED"})
+                    role = current
                 if visible(row["type"], row["thread_id"], row["payload"]):
                     row["created_at"] = datetime.fromisoformat(row["created_at"])
                     yield await build(row)
