@@ -281,3 +281,47 @@ async def test_action_update_reports_the_new_updated_at(inbox: Inbox) -> None:
     assert datetime.fromisoformat(result["data"]["actionUpdate"]["action"]["updatedAt"]) >= datetime.fromisoformat(
         action["createdAt"]
     )
+
+
+async def _stored(inbox: Inbox, thread_id: str) -> dict:
+    actions = (await inbox.gql(THREAD_ACTIONS, {"id": thread_id}))["data"]["thread"]["actions"]
+    return actions["edges"][0]["node"]
+
+
+async def test_support_may_not_complete_an_approval_by_turning_it_into_a_task(inbox: Inbox) -> None:
+    # given a quote approval (security review: SUPPORT completed it by changing its type in the same update)
+    support = await _member(inbox, "support")
+    thread = await _thread(inbox)
+    action = await _action(inbox, thread["id"], type="QUOTE_APPROVAL", title="Approve the quote")
+    # when support completes it as a task
+    result = await _action_update(inbox, action["id"], support.token, status="DONE", type="TASK")
+    # then it is refused and nothing changed
+    assert result["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    assert (await _stored(inbox, thread["id"]))["status"] == "OPEN"
+
+
+async def test_support_may_not_change_the_type_of_an_approval(inbox: Inbox) -> None:
+    # given a document approval
+    support = await _member(inbox, "support")
+    thread = await _thread(inbox)
+    action = await _action(inbox, thread["id"], type="DOCUMENT_APPROVAL", title="Check the draft BL")
+    # when support turns it into a task (to complete it afterwards)
+    result = await _action_update(inbox, action["id"], support.token, type="TASK")
+    # then it is refused
+    assert result["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+
+
+async def test_only_an_approver_may_reopen_a_completed_approval(inbox: Inbox) -> None:
+    # given a quote approval a validator completed
+    support = await _member(inbox, "support")
+    validator = await _member(inbox, "validator")
+    thread = await _thread(inbox)
+    action = await _action(inbox, thread["id"], type="QUOTE_APPROVAL", title="Approve the quote")
+    await _action_update(inbox, action["id"], validator.token, status="DONE")
+    # when support reopens it
+    refused = await _action_update(inbox, action["id"], support.token, status="OPEN")
+    # then it is refused, and the approver may
+    assert refused["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    assert (await _stored(inbox, thread["id"]))["status"] == "DONE"
+    reopened = await _action_update(inbox, action["id"], validator.token, status="OPEN")
+    assert reopened["data"]["actionUpdate"]["action"]["status"] == "OPEN"

@@ -63,6 +63,17 @@ async def action_create(
     return action
 
 
+def _needs_approver(action: Action, new_status: ActionStatus, new_type: ActionType) -> bool:
+    """Whether the change is an approver's to make: completing an approval (judged by its stored type as well as
+    the new one, so that it cannot be turned into a task and completed in one update), changing the type of an
+    approval, or moving a completed approval out of DONE."""
+    approval = action.type in APPROVAL_ACTION_TYPES or new_type in APPROVAL_ACTION_TYPES
+    completing = new_status == ActionStatus.DONE and action.status != ActionStatus.DONE
+    retyping = action.type in APPROVAL_ACTION_TYPES and new_type != action.type
+    undoing = action.status == ActionStatus.DONE and new_status != ActionStatus.DONE
+    return (approval and completing) or retyping or (action.type in APPROVAL_ACTION_TYPES and undoing)
+
+
 async def action_update(ctx: Context, action_id: uuid.UUID | None, changes: dict[str, Any]) -> Action:
     viewer = ctx.require(Permission.ACTION_MANAGE)
     values: dict[str, Any] = {}
@@ -86,11 +97,8 @@ async def action_update(ctx: Context, action_id: uuid.UUID | None, changes: dict
             raise DomainError(
                 "INVALID_TRANSITION", f"An action cannot go from {action.status.name} to {new_status.name}.", "status"
             )
-        if (
-            new_status == ActionStatus.DONE
-            and action.status != ActionStatus.DONE
-            and values.get("type", action.type) in APPROVAL_ACTION_TYPES
-            and not has_permission(viewer.role, Permission.ACTION_APPROVE)
+        if _needs_approver(action, new_status, values.get("type", action.type)) and not has_permission(
+            viewer.role, Permission.ACTION_APPROVE
         ):
             raise PermissionDenied(f"Role {viewer.role.name} may not {Permission.ACTION_APPROVE.value}")
         changed = apply_changes(action, values)
