@@ -524,6 +524,17 @@ async def test_a_viewer_may_not_assign_even_themselves(inbox: Inbox) -> None:
     assert (await _read(inbox, thread["id"]))["assignee"] is None
 
 
+
+async def test_a_viewer_assigning_an_unknown_thread_is_forbidden_not_told_it_is_missing(inbox: Inbox) -> None:
+    # given a viewer, and an id of no thread (security review: the thread was looked up before the role)
+    viewer = await _member(inbox, "viewer")
+    unknown = str(GlobalID("Thread", str(uuid.uuid4())))
+    # when
+    result = await _assign(inbox, unknown, viewer.id, viewer.token)
+    # then the role is checked first, as for every other mutation
+    assert result["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+
+
 # -- threadArchive ------------------------------------------------------------------------
 
 

@@ -174,7 +174,7 @@ async def thread_update(ctx: Context, thread_id: uuid.UUID | None, changes: dict
 
 
 async def thread_assign(ctx: Context, thread_id: uuid.UUID | None, assignee_id: uuid.UUID | None) -> Thread:
-    viewer = ctx.require(Permission.READ)
+    viewer = ctx.require(Permission.THREAD_ASSIGN_SELF)  # what any assignment needs, before the thread is read
     async with ctx.transaction() as session:
         thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
         only_self = assignee_id in (None, viewer.user_id) and thread.assignee_id in (None, viewer.user_id)
