@@ -524,7 +524,6 @@ async def test_a_viewer_may_not_assign_even_themselves(inbox: Inbox) -> None:
     assert (await _read(inbox, thread["id"]))["assignee"] is None
 
 
-
 async def test_a_viewer_assigning_an_unknown_thread_is_forbidden_not_told_it_is_missing(inbox: Inbox) -> None:
     # given a viewer, and an id of no thread (security review: the thread was looked up before the role)
     viewer = await _member(inbox, "viewer")
@@ -1109,3 +1108,29 @@ async def test_a_garbage_cursor_is_reported_as_such_in_production(inbox: Inbox) 
     assert response.status_code == 200
     errors = response.json()["errors"]
     assert "not a valid cursor" in errors[0]["message"]
+
+
+CONTACT_MERGE = """
+mutation($kept: ID!, $merged: ID!) {
+  contactMerge(input: {keptContactId: $kept, mergedContactId: $merged}) { userErrors { field code message } }
+}
+"""
+
+
+@pytest.mark.parametrize("mutation", ["threadCreate", "threadUpdate"])
+async def test_a_merged_away_contact_cannot_be_linked(inbox: Inbox, mutation: str) -> None:
+    # given two contacts, the second merged into the first (security review: it was accepted as contactId)
+    kept = await inbox.contact("Priya Shah", identities=[{"channel": "EMAIL", "address": "priya@acme.test"}])
+    merged = await inbox.contact("P. Shah", identities=[{"channel": "EMAIL", "address": "p.shah@acme.test"}])
+    await inbox.ok(CONTACT_MERGE, {"kept": kept["id"], "merged": merged["id"]}, "contactMerge")
+    # when a thread is linked to the merged-away one
+    if mutation == "threadCreate":
+        result = await inbox.gql(THREAD_CREATE, {"input": {"subject": "Booking", "contactId": merged["id"]}})
+    else:
+        thread = await _create(inbox)
+        result = await inbox.gql(THREAD_UPDATE, {"input": {"id": thread["id"], "contactId": merged["id"]}})
+    # then it is refused, naming the contact to use
+    [error] = result["data"][mutation]["userErrors"]
+    assert error["field"] == ["contactId"]
+    assert error["code"] == "INVALID"
+    assert "merged into Priya Shah" in error["message"]

@@ -173,7 +173,7 @@ async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datet
 
 
 async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Sign a user out everywhere (on deactivation)."""
+    """Sign a user out everywhere (on deactivation and on a password change): revoke all their refresh tokens."""
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))

@@ -48,8 +48,16 @@ async def _links(
     contact_id: uuid.UUID | None,
     shipment_id: uuid.UUID | None,
 ) -> tuple[uuid.UUID | None, uuid.UUID | None, uuid.UUID | None]:
-    """Check the linked objects exist; a contact or shipment brings its customer if none is given."""
+    """Check the linked objects exist (a merged-away contact is refused); a contact or shipment brings its customer
+    if none is given."""
     contact = await get_or_error(session, Contact, contact_id, "contactId") if contact_id else None
+    if contact is not None and contact.merged_into_id is not None:
+        kept = await session.get(Contact, contact.merged_into_id)
+        raise DomainError(
+            "INVALID",
+            f"{contact.name} was merged into {kept.name if kept else 'another contact'}: link that one.",
+            "contactId",
+        )
     shipment = await get_or_error(session, Shipment, shipment_id, "shipmentId") if shipment_id else None
     if customer_id is not None:
         await get_or_error(session, Customer, customer_id, "customerId")

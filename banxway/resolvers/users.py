@@ -158,10 +158,18 @@ async def user_update(
     active: bool | None = None,
     password: str | None = None,
 ) -> User:
-    """Change a user; records USER_UPDATED naming what changed of name, role and active (a password is no event)."""
+    """Change a user; records USER_UPDATED naming what changed of name, role and active (a password is no event).
+
+    A new password revokes all the user's refresh tokens, as deactivation does."""
     viewer = ctx.require(Permission.USER_MANAGE)
+    may_remove_an_admin = (role is not None and role != Role.ADMIN) or active is False
     async with ctx.transaction() as session:
-        user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+        if may_remove_an_admin:
+            # Before the user's own row: every such update takes the admins in one order (see below).
+            await _lock_active_admins(session, viewer.organization_id)
+        user = await session.scalar(
+            select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+        )
         if user is None:
             raise DomainError("NOT_FOUND", "No such user.", "id")
         changed: list[str] = []
@@ -176,8 +184,11 @@ async def user_update(
         demoted = role is not None and role != Role.ADMIN and user.role == Role.ADMIN
         deactivated = active is False and user.active
         if (demoted or deactivated) and user.role == Role.ADMIN:
+            # Counted after _lock_active_admins: a concurrent demotion has committed or waits for this one.
             admins = await session.scalar(
-                select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.active.is_(True))
+                select(func.count())
+                .select_from(User)
+                .where(User.organization_id == viewer.organization_id, User.role == Role.ADMIN, User.active.is_(True))
             )
             if admins <= 1:
                 raise DomainError(
@@ -193,11 +204,23 @@ async def user_update(
         if active is not None and active != user.active:
             user.active = active
             changed.append("active")
-        if deactivated:
+        if deactivated or password is not None:
             await revoke_user_tokens(session, user.id)
         if changed:
             ctx.record(session, UserUpdated(user_id=user.id, changed=changed))
     return user
+
+
+async def _lock_active_admins(session: AsyncSession, organization_id: uuid.UUID) -> None:
+    """Lock the organization's active admins until the transaction ends, in id order (no deadlock between two
+    updates). Two admins demoting or deactivating each other then run one after the other, and the second sees
+    the first's change when it counts, instead of both counting two admins and leaving none."""
+    await session.execute(
+        select(User.id)
+        .where(User.organization_id == organization_id, User.role == Role.ADMIN, User.active.is_(True))
+        .order_by(User.id)
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: conflicts with itself, not with foreign keys
+    )
 
 
 async def users_page(
