@@ -40,7 +40,7 @@ from banxway import events
 from banxway.context import Context, authenticate, operation_scope
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
-from banxway.middleware import RequestContextMiddleware
+from banxway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from banxway.resolvers.attachments import attachment_file, attachment_upload
 from banxway.schema import build_schema
 from banxway.schema.ids import local_id, to_global_id
@@ -310,7 +310,14 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             if state is None:
                 await app_state.aclose()
 
-    middleware = [Middleware(RequestContextMiddleware, requests=requests, latency=latency)]
+    middleware = [
+        Middleware(RequestContextMiddleware, requests=requests, latency=latency),
+        Middleware(
+            BodyLimitMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            max_upload_bytes=settings.attachment_max_bytes,
+        ),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -1,5 +1,5 @@
 """Request middleware: a request id (the `X-Request-ID` header, echoed), a structured access log with secrets
-masked, and Prometheus metrics for every HTTP request."""
+masked, Prometheus metrics for every HTTP request, and a limit on request bodies."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -70,3 +71,57 @@ def _loggable(path: str) -> str:
             parts[3] = "***"
         return "/".join(parts)
     return path
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to a request body over its route's limit: at once when Content-Length says so, else as soon as
+    the bytes read pass it, so that no route buffers more than its limit. Uploads (`POST /attachments`) may be as
+    large as an attachment; everything else as `BANXWAY_MAX_BODY_BYTES`."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_upload_bytes if scope["path"] == "/attachments" else self.max_body_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def watched_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except BodyTooLarge:
+            if not started:
+                await _too_large(send, limit)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = orjson.dumps({"error": f"The request body is larger than the {limit}-byte limit."})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

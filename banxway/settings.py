@@ -168,6 +168,13 @@ class Settings(BaseSettings):
         alias="BANXWAY_ATTACHMENT_MAX_BYTES",
         description="Largest attachment stored; a larger one is listed on its message as skipped.",
     )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        alias="BANXWAY_MAX_BODY_BYTES",
+        description="Largest request body on /graphql and the webhooks (uploads: BANXWAY_ATTACHMENT_MAX_BYTES); "
+        "a larger one is answered 413 before it is read.",
+    )
     email_timeout_seconds: float = Field(
         30.0, gt=0, alias="BANXWAY_EMAIL_TIMEOUT", description="Seconds before an IMAP or SMTP operation gives up."
     )
