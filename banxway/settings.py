@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         alias="BANXWAY_LOGIN_MAX_FAILURES",
         description="Failed logins allowed per email in the window before RATE_LIMITED.",
     )
+    login_max_failures_per_ip: int = Field(
+        50,
+        ge=1,
+        alias="BANXWAY_LOGIN_MAX_FAILURES_PER_IP",
+        description="Failed logins allowed from one client address in the window (any emails) before RATE_LIMITED.",
+    )
     ws_init_timeout_seconds: float = Field(
         5.0,
         gt=0,

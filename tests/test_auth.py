@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 
 from banxway.auth import issue_access_token
 from banxway.enums import Role
-from tests.conftest import PASSWORD, SECRET, Api, Org
+from banxway.settings import Settings
+from banxway.state import AppState
+from tests.conftest import LOGIN, PASSWORD, SECRET, Api, Org, http_client
 
 ME = "{ me { email role organization { slug } } }"
 
@@ -223,3 +227,31 @@ mutation($email: String!, $password: String!, $organization: String) {
   authLogin(input: {email: $email, password: $password, organization: $organization}) { accessToken userErrors { code } }
 }
 """
+
+
+async def test_concurrent_guesses_cannot_outrun_the_failure_count(api: Api, org: Org) -> None:
+    # given 40 wrong guesses and the right password sent at once (security review: all 41 were checked, because
+    # the count was read before the password was verified and written after)
+    guesses = [api.login(org.admin_email, f"wrong-{index}") for index in range(40)]
+    # when they all arrive together
+    results = await asyncio.gather(*guesses, api.login(org.admin_email, PASSWORD))
+    # then no more passwords were checked than the limit allows; the rest were refused unchecked
+    codes = [result["userErrors"][0]["code"] if result["userErrors"] else "OK" for result in results]
+    checked = [code for code in codes if code in ("INVALID_CREDENTIALS", "OK")]
+    assert len(checked) <= 5, codes
+    assert codes.count("RATE_LIMITED") >= 36
+
+
+async def test_one_address_is_limited_across_emails(api: Api, org: Org, settings: Settings, state: AppState) -> None:
+    # given a limit of 3 failures per client address
+    limited = settings.model_copy(update={"login_max_failures_per_ip": 3})
+    async with http_client(limited, dataclasses.replace(state, settings=limited)) as http:
+        attempts = [
+            await http.post(
+                "/graphql", json={"query": LOGIN, "variables": {"email": f"u{n}@x.test", "password": "nope-nope"}}
+            )
+            for n in range(4)
+        ]
+    # when each guess is for another email, then the fourth from the same address is refused unchecked
+    codes = [response.json()["data"]["authLogin"]["userErrors"][0]["code"] for response in attempts]
+    assert codes == ["INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"]

@@ -13,10 +13,10 @@ from sqlalchemy import delete, select, update
 
 from banxway.auth import (
     DUMMY_PASSWORD_HASH,
+    averify_password,
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
-    verify_password,
 )
 from banxway.db.models import Organization, RefreshToken, User
 from banxway.errors import DomainError
@@ -44,22 +44,33 @@ def _failures_key(email: str) -> str:
     return "banxway:login-failures:" + hashlib.sha256(email.encode()).hexdigest()
 
 
-async def _recent_failures(ctx: Context, key: str) -> int:
+def _address_key(address: str) -> str:
+    return "banxway:login-failures-ip:" + hashlib.sha256(address.encode()).hexdigest()
+
+
+async def _take_attempt(ctx: Context, key: str, limit: int) -> str | None:
+    """Count a login attempt in the window before its password is checked, atomically (MULTI), so that concurrent
+    guesses cannot all pass a count read before any of them was recorded. The attempt's member, or None when the
+    window is full (the attempt is not counted then). A successful login clears the email's count."""
     window = ctx.settings.login_failure_window_seconds
     now = time.time()
+    member = f"{now}:{uuid.uuid4().hex}"
     async with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.zremrangebyscore(key, "-inf", now - window)
+        pipe.zadd(key, {member: now})
         pipe.zcard(key)
-        _, count = await pipe.execute()
-    return int(count)
+        pipe.expire(key, window)
+        _, _, count, _ = await pipe.execute()
+    if int(count) > limit:
+        await ctx.redis.zrem(key, member)
+        return None
+    return member
 
 
-async def _record_failure(ctx: Context, key: str) -> None:
-    now = time.time()
-    async with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.zadd(key, {f"{now}:{uuid.uuid4().hex}": now})
-        pipe.expire(key, ctx.settings.login_failure_window_seconds)
-        await pipe.execute()
+def _client_address(ctx: Context) -> str | None:
+    request = ctx.request
+    client = getattr(request, "client", None)
+    return client.host if client is not None else None
 
 
 async def _issue(ctx: Context, session: AsyncSession, user: User, family_id: uuid.UUID) -> AuthResult:
@@ -86,12 +97,18 @@ async def _issue(ctx: Context, session: AsyncSession, user: User, family_id: uui
 async def auth_login(ctx: Context, email: str, password: str, organization: str | None = None) -> AuthResult:
     email = normalize_email(email)
     key = _failures_key(email)
-    if await _recent_failures(ctx, key) >= ctx.settings.login_max_failures:
-        raise DomainError(
-            "RATE_LIMITED",
-            f"Too many failed logins for this email; try again in {ctx.settings.login_failure_window_seconds // 60}"
-            " minutes.",
-        )
+    minutes = ctx.settings.login_failure_window_seconds // 60
+    address = _client_address(ctx)
+    address_key = _address_key(address) if address is not None else None
+    address_attempt = None
+    if address_key is not None:
+        address_attempt = await _take_attempt(ctx, address_key, ctx.settings.login_max_failures_per_ip)
+        if address_attempt is None:
+            raise DomainError(
+                "RATE_LIMITED", f"Too many failed logins from this address; try again in {minutes} minutes."
+            )
+    if await _take_attempt(ctx, key, ctx.settings.login_max_failures) is None:
+        raise DomainError("RATE_LIMITED", f"Too many failed logins for this email; try again in {minutes} minutes.")
     async with ctx.system_session() as session, session.begin():
         query = select(User).where(User.email == email, User.active.is_(True))
         if organization:
@@ -99,11 +116,10 @@ async def auth_login(ctx: Context, email: str, password: str, organization: str 
                 Organization.slug == organization.strip().lower()
             )
         candidates = list(await session.scalars(query))
-        matches = [user for user in candidates if verify_password(user.password_hash, password)]
+        matches = [user for user in candidates if await averify_password(user.password_hash, password)]
         if not candidates:
-            verify_password(DUMMY_PASSWORD_HASH, password)  # same cost as a wrong password
-        if not matches:
-            await _record_failure(ctx, key)
+            await averify_password(DUMMY_PASSWORD_HASH, password)  # same cost as a wrong password
+        if not matches:  # the attempt stays counted as a failure
             raise DomainError("INVALID_CREDENTIALS", INVALID_CREDENTIALS_MESSAGE)
         if len(matches) > 1:
             raise DomainError(
@@ -113,6 +129,8 @@ async def auth_login(ctx: Context, email: str, password: str, organization: str 
             )
         result = await _issue(ctx, session, matches[0], uuid.uuid4())
     await ctx.redis.delete(key)
+    if address_key is not None and address_attempt is not None:
+        await ctx.redis.zrem(address_key, address_attempt)  # a success is no failure of the address
     return result
 
 

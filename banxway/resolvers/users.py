@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from banxway.auth import MIN_PASSWORD_LENGTH, Permission, hash_password
+from banxway.auth import MIN_PASSWORD_LENGTH, Permission, ahash_password
 from banxway.db.models import Organization, User
 from banxway.db.session import write_transaction
 from banxway.enums import Role
@@ -84,7 +84,7 @@ async def organization_create(
             email=email,
             name=admin_name.strip() or email.split("@")[0],
             role=Role.ADMIN,
-            password_hash=hash_password(admin_password),
+            password_hash=await ahash_password(admin_password),
         )
         session.add(admin)
     return organization, admin
@@ -124,7 +124,12 @@ async def create_user(
     try:
         async with write_transaction(session):
             user = await _add_user(
-                session, organization_id, email=email, name=name, role=role, password_hash=hash_password(password)
+                session,
+                organization_id,
+                email=email,
+                name=name,
+                role=role,
+                password_hash=await ahash_password(password),
             )
     except IntegrityError:  # a concurrent create won the race
         raise DomainError("TAKEN", f"A user with email '{email}' already exists.", "email") from None
@@ -137,7 +142,7 @@ async def user_create(ctx: Context, *, email: str, name: str, role: Role, passwo
     email = _check_email(email)
     name = _check_name(name)
     _check_password(password)
-    password_hash = hash_password(password)
+    password_hash = await ahash_password(password)
     try:
         async with ctx.transaction() as session:
             user = await _add_user(
@@ -180,7 +185,7 @@ async def user_update(
                 changed.append("name")
         if password is not None:
             _check_password(password)
-            user.password_hash = hash_password(password)
+            user.password_hash = await ahash_password(password)
         demoted = role is not None and role != Role.ADMIN and user.role == Role.ADMIN
         deactivated = active is False and user.active
         if (demoted or deactivated) and user.role == Role.ADMIN:
