@@ -313,20 +313,22 @@ def channel(organization_id: uuid.UUID) -> str:
     return f"banxway:events:{organization_id}"
 
 
+def envelope_fields(row: EventRow) -> dict[str, Any]:
+    """An event as subscribers get it: published on the organization's channel, or replayed from the log."""
+    return {
+        "id": row.id,
+        "seq": row.seq,
+        "type": row.type,
+        "thread_id": row.thread_id,
+        "actor_id": row.actor_id,
+        "payload": row.payload,
+        "created_at": row.created_at,
+    }
+
+
 def envelope(row: EventRow) -> str:
     """What subscribers receive on the organization's channel."""
-    return orjson.dumps(
-        {
-            "id": row.id,
-            "seq": row.seq,
-            "type": row.type,
-            "thread_id": row.thread_id,
-            "actor_id": row.actor_id,
-            "payload": row.payload,
-            "created_at": row.created_at,
-        },
-        default=str,
-    ).decode()
+    return orjson.dumps(envelope_fields(row), default=str).decode()
 
 
 _LOCK_NAMESPACE = 0x42585645  # "BXVE": the first key of our per-organization advisory locks

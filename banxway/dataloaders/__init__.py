@@ -23,6 +23,7 @@ from banxway.db.models import (
     ContactIdentity,
     Customer,
     EmailAccount,
+    Integration,
     Message,
     Note,
     Notification,
@@ -133,6 +134,10 @@ class ActionByIdLoader(_ByIdLoader):
 
 class EmailAccountByIdLoader(_ByIdLoader):
     model = EmailAccount
+
+
+class IntegrationByIdLoader(_ByIdLoader):
+    model = Integration
 
 
 class HeadersByMessageIdLoader(DataLoader[uuid.UUID, MessageHeaders | None]):
@@ -251,6 +256,7 @@ class Loaders:
     action_by_id: ActionByIdLoader = field(init=False)
     notification_by_id: NotificationByIdLoader = field(init=False)
     email_account_by_id: EmailAccountByIdLoader = field(init=False)
+    integration_by_id: IntegrationByIdLoader = field(init=False)
     identities_by_contact_id: IdentitiesByContactIdLoader = field(init=False)
     milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
     attachments_by_message_id: AttachmentsByMessageIdLoader = field(init=False)
@@ -271,6 +277,7 @@ class Loaders:
         self.action_by_id = ActionByIdLoader(db)
         self.notification_by_id = NotificationByIdLoader(db, self.viewer_id)
         self.email_account_by_id = EmailAccountByIdLoader(db)
+        self.integration_by_id = IntegrationByIdLoader(db)
         self.identities_by_contact_id = IdentitiesByContactIdLoader(db)
         self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
         self.attachments_by_message_id = AttachmentsByMessageIdLoader(db)

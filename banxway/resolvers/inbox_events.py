@@ -12,14 +12,12 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from sqlalchemy import select
-
 from banxway import events
 from banxway.context import authenticate_user
 from banxway.dataloaders import Loaders
-from banxway.db.models import Integration
 from banxway.db.session import SerialSession, tenant_session
 from banxway.enums import Role
+from banxway.state import AppState
 
 # the payload key that names the event's subject → the loader that fetches it, and the subject's node type
 _SUBJECT_KEYS = (
@@ -31,14 +29,12 @@ _SUBJECT_KEYS = (
     ("contact_id", "contact_by_id", "Contact"),
     ("shipment_id", "shipment_by_id", "Shipment"),
     ("notification_id", "notification_by_id", "Notification"),
-    ("integration_id", "integration", "Integration"),
+    ("integration_id", "integration_by_id", "Integration"),
     ("email_account_id", "email_account_by_id", "EmailAccount"),
 )
 # events whose subject is a user (elsewhere `user_id` names whom a private event is for, not its subject)
 _USER_SUBJECT = ("user_id", "user_by_id", "User")
 _SUBJECT_BY_TYPE = {events.UserCreated.type: _USER_SUBJECT, events.UserUpdated.type: _USER_SUBJECT}
-# subjects without a request loader (nothing else loads them by id), read straight from the session
-_DIRECT_MODELS: dict[str, Any] = {"integration": Integration}
 # payload keys that list further objects the event changed → their loader
 _RELATED_KEYS = (
     ("merged_contact_id", "contact_by_id"),
@@ -54,7 +50,7 @@ class EventObjects:
     """What recent events are about (thread, message, subject, actor), loaded once per process and
     shared by every subscriber of the organization, instead of once per subscriber. Read-only rows."""
 
-    def __init__(self, state: Any, size: int = 512) -> None:
+    def __init__(self, state: AppState, size: int = 512) -> None:
         self._state = state
         self._size = size
         self._entries: OrderedDict[int, asyncio.Future[dict[str, tuple[str, Any]]]] = OrderedDict()
@@ -89,7 +85,7 @@ class EventObjects:
             subjects = (_SUBJECT_BY_TYPE[row["type"]],) if row["type"] in _SUBJECT_BY_TYPE else _SUBJECT_KEYS
             for key, loader_name, type_name in subjects:
                 if payload.get(key):
-                    node = (loader_name, await _load_subject(db, loaders, loader_name, uuid.UUID(payload[key])))
+                    node = (loader_name, await getattr(loaders, loader_name).load(uuid.UUID(payload[key])))
                     node_id = to_global_id(type_name, payload[key])
                     break
             actor = await loaders.user_by_id.load(uuid.UUID(str(row["actor_id"]))) if row["actor_id"] else None
@@ -118,15 +114,7 @@ def to_global_id(type_name: str, local_id: object) -> str:
     return base64.b64encode(f"{type_name}:{local_id}".encode()).decode()
 
 
-async def _load_subject(db: SerialSession, loaders: Loaders, loader_name: str, subject_id: uuid.UUID) -> Any:
-    """The event's subject as it is now; None once deleted (or not visible in the organization)."""
-    model = _DIRECT_MODELS.get(loader_name)
-    if model is not None:
-        return await db.scalar(select(model).where(model.id == subject_id))
-    return await getattr(loaders, loader_name).load(subject_id)
-
-
-def event_objects(state: Any) -> EventObjects:
+def event_objects(state: AppState) -> EventObjects:
     """The process's `EventObjects` (in `state.shared`)."""
     objects = state.shared.get("event_objects")
     if objects is None:
@@ -134,7 +122,7 @@ def event_objects(state: Any) -> EventObjects:
     return objects
 
 
-async def current_role(state: Any, user_id: uuid.UUID, organization_id: uuid.UUID) -> Role | None:
+async def current_role(state: AppState, user_id: uuid.UUID, organization_id: uuid.UUID) -> Role | None:
     """The user's role now (which administration events they may receive), None if they may no longer receive
     events; one query per user per second in a process, however many subscriptions they hold."""
     cache: dict[uuid.UUID, tuple[float, Role | None]] = state.shared.setdefault("active_users", {})
@@ -145,32 +133,16 @@ async def current_role(state: Any, user_id: uuid.UUID, organization_id: uuid.UUI
     return checked[1]
 
 
-async def still_active(state: Any, user_id: uuid.UUID, organization_id: uuid.UUID) -> bool:
-    """Whether the user may still receive events (see `current_role`)."""
-    return await current_role(state, user_id, organization_id) is not None
-
-
 async def replay(
-    state: Any, organization_id: uuid.UUID, after_seq: int, thread_id: uuid.UUID | None
+    state: AppState, organization_id: uuid.UUID, after_seq: int, thread_id: uuid.UUID | None
 ) -> list[dict[str, Any]]:
     """The next `REPLAY_PAGE` events after `after_seq` (of one thread, if given), as the relay publishes them."""
     async with tenant_session(state.sessionmaker, organization_id) as session, session.begin():
         rows = await events.replay(session, organization_id, after_seq, thread_id=thread_id, limit=REPLAY_PAGE)
-        return [
-            {
-                "id": r.id,
-                "seq": r.seq,
-                "type": r.type,
-                "thread_id": r.thread_id,
-                "actor_id": r.actor_id,
-                "payload": r.payload,
-                "created_at": r.created_at,
-            }
-            for r in rows
-        ]
+        return [events.envelope_fields(row) for row in rows]
 
 
-async def position(state: Any, organization_id: uuid.UUID) -> int:
+async def position(state: AppState, organization_id: uuid.UUID) -> int:
     """The organization's latest event position: a new subscriber streams what comes after it."""
     async with tenant_session(state.sessionmaker, organization_id) as session, session.begin():
         return await events.position(session, organization_id)

@@ -119,9 +119,8 @@ async def event_stream(
         related: list[tuple[str, Any]] = loaded["related"]  # type: ignore[assignment]
         singles = [loaded[name] for name in ("thread", "message", "node", "actor")]
         for loader_name, obj in [*singles, *related]:
-            loader = getattr(loaders, loader_name, None)  # an integration has no request loader
-            if obj is not None and loader is not None:
-                loader.prime(obj.id, obj)
+            if obj is not None:
+                getattr(loaders, loader_name).prime(obj.id, obj)
         payload = row["payload"]
         return InboxEvent(
             cursor=events.encode_cursor(row["seq"], row["id"], row["created_at"]),
