@@ -88,12 +88,12 @@ async def webhook(request: Request) -> Response:
         return _error(403, "This address may not call the webhook.")
     body = await request.body()  # at most BANXWAY_MAX_BODY_BYTES (banxway.middleware.BodyLimitMiddleware)
     try:
-        token = state.box.decrypt(integration.api_token)
-        if not adapter.verify_webhook(
-            token, _public_url(request, state), body, request.headers.get("x-twilio-signature")
+        header = adapter.signature_header
+        if header is not None and not adapter.verify_webhook(
+            state.box.decrypt(integration.api_token), _public_url(request, state), body, request.headers.get(header)
         ):
             log.warning("bad webhook signature", integration=str(integration.id), url=_public_url(request, state))
-            return _error(403, "The X-Twilio-Signature does not match.")
+            return _error(403, f"The {header} does not match.")
         items = adapter.parse_webhook(kind, body)
     except (BadPayload, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
         return _error(400, f"Not a {name} {kind} callback: {exc}")

@@ -299,6 +299,7 @@ class Provider(Protocol):
     region: ClassVar[str | None]  # how national-form numbers in its callbacks are read (None: E.164 only)
     webhook_paths: ClassVar[list[tuple[str, str]]]  # (purpose, path after /webhooks/<provider>/<token>/)
     calls: ClassVar[bool]  # whether callStart can go through it
+    signature_header: ClassVar[str | None]  # the header its webhooks are signed in (None: it signs nothing)
 
     def status_path(self, channel: Channel) -> str:
         """The webhook path its status callbacks for a message on `channel` are sent to."""
@@ -319,7 +320,7 @@ class Provider(Protocol):
         ...
 
     def verify_webhook(self, auth_token: str, url: str, body: bytes, signature: str | None) -> bool:
-        """Whether a callback's signature (if the provider signs) matches."""
+        """Whether a callback's signature matches (called only when `signature_header` is set)."""
         ...
 
     def parse_webhook(self, kind: str, body: bytes) -> list[Inbound | StatusUpdate | CallUpdate]:

@@ -43,6 +43,7 @@ class Exotel:
     region = "IN"  # Exotel sends Indian numbers in national form (09820054321)
     webhook_paths = [("WhatsApp messages and statuses", "whatsapp"), ("SMS", "sms"), ("Calls", "voice")]
     calls = True
+    signature_header = None
 
     def status_path(self, channel: Channel) -> str:
         return {Channel.WHATSAPP: "whatsapp", Channel.SMS: "sms", Channel.VOICE: "voice"}[channel]
@@ -110,7 +111,7 @@ class Exotel:
         return f"Exotel account {config.account_sid}: credentials accepted"
 
     def verify_webhook(self, auth_token: str, url: str, body: bytes, signature: str | None) -> bool:
-        return True  # nothing to verify: the token in the URL (and the allow-list) is Exotel's proof
+        raise NotImplementedError("Exotel signs nothing: the token in the URL (and the allow-list) is its proof")
 
     def parse_webhook(self, kind: str, body: bytes) -> list[Inbound | StatusUpdate | CallUpdate]:
         """What a callback on /webhooks/exotel/{token}/{kind} reports. Raises BadPayload (and decoding errors)."""

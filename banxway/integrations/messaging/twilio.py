@@ -42,6 +42,7 @@ class Twilio:
     region = None
     webhook_paths = [("Incoming messages", "messages"), ("Message statuses", "status"), ("Calls", "voice")]
     calls = False
+    signature_header = "X-Twilio-Signature"
 
     def status_path(self, channel: Channel) -> str:
         return "voice" if channel == Channel.VOICE else "status"
