@@ -37,6 +37,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
 from banxway import events
+from banxway.compiler import CompilingSchema
 from banxway.context import Context, authenticate, operation_scope
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
@@ -284,7 +285,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         registry=registry,
     )
 
-    schema = build_schema(settings)
+    schema = build_schema(settings, CompilingSchema, compiled=settings.graphql_compiled)
     graphql = GraphQLApp(
         schema,
         graphql_ide=None if settings.production else "graphiql",

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         alias="BANXWAY_GRAPHQL_MAX_ALIASES",
         description="Most aliases in one GraphQL document.",
     )
+    graphql_compiled: Literal["on", "off", "verify"] = Field(
+        "on",
+        alias="BANXWAY_GRAPHQL_COMPILED",
+        description="on: queries the compiler understands (the inbox, a thread) are answered by one SQL statement; "
+        "off: every operation by the executor; verify: both, failing the operation when they differ (tests).",
+    )
     access_token_ttl_seconds: int = Field(
         900,
         ge=30,

@@ -11,6 +11,7 @@ import os
 
 # Cheap password hashes: the suite hashes and verifies thousands (set before banxway is imported).
 os.environ.setdefault("BANXWAY_PASSWORD_HASHING", "fast-insecure")
+os.environ.setdefault("BANXWAY_GRAPHQL_COMPILED", "verify")  # every query of the suite checks the compiled path
 
 import asyncio
 import itertools

@@ -298,6 +298,7 @@ class Thread(TenantMixin, Base):
     __table_args__ = (
         UniqueConstraint("organization_id", "reference", name="uq_threads_organization_id_reference"),
         Index("ix_threads_org_last_activity", "organization_id", "last_activity_at", "id"),
+        Index("ix_threads_org_status", "organization_id", "status"),  # the inbox count, index-only
         Index("ix_threads_search", "search", postgresql_using="gin"),
     )
 

@@ -96,6 +96,75 @@ def _check_count(value: int | None, field: str) -> int | None:
     return min(value, MAX_PAGE)
 
 
+@dataclass(frozen=True)
+class Window:
+    """What a page reads: `statement` (the query cut at the cursors, in fetch order, `size + 1` rows) and
+    how its rows become the page (`backward`: fetched last-first, shown reversed)."""
+
+    statement: Select[Any]
+    order: tuple[Any, ...]  # the ORDER BY of `statement`
+    size: int
+    backward: bool
+    after: bool
+    before: bool
+    last: int | None  # with `first` too: the last `last` of the first `size`
+
+
+def keyset_window(
+    query: Select[Any],
+    keys: Sequence[Any],
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    descending: bool = False,
+) -> Window:
+    """The page of `query` ordered by `keys` (unique together, one direction) that `first/after/last/before`
+    ask for; the only reading of the Relay arguments (the executor's `paginate` and the compiled path use it)."""
+    first = _check_count(first, "first")
+    last = _check_count(last, "last")
+    if first is None and last is None:
+        first = DEFAULT_PAGE
+    key_tuple = tuple_(*keys)
+
+    def typed(cursor: str, field: str) -> Any:
+        values = decode_cursor(cursor, field, len(keys))
+        return tuple_(*(literal(_coerce(v, k, cursor, field), type_=k.type) for v, k in zip(values, keys, strict=True)))
+
+    page = query
+    if after is not None:
+        values = typed(after, "after")
+        page = page.where(key_tuple < values if descending else key_tuple > values)
+    if before is not None:
+        values = typed(before, "before")
+        page = page.where(key_tuple > values if descending else key_tuple < values)
+    forward = [k.desc() for k in keys] if descending else list(keys)
+    backward = list(keys) if descending else [k.desc() for k in keys]
+    if last is not None and first is None:
+        order, size, reverse = tuple(backward), last, True
+    else:
+        assert first is not None
+        order, size, reverse = tuple(forward), first, False
+    statement = page.order_by(*order).limit(size + 1)
+    return Window(statement, order, size, reverse, after is not None, before is not None, last if not reverse else None)
+
+
+def page_of(window: Window, fetched: list[Any], key_of: Callable[[Any], Sequence[Any]], total: int) -> Page[Any]:
+    """The page made of the rows `window.statement` fetched."""
+    more = len(fetched) > window.size
+    rows = fetched[: window.size]
+    if window.backward:
+        rows.reverse()
+        has_previous, has_next = more, window.before
+    else:
+        has_next, has_previous = more, window.after
+        if window.last is not None:
+            has_previous = len(rows) > window.last or window.after
+            rows = rows[-window.last :] if window.last else []
+    return Page(rows, [key_of(row) for row in rows], has_next, has_previous, total)
+
+
 async def paginate(
     db: SerialSession,
     query: Select[Any],
@@ -110,47 +179,7 @@ async def paginate(
     count: bool = True,
 ) -> Page[Any]:
     """Page through `query` (a SELECT of one entity) ordered by `keys` (unique together, one direction)."""
-    first = _check_count(first, "first")
-    last = _check_count(last, "last")
-    if first is None and last is None:
-        first = DEFAULT_PAGE
-    key_of = key_of or (lambda row: [getattr(row, k.key) for k in keys])
-    key_tuple = tuple_(*keys)
-
-    def typed(cursor: str, field: str) -> Any:
-        values = decode_cursor(cursor, field, len(keys))
-        return tuple_(*(literal(_coerce(v, k, cursor, field), type_=k.type) for v, k in zip(values, keys, strict=True)))
-
-    def beyond(cursor: str, field: str) -> Any:
-        values = typed(cursor, field)
-        return key_tuple < values if descending else key_tuple > values
-
-    def before_(cursor: str, field: str) -> Any:
-        values = typed(cursor, field)
-        return key_tuple > values if descending else key_tuple < values
-
+    window = keyset_window(query, keys, first=first, after=after, last=last, before=before, descending=descending)
     total = await db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) if count else None
-    page = query
-    if after is not None:
-        page = page.where(beyond(after, "after"))
-    if before is not None:
-        page = page.where(before_(before, "before"))
-    forward = [k.desc() for k in keys] if descending else list(keys)
-    backward = list(keys) if descending else [k.desc() for k in keys]
-
-    if last is not None and first is None:
-        rows = list(await db.scalars(page.order_by(*backward).limit(last + 1)))
-        has_previous = len(rows) > last
-        rows = list(reversed(rows[:last]))
-        has_next = before is not None
-    else:
-        assert first is not None
-        rows = list(await db.scalars(page.order_by(*forward).limit(first + 1)))
-        has_next = len(rows) > first
-        rows = rows[:first]
-        if last is not None:
-            has_previous = len(rows) > last or after is not None
-            rows = rows[-last:] if last else []
-        else:
-            has_previous = after is not None
-    return Page(rows, [key_of(row) for row in rows], has_next, has_previous, int(total or 0))
+    fetched = list(await db.scalars(window.statement))
+    return page_of(window, fetched, key_of or (lambda row: [getattr(row, k.key) for k in keys]), int(total or 0))

@@ -6,6 +6,8 @@ fields appear in schema.graphql."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
@@ -72,14 +74,16 @@ Subscription = merge_types("Subscription", (EventSubscription, NotificationSubsc
 NODE_TYPES = (Organization, User, Customer, Contact, Shipment, Thread, Message, Note, Action, Notification)
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
-    return strawberry.Schema(
+def build_schema(settings: Settings, schema_class: type[strawberry.Schema] = strawberry.Schema, **kwargs: Any) -> Any:
+    """The schema; `schema_class` a subclass such as the compiled path's, `kwargs` its own arguments."""
+    return schema_class(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=list(NODE_TYPES),
         extensions=schema_extensions(settings),
         config=StrawberryConfig(relay_max_results=100),
+        **kwargs,
     )
 
 

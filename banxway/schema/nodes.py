@@ -36,10 +36,24 @@ def _id_field(type_name: str) -> Any:
 
 
 def _model_type_of(model: type) -> Any:
+    """`is_type_of` of a type that maps onto `model`: the mapping the compiled path reads (`model_of`)."""
+
     def is_type_of(cls: type, obj: Any, info: Info) -> bool:
         return isinstance(obj, (cls, model))
 
+    is_type_of.model = model  # type: ignore[attr-defined]
     return classmethod(is_type_of)
+
+
+def model_of(definition: Any) -> type | None:
+    """The SQLAlchemy model a Strawberry type definition maps onto, or None.
+
+    The mapping, declared once: the type's `is_type_of` names the model; a plain field reads the column of
+    its name; a field returning an object type is the many-to-one link by the foreign key `<name>_id` (its
+    resolver is `related`); `id` is the global id of the row's id."""
+    origin = getattr(definition, "origin", None)
+    is_type_of = getattr(origin, "is_type_of", None)
+    return getattr(getattr(is_type_of, "__func__", None), "model", None)
 
 
 def _node_resolver(loader_name: str) -> Any:

@@ -133,7 +133,7 @@ class ThreadFilter:
     updated_since: datetime | None = None
 
 
-def _thread_filter(where: ThreadFilter | None) -> thread_use_cases.ThreadFilter | None:
+def thread_filter(where: ThreadFilter | None) -> thread_use_cases.ThreadFilter | None:
     if where is None:
         return None
     return thread_use_cases.ThreadFilter(
@@ -254,7 +254,7 @@ class ThreadQuery:
         prefetch, count = _thread_prefetch(info)
         page = await inbox_use_cases.threads_page(
             info.context,
-            _thread_filter(filter),
+            thread_filter(filter),
             order_by.value,
             first=first,
             after=after,

@@ -1,0 +1,168 @@
+"""The compiled path: hot queries answered by one SQL statement that returns the response JSON.
+
+`CompilingSchema` is the Strawberry schema with one change: once an operation has been parsed and validated
+(with every extension: caches, depth, aliases, tokens), a query the compiler understands (`compiler.sql`) is
+answered from one statement built for it, instead of field by field by graphql-core. Anything else — a field
+it does not know, an error to report (no viewer, a bad cursor, a role without READ) — goes to the executor,
+which stays the reference. `BANXWAY_GRAPHQL_COMPILED=verify` runs both and fails the operation when their
+JSON differs (the test suite runs this way, so every query in it checks the compiled path).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import strawberry
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import FragmentDefinitionNode, OperationDefinitionNode, OperationType
+from graphql.execution.values import get_variable_values
+
+from banxway.compiler.sql import EXPECTED_FAILURES, ORGANIZATION, VIEWER, Compiler, Unsupported
+from banxway.context import Context
+from banxway.logs import get_logger
+
+log = get_logger("banxway.compiler")
+COMPILED_HEADER = "banxway-compiled"
+
+
+class CompiledMismatch(Exception):
+    """verify mode: the compiled path's JSON differs from the executor's."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled operation: its SQL and parameters, the viewer's organization and id left to fill in."""
+
+    sql: str
+    parameters: tuple[Any, ...]
+    owner: tuple[uuid.UUID, uuid.UUID] | None  # set when a value of one viewer is in the SQL itself
+
+    def arguments(self, organization_id: uuid.UUID, user_id: uuid.UUID) -> list[Any]:
+        fill = {ORGANIZATION: organization_id, VIEWER: user_id}
+        return [fill[value] if isinstance(value, str) and value in fill else value for value in self.parameters]
+
+
+class CompilingSchema(strawberry.Schema):
+    """A Strawberry schema that answers the queries it can compile with one SQL statement each."""
+
+    def __init__(self, *args: Any, compiled: str = "on", plans: int = 1024, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.compiled = compiled
+        self.plans: OrderedDict[tuple[Any, ...], Plan | None] = OrderedDict()  # None: not compilable
+        self.max_plans = plans
+
+    def plan(self, execution_context: Any, context: Context) -> Plan | None:
+        """The operation's plan, from the cache or compiled now; None when the executor must answer.
+        Plans are kept per (document, operation, variables, role): what the compiler reads of the viewer
+        beyond the role is a parameter, or makes the plan the viewer's own (`owner`)."""
+        viewer = context.viewer_or_none
+        if viewer is None:
+            return None
+        variables = execution_context.variables or {}
+        try:
+            key_variables = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
+        key = (execution_context.query, execution_context.operation_name, key_variables, viewer.role)
+        if key in self.plans:
+            plan = self.plans[key]
+            self.plans.move_to_end(key)
+            if plan is None or plan.owner in (None, (viewer.organization_id, viewer.user_id)):
+                return plan
+        plan = self._compile(execution_context, context, variables)
+        self.plans[key] = plan
+        if len(self.plans) > self.max_plans:
+            self.plans.popitem(last=False)
+        return plan
+
+    def _compile(self, execution_context: Any, context: Context, variables: dict[str, Any]) -> Plan | None:
+        document = execution_context.graphql_document
+        if document is None:
+            return None
+        operation: OperationDefinitionNode | None = None
+        fragments: dict[str, FragmentDefinitionNode] = {}
+        for definition in document.definitions:
+            if isinstance(definition, FragmentDefinitionNode):
+                fragments[definition.name.value] = definition
+            elif isinstance(definition, OperationDefinitionNode):
+                name = definition.name.value if definition.name else None
+                if execution_context.operation_name in (None, name):
+                    operation = definition
+        if operation is None or operation.operation != OperationType.QUERY:
+            return None
+        coerced = get_variable_values(self._schema, operation.variable_definitions or (), variables)
+        if isinstance(coerced, list):  # the executor reports them
+            return None
+        compiler = Compiler(self._schema, self, fragments, coerced, context)
+        try:
+            statement = compiler.operation(self._schema.query_type, operation.selection_set)  # type: ignore[arg-type]
+        except EXPECTED_FAILURES as exc:
+            if isinstance(exc, Unsupported):
+                log.debug("not compiled", reason=str(exc))
+            return None
+        compiled = statement.compile(dialect=context.state.engine.dialect, compile_kwargs={"render_postcompile": True})
+        values = compiled.construct_params()
+        processors = compiled._bind_processors
+        parameters: list[Any] = []
+        viewer = context.viewer
+        owner = None
+        for name in compiled.positiontup or ():
+            if name in (ORGANIZATION, VIEWER):
+                parameters.append(name)
+                continue
+            value = values[name]
+            if value in (viewer.organization_id, viewer.user_id, str(viewer.user_id)):
+                owner = (viewer.organization_id, viewer.user_id)
+            processor = processors.get(name)
+            if processor is not None:
+                value = processor(value)
+            elif isinstance(value, enum.Enum):  # an expanded IN list's items (stored by value, see db/models.py)
+                value = value.value
+            parameters.append(value)
+        return Plan(compiled.string, tuple(parameters), owner)
+
+    async def compiled_data(self, execution_context: Any) -> str | None:
+        """The operation's `data` as JSON text from one statement, or None when the executor must answer."""
+        context = execution_context.context
+        if not isinstance(context, Context):
+            return None
+        plan = self.plan(execution_context, context)
+        if plan is None:
+            return None
+        viewer = context.viewer
+        arguments = tuple(plan.arguments(viewer.organization_id, viewer.user_id))
+        async with context.state.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN, no ROLLBACK
+            text = (await autocommit.exec_driver_sql(plan.sql, arguments)).scalar_one()
+        headers = getattr(context.response, "headers", None)
+        if headers is not None:  # says which path answered (tests, benchmarks, debugging)
+            headers[COMPILED_HEADER] = "verified" if self.compiled == "verify" else "yes"
+        return text
+
+    async def _execute_operation(self, execution_context: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Strawberry runs this after parsing and validation; a result already set is returned as it is."""
+        if self.compiled == "off" or execution_context.result:
+            return await super()._execute_operation(execution_context, *args, **kwargs)
+        text = await self.compiled_data(execution_context)
+        if text is not None and self.compiled == "on":
+            # the JSON goes into the response as it came from PostgreSQL (orjson writes a Fragment verbatim)
+            execution_context.result = GraphQLExecutionResult(data=orjson.Fragment(text), errors=None)  # type: ignore[arg-type]
+            return await super()._execute_operation(execution_context, *args, **kwargs)
+        result = await super()._execute_operation(execution_context, *args, **kwargs)
+        if text is not None:
+            data = orjson.loads(text)
+            expected = orjson.dumps(result.data) if not result.errors else b"errors"
+            if orjson.dumps(data) != expected:
+                log.error("compiled path differs", query=execution_context.query, compiled=data, executor=result.data)
+                raise CompiledMismatch(
+                    f"the compiled path answered {orjson.dumps(data)[:2000]!r}, the executor {expected[:2000]!r}"
+                )
+        return result
+
+
+__all__ = ["COMPILED_HEADER", "CompiledMismatch", "CompilingSchema", "Unsupported"]
