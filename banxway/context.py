@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
@@ -155,13 +156,14 @@ class Context:
             await db.session.close()
 
 
-async def authenticate_user(state: AppState, user_id: uuid.UUID, organization_id: uuid.UUID) -> User | None:
-    """The user, if they still exist, are active and belong to `organization_id`."""
-    async with system_session(state.sessionmaker) as session:
-        user = await session.get(User, user_id)
-    if user is None or not user.active or user.organization_id != organization_id:
-        return None
-    return user
+async def authenticate_user(state: AppState, user_id: uuid.UUID, organization_id: uuid.UUID) -> Viewer | None:
+    """The user as a viewer, if they still exist, are active and belong to `organization_id` (one statement)."""
+    query = select(User.id, User.organization_id, User.role, User.email, User.name).where(
+        User.id == user_id, User.organization_id == organization_id, User.active
+    )
+    async with state.reads.connect() as connection:
+        row = (await connection.execute(query)).first()
+    return Viewer(*row) if row is not None else None
 
 
 async def authenticate(state: AppState, authorization: str | None) -> tuple[Viewer | None, str | None]:
@@ -173,10 +175,10 @@ async def authenticate(state: AppState, authorization: str | None) -> tuple[View
         claims = decode_access_token(state.secret_key, token)
     except InvalidToken as exc:
         return None, f"Invalid access token: {exc}"
-    user = await authenticate_user(state, claims.user_id, claims.organization_id)
-    if user is None:
+    viewer = await authenticate_user(state, claims.user_id, claims.organization_id)
+    if viewer is None:
         return None, "Invalid access token: the user no longer exists or is deactivated"
-    return Viewer(user.id, user.organization_id, user.role, user.email, user.name), None
+    return viewer, None
 
 
 async def relay(state: AppState, session: AsyncSession) -> None:

@@ -21,6 +21,9 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # single-statement reads outside a transaction (authentication, the compiled path): no BEGIN/ROLLBACK around
+    # them, and a one-round-trip liveness check when a connection is taken from the pool
+    reads: AsyncEngine
     redis: aioredis.Redis
     secret_key: str
     box: SecretBox
@@ -33,6 +36,7 @@ class AppState:
         await self.broadcast.disconnect()
         await self.redis.aclose()
         await self.engine.dispose()
+        await self.reads.dispose()
 
 
 def new_state(
@@ -47,6 +51,9 @@ def new_state(
         settings=settings,
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
+        reads=create_engine(
+            settings.database_url, isolation_level="AUTOCOMMIT", pool_size=5, max_overflow=max_overflow
+        ),
         redis=aioredis.Redis.from_url(settings.redis_url),
         secret_key=secret_key,
         box=SecretBox(secret_key),

@@ -380,7 +380,8 @@ async def floor(url: str, concurrency: int, duration: float) -> tuple[int, list[
 
 
 async def statements_per_request(url: str, token: str, redis_url: str) -> int:
-    """Count the SQL statements of one inbox request, in-process, through the real app."""
+    """Count the SQL statements of one inbox request (its authentication included), in-process, through the real
+    app, on both of its engines (sessions, and the single-statement reads of authentication and the compiled path)."""
     from sqlalchemy import event
 
     from banxway.app import build_state, create_app
@@ -390,7 +391,8 @@ async def statements_per_request(url: str, token: str, redis_url: str) -> int:
     state = await build_state(settings)
     app = create_app(settings, state=state)
     statements: list[str] = []
-    event.listen(state.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    for engine in (state.engine, state.reads):
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
 
     async def asgi(scope, receive, send):
         await app({**scope, "state": {"app": state}}, receive, send)

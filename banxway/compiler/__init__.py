@@ -136,9 +136,8 @@ class CompilingSchema(strawberry.Schema):
             return None
         viewer = context.viewer
         arguments = tuple(plan.arguments(viewer.organization_id, viewer.user_id))
-        async with context.state.engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN, no ROLLBACK
-            text = (await autocommit.exec_driver_sql(plan.sql, arguments)).scalar_one()
+        async with context.state.reads.connect() as connection:
+            text = (await connection.exec_driver_sql(plan.sql, arguments)).scalar_one()
         headers = getattr(context.response, "headers", None)
         if headers is not None:  # says which path answered (tests, benchmarks, debugging)
             headers[COMPILED_HEADER] = "verified" if self.compiled == "verify" else "yes"

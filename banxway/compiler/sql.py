@@ -63,10 +63,13 @@ from banxway.auth import Permission
 from banxway.context import Context
 from banxway.db.models import Message, Organization, Thread, ThreadRead
 from banxway.errors import AuthenticationRequired, DomainError, PermissionDenied
+from banxway.resolvers.customers import CUSTOMER_ORDER, customers_query
 from banxway.resolvers.pagination import Window, keyset_window
+from banxway.resolvers.shipments import SHIPMENT_ORDER, shipments_query
 from banxway.resolvers.threads import ORDERINGS, threads_query
 from banxway.schema.ids import local_id
 from banxway.schema.nodes import model_of
+from banxway.schema.shipments import shipment_filter
 from banxway.schema.threads import thread_filter
 
 _NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*$")
@@ -482,9 +485,7 @@ def _unread_count(compiler: Compiler, gtype: GraphQLObjectType, nodes: list[Fiel
 
 def _thread_messages(compiler: Compiler, gtype: GraphQLObjectType, nodes: list[FieldNode], source: FromClause) -> Any:
     """Thread.messages: oldest first, any of first/after/last/before (as `messages_page`)."""
-    if len(nodes) > 1 and any(node.arguments != nodes[0].arguments for node in nodes[1:]):
-        raise Unsupported("merged fields with different arguments")
-    args = compiler.arguments(gtype, nodes[0])
+    args = _single_arguments(compiler, gtype, nodes)
     compiler.ctx.require(Permission.READ)
     keys = (Message.created_at, Message.id)
     mine = (Message.thread_id == source.c.id) & (Message.organization_id == compiler.organization_id)
@@ -497,17 +498,11 @@ def _thread_messages(compiler: Compiler, gtype: GraphQLObjectType, nodes: list[F
 
 def _threads(compiler: Compiler, root: GraphQLObjectType, nodes: list[FieldNode]) -> Any:
     """Query.threads: the inbox (as `threads_page`)."""
-    if len(nodes) > 1 and any(node.arguments != nodes[0].arguments for node in nodes[1:]):
-        raise Unsupported("merged fields with different arguments")
-    args = compiler.arguments(root, nodes[0])
+    args = _single_arguments(compiler, root, nodes)
     where = thread_filter(args.pop("filter", None))
     ordering = ORDERINGS[args.pop("order_by").value]
-    query = threads_query(compiler.ctx, where).where(Thread.organization_id == compiler.organization_id)
-    window = keyset_window(query, ordering.keys, descending=ordering.descending, **args)
-    count = select(func.count()).select_from(query.order_by(None).subquery())
-    connection_type = _unwrap(root.fields["threads"].type)[0]
-    node_type = compiler.schema.get_type("Thread")
-    return compiler.connection_json(connection_type, nodes, window, ordering.keys, count, node_type)  # type: ignore[arg-type]
+    query = threads_query(compiler.ctx, where)
+    return _root_list(compiler, root, nodes, query, ordering.keys, args, descending=ordering.descending)
 
 
 def _thread(compiler: Compiler, root: GraphQLObjectType, nodes: list[FieldNode]) -> Any:
@@ -523,9 +518,54 @@ def _thread(compiler: Compiler, root: GraphQLObjectType, nodes: list[FieldNode])
     return statement.where(compiler.scope(Thread, row)).scalar_subquery()
 
 
+def _root_list(
+    compiler: Compiler,
+    root: GraphQLObjectType,
+    nodes: list[FieldNode],
+    query: Select[Any],
+    keys: tuple[Any, ...],
+    args: dict[str, Any],
+    descending: bool = False,
+) -> Any:
+    """A root connection over `query` (the use-case's, scoped here to the organization) by the keyset `keys`."""
+    model = query.column_descriptions[0]["entity"]
+    query = query.where(model.organization_id == compiler.organization_id)
+    window = keyset_window(query, keys, descending=descending, **args)
+    count = select(func.count()).select_from(query.order_by(None).subquery())
+    field = root.fields[nodes[0].name.value]
+    connection_type = _unwrap(field.type)[0]
+    node_type = _unwrap(connection_type.fields["edges"].type)[0].fields["node"].type
+    return compiler.connection_json(connection_type, nodes, window, keys, count, _unwrap(node_type)[0])
+
+
+def _single_arguments(compiler: Compiler, root: GraphQLObjectType, nodes: list[FieldNode]) -> dict[str, Any]:
+    if len(nodes) > 1 and any(node.arguments != nodes[0].arguments for node in nodes[1:]):
+        raise Unsupported("merged fields with different arguments")
+    return compiler.arguments(root, nodes[0])
+
+
+def _customers(compiler: Compiler, root: GraphQLObjectType, nodes: list[FieldNode]) -> Any:
+    """Query.customers: by name (as `customers_page`)."""
+    args = _single_arguments(compiler, root, nodes)
+    query = customers_query(compiler.ctx, args.pop("search", None))
+    return _root_list(compiler, root, nodes, query, CUSTOMER_ORDER, args)
+
+
+def _shipments(compiler: Compiler, root: GraphQLObjectType, nodes: list[FieldNode]) -> Any:
+    """Query.shipments: newest first (as `shipments_page`)."""
+    args = _single_arguments(compiler, root, nodes)
+    query = shipments_query(compiler.ctx, **shipment_filter(args.pop("filter", None)))
+    return _root_list(compiler, root, nodes, query, SHIPMENT_ORDER, args, descending=True)
+
+
 SPECIAL_FIELDS: dict[tuple[str, str], Callable[..., Any]] = {
     ("Thread", "unreadCount"): _unread_count,
     ("Thread", "messages"): _thread_messages,
 }
-ROOT_FIELDS: dict[str, Callable[..., Any]] = {"threads": _threads, "thread": _thread}
+ROOT_FIELDS: dict[str, Callable[..., Any]] = {
+    "threads": _threads,
+    "thread": _thread,
+    "customers": _customers,
+    "shipments": _shipments,
+}
 EXPECTED_FAILURES = (Unsupported, AuthenticationRequired, PermissionDenied, DomainError)

@@ -91,7 +91,10 @@ def customers_query(ctx: Context, search: str | None) -> Select[Any]:
     return query
 
 
+CUSTOMER_ORDER = (Customer.name, Customer.id)  # the keyset of the customers list (also read by the compiled path)
+
+
 async def customers_page(ctx: Context, search: str | None, *, first: int | None, after: str | None) -> Page[Customer]:
     """Customers by name; `search` matches name, code or email."""
     query = customers_query(ctx, search)
-    return await paginate(ctx.db, query, (Customer.name, Customer.id), first=first, after=after)
+    return await paginate(ctx.db, query, CUSTOMER_ORDER, first=first, after=after)

@@ -257,5 +257,7 @@ async def shipments_page(
         booking_number=booking_number,
         search=search,
     )
-    keys = (Shipment.created_at, Shipment.id)
-    return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)
+    return await paginate(ctx.db, query, SHIPMENT_ORDER, first=first, after=after, descending=True)
+
+
+SHIPMENT_ORDER = (Shipment.created_at, Shipment.id)  # newest first (descending); also read by the compiled path

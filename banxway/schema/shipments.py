@@ -225,23 +225,27 @@ class ShipmentMilestonePayload:
     user_errors: list[ShipmentError]  # type: ignore[valid-type]
 
 
+def shipment_filter(where: ShipmentFilter | None) -> dict[str, Any]:
+    """The filter as `shipments_query`'s arguments."""
+    where = where or ShipmentFilter()
+    return {
+        "customer_id": filter_id(where.customer_id, "Customer"),
+        "status": where.status,
+        "container_number": where.container_number,
+        "bl_number": where.bl_number,
+        "booking_number": where.booking_number,
+        "search": where.search,
+    }
+
+
 @strawberry.type
 class ShipmentQuery:
     @strawberry.field(description="Shipments, newest first.")
     async def shipments(
         self, info: Ctx, first: int | None = None, after: str | None = None, filter: ShipmentFilter | None = None
     ) -> Connection[Shipment]:
-        where = filter or ShipmentFilter()
         page = await shipment_use_cases.shipments_page(
-            info.context,
-            first=first,
-            after=after,
-            customer_id=filter_id(where.customer_id, "Customer"),
-            status=where.status,
-            container_number=where.container_number,
-            bl_number=where.bl_number,
-            booking_number=where.booking_number,
-            search=where.search,
+            info.context, first=first, after=after, **shipment_filter(filter)
         )
         return connection(page)
 
