@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import structlog
 from prometheus_client import Counter, Histogram
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from banxway.logs import get_logger
@@ -44,6 +45,8 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # the client went away mid-request: no answer to give, and not our error
+            status = 499  # (nginx's word for it)
         finally:
             elapsed = time.perf_counter() - started
             path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"

@@ -728,6 +728,7 @@ async def main() -> None:
             "DATABASE_URL": url,
             "REDIS_URL": redis_url,
             "BANXWAY_LOG_LEVEL": "WARNING",
+            "BANXWAY_LOG_FORMAT": "json",  # as in production: the console's rich tracebacks cost seconds of CPU
             "BANXWAY_DATA_DIR": str(args.data_dir / "server"),
         }
         server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
