@@ -373,3 +373,29 @@ def _inbox_query(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 async def test_random_selections_of_the_inbox_match_the_executor(api: Api, seeded: str, case: tuple[str, dict]) -> None:
     query, variables = case
     await _compiled(api, query, variables, token=seeded)
+
+
+async def test_concurrent_reads_reuse_pooled_connections(api: Api, seeded: str) -> None:
+    """32 requests at once take connections from the reads pool and give them back: none is opened past the pool's
+    size and closed again (a new connection costs a TLS attempt, type introspection and a cold statement cache)."""
+    import asyncio
+
+    counts = {"connect": 0, "close": 0}
+    engine = api.state.reads.sync_engine
+
+    def opened(*args: Any) -> None:
+        counts["connect"] += 1
+
+    def closed(*args: Any) -> None:
+        counts["close"] += 1
+
+    event.listen(engine, "connect", opened)
+    event.listen(engine.pool, "close", closed)
+    try:
+        query = "{ threads(first: 5) { edges { node { id unreadCount } } } }"
+        await asyncio.gather(*(_compiled(api, query, token=seeded) for _ in range(32)))
+    finally:
+        event.remove(engine, "connect", opened)
+        event.remove(engine.pool, "close", closed)
+    assert counts["close"] == 0
+    assert counts["connect"] <= engine.pool.size()
