@@ -25,7 +25,7 @@ from banxway.auth import (
 )
 from banxway.dataloaders import Loaders
 from banxway.db.models import User
-from banxway.db.session import SerialSession, system_session, tenant_session
+from banxway.db.session import SerialSession, read, system_session, tenant_session
 from banxway.enums import Role
 from banxway.errors import AuthenticationRequired, PermissionDenied
 from banxway.events import DomainEvent
@@ -161,8 +161,7 @@ async def authenticate_user(state: AppState, user_id: uuid.UUID, organization_id
     query = select(User.id, User.organization_id, User.role, User.email, User.name).where(
         User.id == user_id, User.organization_id == organization_id, User.active
     )
-    async with state.reads.connect() as connection:
-        row = (await connection.execute(query)).first()
+    row = await read(state.reads, query)
     return Viewer(*row) if row is not None else None
 
 

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from banxway.broadcast import Broadcast
-from banxway.db.session import create_engine, create_sessionmaker
+from banxway.db.session import create_engine, create_reads_engine, create_sessionmaker
 from banxway.events import Consequences
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
@@ -21,9 +21,7 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    # single-statement reads outside a transaction (authentication, the compiled path): no BEGIN/ROLLBACK around
-    # them, and a one-round-trip liveness check when a connection is taken from the pool
-    reads: AsyncEngine
+    reads: AsyncEngine  # single-statement reads outside a transaction (db.session.create_reads_engine)
     redis: aioredis.Redis
     secret_key: str
     box: SecretBox
@@ -51,12 +49,7 @@ def new_state(
         settings=settings,
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
-        # no overflow: a connection past pool_size is closed when it is returned, and a new one costs a TLS attempt,
-        # type introspection and a cold statement cache (a third of the CPU at 32 concurrent requests); past 20
-        # reads at once a request waits for a connection instead
-        reads=create_engine(
-            settings.database_url, isolation_level="AUTOCOMMIT", pool_size=20, max_overflow=0, pool_timeout=10
-        ),
+        reads=create_reads_engine(settings.database_url),
         redis=aioredis.Redis.from_url(settings.redis_url),
         secret_key=secret_key,
         box=SecretBox(secret_key),

@@ -399,3 +399,25 @@ async def test_concurrent_reads_reuse_pooled_connections(api: Api, seeded: str) 
         event.remove(engine.pool, "close", closed)
     assert counts["close"] == 0
     assert counts["connect"] <= engine.pool.size()
+
+
+async def test_a_dead_pooled_connection_costs_no_failed_request(api: Api, seeded: str) -> None:
+    """The reads pool does not ping connections when it hands them out (a round trip per read): a read on a
+    connection the database has closed (a restart, an idle timeout) is retried once on a new one."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    pids: set[int] = set()
+
+    async def grab() -> None:
+        async with api.state.reads.connect() as connection:
+            pids.add((await connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(grab() for _ in range(4)))
+    async with api.state.engine.connect() as connection:
+        for pid in pids:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    data = await _compiled(api, "{ threads(first: 1) { totalCount } }", token=seeded)
+    assert data["threads"]["totalCount"] == 10

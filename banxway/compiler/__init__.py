@@ -24,6 +24,7 @@ from graphql.execution.values import get_variable_values
 
 from banxway.compiler.sql import EXPECTED_FAILURES, ORGANIZATION, VIEWER, Compiler, Unsupported
 from banxway.context import Context
+from banxway.db.session import read
 from banxway.logs import get_logger
 
 log = get_logger("banxway.compiler")
@@ -136,8 +137,7 @@ class CompilingSchema(strawberry.Schema):
             return None
         viewer = context.viewer
         arguments = tuple(plan.arguments(viewer.organization_id, viewer.user_id))
-        async with context.state.reads.connect() as connection:
-            text = (await connection.exec_driver_sql(plan.sql, arguments)).scalar_one()
+        text = (await read(context.state.reads, plan.sql, arguments))[0]
         headers = getattr(context.response, "headers", None)
         if headers is not None:  # says which path answered (tests, benchmarks, debugging)
             headers[COMPILED_HEADER] = "verified" if self.compiled == "verify" else "yes"
