@@ -182,6 +182,23 @@ async def test_expired_token_is_unauthenticated(api: Api, org: Org) -> None:
     assert "expired" in result["errors"][0]["message"]
 
 
+async def test_a_token_verified_once_still_expires(api: Api, org: Org) -> None:
+    """Verified tokens are remembered (their signature is checked once), but not past their expiry."""
+    import asyncio
+
+    from banxway.auth import decode_access_token
+
+    claims = decode_access_token(SECRET, (await api.login(org.admin_email))["accessToken"])
+    short = issue_access_token(
+        SECRET, user_id=claims.user_id, organization_id=claims.organization_id, role=claims.role, ttl_seconds=2
+    )
+    assert "errors" not in await api.gql(ME, token=short)  # verified, and remembered
+    await asyncio.sleep(2.1)
+    result = await api.gql(ME, token=short)
+    assert result["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "expired" in result["errors"][0]["message"]
+
+
 async def test_access_token_lives_fifteen_minutes(api: Api, org: Org) -> None:
     from banxway.auth import decode_access_token
 
