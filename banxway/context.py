@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
@@ -156,12 +156,15 @@ class Context:
             await db.session.close()
 
 
+# built once: a request binds its two ids (building the expression was a tenth of a compiled request's CPU)
+_VIEWER_QUERY = select(User.id, User.organization_id, User.role, User.email, User.name).where(
+    User.id == bindparam("user_id"), User.organization_id == bindparam("organization_id"), User.active
+)
+
+
 async def authenticate_user(state: AppState, user_id: uuid.UUID, organization_id: uuid.UUID) -> Viewer | None:
     """The user as a viewer, if they still exist, are active and belong to `organization_id` (one statement)."""
-    query = select(User.id, User.organization_id, User.role, User.email, User.name).where(
-        User.id == user_id, User.organization_id == organization_id, User.active
-    )
-    row = await read(state.reads, query)
+    row = await read(state.reads, _VIEWER_QUERY, {"user_id": user_id, "organization_id": organization_id})
     return Viewer(*row) if row is not None else None
 
 
