@@ -421,3 +421,37 @@ async def test_a_dead_pooled_connection_costs_no_failed_request(api: Api, seeded
             await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     data = await _compiled(api, "{ threads(first: 1) { totalCount } }", token=seeded)
     assert data["threads"]["totalCount"] == 10
+
+
+async def test_the_documents_under_operations_run_on_both_paths(api: Api, seeded: str) -> None:
+    """Every query of operations/*.graphql (what the frontend sends): compiled where the compiler can, and then
+    equal to the executor's answer (verify mode), the inbox's first and second pages included."""
+    from graphql import OperationDefinitionNode, OperationType, parse
+
+    thread = (await _compiled(api, "{ threads(first: 1) { edges { node { id } } } }", token=seeded))["threads"]
+    variables = {"Node": {"id": thread["edges"][0]["node"]["id"]}}
+    compiled: list[str] = []
+    for path in sorted((ROOT / "operations").glob("*.graphql")):
+        document = path.read_text()
+        for definition in parse(document).definitions:
+            if not isinstance(definition, OperationDefinitionNode) or definition.operation != OperationType.QUERY:
+                continue
+            name = definition.name.value
+            response = await api.http.post(
+                "/graphql",
+                json={"query": document, "operationName": name, "variables": variables.get(name, {})},
+                headers={"authorization": f"Bearer {seeded}"},
+            )
+            body = response.json()
+            assert "errors" not in body, (path.name, name, body)
+            if response.headers.get(COMPILED_HEADER):
+                compiled.append(name)
+            if name == "Inbox":
+                after = body["data"]["threads"]["pageInfo"]["endCursor"]
+                second = await api.http.post(
+                    "/graphql",
+                    json={"query": document, "operationName": name, "variables": {"after": after}},
+                    headers={"authorization": f"Bearer {seeded}"},
+                )
+                assert "errors" not in second.json() and second.headers.get(COMPILED_HEADER) == "verified"
+    assert "Inbox" in compiled
