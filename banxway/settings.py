@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         alias="BANXWAY_GRAPHQL_MAX_ALIASES",
         description="Most aliases in one GraphQL document.",
     )
+    graphql_max_fields: int = Field(
+        2000,
+        ge=10,
+        alias="BANXWAY_GRAPHQL_MAX_FIELDS",
+        description="Most fields one GraphQL operation selects once its fragments are expanded (counted before "
+        "validation, in linear time).",
+    )
     graphql_compiled: Literal["on", "off", "verify"] = Field(
         "on",
         alias="BANXWAY_GRAPHQL_COMPILED",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from functools import partial
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -19,6 +20,7 @@ from strawberry.extensions import (
 from strawberry.schema.schema import validate_document
 
 from banxway.errors import AuthenticationRequired, DomainError, PermissionDenied
+from banxway.schema.complexity import expanded_fields
 from banxway.settings import Settings
 
 _CODED = (AuthenticationRequired, PermissionDenied)
@@ -56,26 +58,43 @@ class ValidationCache(SchemaExtension):
 
     Strawberry's ValidationCache keys its LRU by the parsed document, whose dataclass `__hash__` walks the
     whole syntax tree on every request (~1 ms for the inbox query, most of the request's validation cost);
-    the text of the query says the same and hashes in microseconds."""
+    the text of the query says the same and hashes in microseconds.
 
-    _results: OrderedDict[tuple[str, tuple[int, ...]], list[GraphQLError]] = OrderedDict()
+    Before any rule runs, the operation's size with its fragments expanded is counted in linear time
+    (`complexity.expanded_fields`); past `max_fields` the operation is refused without validating it (the rules
+    walk a fragment again at every spread: exponential in nested spreads)."""
 
-    def __init__(self, *, maxsize: int = 1024) -> None:
+    _results: OrderedDict[tuple[str, int, tuple[int, ...]], list[GraphQLError]] = OrderedDict()
+
+    def __init__(self, *, maxsize: int = 1024, max_fields: int = 2000) -> None:
         super().__init__()
         self.maxsize = maxsize
+        self.max_fields = max_fields
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        if context.query is not None and context.graphql_document is not None:
-            key = (context.query, tuple(map(id, context.validation_rules)))
-            errors = self._results.get(key)
+        document = context.graphql_document
+        if document is not None:
+            key = (context.query or "", self.max_fields, tuple(map(id, context.validation_rules)))
+            errors = self._results.get(key) if context.query is not None else None
             if errors is None:
-                errors = validate_document(context.schema._schema, context.graphql_document, context.validation_rules)
-                self._results[key] = errors
-                if len(self._results) > self.maxsize:
-                    self._results.popitem(last=False)
+                errors = self._validate(context.schema._schema, document, context.validation_rules)
+                if context.query is not None:
+                    self._results[key] = errors
+                    if len(self._results) > self.maxsize:
+                        self._results.popitem(last=False)
             context.pre_execution_errors = errors
         yield
+
+    def _validate(self, schema: Any, document: Any, rules: Any) -> list[GraphQLError]:
+        fields = expanded_fields(document, self.max_fields)
+        if fields > self.max_fields:
+            message = (
+                f"The operation selects more than {self.max_fields} fields once its fragments are expanded; "
+                "select less or split it (BANXWAY_GRAPHQL_MAX_FIELDS)."
+            )
+            return [GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})]
+        return validate_document(schema, document, rules)
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -95,7 +114,7 @@ def schema_extensions(settings: Settings) -> list:
     extensions: list = [
         CloseSession,
         partial(ParserCache, maxsize=1024),
-        partial(ValidationCache, maxsize=1024),
+        partial(ValidationCache, maxsize=1024, max_fields=settings.graphql_max_fields),
         partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
     ]
