@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from banxway.broadcast import Broadcast
 from banxway.db.session import create_engine, create_reads_engine, create_sessionmaker
 from banxway.events import Consequences
+from banxway.redis_client import redis_client
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
 
@@ -50,7 +51,7 @@ def new_state(
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         reads=create_reads_engine(settings.database_url),
-        redis=aioredis.Redis.from_url(settings.redis_url),
+        redis=redis_client(settings.redis_url),
         secret_key=secret_key,
         box=SecretBox(secret_key),
         broadcast=Broadcast(settings.redis_url),
