@@ -25,6 +25,7 @@ from banxway.db.models import Contact, ContactIdentity, Integration, Message, Th
 from banxway.enums import Channel, Direction, MessageStatus, NotificationType, ThreadStatus
 from banxway.events import MessageAdded, ThreadUpdated
 from banxway.integrations.messaging import Inbound, provider
+from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
 from banxway.resolvers.notifications import notify
 from banxway.resolvers.threads import new_thread
@@ -104,6 +105,8 @@ async def message_receive(
     A reply to a PENDING, RESOLVED or CLOSED thread reopens it; an ARCHIVED thread stays archived. `media`: how
     many media items of the message wait to be downloaded (the event says so, and the download follows).
     """
+    body, subject, html, sender, full_body = v.without_nul((body, subject, html, sender, full_body))
+    headers, recipients = v.without_nul(headers), v.without_nul(recipients)
     thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
     message = Message(
         organization_id=organization_id,

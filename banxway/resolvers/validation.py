@@ -27,6 +27,18 @@ BODY_LIMITS: dict[Channel, int] = {
 EMAIL_SUBJECT_LIMIT = 998
 
 
+def without_nul(value: Any) -> Any:
+    """`value` with the NUL characters of its strings removed (PostgreSQL text and jsonb cannot hold them): for
+    what a provider or a mail server sends, which is stored as it came but for those."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(without_nul(item) for item in value)
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    return value
+
+
 def text(value: str | None, field: str, *, max_length: int, required: bool = False) -> str | None:
     """Strip; empty becomes None; refuse what is too long or missing."""
     if value is None:

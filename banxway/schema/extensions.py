@@ -97,6 +97,39 @@ class ValidationCache(SchemaExtension):
         return validate_document(schema, document, rules)
 
 
+class NoNulCharacters(SchemaExtension):
+    """Text may not hold NUL (U+0000): PostgreSQL's text and jsonb cannot store it. An operation whose variables or
+    string literals carry one is refused as BAD_USER_INPUT naming where it is, before it runs."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        where = _nul_in(context.variables or {}, "$")
+        if where is None and context.query is not None and "\\u0000" in context.query:
+            where = "a string in the document"
+        if where is not None:
+            error = GraphQLError(
+                f"{where} contains a NUL character (\\u0000), which text may not hold.",
+                extensions={"code": "BAD_USER_INPUT", "reason": "INVALID", "field": where.lstrip("$")},
+            )
+            context.pre_execution_errors = [*(context.pre_execution_errors or []), error]
+        yield
+
+
+def _nul_in(value: Any, path: str) -> str | None:
+    """The path of the first string holding a NUL in `value` (variables), or None."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return at
+        elif isinstance(item, dict):
+            stack.extend((child, f"{at}.{key}" if at != "$" else f"${key}") for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, f"{at}[{index}]") for index, child in enumerate(item))
+    return None
+
+
 def _should_mask(error: GraphQLError) -> bool:
     if error.original_error is None:
         return False  # syntax and validation errors are the client's and safe to show
@@ -117,6 +150,7 @@ def schema_extensions(settings: Settings) -> list:
         partial(ValidationCache, maxsize=1024, max_fields=settings.graphql_max_fields),
         partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
+        NoNulCharacters,
     ]
     if settings.production:
         extensions.append(partial(MaskErrors, should_mask_error=_should_mask, error_message="Internal server error."))
