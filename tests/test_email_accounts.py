@@ -450,18 +450,50 @@ async def test_update_of_the_imap_server_resets_the_cursor(
     assert row.name == "Ops desk"
     assert SecretBox(state.secret_key).decrypt(row.smtp_password or "") == "new-smtp"
     assert "new-smtp" not in (row.smtp_password or "")
-    # when the IMAP host changes
-    payload = await inbox.ok(UPDATE, {"input": {"id": account["id"], "imapHost": "localhost"}}, "emailAccountUpdate")
+    # when the IMAP host changes (with the password again: it is sent to the new host)
+    moved = {"id": account["id"], "imapHost": "localhost", "imapPassword": IMAP_PASSWORD}
+    payload = await inbox.ok(UPDATE, {"input": moved}, "emailAccountUpdate")
     assert payload["emailAccount"]["imapHost"] == "localhost"
     # then the cursor starts over
     row = await account_row(state, account["id"])
     assert (row.uidvalidity, row.last_uid) == (None, 0)
     # and the same for the folder and the username
-    for changes in ({"imapFolder": "Archive"}, {"imapUsername": "bob"}, {"imapPort": dovecot.tls_port}):
+    for changes in (
+        {"imapFolder": "Archive"},
+        {"imapUsername": "bob", "imapPassword": IMAP_PASSWORD},
+        {"imapPort": dovecot.tls_port, "imapPassword": IMAP_PASSWORD},
+    ):
         await _set_cursor(state, account["id"], 1234, 42)
         await inbox.ok(UPDATE, {"input": {"id": account["id"], **changes}}, "emailAccountUpdate")
         row = await account_row(state, account["id"])
         assert (row.uidvalidity, row.last_uid) == (None, 0), changes
+
+
+async def test_moving_a_kept_password_to_another_server_needs_the_password_again(
+    inbox: Inbox, state: AppState, dovecot: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    """Issue 16, item 7: otherwise an admin (or a stolen admin token) points the account at their own server and
+    `emailAccountTest` hands them the kept password."""
+    account = await create_ok(inbox, account_input(dovecot, smtp_server))
+    for changes, field in (
+        ({"imapHost": "attacker.example"}, "imapPassword"),
+        ({"imapUsername": "someone"}, "imapPassword"),
+        ({"smtpHost": "attacker.example"}, "smtpPassword"),
+        ({"smtpPort": 2525}, "smtpPassword"),
+    ):
+        result = await inbox.gql(UPDATE, {"input": {"id": account["id"], **changes}})
+        errors = result["data"]["emailAccountUpdate"]["userErrors"]
+        assert [(e["code"], e["field"]) for e in errors] == [("INVALID", [field])], changes
+        assert "again" in errors[0]["message"]
+    row = await account_row(state, account["id"])
+    assert (row.imap_host, row.smtp_host, row.imap_username) == (
+        dovecot.host,
+        smtp_server.host,
+        account["imapUsername"],
+    )
+    # with the password given again, the move is allowed
+    moved = {"id": account["id"], "smtpHost": "localhost", "smtpPassword": "another"}
+    assert (await inbox.ok(UPDATE, {"input": moved}, "emailAccountUpdate"))["emailAccount"]["smtpHost"] == "localhost"
 
 
 async def test_update_of_an_unknown_id_is_not_found(inbox: Inbox) -> None:

@@ -299,3 +299,19 @@ async def test_support_cannot_configure_but_can_send_and_read_templates(
     assert payload["data"]["messageSend"]["userErrors"] == [], payload
     assert payload["data"]["messageSend"]["message"]["status"] == "QUEUED"
     assert payload["data"]["messageSend"]["message"]["sender"] == WHATSAPP_NUMBER
+
+
+async def test_moving_the_api_token_to_another_base_url_needs_the_token_again(inbox: Inbox, provider: StandIn) -> None:
+    """Issue 16, item 7: otherwise `integrationTest` would send the kept token to a host of the caller's choosing."""
+    configured = await _configure(inbox, _exotel(provider))
+    assert configured["userErrors"] == []
+    moved = {"type": "EXOTEL", "baseUrl": "https://attacker.example"}
+    payload = await _configure(inbox, moved)
+    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [("INVALID", ["apiToken"])]
+    assert "again" in payload["userErrors"][0]["message"]
+    listed = (await inbox.gql("{ integrations { baseUrl } }"))["data"]["integrations"]
+    assert listed == [{"baseUrl": provider.base_url}]
+    # the same baseUrl again, or another one with the token, is fine
+    assert (await _configure(inbox, {"type": "EXOTEL", "baseUrl": provider.base_url}))["userErrors"] == []
+    with_token = await _configure(inbox, {**moved, "apiToken": EXOTEL_TOKEN})
+    assert with_token["userErrors"] == []

@@ -105,6 +105,27 @@ async def email_account_create(ctx: Context, fields: dict[str, Any]) -> EmailAcc
     return account
 
 
+# Where each kept password is sent: changing any of these needs the password again in the same update, or the
+# account's test would send the kept one to a server of the caller's choosing (issue 16, item 7).
+_SECRET_DESTINATIONS = {
+    "imap_password": ("imap_host", "imap_port", "imap_security", "imap_username"),
+    "smtp_password": ("smtp_host", "smtp_port", "smtp_security", "smtp_username"),
+}
+
+
+def _secret_follows_its_server(account: EmailAccount, values: dict[str, Any]) -> None:
+    for secret, destination in _SECRET_DESTINATIONS.items():
+        moved = [name for name in destination if name in values and values[name] != getattr(account, name)]
+        if moved and getattr(account, secret) is not None and values.get(secret) is None:
+            field = "imapPassword" if secret == "imap_password" else "smtpPassword"
+            raise DomainError(
+                "INVALID",
+                f"Changing {', '.join(moved)} sends the password to another server: give {field} again in the same "
+                "update.",
+                field,
+            )
+
+
 async def email_account_update(ctx: Context, account_id: uuid.UUID | None, fields: dict[str, Any]) -> EmailAccount:
     """Change the fields given; records EMAIL_ACCOUNT_UPDATED naming those that differ (none: no event)."""
     ctx.require(Permission.ORG_MANAGE)
@@ -112,6 +133,7 @@ async def email_account_update(ctx: Context, account_id: uuid.UUID | None, field
     try:
         async with ctx.transaction() as session:
             account = await get_or_error(session, EmailAccount, account_id, "id", lock=True, label="email account")
+            _secret_follows_its_server(account, values)
             server_changed = any(
                 name in values and values[name] != getattr(account, name)
                 for name in ("imap_host", "imap_port", "imap_username", "imap_folder")

@@ -187,6 +187,13 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
                     await _replace_numbers(session, integration, numbers)
                 ctx.record(session, IntegrationConfigured(integration_id=integration.id))
             else:
+                if "base_url" in values and values["base_url"] != integration.base_url and api_token is None:
+                    # the kept token goes wherever baseUrl points: moving it needs the token again (issue 16, item 7)
+                    raise DomainError(
+                        "INVALID",
+                        "Changing baseUrl sends the API token to another host: give apiToken again.",
+                        "apiToken",
+                    )
                 changed = []
                 for name, value in values.items():
                     same = (
