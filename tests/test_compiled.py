@@ -455,3 +455,48 @@ async def test_the_documents_under_operations_run_on_both_paths(api: Api, seeded
                 )
                 assert "errors" not in second.json() and second.headers.get(COMPILED_HEADER) == "verified"
     assert "Inbox" in compiled
+
+
+@pytest.fixture
+def compiled_on(settings: Any) -> Any:
+    """The production mode: the compiled path alone (no executor beside it), repeats answered from the plan cache."""
+    return settings.model_copy(update={"graphql_compiled": "on"})
+
+
+async def test_in_production_mode_a_repeated_query_is_answered_from_its_plan(
+    compiled_on: Any, state: Any, api: Api, org: Org
+) -> None:
+    from tests.conftest import http_client
+
+    await _seed(api, org)
+    other = await api.create_org("globex")
+    query = "query($n: Int) { threads(first: $n) { totalCount edges { node { id subject unreadCount } } } }"
+    async with http_client(compiled_on, state) as http:
+        production = Api(http, state)
+        token, other_token = await production.token(org.admin_email), await production.token(other.admin_email)
+        answers = []
+        for bearer in (token, token, other_token, token):
+            response = await http.post(
+                "/graphql", json={"query": query, "variables": {"n": 3}}, headers={"authorization": f"Bearer {bearer}"}
+            )
+            assert response.headers.get(COMPILED_HEADER) == "yes"
+            answers.append(response.json())
+        assert answers[0] == answers[1] == answers[3]
+        assert answers[0]["data"]["threads"]["totalCount"] == 10
+        # the same plan, run for another organization's viewer, answers with that organization's (no) threads
+        assert answers[2] == {"data": {"threads": {"totalCount": 0, "edges": []}}}
+        # a deactivated viewer is refused before any plan runs
+        await production.create_user(org, "gone@acme.test", "support")
+        gone = await production.token("gone@acme.test")
+        first = await http.post(
+            "/graphql", json={"query": query, "variables": {"n": 3}}, headers={"authorization": f"Bearer {gone}"}
+        )
+        assert first.headers.get(COMPILED_HEADER) == "yes"
+        async with state.engine.begin() as connection:
+            from sqlalchemy import text
+
+            await connection.execute(text("UPDATE users SET active = false WHERE email = 'gone@acme.test'"))
+        again = await http.post(
+            "/graphql", json={"query": query, "variables": {"n": 3}}, headers={"authorization": f"Bearer {gone}"}
+        )
+        assert again.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

@@ -21,6 +21,7 @@ import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, OperationType
 from graphql.execution.values import get_variable_values
+from strawberry.types.execution import ExecutionResult
 
 from banxway.compiler.sql import EXPECTED_FAILURES, ORGANIZATION, VIEWER, Compiler, Unsupported
 from banxway.context import Context
@@ -57,6 +58,22 @@ class CompilingSchema(strawberry.Schema):
         self.plans: OrderedDict[tuple[Any, ...], Plan | None] = OrderedDict()  # None: not compilable
         self.max_plans = plans
 
+    def _key(self, query: str | None, operation_name: str | None, variables: Any, viewer: Any) -> tuple | None:
+        try:
+            return (query, operation_name, orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS), viewer.role)
+        except TypeError:
+            return None
+
+    def _cached(self, key: tuple, viewer: Any) -> tuple[bool, Plan | None]:
+        """(found, plan): a plan for the key that this viewer may run (None: the executor answers)."""
+        if key not in self.plans:
+            return False, None
+        plan = self.plans[key]
+        self.plans.move_to_end(key)
+        if plan is None or plan.owner in (None, (viewer.organization_id, viewer.user_id)):
+            return True, plan
+        return False, None
+
     def plan(self, execution_context: Any, context: Context) -> Plan | None:
         """The operation's plan, from the cache or compiled now; None when the executor must answer.
         Plans are kept per (document, operation, variables, role): what the compiler reads of the viewer
@@ -64,22 +81,39 @@ class CompilingSchema(strawberry.Schema):
         viewer = context.viewer_or_none
         if viewer is None:
             return None
-        variables = execution_context.variables or {}
-        try:
-            key_variables = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
-        except TypeError:
+        key = self._key(execution_context.query, execution_context.operation_name, execution_context.variables, viewer)
+        if key is None:
             return None
-        key = (execution_context.query, execution_context.operation_name, key_variables, viewer.role)
-        if key in self.plans:
-            plan = self.plans[key]
-            self.plans.move_to_end(key)
-            if plan is None or plan.owner in (None, (viewer.organization_id, viewer.user_id)):
-                return plan
-        plan = self._compile(execution_context, context, variables)
+        found, plan = self._cached(key, viewer)
+        if found:
+            return plan
+        plan = self._compile(execution_context, context, execution_context.variables or {})
         self.plans[key] = plan
         if len(self.plans) > self.max_plans:
             self.plans.popitem(last=False)
         return plan
+
+    async def execute(  # type: ignore[override]
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """An operation compiled before for the same text, variables and role is answered at once: it was parsed,
+        validated and its variables checked when it was compiled, and all of that depends on nothing else. Anything
+        else takes Strawberry's way (`_execute_operation` below)."""
+        viewer = getattr(context_value, "viewer_or_none", None)
+        if self.compiled == "on" and viewer is not None and query is not None:
+            key = self._key(query, operation_name, variable_values, viewer)
+            _, plan = self._cached(key, viewer) if key is not None else (False, None)
+            if plan is not None:
+                text = await self.run_plan(plan, context_value)
+                return ExecutionResult(data=orjson.Fragment(text), errors=None)  # type: ignore[arg-type]
+        return await super().execute(query, variable_values, context_value, root_value, operation_name, *args, **kwargs)
 
     def _compile(self, execution_context: Any, context: Context, variables: dict[str, Any]) -> Plan | None:
         document = execution_context.graphql_document
@@ -133,8 +167,10 @@ class CompilingSchema(strawberry.Schema):
         if not isinstance(context, Context):
             return None
         plan = self.plan(execution_context, context)
-        if plan is None:
-            return None
+        return await self.run_plan(plan, context) if plan is not None else None
+
+    async def run_plan(self, plan: Plan, context: Context) -> str:
+        """The plan's JSON for the context's viewer."""
         viewer = context.viewer
         arguments = tuple(plan.arguments(viewer.organization_id, viewer.user_id))
         text = (await read(context.state.reads, plan.sql, arguments))[0]
