@@ -215,6 +215,12 @@ class Settings(BaseSettings):
         description="Seconds before a call to a WhatsApp/SMS/voice provider's API gives up: one that could not "
         "connect is retried; a send left unanswered is not (it may have gone out).",
     )
+    allow_private_provider_urls: bool = Field(
+        False,
+        alias="BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS",
+        description="Let an integration's baseUrl be a loopback, private or link-local address (tests and "
+        "local stand-ins only: otherwise an admin could make the server call its own network).",
+    )
     provider_media_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         alias="BANXWAY_PROVIDER_MEDIA_HOSTS",

@@ -11,7 +11,10 @@ import os
 
 # Cheap password hashes: the suite hashes and verifies thousands (set before banxway is imported).
 os.environ.setdefault("BANXWAY_PASSWORD_HASHING", "fast-insecure")
-os.environ.setdefault("BANXWAY_GRAPHQL_COMPILED", "verify")  # every query of the suite checks the compiled path
+os.environ.setdefault("BANXWAY_GRAPHQL_COMPILED", "verify")
+os.environ.setdefault(
+    "BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS", "true"
+)  # the provider stand-ins listen on 127.0.0.1  # every query of the suite checks the compiled path
 
 import asyncio
 import itertools

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
 from banxway.db.models import Integration
@@ -315,3 +316,34 @@ async def test_moving_the_api_token_to_another_base_url_needs_the_token_again(in
     assert (await _configure(inbox, {"type": "EXOTEL", "baseUrl": provider.base_url}))["userErrors"] == []
     with_token = await _configure(inbox, {**moved, "apiToken": EXOTEL_TOKEN})
     assert with_token["userErrors"] == []
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:9100",  # the platform's own services (/metrics, Redis, …)
+        "http://localhost:8000",
+        "http://10.0.0.5",
+        "http://192.168.1.1",
+        "http://169.254.169.254/latest/meta-data",  # cloud metadata
+        "http://[::1]:8000",
+        "http://[::ffff:127.0.0.1]",
+        "http://0.0.0.0:80",
+    ],
+)
+async def test_a_base_url_on_a_private_address_is_refused(
+    settings: Any, state: Any, api: Any, org: Any, base_url: str
+) -> None:
+    """Issue 16, item 5: with BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS off (production), baseUrl may not make our
+    server call its own network."""
+    from tests.conftest import http_client
+
+    import dataclasses
+
+    strict = dataclasses.replace(state, settings=settings.model_copy(update={"allow_private_provider_urls": False}))
+    async with http_client(strict.settings, strict) as http:
+        inbox = Inbox(Api(http, strict), org, await Api(http, strict).token(org.admin_email))
+        values = {"type": "EXOTEL", "accountSid": EXOTEL_SID, "apiToken": EXOTEL_TOKEN, "baseUrl": base_url}
+        payload = await _configure(inbox, values)
+    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [("INVALID", ["baseUrl"])], payload
+    assert "private or reserved" in payload["userErrors"][0]["message"]

@@ -766,9 +766,13 @@ async def test_media_from_another_host_or_over_the_size_limit_is_not_downloaded(
     hook = url_of(configured, "/whatsapp")
     provider.add_media("secret.pdf", "application/pdf", b"%PDF-1.7 internal")
     elsewhere = provider.base_url.replace("127.0.0.1", "localhost") + "/media/secret.pdf"
+    # the provider's host on another port is another server (the platform's own /metrics, say): refused too
+    port = int(provider.base_url.rsplit(":", 1)[1].split("/")[0])
+    other_port = provider.base_url.replace(f":{port}", f":{port + 1}") + "/media/secret.pdf"
     big = provider.add_media("big.jpg", "image/jpeg", b"x" * 2048)
     small_limit = settings.model_copy(update={"attachment_max_bytes": 1024})
-    for sid, url, config in (("far", elsewhere, settings), ("big", big, small_limit)):
+    cases = (("far", elsewhere, settings), ("port", other_port, settings), ("big", big, small_limit))
+    for sid, url, config in cases:
         payload = exotel_whatsapp_incoming(
             sid=sid, from_=CUSTOMER_PHONE, to=WHATSAPP_NUMBER, media=("image", url, None)
         )
@@ -780,6 +784,8 @@ async def test_media_from_another_host_or_over_the_size_limit_is_not_downloaded(
         assert item.get("error") and not item.get("attachment_id"), item
         if sid == "far":
             assert "localhost" in item["error"]
+        elif sid == "port":
+            assert f":{port + 1}" in item["error"] and "not the provider's server" in item["error"]
         else:
             assert "1024" in item["error"]
         assert (await message(inbox, message_global_id(row.id)))["attachments"] == []

@@ -7,6 +7,7 @@ INTEGRATION_UPDATED with `changed` otherwise; assigning a number is an INTEGRATI
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import secrets
@@ -14,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -77,6 +79,29 @@ def _base_url(value: str) -> str:
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
         raise DomainError("INVALID", f"'{value}' is not an http:// or https:// address.", "baseUrl")
     return url
+
+
+async def _refuse_private_address(url: str) -> None:
+    """A provider is on the internet: a baseUrl on a loopback, private, link-local (cloud metadata) or otherwise
+    reserved address — as written or as its name resolves now — would make our server call its own network on an
+    admin's behalf (issue 16, item 5). BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS allows it (tests, stand-ins)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            return  # not resolvable now: nothing to call either
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        mapped = getattr(address, "ipv4_mapped", None) or address
+        if not mapped.is_global or mapped.is_multicast:
+            raise DomainError(
+                "INVALID",
+                f"baseUrl {url} is on a private or reserved address ({mapped}): a provider's API is on the internet.",
+                "baseUrl",
+            )
 
 
 def _allowlist(values: list[str]) -> list[str]:
@@ -158,6 +183,8 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
         values["api_token"] = box.encrypt(api_token)
     if fields.get("base_url") is not None:
         values["base_url"] = _base_url(fields["base_url"])
+        if not ctx.settings.allow_private_provider_urls:
+            await _refuse_private_address(values["base_url"])
     if fields.get("ip_allowlist") is not None:
         values["ip_allowlist"] = _allowlist(fields["ip_allowlist"])
     if fields.get("whatsapp_templates") is not None:

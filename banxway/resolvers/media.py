@@ -12,7 +12,6 @@ import asyncio
 import mimetypes
 import uuid
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.context import SystemContext
@@ -32,8 +31,9 @@ log = get_logger("banxway.media")
 NO_TRANSCRIPT = "No transcript: no AI provider is configured (OPENAI_API_KEY)."
 
 
-def _allowed_hosts(integration: Integration, settings: Settings) -> set[str]:
-    return {httpx.URL(integration.base_url).host, *settings.provider_media_hosts}
+def _allowed_origins(integration: Integration, settings: Settings) -> set[tuple[str, str, int]]:
+    """The integration's API server, and the media hosts of the settings (over https)."""
+    return {providers.origin(integration.base_url), *(("https", host, 443) for host in settings.provider_media_hosts)}
 
 
 async def _load(session: AsyncSession, message_id: uuid.UUID) -> tuple[Message, Integration, MessageHeaders] | None:
@@ -70,7 +70,7 @@ async def fetch_media(ctx: SystemContext, message_id: uuid.UUID) -> int:
             continue
         try:
             fetched[index] = await providers.download(
-                config, item.url, settings.attachment_max_bytes, allowed_hosts=_allowed_hosts(integration, settings)
+                config, item.url, settings.attachment_max_bytes, allowed_origins=_allowed_origins(integration, settings)
             )
         except providers.PermanentProviderError as exc:
             errors[index] = exc.detail
@@ -125,7 +125,7 @@ async def transcribe(ctx: SystemContext, message_id: uuid.UUID) -> str | None:
         config = provider_config(integration, ctx.box, settings)
         try:
             audio, content_type = await providers.download(
-                config, url, settings.attachment_max_bytes, allowed_hosts=_allowed_hosts(integration, settings)
+                config, url, settings.attachment_max_bytes, allowed_origins=_allowed_origins(integration, settings)
             )
             transcript = await ai.speech_to_text(
                 api_key=settings.openai_api_key,

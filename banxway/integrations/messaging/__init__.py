@@ -18,6 +18,7 @@ from banxway.integrations.messaging.base import (
     Template,
     TransientProviderError,
     download,
+    origin,
 )
 from banxway.integrations.messaging.exotel import Exotel
 from banxway.integrations.messaging.twilio import Twilio
@@ -45,5 +46,6 @@ __all__ = [
     "Template",
     "TransientProviderError",
     "download",
+    "origin",
     "provider",
 ]

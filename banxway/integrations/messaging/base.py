@@ -170,11 +170,20 @@ def decode_reply(provider: str, response: httpx.Response) -> Any:
     raise PermanentProviderError(detail, response.status_code)
 
 
-async def download(config: ProviderConfig, url: str, max_bytes: int, *, allowed_hosts: set[str]) -> tuple[bytes, str]:
-    """Fetch media or a recording from the provider (only from `allowed_hosts`), at most `max_bytes`."""
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an address, the port filled in for http and https."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+async def download(
+    config: ProviderConfig, url: str, max_bytes: int, *, allowed_origins: set[tuple[str, str, int]]
+) -> tuple[bytes, str]:
+    """Fetch media or a recording from the provider, only from `allowed_origins` (scheme, host and port: another
+    port of the provider's host is another server), at most `max_bytes`; redirects are not followed."""
     host = httpx.URL(url).host
-    if host not in allowed_hosts:
-        raise PermanentProviderError(f"Not downloading from {host}: it is not the provider's host.")
+    if origin(url) not in allowed_origins:
+        raise PermanentProviderError(f"Not downloading from {url.split('?')[0]}: it is not the provider's server.")
     timeout = httpx.Timeout(max(config.timeout, 30.0), connect=10.0)
     try:
         async with httpx.AsyncClient(auth=config.auth, timeout=timeout, follow_redirects=False) as client:
