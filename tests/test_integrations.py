@@ -336,9 +336,9 @@ async def test_a_base_url_on_a_private_address_is_refused(
 ) -> None:
     """Issue 16, item 5: with BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS off (production), baseUrl may not make our
     server call its own network."""
-    from tests.conftest import http_client
-
     import dataclasses
+
+    from tests.conftest import http_client
 
     strict = dataclasses.replace(state, settings=settings.model_copy(update={"allow_private_provider_urls": False}))
     async with http_client(strict.settings, strict) as http:
