@@ -25,9 +25,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -36,7 +37,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
-from banxway import events
+from banxway import events, fanout
 from banxway.compiler import CompilingSchema
 from banxway.context import Context, authenticate, operation_scope
 from banxway.errors import DomainError, PermissionDenied
@@ -86,13 +87,36 @@ async def run_event_maintenance(state: AppState) -> None:
         await asyncio.sleep(1)
 
 
-class LegacyWSHandler(BaseGraphQLWSHandler):
+class _OperationTask:
+    """What both WebSocket protocols do around one operation's task."""
+
+    websocket: Any
+    context: Context
+
+    @contextlib.asynccontextmanager
+    async def _operation(self, message_type: str, operation_id: str, variables: Any) -> AsyncIterator[None]:
+        """A session and loaders of the operation's own, and a sink for the pre-encoded `message_type` messages
+        that live subscriptions send themselves (`banxway.fanout`)."""
+        websocket = self.websocket.ws  # Strawberry's ASGI adapter: the Starlette WebSocket
+
+        async def send_text(text: str) -> None:
+            try:
+                await websocket.send_text(text)
+            except WebSocketDisconnect as exc:
+                raise WebSocketDisconnected from exc
+
+        with fanout.operation_sink(message_type, operation_id, send_text, variables):
+            async with operation_scope(self.context):
+                yield
+
+
+class LegacyWSHandler(_OperationTask, BaseGraphQLWSHandler):
     """The legacy graphql-ws protocol, running queries and mutations too (Strawberry's runs subscriptions only)."""
 
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
-        async with operation_scope(self.context):
+        async with self._operation("data", operation_id, variables):
             await self._run(operation_id, query, operation_name, variables)
 
     async def _run(
@@ -124,13 +148,13 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
             self.tasks.pop(operation_id, None)
 
 
-class TransportWSHandler(BaseGraphQLTransportWSHandler):
+class TransportWSHandler(_OperationTask, BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with a session per operation and keep-alive pings from the server."""
 
     _keepalive: asyncio.Task[None] | None = None
 
     async def run_operation(self, operation: Operation) -> None:  # type: ignore[override]
-        async with operation_scope(self.context):
+        async with self._operation("next", operation.id, operation.variables):
             await super().run_operation(operation)
 
     async def handle_connection_init(self, message: Any) -> None:

@@ -76,6 +76,7 @@ class Broadcast:
         self._redis = aioredis.Redis.from_url(url)
         self._pubsub = _PubSub(self._redis.connection_pool, ignore_subscribe_messages=True)
         self._subscribers: dict[str, set[asyncio.Queue[str | Signal]]] = {}
+        self._resyncing: set[asyncio.Queue[str | Signal]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -94,8 +95,15 @@ class Broadcast:
         await self._redis.publish(channel, message)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscriber]:
-        queue: asyncio.Queue[str | Signal] = asyncio.Queue(maxsize=QUEUE_SIZE)
+    async def subscribe(
+        self, channel: str, *, size: int | None = None, resync_on_overflow: bool = False
+    ) -> AsyncIterator[Subscriber]:
+        """A bounded queue of the channel's messages (`QUEUE_SIZE`, or `size`). A subscriber that lets it fill up
+        is dropped (`SubscriberTooSlow`), or with `resync_on_overflow` keeps its place: what it had not read is
+        replaced by one `Signal.RESYNC` (for a reader that can catch up from the event log)."""
+        queue: asyncio.Queue[str | Signal] = asyncio.Queue(maxsize=QUEUE_SIZE if size is None else size)
+        if resync_on_overflow:
+            self._resyncing.add(queue)
         async with self._lock:
             if channel not in self._subscribers:
                 await self._pubsub.subscribe(channel)
@@ -104,6 +112,7 @@ class Broadcast:
         try:
             yield Subscriber(queue)
         finally:
+            self._resyncing.discard(queue)
             async with self._lock:
                 queues = self._subscribers.get(channel)
                 if queues is not None:  # (a dropped slow subscriber may leave after the others)
@@ -144,7 +153,13 @@ class Broadcast:
     def _deliver(self, channel: str, queue: asyncio.Queue[str | Signal], item: str | Signal) -> None:
         try:
             queue.put_nowait(item)
-        except asyncio.QueueFull:  # a subscriber that stopped reading: end it, keep the rest
+        except asyncio.QueueFull:
+            if queue in self._resyncing:  # it fell behind: it reads the log instead of what it missed
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(Signal.RESYNC)
+                return
+            # a subscriber that stopped reading: end it, keep the rest
             self._subscribers.get(channel, set()).discard(queue)
             with contextlib.suppress(asyncio.QueueEmpty):
                 queue.get_nowait()

@@ -31,7 +31,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from banxway import events
+from banxway import events, fanout
 from banxway.app import create_app
 from banxway.settings import Settings, environment_variables
 from banxway.state import AppState
@@ -101,18 +101,18 @@ async def uvicorn_server(settings: Settings, state: AppState) -> AsyncIterator[s
 
 
 async def wait_subscribed(state: AppState, organization_id: uuid.UUID, count: int, within: float = 5.0) -> None:
-    """Until this process's broadcast holds `count` subscriber queues on the organization's channel."""
-    channel = events.channel(organization_id)
+    """Until this process's fan-out holds `count` subscribers of the organization's events (each joined once the
+    process listens on the organization's Redis channel)."""
     deadline = time.monotonic() + within
-    while len(state.broadcast._subscribers.get(channel, ())) != count:
-        held = len(state.broadcast._subscribers.get(channel, ()))
-        assert time.monotonic() < deadline, f"{held} subscribers on {channel}, expected {count}"
+    while (held := len(subscriber_queues(state, organization_id))) != count:
+        assert time.monotonic() < deadline, f"{held} subscribers of {organization_id}, expected {count}"
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)  # the SUBSCRIBE command is sent; let Redis process it before anything publishes
 
 
 def subscriber_queues(state: AppState, organization_id: uuid.UUID) -> set[Any]:
-    return set(state.broadcast._subscribers.get(events.channel(organization_id), ()))
+    """The subscribers of the organization's events in this process (one per subscription; a dropped one leaves)."""
+    return fanout.hub(state).subscribers(organization_id)
 
 
 # -- a graphql-transport-ws / graphql-ws client ----------------------------------------------

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import select
+
 from banxway import events
-from banxway.context import authenticate_user
 from banxway.dataloaders import Loaders
-from banxway.db.session import SerialSession, tenant_session
+from banxway.db.models import User
+from banxway.db.session import SerialSession, system_session, tenant_session
 from banxway.enums import Role
 from banxway.state import AppState
 
@@ -48,64 +50,96 @@ ACTIVE_CHECK_SECONDS = 1.0
 
 class EventObjects:
     """What recent events are about (thread, message, subject, actor), loaded once per process and
-    shared by every subscriber of the organization, instead of once per subscriber. Read-only rows."""
+    shared by every subscriber of the organization, instead of once per subscriber. Read-only rows.
+
+    `get_many` loads a burst of events together: one session, and one query per kind of object for all
+    of them (the loaders batch the loads of one tick)."""
 
     def __init__(self, state: AppState, size: int = 512) -> None:
         self._state = state
         self._size = size
         self._entries: OrderedDict[int, asyncio.Future[dict[str, tuple[str, Any]]]] = OrderedDict()
 
-    async def get(self, organization_id: uuid.UUID, row: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-        entry = self._entries.get(row["id"])
-        if entry is None:
-            entry = asyncio.get_running_loop().create_future()
-            self._entries[row["id"]] = entry
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+    async def get_many(
+        self, organization_id: uuid.UUID, rows: list[dict[str, Any]]
+    ) -> list[dict[str, tuple[str, Any]]]:
+        """What each of `rows` is about, in their order; those not loaded yet are loaded together."""
+        loop = asyncio.get_running_loop()
+        mine: dict[int, tuple[dict[str, Any], asyncio.Future[dict[str, tuple[str, Any]]]]] = {}
+        for row in rows:
+            if row["id"] not in self._entries and row["id"] not in mine:
+                entry: asyncio.Future[dict[str, tuple[str, Any]]] = loop.create_future()
+                self._entries[row["id"]] = entry
+                mine[row["id"]] = (row, entry)
+        waiting = {row["id"]: self._entries[row["id"]] for row in rows}  # before an eviction below
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        if mine:
             try:
-                entry.set_result(await self._load(organization_id, row))
+                loaded = await self._load(organization_id, [row for row, _ in mine.values()])
             except BaseException as exc:
-                self._entries.pop(row["id"], None)
-                entry.set_exception(exc)
-                entry.exception()  # retrieved: the other waiters get it too
+                for event_id, (_, entry) in mine.items():
+                    if self._entries.get(event_id) is entry:
+                        del self._entries[event_id]
+                    entry.set_exception(exc)
+                    entry.exception()  # retrieved: the other waiters get it too
                 raise
-        return await asyncio.shield(entry)
+            for (_, entry), objects in zip(mine.values(), loaded, strict=True):
+                entry.set_result(objects)
+        return [await asyncio.shield(waiting[row["id"]]) for row in rows]
 
-    async def _load(self, organization_id: uuid.UUID, row: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-        payload = row["payload"]
-        owner = uuid.UUID(payload["user_id"]) if payload.get("user_id") else uuid.UUID(int=0)
+    async def _load(self, organization_id: uuid.UUID, rows: list[dict[str, Any]]) -> list[dict[str, tuple[str, Any]]]:
+        """One session; one set of loaders per owner (a private event's objects are loaded as its user)."""
         db = SerialSession(tenant_session(self._state.sessionmaker, organization_id))
         try:
-            loaders = Loaders(db, owner)  # a private event is only ever sent to its user
-            thread = await loaders.thread_by_id.load(uuid.UUID(str(row["thread_id"]))) if row["thread_id"] else None
-            message_id = payload.get("message_id")
-            message = await loaders.message_by_id.load(uuid.UUID(message_id)) if message_id else None
-            node: tuple[str, Any] = ("thread_by_id", thread)
-            node_id = to_global_id("Thread", row["thread_id"]) if row["thread_id"] else None
-            subjects = (_SUBJECT_BY_TYPE[row["type"]],) if row["type"] in _SUBJECT_BY_TYPE else _SUBJECT_KEYS
-            for key, loader_name, type_name in subjects:
-                if payload.get(key):
-                    node = (loader_name, await getattr(loaders, loader_name).load(uuid.UUID(payload[key])))
-                    node_id = to_global_id(type_name, payload[key])
-                    break
-            actor = await loaders.user_by_id.load(uuid.UUID(str(row["actor_id"]))) if row["actor_id"] else None
-            related: list[tuple[str, Any]] = []
-            for key, loader_name in _RELATED_KEYS:
-                ids = payload.get(key) or []
-                for obj in await getattr(loaders, loader_name).load_many(
-                    [uuid.UUID(i) for i in (ids if isinstance(ids, list) else [ids])]
-                ):
-                    if obj is not None:
-                        related.append((loader_name, obj))
+            loaders: dict[uuid.UUID, Loaders] = {}
+
+            def owner(row: dict[str, Any]) -> Loaders:
+                user_id = row["payload"].get("user_id")
+                key = uuid.UUID(user_id) if user_id else uuid.UUID(int=0)  # a private event goes only to its user
+                if key not in loaders:
+                    loaders[key] = Loaders(db, key)
+                return loaders[key]
+
+            return list(await asyncio.gather(*(self._load_one(owner(row), row) for row in rows)))
         finally:
             await db.session.close()
+
+    @staticmethod
+    async def _load_one(loaders: Loaders, row: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+        payload = row["payload"]
+
+        async def one(loader_name: str, key: Any) -> Any:
+            return await getattr(loaders, loader_name).load(uuid.UUID(str(key))) if key else None
+
+        node_key: tuple[str, str, Any] = ("thread_by_id", "Thread", row["thread_id"])
+        subjects = (_SUBJECT_BY_TYPE[row["type"]],) if row["type"] in _SUBJECT_BY_TYPE else _SUBJECT_KEYS
+        for key, loader_name, type_name in subjects:
+            if payload.get(key):
+                node_key = (loader_name, type_name, payload[key])
+                break
+        related_keys: list[tuple[str, Any]] = []
+        for key, loader_name in _RELATED_KEYS:
+            ids = payload.get(key) or []
+            related_keys.extend((loader_name, i) for i in (ids if isinstance(ids, list) else [ids]))
+        thread, message, node, actor, *related = await asyncio.gather(
+            one("thread_by_id", row["thread_id"]),
+            one("message_by_id", payload.get("message_id")),
+            one(node_key[0], node_key[2]),
+            one("user_by_id", row["actor_id"]),
+            *(one(loader_name, i) for loader_name, i in related_keys),
+        )
         return {
             "thread": ("thread_by_id", thread),
             "message": ("message_by_id", message),
-            "node": node,
-            "node_id": node_id,  # type: ignore[dict-item]
+            "node": (node_key[0], node),
+            "node_id": to_global_id(node_key[1], node_key[2]) if node_key[2] else None,  # type: ignore[dict-item]
             "actor": ("user_by_id", actor),
-            "related": related,  # type: ignore[dict-item]
+            "related": [  # type: ignore[dict-item]
+                (loader_name, obj)
+                for (loader_name, _), obj in zip(related_keys, related, strict=True)
+                if obj is not None
+            ],
         }
 
 
@@ -122,15 +156,23 @@ def event_objects(state: AppState) -> EventObjects:
     return objects
 
 
-async def current_role(state: AppState, user_id: uuid.UUID, organization_id: uuid.UUID) -> Role | None:
-    """The user's role now (which administration events they may receive), None if they may no longer receive
-    events; one query per user per second in a process, however many subscriptions they hold."""
-    cache: dict[uuid.UUID, tuple[float, Role | None]] = state.shared.setdefault("active_users", {})
-    checked = cache.get(user_id)
-    if checked is None or time.monotonic() - checked[0] > ACTIVE_CHECK_SECONDS:
-        user = await authenticate_user(state, user_id, organization_id)
-        cache[user_id] = checked = (time.monotonic(), user.role if user is not None else None)
-    return checked[1]
+async def current_roles(
+    state: AppState, organization_id: uuid.UUID, user_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, Role | None]:
+    """Each user's role now, or None for one who may no longer receive events (deactivated, gone, or moved to
+    another organization): the users of a whole channel in one query, once a second while events flow."""
+    wanted = list(dict.fromkeys(user_ids))
+    roles: dict[uuid.UUID, Role | None] = dict.fromkeys(wanted)
+    if wanted:
+        async with system_session(state.sessionmaker) as session:
+            rows = (
+                await session.execute(
+                    select(User.id, User.role, User.active, User.organization_id).where(User.id.in_(wanted))
+                )
+            ).all()
+        for user_id, role, active, user_organization in rows:
+            roles[user_id] = role if active and user_organization == organization_id else None
+    return roles
 
 
 async def replay(
