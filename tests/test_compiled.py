@@ -48,7 +48,9 @@ async def _seed(api: Api, org: Org, threads: int = 12) -> None:
             eta=now + dt.timedelta(days=3),
         )
         session.add_all([contact, shipment])
-        for n, name in enumerate(['Zürich "AG"', "tab\there", "a/b \\ c", "Ωmega", "émile", "\u2028line"]):
+        for n, name in enumerate(
+            ['Zürich "AG"', "tab\there", "a/b \\ c", "Ωmega", "émile", "\u2028line", "bx_organization"]
+        ):
             session.add(db.Customer(organization_id=org.id, name=name, tags=[f"t{n}"]))
             session.add(
                 db.Shipment(
@@ -94,7 +96,7 @@ async def _seed(api: Api, org: Org, threads: int = 12) -> None:
                         channel=db.Channel.EMAIL,
                         direction=db.Direction.INBOUND if inbound else db.Direction.OUTBOUND,
                         status=db.MessageStatus.RECEIVED if inbound else db.MessageStatus.SENT,
-                        body=f"message {m} of thread {n}",
+                        body=f"message {m} of thread {n}" + (" bx_organization" if (n, m) == (3, 0) else ""),
                         subject="Re: rates" if m else None,
                         recipients=["ops@acme.test"] if not inbound else [],
                         author_id=None if inbound else admin.id,
@@ -174,6 +176,12 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
         {},
     ),
     ("""{ customers(search: "acme") { totalCount edges { node { name } } } }""", {}),
+    # a user's text that reads like the name of a plan's viewer parameter is only text
+    (
+        """query($s: String) { customers(search: $s) { totalCount edges { node { name } } } }""",
+        {"s": "bx_organization"},
+    ),
+    ("""query($f: ThreadFilter) { threads(filter: $f) { totalCount } }""", {"f": {"search": "bx_organization"}}),
     (
         """query($f: ShipmentFilter) { shipments(first: 3, filter: $f) { totalCount pageInfo { hasNextPage hasPreviousPage }
              edges { cursor node { id reference mode direction status carrier vessel voyage flightNumber containerNumbers
@@ -245,7 +253,7 @@ async def test_customer_and_shipment_pages_follow_their_cursors(api: Api, seeded
             if not page["pageInfo"]["hasNextPage"]:
                 break
             after = page["pageInfo"]["endCursor"]
-        assert len(seen) == 7  # every one, once, in order: the executor's pages are the same (verify mode)
+        assert len(seen) == 8  # every one, once, in order: the executor's pages are the same (verify mode)
 
 
 async def test_a_thread_by_id_is_compiled_and_scoped_to_the_organization(api: Api, seeded: str, org: Org) -> None:

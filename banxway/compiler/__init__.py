@@ -36,6 +36,13 @@ class CompiledMismatch(Exception):
     """verify mode: the compiled path's JSON differs from the executor's."""
 
 
+class _Viewer(enum.Enum):
+    """The places of a plan's parameters that are the viewer's (not strings: a user's text may read like a name)."""
+
+    ORGANIZATION = ORGANIZATION
+    USER = VIEWER
+
+
 @dataclass(frozen=True)
 class Plan:
     """A compiled operation: its SQL and parameters, the viewer's organization and id left to fill in."""
@@ -45,8 +52,8 @@ class Plan:
     owner: tuple[uuid.UUID, uuid.UUID] | None  # set when a value of one viewer is in the SQL itself
 
     def arguments(self, organization_id: uuid.UUID, user_id: uuid.UUID) -> list[Any]:
-        fill = {ORGANIZATION: organization_id, VIEWER: user_id}
-        return [fill[value] if isinstance(value, str) and value in fill else value for value in self.parameters]
+        fill = {_Viewer.ORGANIZATION: organization_id, _Viewer.USER: user_id}
+        return [fill[value] if isinstance(value, _Viewer) else value for value in self.parameters]
 
 
 class CompilingSchema(strawberry.Schema):
@@ -148,7 +155,7 @@ class CompilingSchema(strawberry.Schema):
         owner = None
         for name in compiled.positiontup or ():
             if name in (ORGANIZATION, VIEWER):
-                parameters.append(name)
+                parameters.append(_Viewer(name))
                 continue
             value = values[name]
             if value in (viewer.organization_id, viewer.user_id, str(viewer.user_id)):
