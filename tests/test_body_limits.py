@@ -51,7 +51,18 @@ async def test_a_streamed_body_is_cut_off_at_the_limit(settings: Settings, state
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
+    scope = graphql_post_scope([(b"content-type", b"application/json")], {"app": state})
+    # when it posts to /graphql
+    await app(scope, receive, send)
+    # then the app stopped reading just past the limit and answered 413
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 413
+    assert chunks_read == 2  # 64 KiB is the limit: the second chunk passes it, and nothing more is read
+
+
+def graphql_post_scope(headers: list[tuple[bytes, bytes]], state: dict[str, Any]) -> dict[str, Any]:
+    """The ASGI scope of a POST /graphql, for tests that drive the app's receive/send by hand."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -61,14 +72,27 @@ async def test_a_streamed_body_is_cut_off_at_the_limit(settings: Settings, state
         "raw_path": b"/graphql",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
-        "state": {"app": state},
+        "state": state,
     }
-    # when it posts to /graphql
-    await app(scope, receive, send)
-    # then the app stopped reading just past the limit and answered 413
-    assert sent[0]["type"] == "http.response.start"
-    assert sent[0]["status"] == 413
-    assert chunks_read == 2  # 64 KiB is the limit: the second chunk passes it, and nothing more is read
+
+
+async def test_a_client_that_goes_away_mid_request_is_not_an_application_error(
+    settings: Settings, state: AppState
+) -> None:
+    """wrk and browsers close connections with requests in flight: no traceback, no 500, a 499 in the access log."""
+    app = create_app(settings, state=state)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with app.router.lifespan_context(app) as lifespan_state:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"40")]
+        await app(graphql_post_scope(headers, dict(lifespan_state)), receive, send)  # the disconnect is not raised
+    assert sent == []

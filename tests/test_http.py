@@ -361,38 +361,3 @@ async def test_cors_headers_on_an_actual_request_from_the_configured_origin(
 async def test_without_configured_origins_no_cors_headers(client: httpx.AsyncClient) -> None:
     response = await client.options("/graphql", headers=_preflight("https://app.example"))
     assert "access-control-allow-origin" not in response.headers
-
-
-async def test_a_client_that_goes_away_mid_request_is_not_an_application_error(
-    settings: Settings, state: AppState
-) -> None:
-    """wrk and browsers close connections with requests in flight: no traceback, no 500, a 499 in the access log."""
-    from banxway.app import create_app
-
-    app = create_app(settings, state=state)
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    async with app.router.lifespan_context(app) as lifespan_state:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/graphql",
-            "raw_path": b"/graphql",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8000),
-            "state": dict(lifespan_state),
-        }
-        await app(scope, receive, send)  # returns: the disconnect is not raised to the server
-    assert sent == []
