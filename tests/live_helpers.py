@@ -352,3 +352,15 @@ async def wait_redis_subscribers(redis_url: str, organization_id: uuid.UUID, cou
     while (held := await redis_subscriber_count(redis_url, organization_id)) != count:
         assert time.monotonic() < deadline, f"{held} Redis subscribers, expected {count}"
         await asyncio.sleep(0.02)
+
+
+async def create_thread(api: Any, token: str, subject: str) -> dict[str, Any]:
+    result = await api.gql(THREAD_CREATE, {"subject": subject}, token=token)
+    assert result["data"]["threadCreate"]["userErrors"] == [], result
+    return result["data"]["threadCreate"]["thread"]
+
+
+async def send_message(api: Any, token: str, thread_id: str, body: str) -> str:
+    result = await api.gql(MESSAGE_SEND, {"threadId": thread_id, "body": body}, token=token)
+    assert "errors" not in result and result["data"]["messageSend"]["userErrors"] == [], result
+    return result["data"]["messageSend"]["message"]["id"]

@@ -26,10 +26,10 @@ from banxway.state import AppState
 from tests.conftest import Api, Org
 from tests.live_helpers import (
     LEGACY_WS,
-    MESSAGE_SEND,
-    THREAD_CREATE,
     GraphQLSocket,
     ServerClosed,
+    create_thread,
+    send_message,
     subscriber_queues,
     uvicorn_server,
     wait_subscribed,
@@ -68,18 +68,6 @@ async def colleague(api: Api, org: Org, email: str, role: str = "support") -> tu
     await api.create_user(org, email, role)
     token = await api.token(email)
     return token, (await api.gql(ME, token=token))["data"]["me"]["id"]
-
-
-async def create_thread(api: Api, token: str, subject: str) -> dict[str, Any]:
-    result = await api.gql(THREAD_CREATE, {"subject": subject}, token=token)
-    assert result["data"]["threadCreate"]["userErrors"] == [], result
-    return result["data"]["threadCreate"]["thread"]
-
-
-async def send(api: Api, token: str, thread_id: str, body: str) -> str:
-    result = await api.gql(MESSAGE_SEND, {"threadId": thread_id, "body": body}, token=token)
-    assert "errors" not in result and result["data"]["messageSend"]["userErrors"] == [], result
-    return result["data"]["messageSend"]["message"]["id"]
 
 
 async def gql_ok(api: Api, token: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +130,7 @@ async def test_subscribers_with_the_same_selection_get_the_same_bytes_from_one_e
         assert len(group.members) == 4
         executions = hub.executions
         # when three messages are sent
-        sent = [await send(api, token, thread["id"], f"update {n}") for n in range(3)]
+        sent = [await send_message(api, token, thread["id"], f"update {n}") for n in range(3)]
         frames = [[await raw_frame(socket) for _ in sent] for socket in sockets]
         legacy_frames = [await raw_frame(legacy) for _ in sent]
     # then each was executed once for all four subscribers
@@ -177,7 +165,7 @@ async def test_different_selections_and_roles_are_executed_apart(
         assert len(hub.groups(org.id)) == 3
         executions = hub.executions
         # when one message is sent
-        message = await send(api, token, thread["id"], "apart")
+        message = await send_message(api, token, thread["id"], "apart")
         # then each group executed it once, and each got its own selection
         assert (await next_event(admin))["message"]["id"] == message
         assert (await next_event(support))["message"]["id"] == message
@@ -196,8 +184,8 @@ async def test_thread_events_of_several_threads_share_a_group_and_each_gets_only
             await socket.subscribe("t", THREAD_EVENTS, {"threadId": thread["id"]})
         await wait_subscribed(state, org.id, 2)
         assert len(fanout.hub(state).groups(org.id)) == 1  # the thread is a filter, not part of the payload
-        await send(api, token, second["id"], "to the second")
-        await send(api, token, first["id"], "to the first")
+        await send_message(api, token, second["id"], "to the second")
+        await send_message(api, token, first["id"], "to the first")
         assert (await next_event(one))["message"] == {"body": "to the first"}
         assert (await next_event(two))["message"] == {"body": "to the second"}
         await nothing_more(one)
@@ -223,7 +211,7 @@ async def test_a_private_event_reaches_only_its_user_within_a_shared_group(
         assert len(group.members) == 2
         # when Priya marks the thread read (THREAD_READ is private to her), and then a message is sent
         await gql_ok(api, priya_token, MARK_READ, {"threadId": thread["id"]})
-        message = await send(api, token, thread["id"], "for everyone")
+        message = await send_message(api, token, thread["id"], "for everyone")
         # then Priya gets her read position first, and the message
         read = await next_event(priya)
         assert (read["type"], read["thread"]["id"]) == ("THREAD_READ", thread["id"])
@@ -274,7 +262,7 @@ async def test_a_per_viewer_field_is_executed_per_user(
     # given a message by the admin that Priya (an admin too) has read
     priya_token, _ = await colleague(api, org, "priya@acme.test", "admin")
     thread = await create_thread(api, token, "Unread")
-    await send(api, token, thread["id"], "before")
+    await send_message(api, token, thread["id"], "before")
     await gql_ok(api, priya_token, MARK_READ, {"threadId": thread["id"]})
     # and both asking for the unread count
     async with GraphQLSocket.open(server) as admin, GraphQLSocket.open(server) as priya:
@@ -286,7 +274,7 @@ async def test_a_per_viewer_field_is_executed_per_user(
         assert len(fanout.hub(state).groups(org.id)) == 2
         # when Priya writes
         executions = fanout.hub(state).executions
-        await send(api, priya_token, thread["id"], "from priya")
+        await send_message(api, priya_token, thread["id"], "from priya")
         # then each sees the count as it is for them: the admin has Priya's message unread, Priya nothing
         assert (await next_event(admin))["thread"]["unreadCount"] == 1
         assert (await next_event(priya))["thread"]["unreadCount"] == 0
@@ -315,12 +303,12 @@ async def test_a_slow_subscriber_is_ended_with_slow_consumer_while_its_group_kee
         sent = 0
         while slow_member in subscriber_queues(state, org.id):
             assert sent < 500, "the slow subscriber was never ended"
-            message = await send(api, token, thread["id"], big)
+            message = await send_message(api, token, thread["id"], big)
             assert (await next_event(reader))["message"]["id"] == message
             sent += 1
         # then the reader is still a member, and keeps receiving
         assert subscriber_queues(state, org.id) == set(group.members)
-        live = await send(api, token, thread["id"], "still here")
+        live = await send_message(api, token, thread["id"], "still here")
         assert (await next_event(reader))["message"]["id"] == live
         # and the slow one, reading at last, finds its subscription ended with SLOW_CONSUMER
         ending: dict[str, Any] = {}
@@ -352,7 +340,7 @@ async def test_a_deactivated_users_subscription_ends_and_the_others_go_on(
         assert (await next_event(priya))["type"] == "USER_UPDATED"
         assert (await next_event(ravi))["type"] == "USER_UPDATED"
         await asyncio.sleep(1.2)  # users are checked at most once a second
-        message = await send(api, token, thread["id"], "after she left")
+        message = await send_message(api, token, thread["id"], "after she left")
         # then Priya's subscription ends with UNAUTHENTICATED, and Ravi gets the message
         ended = await priya.receive()
         assert ended["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", ended
@@ -371,7 +359,7 @@ async def test_resuming_while_events_keep_coming_loses_and_repeats_nothing(
         await first.init(token)
         await first.subscribe("s", RESUMABLE)
         await wait_subscribed(state, org.id, 1)
-        await send(api, token, thread["id"], "seen")
+        await send_message(api, token, thread["id"], "seen")
         cursor = (await next_event(first))["cursor"]
     await wait_subscribed(state, org.id, 0)
     missed = await send_messages(api, token, thread["id"], [f"missed {n}" for n in range(600)])
@@ -383,7 +371,7 @@ async def test_resuming_while_events_keep_coming_loses_and_repeats_nothing(
 
         # when two subscribers resume from the cursor while 40 more messages are being sent
         async def keep_sending() -> list[str]:
-            return [await send(api, token, thread["id"], f"during {n}") for n in range(40)]
+            return [await send_message(api, token, thread["id"], f"during {n}") for n in range(40)]
 
         sending = asyncio.create_task(keep_sending())
         for socket in (one, two):
@@ -411,10 +399,10 @@ async def test_a_resume_cursor_for_another_viewer_skips_what_the_viewer_may_not_
         await socket.init(viewer_token)
         await socket.subscribe("s", RESUMABLE)
         await wait_subscribed(state, org.id, 1)
-        await send(api, token, thread["id"], "seen")
+        await send_message(api, token, thread["id"], "seen")
         cursor = (await next_event(socket))["cursor"]
     await gql_ok(api, token, EMAIL_ACCOUNT_CREATE, {"input": email_account_input()})
-    message = await send(api, token, thread["id"], "missed")
+    message = await send_message(api, token, thread["id"], "missed")
     # when the viewer resumes, then only the message is replayed
     async with GraphQLSocket.open(server) as socket:
         await socket.init(viewer_token)
@@ -474,7 +462,7 @@ async def test_a_channel_that_missed_events_reads_them_from_the_log_once(
             await socket.init(token)
             await socket.subscribe("s", RESUMABLE)
         await wait_subscribed(state, org.id, 2)
-        first = await send(api, token, thread["id"], "first")
+        first = await send_message(api, token, thread["id"], "first")
         assert (await next_event(one))["message"]["id"] == first
         assert (await next_event(two))["message"]["id"] == first
         catch_ups = fanout.hub(state).catch_ups

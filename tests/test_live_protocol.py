@@ -23,10 +23,11 @@ from tests.conftest import SECRET, Api, Org
 from tests.live_helpers import (
     INBOX_EVENTS,
     LEGACY_WS,
-    MESSAGE_SEND,
     THREAD_CREATE,
     GraphQLSocket,
     ServerClosed,
+    create_thread,
+    send_message,
     subscriber_queues,
     uvicorn_server,
     wait_subscribed,
@@ -59,18 +60,6 @@ async def server(settings: Settings, state: AppState, api: Api, org: Org) -> Asy
 @pytest.fixture
 async def token(api: Api, org: Org) -> str:
     return await api.token(org.admin_email)
-
-
-async def create_thread(api: Api, token: str, subject: str) -> dict[str, Any]:
-    result = await api.gql(THREAD_CREATE, {"subject": subject}, token=token)
-    assert result["data"]["threadCreate"]["userErrors"] == [], result
-    return result["data"]["threadCreate"]["thread"]
-
-
-async def send_message(api: Api, token: str, thread_id: str, body: str) -> str:
-    result = await api.gql(MESSAGE_SEND, {"threadId": thread_id, "body": body}, token=token)
-    assert "errors" not in result and result["data"]["messageSend"]["userErrors"] == [], result
-    return result["data"]["messageSend"]["message"]["id"]
 
 
 async def send_messages(api: Api, token: str, thread_id: str, bodies: list[str], per_request: int = 25) -> list[str]:
