@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 import orjson
@@ -39,7 +39,7 @@ from strawberry.types.unset import UNSET
 
 from banxway import events, fanout
 from banxway.compiler import CompilingSchema
-from banxway.context import Context, authenticate, operation_scope
+from banxway.context import SIGNED_OUT, Context, authenticate, operation_scope, verify_token, viewer_of
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
 from banxway.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -88,10 +88,65 @@ async def run_event_maintenance(state: AppState) -> None:
 
 
 class _OperationTask:
-    """What both WebSocket protocols do around one operation's task."""
+    """What both WebSocket protocols do around the connection's token and one operation's task.
+
+    The token given at `connection_init` is checked again for every operation, as each HTTP request checks its own
+    (`viewer_of`: one statement): the operation runs with the user's role as it is now, and a token that expired, or
+    a user deactivated or signed out everywhere (a new password), ends the connection with 4403 and the reason. The
+    connection also ends when its token expires, unless the client renewed it in-band before (`_renew`)."""
 
     websocket: Any
     context: Context
+    _expiry: asyncio.Task[None] | None = None
+
+    async def _may_run(self) -> bool:
+        """Whether the next operation may run; the viewer refreshed, or the connection ended (False)."""
+        claims = self.context.claims
+        if claims is None:  # no token: the operation answers UNAUTHENTICATED itself
+            return True
+        viewer, error = await viewer_of(self.context.state, claims)
+        if viewer is None:
+            await self._forbid(error or SIGNED_OUT)
+            return False
+        self.context.viewer_or_none = viewer
+        return True
+
+    async def _renew(self, payload: Any) -> str | None:
+        """Take the newer access token of `payload`'s `authorization` for the rest of the connection; the reason
+        when it is refused (the connection then goes on with the token it has, until that one expires)."""
+        claims, error = verify_token(self.context.state, _authorization(payload))
+        if claims is None:
+            return error or "no token: give {'authorization': 'Bearer <access token>'}"
+        current = self.context.claims
+        if current is None or (current.user_id, current.organization_id) != (claims.user_id, claims.organization_id):
+            return "a connection can only be renewed with a token of the user it was opened for"
+        viewer, error = await viewer_of(self.context.state, claims)
+        if viewer is None:
+            return error
+        self.context.claims, self.context.viewer_or_none = claims, viewer
+        return None
+
+    async def _forbid(self, reason: str) -> None:
+        reason = reason.removeprefix("Invalid access token: ")
+        await self.websocket.close(code=4403, reason=f"Forbidden: {reason}".encode()[:123].decode(errors="ignore"))
+
+    def _watch_expiry(self) -> None:
+        if self._expiry is None and self.context.claims is not None:
+            self._expiry = asyncio.create_task(self._expire())
+
+    async def _expire(self) -> None:
+        """End the connection when its token expires (a renewed token moves the moment on)."""
+        with contextlib.suppress(Exception):
+            while (claims := self.context.claims) is not None:
+                left = (claims.expires_at - datetime.now(UTC)).total_seconds()
+                if left <= 0:
+                    await self._forbid("token expired; reconnect with a new token, or renew it in-band")
+                    return
+                await asyncio.sleep(left)
+
+    def _stop_watching(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
 
     @contextlib.asynccontextmanager
     async def _operation(self, message_type: str, operation_id: str, variables: Any) -> AsyncIterator[None]:
@@ -111,7 +166,29 @@ class _OperationTask:
 
 
 class LegacyWSHandler(_OperationTask, BaseGraphQLWSHandler):
-    """The legacy graphql-ws protocol, running queries and mutations too (Strawberry's runs subscriptions only)."""
+    """The legacy graphql-ws protocol, running queries and mutations too (Strawberry's runs subscriptions only).
+    A `connection_init` after the first renews the token (`connection_ack`, or `connection_error` with the reason)."""
+
+    async def handle_connection_init(self, message: Any) -> None:
+        if not self.connection_acknowledged:
+            await super().handle_connection_init(message)
+            if self.connection_acknowledged:
+                self._watch_expiry()
+            return
+        error = await self._renew(message.get("payload"))
+        if error is None:
+            await self.send_message({"type": "connection_ack"})
+        else:
+            await self.send_message({"type": "connection_error", "payload": {"message": error}})
+
+    async def handle_start(self, message: Any) -> None:
+        if self.connection_acknowledged and not await self._may_run():
+            return
+        await super().handle_start(message)
+
+    async def cleanup(self) -> None:
+        self._stop_watching()
+        await super().cleanup()
 
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
@@ -161,6 +238,27 @@ class TransportWSHandler(_OperationTask, BaseGraphQLTransportWSHandler):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._keepalive is None:
             self._keepalive = asyncio.create_task(self._ping())
+            self._watch_expiry()
+
+    async def handle_subscribe(self, message: Any) -> None:
+        if self.connection_acknowledged and not await self._may_run():
+            return
+        await super().handle_subscribe(message)
+
+    async def handle_ping(self, message: Any) -> None:
+        """A `ping` whose payload carries `authorization` renews the connection's token: the `pong` says
+        `{"renewed": true, "expiresAt"}` or `{"renewed": false, "error"}`. Any other ping gets a plain `pong`."""
+        payload = message.get("payload")
+        if not (isinstance(payload, dict) and _authorization(payload) is not None):
+            await super().handle_ping(message)
+            return
+        error = await self._renew(payload)
+        if error is not None:
+            answer: dict[str, Any] = {"renewed": False, "error": error}
+        else:
+            expires_at = self.context.claims.expires_at  # type: ignore[union-attr]
+            answer = {"renewed": True, "expiresAt": expires_at.isoformat()}
+        await self.send_message({"type": "pong", "payload": answer})
 
     async def _ping(self) -> None:
         """A `ping` every interval, so that proxies keep an idle connection open (the client answers `pong`)."""
@@ -173,6 +271,7 @@ class TransportWSHandler(_OperationTask, BaseGraphQLTransportWSHandler):
     async def shutdown(self) -> None:
         if self._keepalive is not None:
             self._keepalive.cancel()
+        self._stop_watching()
         await super().shutdown()
 
 
@@ -203,13 +302,20 @@ class GraphQLApp(GraphQL):
         return ctx
 
     async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
-        params = context.connection_params or {}
-        header = (params.get("authorization") or params.get("Authorization")) if isinstance(params, dict) else None
-        viewer, error = await authenticate(context.state, header if isinstance(header, str) else None)
+        claims, error = verify_token(context.state, _authorization(context.connection_params))
+        viewer = None
+        if claims is not None:
+            viewer, error = await viewer_of(context.state, claims)
         if error is not None:
             raise ConnectionRejectionError({"message": error})
-        context.viewer_or_none = viewer
+        context.viewer_or_none, context.claims = viewer, claims
         return UNSET
+
+
+def _authorization(payload: Any) -> str | None:
+    """The `authorization` of a `connection_init` (or renewal) payload."""
+    header = (payload.get("authorization") or payload.get("Authorization")) if isinstance(payload, dict) else None
+    return header if isinstance(header, str) else None
 
 
 async def livez(request: Request) -> Response:

@@ -81,6 +81,7 @@ class AccessClaims:
     organization_id: uuid.UUID
     role: Role
     expires_at: datetime
+    session_version: int  # the user's `session_version` when issued: the token is refused once it moves on
 
 
 def issue_access_token(
@@ -89,6 +90,7 @@ def issue_access_token(
     user_id: uuid.UUID,
     organization_id: uuid.UUID,
     role: Role,
+    session_version: int,
     ttl_seconds: int,
 ) -> str:
     now = datetime.now(UTC)
@@ -98,6 +100,7 @@ def issue_access_token(
         "sub": str(user_id),
         "org": str(organization_id),
         "role": role.value,
+        "ver": session_version,
         "iat": now,
         "exp": now + timedelta(seconds=ttl_seconds),
     }
@@ -130,7 +133,7 @@ def _decode_access_token(secret: str, token: str) -> AccessClaims:
             secret,
             algorithms=[_ALGORITHM],
             issuer=_ISSUER,
-            options={"require": ["exp", "iat", "sub", "org", "role", "typ"]},
+            options={"require": ["exp", "iat", "sub", "org", "role", "typ", "ver"]},
         )
         if claims["typ"] != "access":
             raise InvalidToken("not an access token")
@@ -139,11 +142,18 @@ def _decode_access_token(secret: str, token: str) -> AccessClaims:
             organization_id=uuid.UUID(claims["org"]),
             role=Role(claims["role"]),
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            session_version=_version(claims["ver"]),
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("token expired") from exc
     except (jwt.PyJWTError, ValueError, KeyError) as exc:
         raise InvalidToken("invalid token") from exc
+
+
+def _version(value: object) -> int:
+    if type(value) is not int:
+        raise InvalidToken("invalid token")
+    return value
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
 from banxway.auth import (
+    AccessClaims,
     InvalidToken,
     Permission,
     bearer_token,
@@ -43,6 +45,7 @@ class Viewer:
     role: Role
     email: str
     name: str
+    session_version: int = 0  # as the user's token carries it (`banxway.auth.AccessClaims`)
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Context:
     response: Any = None
     request_id: str | None = None
     connection_params: dict[str, Any] | None = None
+    claims: AccessClaims | None = None  # a WebSocket's token: its operations check it again (`viewer_of`)
     _own_scope: OperationScope = field(default_factory=OperationScope, repr=False)
 
     @property
@@ -156,31 +160,46 @@ class Context:
             await db.session.close()
 
 
-# built once: a request binds its two ids (building the expression was a tenth of a compiled request's CPU)
-_VIEWER_QUERY = select(User.id, User.organization_id, User.role, User.email, User.name).where(
-    User.id == bindparam("user_id"), User.organization_id == bindparam("organization_id"), User.active
+# built once: a request binds the token's claims (building the expression was a tenth of a compiled request's CPU)
+_VIEWER_QUERY = select(User.id, User.organization_id, User.role, User.email, User.name, User.session_version).where(
+    User.id == bindparam("user_id"),
+    User.organization_id == bindparam("organization_id"),
+    User.session_version == bindparam("session_version"),
+    User.active,
 )
+SIGNED_OUT = "the user no longer exists, is deactivated, or was signed out everywhere (a new password)"
 
 
-async def authenticate_user(state: AppState, user_id: uuid.UUID, organization_id: uuid.UUID) -> Viewer | None:
-    """The user as a viewer, if they still exist, are active and belong to `organization_id` (one statement)."""
-    row = await read(state.reads, _VIEWER_QUERY, {"user_id": user_id, "organization_id": organization_id})
-    return Viewer(*row) if row is not None else None
+def verify_token(state: AppState, authorization: str | None) -> tuple[AccessClaims | None, str | None]:
+    """(claims, None) for a valid `Bearer` access token, (None, reason) for a bad one, (None, None) for none."""
+    try:
+        token = bearer_token(authorization)
+        return (decode_access_token(state.secret_key, token), None) if token is not None else (None, None)
+    except InvalidToken as exc:
+        return None, f"Invalid access token: {exc}"
+
+
+async def viewer_of(state: AppState, claims: AccessClaims) -> tuple[Viewer | None, str | None]:
+    """The token's user as they are now (one statement): (viewer, None) while the token is unexpired and the
+    user exists, is active, belongs to the token's organization and was not signed out since it was issued;
+    else (None, reason). HTTP requests and every operation of a WebSocket ask this."""
+    if claims.expires_at <= datetime.now(UTC):
+        return None, "Invalid access token: token expired"
+    parameters = {
+        "user_id": claims.user_id,
+        "organization_id": claims.organization_id,
+        "session_version": claims.session_version,
+    }
+    row = await read(state.reads, _VIEWER_QUERY, parameters)
+    return (Viewer(*row), None) if row is not None else (None, f"Invalid access token: {SIGNED_OUT}")
 
 
 async def authenticate(state: AppState, authorization: str | None) -> tuple[Viewer | None, str | None]:
     """(viewer, None) for a valid token, (None, reason) for a bad one, (None, None) for none."""
-    try:
-        token = bearer_token(authorization)
-        if token is None:
-            return None, None
-        claims = decode_access_token(state.secret_key, token)
-    except InvalidToken as exc:
-        return None, f"Invalid access token: {exc}"
-    viewer = await authenticate_user(state, claims.user_id, claims.organization_id)
-    if viewer is None:
-        return None, "Invalid access token: the user no longer exists or is deactivated"
-    return viewer, None
+    claims, error = verify_token(state, authorization)
+    if claims is None:
+        return None, error
+    return await viewer_of(state, claims)
 
 
 async def relay(state: AppState, session: AsyncSession) -> None:

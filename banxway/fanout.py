@@ -687,16 +687,17 @@ class Channel:
         return None
 
     async def _check_users(self) -> None:
-        """Every second: each subscriber's role now; a user who may no longer receive events is ended."""
+        """Every second: each subscriber's role now; a user who may no longer receive events (deactivated, or signed
+        out everywhere since the subscriber's token was issued) is ended."""
         self.checked_at = time.monotonic()
         users = {subscriber.viewer.user_id for subscriber in self.subscribers}
         roles = await inbox_events.current_roles(self.hub.state, self.organization_id, users)
         for subscriber in list(self.subscribers):
-            role = roles.get(subscriber.viewer.user_id)
-            if role is None:
-                self.end(subscriber, SubscriberDeactivated("the user was deactivated"))
+            now = roles.get(subscriber.viewer.user_id)
+            if now is None or now[1] != subscriber.viewer.session_version:
+                self.end(subscriber, SubscriberDeactivated("the user was deactivated or signed out"))
             else:
-                subscriber.role = role
+                subscriber.role = now[0]
 
 
 # -- the hub ------------------------------------------------------------------------------------------

@@ -163,6 +163,7 @@ async def test_token_signed_with_another_key_is_unauthenticated(api: Api, org: O
         user_id=uuid.uuid4(),
         organization_id=org.id,
         role=Role.ADMIN,
+        session_version=0,
         ttl_seconds=60,
     )
     result = await api.gql(ME, token=forged)
@@ -175,7 +176,12 @@ async def test_expired_token_is_unauthenticated(api: Api, org: Org) -> None:
 
     claims = decode_access_token(SECRET, login["accessToken"])
     expired = issue_access_token(
-        SECRET, user_id=claims.user_id, organization_id=claims.organization_id, role=claims.role, ttl_seconds=-5
+        SECRET,
+        user_id=claims.user_id,
+        organization_id=claims.organization_id,
+        role=claims.role,
+        session_version=claims.session_version,
+        ttl_seconds=-5,
     )
     result = await api.gql(ME, token=expired)
     assert result["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -190,7 +196,12 @@ async def test_a_token_verified_once_still_expires(api: Api, org: Org) -> None:
 
     claims = decode_access_token(SECRET, (await api.login(org.admin_email))["accessToken"])
     short = issue_access_token(
-        SECRET, user_id=claims.user_id, organization_id=claims.organization_id, role=claims.role, ttl_seconds=2
+        SECRET,
+        user_id=claims.user_id,
+        organization_id=claims.organization_id,
+        role=claims.role,
+        session_version=claims.session_version,
+        ttl_seconds=2,
     )
     assert "errors" not in await api.gql(ME, token=short)  # verified, and remembered
     await asyncio.sleep(2.1)

@@ -113,6 +113,9 @@ class User(TenantMixin, Base):
     )
     password_hash: Mapped[str] = mapped_column(Text, nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # Bumped when the user is signed out everywhere (deactivation, a new password): access tokens carry the version
+    # they were issued under and are refused once it moves on.
+    session_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True),

@@ -89,6 +89,7 @@ async def _issue(ctx: Context, session: AsyncSession, user: User, family_id: uui
         user_id=user.id,
         organization_id=user.organization_id,
         role=user.role,
+        session_version=user.session_version,
         ttl_seconds=ctx.settings.access_token_ttl_seconds,
     )
     return AuthResult(access, token, user)
@@ -191,7 +192,12 @@ async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datet
 
 
 async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Sign a user out everywhere (on deactivation and on a password change): revoke all their refresh tokens."""
+    """Sign a user out everywhere (on deactivation and on a password change): revoke all their refresh tokens,
+    and move their session version on, which ends their access tokens (HTTP and open WebSockets)."""
+    await session.execute(
+        update(User).where(User.id == user_id).values(session_version=User.session_version + 1),
+        execution_options={"synchronize_session": False},
+    )
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))

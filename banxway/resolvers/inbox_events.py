@@ -158,20 +158,23 @@ def event_objects(state: AppState) -> EventObjects:
 
 async def current_roles(
     state: AppState, organization_id: uuid.UUID, user_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, Role | None]:
-    """Each user's role now, or None for one who may no longer receive events (deactivated, gone, or moved to
-    another organization): the users of a whole channel in one query, once a second while events flow."""
+) -> dict[uuid.UUID, tuple[Role, int] | None]:
+    """Each user's role and session version now, or None for one who may no longer receive events (deactivated,
+    gone, or moved to another organization): the users of a whole channel in one query, once a second while
+    events flow. A subscriber whose token carries another session version was signed out everywhere."""
     wanted = list(dict.fromkeys(user_ids))
-    roles: dict[uuid.UUID, Role | None] = dict.fromkeys(wanted)
+    roles: dict[uuid.UUID, tuple[Role, int] | None] = dict.fromkeys(wanted)
     if wanted:
         async with system_session(state.sessionmaker) as session:
             rows = (
                 await session.execute(
-                    select(User.id, User.role, User.active, User.organization_id).where(User.id.in_(wanted))
+                    select(User.id, User.role, User.session_version, User.active, User.organization_id).where(
+                        User.id.in_(wanted)
+                    )
                 )
             ).all()
-        for user_id, role, active, user_organization in rows:
-            roles[user_id] = role if active and user_organization == organization_id else None
+        for user_id, role, version, active, user_organization in rows:
+            roles[user_id] = (role, version) if active and user_organization == organization_id else None
     return roles
 
 

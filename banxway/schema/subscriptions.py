@@ -103,7 +103,10 @@ def _ended_as_errors() -> Iterator[None]:
             extensions={"code": "SLOW_CONSUMER"},
         ) from None
     except fanout.SubscriberDeactivated:
-        raise GraphQLError("Your account is deactivated.", extensions={"code": "UNAUTHENTICATED"}) from None
+        raise GraphQLError(
+            "You were signed out (your account was deactivated or your password changed); sign in again.",
+            extensions={"code": "UNAUTHENTICATED"},
+        ) from None
 
 
 async def event_stream(
