@@ -347,3 +347,56 @@ async def test_a_base_url_on_a_private_address_is_refused(
         payload = await _configure(inbox, values)
     assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [("INVALID", ["baseUrl"])], payload
     assert "private or reserved" in payload["userErrors"][0]["message"]
+
+
+async def test_integration_test_does_not_repeat_a_reply_that_is_not_the_providers(
+    inbox: Inbox, provider: StandIn
+) -> None:
+    """Issue 16, item 5: a server that is not the provider (a baseUrl pointed elsewhere) must not have its page
+    read back through `integrationTest` (or a message's failure reason): only the provider's own error words are."""
+    configured = (await configure_exotel(inbox, provider))["integration"]
+    provider.fail_next("exotel_balance", 401, body="<html>internal dashboard: db password hunter2</html>")
+    bad = await inbox.ok(INTEGRATION_TEST, {"input": {"id": configured["id"]}}, "integrationTest")
+    assert bad["ok"] is False
+    assert bad["detail"] == "EXOTEL answered 401: Unauthorized"
+    assert "hunter2" not in bad["integration"]["lastError"]
+
+
+async def test_the_connection_itself_is_refused_on_a_private_address(
+    settings: Any, state: AppState, api: Api, org: Org, provider: StandIn
+) -> None:
+    """Issue 16, item 5: the address is checked where the connection is made (a name that resolved to a public
+    address when baseUrl was saved may resolve to a private one later: DNS rebinding). Here the integration was
+    configured while private addresses were allowed, and is then used with them refused."""
+    import dataclasses
+
+    from tests.conftest import http_client
+
+    async with http_client(settings, state) as http:
+        inbox = Inbox(Api(http, state), org, await Api(http, state).token(org.admin_email))
+        configured = (await configure_exotel(inbox, provider))["integration"]
+    strict = dataclasses.replace(state, settings=settings.model_copy(update={"allow_private_provider_urls": False}))
+    async with http_client(strict.settings, strict) as http:
+        inbox = Inbox(Api(http, strict), org, await Api(http, strict).token(org.admin_email))
+        bad = await inbox.ok(INTEGRATION_TEST, {"input": {"id": configured["id"]}}, "integrationTest")
+    assert bad["ok"] is False
+    assert "resolves to 127.0.0.1, a private or reserved address" in bad["detail"]
+    assert provider.sent("exotel_balance") == []  # nothing reached it
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_the_guarded_transport_connects_only_to_public_addresses(provider: StandIn, host: str) -> None:
+    """`network.transport(public_only=True)` is the client's transport that refuses (httpx takes no network
+    backend: the guard is set on its httpcore pool — if httpx changes that, this fails)."""
+    import httpx
+
+    from banxway.integrations import network
+
+    url = provider.base_url.replace("127.0.0.1", host) + "/nowhere"
+    async with httpx.AsyncClient(transport=network.transport(public_only=True)) as client:
+        with pytest.raises(httpx.ConnectError, match="private or reserved"):
+            await client.get(url)
+    async with httpx.AsyncClient(transport=network.transport(public_only=False)) as client:
+        assert (await client.get(url)).status_code == 404  # the stand-in answered
+    assert network.is_public("8.8.8.8") and not network.is_public("::ffff:10.0.0.1")
+    assert not network.is_public("169.254.169.254") and not network.is_public("fe80::1%eth0")

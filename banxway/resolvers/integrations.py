@@ -63,6 +63,7 @@ def provider_config(integration: Integration, box: SecretBox, settings: Settings
         api_key=integration.api_key,
         api_token=box.decrypt(integration.api_token),
         timeout=settings.provider_timeout_seconds,
+        public_only=not settings.allow_private_provider_urls,
     )
 
 

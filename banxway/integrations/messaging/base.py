@@ -16,8 +16,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol
 
 import httpx
+import structlog
 
 from banxway.enums import Channel, IntegrationType, MessageStatus
+from banxway.integrations import network
 
 
 class ProviderError(Exception):
@@ -52,6 +54,7 @@ class ProviderConfig:
     api_key: str | None
     api_token: str
     timeout: float = 15.0
+    public_only: bool = True  # connect only to internet addresses (`banxway.integrations.network`)
 
     @property
     def auth(self) -> tuple[str, str]:
@@ -80,6 +83,8 @@ class Outgoing:
 
 # One client per event loop and provider account, kept open: a new client costs ~40 ms of CPU (its SSL
 # context) and a new connection per call (measured with bench/outbound.py).
+log = structlog.get_logger("banxway.providers")
+
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
@@ -87,13 +92,16 @@ _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx
 
 def _client(config: ProviderConfig) -> httpx.AsyncClient:
     clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
-    key = (config.base_url, config.auth, config.timeout)
+    key = (config.base_url, config.auth, config.timeout, config.public_only)
     client = clients.get(key)
     if client is None or client.is_closed:
         timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
         limits = httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=30)
         client = clients[key] = httpx.AsyncClient(
-            base_url=config.base_url, auth=config.auth, timeout=timeout, limits=limits
+            base_url=config.base_url,
+            auth=config.auth,
+            timeout=timeout,
+            transport=network.transport(public_only=config.public_only, limits=limits),
         )
     return client
 
@@ -162,7 +170,10 @@ def decode_reply(provider: str, response: httpx.Response) -> Any:
                 f"{provider} answered {response.status_code} without JSON", response.status_code
             )
         return payload
-    words = _error_text(payload) or response.text[:300] or response.reason_phrase
+    words = _error_text(payload)
+    if words is None:  # not the provider's error shape: its body is not repeated to the caller (it may be anyone's)
+        log.warning("provider error reply", provider=provider, status=response.status_code, body=response.text[:300])
+        words = response.reason_phrase or "an error"
     detail = f"{provider} answered {response.status_code}: {words}"
     if response.status_code == 429 or response.status_code >= 500:
         retry_after = _retry_after(response.headers.get("retry-after"))
@@ -186,7 +197,8 @@ async def download(
         raise PermanentProviderError(f"Not downloading from {url.split('?')[0]}: it is not the provider's server.")
     timeout = httpx.Timeout(max(config.timeout, 30.0), connect=10.0)
     try:
-        async with httpx.AsyncClient(auth=config.auth, timeout=timeout, follow_redirects=False) as client:
+        guarded = network.transport(public_only=config.public_only)
+        async with httpx.AsyncClient(auth=config.auth, timeout=timeout, transport=guarded) as client:
             async with client.stream("GET", url) as response:
                 if not response.is_success:
                     await response.aread()

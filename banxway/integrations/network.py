@@ -1,0 +1,84 @@
+"""Outbound HTTP that reaches only the internet: for calls to addresses an organization's admin chose (a provider's
+`baseUrl`, the media it points at), so that our server never calls its own network on their behalf (SSRF).
+
+A `baseUrl` on a private address is refused when it is saved; this is the check at connect time, where it holds:
+the name is resolved here, every address it resolves to must be global, and the connection is made to one of the
+addresses that were checked — a name cannot answer a public address to the check and a private one to the
+connection (DNS rebinding). TLS still verifies the certificate against the name (httpcore passes the URL's host
+as the server name, whatever address the socket connected to). Redirects are not followed by our clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+
+def is_public(address: str) -> bool:
+    """Whether an IP address is on the internet: not loopback, private, link-local (cloud metadata), multicast or
+    otherwise reserved; an IPv4-mapped IPv6 address is judged as its IPv4 address."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return ip.is_global and not ip.is_multicast
+
+
+class PublicAddressesOnly(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to global addresses (see the module)."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise httpcore.ConnectError(f"{host} could not be resolved: {exc}") from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        refused = [address for address in addresses if not is_public(address)]
+        if refused:
+            raise httpcore.ConnectError(
+                f"{host} resolves to {refused[0]}, a private or reserved address: not connecting "
+                "(BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS allows it, for development)"
+            )
+        error: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc if isinstance(exc, httpcore.ConnectError) else httpcore.ConnectError(str(exc))
+        raise error or httpcore.ConnectError(f"{host} has no address")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("Unix sockets are not the internet")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def transport(*, public_only: bool, **options: Any) -> httpx.AsyncHTTPTransport:
+    """An httpx transport; with `public_only`, one that connects only to global addresses. (httpx takes no network
+    backend of its own: it is set on the transport's httpcore pool, which `tests/test_network_guard.py` pins.)"""
+    result = httpx.AsyncHTTPTransport(**options)
+    if public_only:
+        result._pool._network_backend = PublicAddressesOnly()
+    return result
