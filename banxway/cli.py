@@ -23,6 +23,10 @@ from banxway.settings import (
     redact_url,
 )
 
+# uvicorn's WebSocket keep-alive: a ping every 20 s, and a peer that does not answer within 20 s more is closed
+# (1011). A subscriber that stops reading for less than that finds its subscription ended with SLOW_CONSUMER.
+SERVE_WS_PING_INTERVAL = 20.0
+
 
 def _env_help() -> str:
     rows = "\n".join(
@@ -237,7 +241,7 @@ async def _serve(
         ws="auto",
         log_config=None,
         lifespan="on",
-        ws_ping_interval=20,
+        ws_ping_interval=SERVE_WS_PING_INTERVAL,
     )
     server = uvicorn.Server(config)
 

@@ -69,7 +69,9 @@ def local_uuid(global_id: str) -> uuid.UUID:
 
 
 @asynccontextmanager
-async def uvicorn_server(settings: Settings, state: AppState) -> AsyncIterator[str]:
+async def uvicorn_server(
+    settings: Settings, state: AppState, *, ws_ping_interval: float | None = None
+) -> AsyncIterator[str]:
     """Serve `create_app(settings, state=state)` on 127.0.0.1 in the running loop; yields the ws:// URL."""
     app = create_app(settings, state=state)
     config = uvicorn.Config(
@@ -79,7 +81,7 @@ async def uvicorn_server(settings: Settings, state: AppState) -> AsyncIterator[s
         lifespan="on",
         log_config=None,
         ws="websockets-sansio",
-        ws_ping_interval=None,  # the tests look at the GraphQL protocols' own keep-alives
+        ws_ping_interval=ws_ping_interval,  # by default none: the tests look at the GraphQL protocols' own
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
