@@ -151,6 +151,15 @@ class Context:
     def box(self) -> SecretBox:
         return self.state.box
 
+    async def sign_in(self, user: User) -> None:
+        """The rest of the operation acts as `user`, who just signed in with it (authLogin, authRefresh): the
+        payload's `user { organization }` resolves as it would with the new token."""
+        await self.aclose()
+        self.auth_error = None
+        self.viewer_or_none = Viewer(
+            user.id, user.organization_id, user.role, user.email, user.name, user.session_version
+        )
+
     async def aclose(self) -> None:
         """Close the operation's session and drop its loaders (a subscription starts afresh for each event)."""
         scope = self._scope

@@ -283,3 +283,22 @@ async def test_one_address_is_limited_across_emails(api: Api, org: Org, settings
     # when each guess is for another email, then the fourth from the same address is refused unchecked
     codes = [response.json()["data"]["authLogin"]["userErrors"][0]["code"] for response in attempts]
     assert codes == ["INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"]
+
+
+async def test_the_login_payloads_user_resolves_fully_without_a_token(api: Api, org: Org) -> None:
+    """Issue 18: `authLogin { user { organization { name } } }` answered `user: null` and UNAUTHENTICATED, since
+    the request carried no token yet; a frontend's "UNAUTHENTICATED → login page" handler looped on it."""
+    query = """
+    mutation($email: String!, $password: String!) {
+      authLogin(input: {email: $email, password: $password}) {
+        accessToken user { email role organization { slug } } userErrors { code }
+      }
+    }"""
+    result = await api.gql(query, {"email": org.admin_email, "password": PASSWORD})
+    assert "errors" not in result, result
+    payload = result["data"]["authLogin"]
+    assert payload["user"] == {"email": org.admin_email, "role": "ADMIN", "organization": {"slug": org.slug}}
+    # and a wrong password still signs no one in
+    wrong = await api.gql(query, {"email": org.admin_email, "password": "not-the-password"})
+    assert wrong["data"]["authLogin"]["user"] is None
+    assert [e["code"] for e in wrong["data"]["authLogin"]["userErrors"]] == ["INVALID_CREDENTIALS"]

@@ -50,7 +50,10 @@ class AuthLogoutPayload:
     user_errors: list[AuthError]  # type: ignore[valid-type]
 
 
-def _auth_fields(result: auth_use_cases.AuthResult) -> dict:
+async def _signed_in(info: Ctx, result: auth_use_cases.AuthResult) -> dict:
+    """The payload's fields; the rest of the operation reads as the user who signed in (without it the payload's
+    `user { organization }` failed UNAUTHENTICATED: the request carried no token yet)."""
+    await info.context.sign_in(result.user)
     return {
         "access_token": result.access_token,
         "refresh_token": result.refresh_token,
@@ -63,8 +66,8 @@ class AuthMutation:
     @strawberry.mutation(description="Sign in with email and password.")
     async def auth_login(self, info: Ctx, input: AuthLoginInput) -> AuthPayload:
         async def call() -> dict:
-            return _auth_fields(
-                await auth_use_cases.auth_login(info.context, input.email, input.password, input.organization)
+            return await _signed_in(
+                info, await auth_use_cases.auth_login(info.context, input.email, input.password, input.organization)
             )
 
         return await mutate(AuthPayload, AuthError, AuthErrorCode, call)
@@ -72,7 +75,7 @@ class AuthMutation:
     @strawberry.mutation(description="Exchange a refresh token for new tokens; the old one stops working.")
     async def auth_refresh(self, info: Ctx, input: AuthRefreshInput) -> AuthPayload:
         async def call() -> dict:
-            return _auth_fields(await auth_use_cases.auth_refresh(info.context, input.refresh_token))
+            return await _signed_in(info, await auth_use_cases.auth_refresh(info.context, input.refresh_token))
 
         return await mutate(AuthPayload, AuthError, AuthErrorCode, call)
 
