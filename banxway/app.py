@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
@@ -42,10 +42,19 @@ from banxway.compiler import CompilingSchema
 from banxway.context import SIGNED_OUT, Context, authenticate, operation_scope, verify_token, viewer_of
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
-from banxway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from banxway.middleware import (
+    BodyLimitMiddleware,
+    RateLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    bearer_matches,
+    graphiql_content_security_policy,
+    websocket_operation_refusal,
+)
 from banxway.resolvers.attachments import attachment_file, attachment_upload
 from banxway.schema import build_schema
 from banxway.schema.ids import local_id, to_global_id
+from banxway.schema.persisted import persisted_operations, websocket_operation
 from banxway.settings import Settings
 from banxway.state import AppState, new_state
 from banxway.tasks import consequences
@@ -98,18 +107,32 @@ class _OperationTask:
     websocket: Any
     context: Context
     _expiry: asyncio.Task[None] | None = None
+    # the protocol's own (the handler classes below)
+    send_message: Callable[[Any], Awaitable[None]]
+    _errors_payload: Callable[[dict[str, Any]], Any]
 
-    async def _may_run(self) -> bool:
-        """Whether the next operation may run; the viewer refreshed, or the connection ended (False)."""
+    async def _may_run(self, message: Any) -> bool:
+        """Whether the operation `message` starts may run: the viewer refreshed, or the connection ended, or the
+        operation refused with RATE_LIMITED (it counts in the same windows as the user's HTTP requests)."""
+        state = self.context.state
         claims = self.context.claims
-        if claims is None:  # no token: the operation answers UNAUTHENTICATED itself
+        if claims is not None:  # (without a token the operation answers UNAUTHENTICATED itself)
+            viewer, error = await viewer_of(state, claims)
+            if viewer is None:
+                await self._forbid(error or SIGNED_OUT)
+                return False
+            self.context.viewer_or_none = viewer
+        client = self.websocket.ws.client
+        user = str(claims.user_id) if claims is not None else None
+        address = client.host if client else None
+        persisted = persisted_operations(self.schema)
+        refusal = await websocket_operation_refusal(state, user, address, message.get("payload"), persisted)
+        if refusal is None:
             return True
-        viewer, error = await viewer_of(self.context.state, claims)
-        if viewer is None:
-            await self._forbid(error or SIGNED_OUT)
-            return False
-        self.context.viewer_or_none = viewer
-        return True
+        text, retry = refusal
+        error = {"message": text, "extensions": {"code": "RATE_LIMITED", "retryAfter": retry}}
+        await self.send_message({"type": "error", "id": message.get("id"), "payload": self._errors_payload(error)})
+        return False
 
     async def _renew(self, payload: Any) -> str | None:
         """Take the newer access token of `payload`'s `authorization` for the rest of the connection; the reason
@@ -182,9 +205,14 @@ class LegacyWSHandler(_OperationTask, BaseGraphQLWSHandler):
             await self.send_message({"type": "connection_error", "payload": {"message": error}})
 
     async def handle_start(self, message: Any) -> None:
-        if self.connection_acknowledged and not await self._may_run():
+        if self.connection_acknowledged and not await self._may_run(message):
             return
-        await super().handle_start(message)
+        with websocket_operation(message.get("payload")):
+            await super().handle_start(message)
+
+    @staticmethod
+    def _errors_payload(error: dict[str, Any]) -> Any:
+        return error  # graphql-ws: one error
 
     async def cleanup(self) -> None:
         self._stop_watching()
@@ -241,9 +269,14 @@ class TransportWSHandler(_OperationTask, BaseGraphQLTransportWSHandler):
             self._watch_expiry()
 
     async def handle_subscribe(self, message: Any) -> None:
-        if self.connection_acknowledged and not await self._may_run():
+        if self.connection_acknowledged and not await self._may_run(message):
             return
-        await super().handle_subscribe(message)
+        with websocket_operation(message.get("payload")):
+            await super().handle_subscribe(message)
+
+    @staticmethod
+    def _errors_payload(error: dict[str, Any]) -> Any:
+        return [error]  # graphql-transport-ws: a list of errors
 
     async def handle_ping(self, message: Any) -> None:
         """A `ping` whose payload carries `authorization` renews the connection's token: the `pong` says
@@ -284,6 +317,10 @@ class GraphQLApp(GraphQL):
     def __init__(self, *args: Any, keepalive_seconds: float, **kwargs: Any) -> None:
         super().__init__(*args, keep_alive=True, keep_alive_interval=keepalive_seconds, **kwargs)
         self.keepalive_seconds = keepalive_seconds
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a persisted query sent by GET (APQ): it has `extensions` and no `query`."""
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(request)
 
     def encode_json(self, data: object) -> str:  # type: ignore[override]
         return orjson.dumps(data).decode()  # text frames on WebSocket, as browser clients expect
@@ -431,6 +468,14 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     )
 
     async def metrics(request: Request) -> Response:
+        """With BANXWAY_METRICS_TOKEN, for `Authorization: Bearer <token>` only; without, open in development and
+        missing (404, like any unknown path) in production."""
+        if settings.metrics_token is not None:
+            if not bearer_matches(request.headers.get("authorization"), settings.metrics_token):
+                error = {"error": "/metrics needs 'Authorization: Bearer <BANXWAY_METRICS_TOKEN>'"}
+                return JSONResponse(error, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        elif settings.production:
+            return PlainTextResponse("Not Found", status_code=404)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
@@ -449,6 +494,11 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     middleware = [
         Middleware(RequestContextMiddleware, requests=requests, latency=latency),
         Middleware(
+            SecurityHeadersMiddleware,
+            html_policy=graphiql_content_security_policy(graphql.graphql_ide_html) if graphql.graphql_ide else None,
+            hsts=settings.production,
+        ),
+        Middleware(
             BodyLimitMiddleware,
             max_body_bytes=settings.max_body_bytes,
             max_upload_bytes=settings.attachment_max_bytes,
@@ -461,8 +511,12 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["retry-after", "x-request-id"],
             )
         )
+    middleware.append(
+        Middleware(RateLimitMiddleware, settings=settings, persisted=persisted_operations(schema))
+    )  # inside the body limit and CORS
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

@@ -46,6 +46,8 @@ org_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
+operations_app = typer.Typer(help="Persisted GraphQL operations.", no_args_is_help=True)
+app.add_typer(operations_app, name="operations")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -496,6 +498,31 @@ def export_schema(
         return
     output.write_text(sdl)
     typer.echo(f"Wrote {output} ({len(sdl.splitlines())} lines).")
+
+
+@operations_app.command("hash")
+def operations_hash(
+    files: Annotated[list[Path], typer.Argument(help=".graphql files, each sent by the client as it is.")],
+    style: Annotated[
+        str, typer.Option("--format", help="apollo (persisted-query manifest) or map ({sha256: query}).")
+    ] = "apollo",
+) -> None:
+    """Print the manifest of the operations in FILES, for BANXWAY_GRAPHQL_OPERATIONS_FILE."""
+    from graphql import GraphQLError
+
+    from banxway.schema.persisted import manifest_of
+
+    if style not in ("apollo", "map"):
+        raise _fail(f"Invalid --format {style!r}: expected apollo or map")
+    try:
+        manifest = manifest_of(files)
+    except OSError as exc:
+        raise _fail(f"Cannot read {exc.filename}: {exc.strerror}") from None
+    except GraphQLError as exc:
+        raise _fail(f"Not a GraphQL document: {exc.message}") from None
+    if style == "map":
+        manifest = {operation["id"]: operation["body"] for operation in manifest["operations"]}
+    typer.echo(json.dumps(manifest, indent=2))
 
 
 def main() -> None:

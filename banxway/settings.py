@@ -121,6 +121,36 @@ class Settings(BaseSettings):
         description="on: queries the compiler understands (the inbox, a thread) are answered by one SQL statement; "
         "off: every operation by the executor; verify: both, failing the operation when they differ (tests).",
     )
+    graphql_persisted_only: bool = Field(
+        False,
+        alias="BANXWAY_GRAPHQL_PERSISTED_ONLY",
+        description="Run only the operations of BANXWAY_GRAPHQL_OPERATIONS_FILE (by hash, or by a text whose "
+        "sha256 is registered); any other is refused as PERSISTED_QUERY_NOT_ALLOWED and APQ registers nothing.",
+    )
+    graphql_operations_file: Path | None = Field(
+        None,
+        alias="BANXWAY_GRAPHQL_OPERATIONS_FILE",
+        description='The registered operations, loaded at start: JSON `{"<sha256>": "<query>"}` or Apollo\'s '
+        "persisted-query manifest (`banxway operations hash` writes one).",
+    )
+    graphql_apq_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        alias="BANXWAY_GRAPHQL_APQ_TTL",
+        description="Seconds an automatic persisted query (APQ) is kept in Redis after it was registered.",
+    )
+    graphql_introspection: bool | None = Field(
+        None,
+        alias="BANXWAY_GRAPHQL_INTROSPECTION",
+        description="Answer introspection queries (__schema, __type) (default: true in development, false in "
+        "production); off, they are refused with INTROSPECTION_DISABLED. `banxway export-schema` works either way.",
+    )
+    graphql_suggestions: bool | None = Field(
+        None,
+        alias="BANXWAY_GRAPHQL_SUGGESTIONS",
+        description='Add "Did you mean ...?" suggestions of field, argument, type and enum names to error messages '
+        "(default: true in development, false in production).",
+    )
     access_token_ttl_seconds: int = Field(
         900,
         ge=30,
@@ -193,6 +223,54 @@ class Settings(BaseSettings):
         alias="BANXWAY_MAX_BODY_BYTES",
         description="Largest request body on /graphql and the webhooks (uploads: BANXWAY_ATTACHMENT_MAX_BYTES); "
         "a larger one is answered 413 before it is read.",
+    )
+    rate_limit_graphql_per_minute: int = Field(
+        600,
+        ge=0,
+        alias="BANXWAY_RATE_LIMIT_GRAPHQL_PER_MINUTE",
+        description="HTTP GraphQL requests (GET and POST /graphql) one user (by the access token's subject) may make "
+        "in a sliding minute; then 429 RATE_LIMITED with Retry-After. 0: no limit.",
+    )
+    rate_limit_graphql_per_ip_per_minute: int = Field(
+        1200,
+        ge=0,
+        alias="BANXWAY_RATE_LIMIT_GRAPHQL_PER_IP_PER_MINUTE",
+        description="HTTP GraphQL requests one client address may make in a sliding minute, signed in or not. "
+        "0: no limit.",
+    )
+    rate_limit_mutations_per_minute: int = Field(
+        120,
+        ge=0,
+        alias="BANXWAY_RATE_LIMIT_MUTATIONS_PER_MINUTE",
+        description="Of those, mutations one user may make in a sliding minute. 0: no limit.",
+    )
+    rate_limit_mutations_per_ip_per_minute: int = Field(
+        300,
+        ge=0,
+        alias="BANXWAY_RATE_LIMIT_MUTATIONS_PER_IP_PER_MINUTE",
+        description="Of those, mutations one client address may make in a sliding minute (logins included). "
+        "0: no limit.",
+    )
+    rate_limit_webhooks_per_minute: int = Field(
+        1200,
+        ge=0,
+        alias="BANXWAY_RATE_LIMIT_WEBHOOKS_PER_MINUTE",
+        description="Provider callbacks (/webhooks/...) one webhook URL (one integration) may receive in a sliding "
+        "minute; then 429 with Retry-After. 0: no limit.",
+    )
+    rate_limit_webhooks_per_ip_per_minute: int = Field(
+        6000,
+        ge=0,
+        alias="BANXWAY_RATE_LIMIT_WEBHOOKS_PER_IP_PER_MINUTE",
+        description="Provider callbacks one client address may send in a sliding minute, to any webhook URL. "
+        "0: no limit.",
+    )
+    metrics_token: str | None = Field(
+        None,
+        alias="BANXWAY_METRICS_TOKEN",
+        description="When set (at least 16 characters), /metrics answers only `Authorization: Bearer <token>` "
+        "(401 otherwise). Unset: /metrics is open in development and answers 404 in production.",
+        repr=False,
     )
     email_timeout_seconds: float = Field(
         30.0, gt=0, alias="BANXWAY_EMAIL_TIMEOUT", description="Seconds before an IMAP or SMTP operation gives up."
@@ -290,6 +368,11 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None and value.strip() else None  # the length: see _check_secret
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -299,10 +382,22 @@ class Settings(BaseSettings):
     def _check_secret(self) -> Settings:
         if self.secret_key is not None and len(self.secret_key) < 32:
             raise ValueError("BANXWAY_SECRET_KEY must be at least 32 characters long")
+        if self.metrics_token is not None and len(self.metrics_token) < 16:  # (checked here: the value is not shown)
+            raise ValueError("BANXWAY_METRICS_TOKEN must be at least 16 characters long")
         if self.env == "production" and self.password_hashing != "standard":
             raise ValueError("BANXWAY_PASSWORD_HASHING=fast-insecure is refused when BANXWAY_ENV=production")
         if self.env == "production" and not self.secret_key:
             raise ValueError("BANXWAY_SECRET_KEY is required when BANXWAY_ENV=production")
+        return self
+
+    @model_validator(mode="after")
+    def _check_persisted_operations(self) -> Settings:
+        if self.graphql_operations_file is not None and not self.graphql_operations_file.is_file():
+            raise ValueError(f"BANXWAY_GRAPHQL_OPERATIONS_FILE={str(self.graphql_operations_file)!r} is not a file")
+        if self.graphql_persisted_only and self.graphql_operations_file is None:
+            raise ValueError(
+                "BANXWAY_GRAPHQL_PERSISTED_ONLY=true needs BANXWAY_GRAPHQL_OPERATIONS_FILE (the operations that may run)"
+            )
         return self
 
     # -- derived ---------------------------------------------------------------
@@ -310,6 +405,14 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.graphql_introspection if self.graphql_introspection is not None else not self.production
+
+    @property
+    def suggestions_enabled(self) -> bool:
+        return self.graphql_suggestions if self.graphql_suggestions is not None else not self.production
 
     @property
     def embedded(self) -> bool:

@@ -385,6 +385,9 @@ class Server:
             return
         self.tmp = Path(tempfile.mkdtemp(prefix="banxway-fanout-"))
         self.env.update({"BANXWAY_DATA_DIR": str(self.tmp / "data"), "BANXWAY_LOG_LEVEL": "WARNING"})
+        for limit in ("GRAPHQL", "MUTATIONS", "WEBHOOKS"):  # one address loads the server as hard as it can
+            self.env.setdefault(f"BANXWAY_RATE_LIMIT_{limit}_PER_MINUTE", "0")
+            self.env.setdefault(f"BANXWAY_RATE_LIMIT_{limit}_PER_IP_PER_MINUTE", "0")
         # JSON logs as in production: the console format renders each error's traceback with rich
         # (syntax highlighting, locals), about 2 s of the event loop per error under load
         self.env.setdefault("BANXWAY_LOG_FORMAT", "json")

@@ -730,6 +730,9 @@ async def main() -> None:
             "BANXWAY_LOG_LEVEL": "WARNING",
             "BANXWAY_LOG_FORMAT": "json",  # as in production: the console's rich tracebacks cost seconds of CPU
             "BANXWAY_DATA_DIR": str(args.data_dir / "server"),
+            # no rate limits: the clients load the server from one address as hard as it answers
+            **{f"BANXWAY_RATE_LIMIT_{limit}_PER_MINUTE": "0" for limit in ("GRAPHQL", "MUTATIONS", "WEBHOOKS")},
+            **{f"BANXWAY_RATE_LIMIT_{limit}_PER_IP_PER_MINUTE": "0" for limit in ("GRAPHQL", "MUTATIONS", "WEBHOOKS")},
         }
         server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
             [sys.executable, "-m", "banxway.cli", "serve", "--no-migrate", "--port", str(port)],

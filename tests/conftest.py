@@ -11,10 +11,17 @@ import os
 
 # Cheap password hashes: the suite hashes and verifies thousands (set before banxway is imported).
 os.environ.setdefault("BANXWAY_PASSWORD_HASHING", "fast-insecure")
-os.environ.setdefault("BANXWAY_GRAPHQL_COMPILED", "verify")
-os.environ.setdefault(
-    "BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS", "true"
-)  # the provider stand-ins listen on 127.0.0.1  # every query of the suite checks the compiled path
+os.environ.setdefault("BANXWAY_GRAPHQL_COMPILED", "verify")  # every query of the suite checks the compiled path
+os.environ.setdefault("BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS", "true")  # the provider stand-ins listen on 127.0.0.1
+# Every test of a worker calls from 127.0.0.1, some hundreds of times a minute: rate limits far above that, so that
+# the limiter runs on every request and limits none (tests/test_rate_limits.py sets its own).
+os.environ.update(
+    {
+        name: os.environ.get(name, "1000000")
+        for kind in ("GRAPHQL", "MUTATIONS", "WEBHOOKS")
+        for name in (f"BANXWAY_RATE_LIMIT_{kind}_PER_MINUTE", f"BANXWAY_RATE_LIMIT_{kind}_PER_IP_PER_MINUTE")
+    }
+)
 
 import asyncio
 import itertools

@@ -27,6 +27,7 @@ from banxway.compiler.sql import EXPECTED_FAILURES, ORGANIZATION, VIEWER, Compil
 from banxway.context import Context
 from banxway.db.session import read
 from banxway.logs import get_logger
+from banxway.schema.persisted import PersistedQueryError, persisted_operations
 
 log = get_logger("banxway.compiler")
 COMPILED_HEADER = "banxway-compiled"
@@ -107,20 +108,43 @@ class CompilingSchema(strawberry.Schema):
         context_value: Any | None = None,
         root_value: Any | None = None,
         operation_name: str | None = None,
-        *args: Any,
-        **kwargs: Any,
+        allowed_operation_types: Any | None = None,
+        operation_extensions: dict[str, Any] | None = None,
     ) -> Any:
         """An operation compiled before for the same text, variables and role is answered at once: it was parsed,
         validated and its variables checked when it was compiled, and all of that depends on nothing else. Anything
-        else takes Strawberry's way (`_execute_operation` below)."""
+        else takes Strawberry's way (`_execute_operation` below).
+
+        The persisted-operations rules come first, as the `PersistedQueries` extension applies them: a hash stands
+        for its query's text (APQ, the registered operations), and what they refuse (an unregistered operation in
+        persisted-only mode, a hash that is not the text's) never takes the fast path."""
         viewer = getattr(context_value, "viewer_or_none", None)
-        if self.compiled == "on" and viewer is not None and query is not None:
-            key = self._key(query, operation_name, variable_values, viewer)
+        if self.compiled == "on" and viewer is not None:
+            text, register = query, None
+            operations = persisted_operations(self)
+            if operations is not None:
+                try:
+                    resolved = await operations.resolve(query, operation_extensions, context_value)
+                except PersistedQueryError:  # Strawberry's way answers the refusal
+                    text = None
+                else:
+                    text, register = resolved.query, resolved.register
+            key = self._key(text, operation_name, variable_values, viewer) if text is not None else None
             _, plan = self._cached(key, viewer) if key is not None else (False, None)
             if plan is not None:
-                text = await self.run_plan(plan, context_value)
-                return ExecutionResult(data=orjson.Fragment(text), errors=None)  # type: ignore[arg-type]
-        return await super().execute(query, variable_values, context_value, root_value, operation_name, *args, **kwargs)
+                if operations is not None and register is not None and text is not None:  # compiled: it validated
+                    await operations.register(register, text, context_value)
+                data = await self.run_plan(plan, context_value)
+                return ExecutionResult(data=orjson.Fragment(data), errors=None)  # type: ignore[arg-type]
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
 
     def _compile(self, execution_context: Any, context: Context, variables: dict[str, Any]) -> Plan | None:
         document = execution_context.graphql_document

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 
+from banxway import ratelimit
 from banxway.auth import (
     DUMMY_PASSWORD_HASH,
     averify_password,
@@ -49,22 +49,10 @@ def _address_key(address: str) -> str:
 
 
 async def _take_attempt(ctx: Context, key: str, limit: int) -> str | None:
-    """Count a login attempt in the window before its password is checked, atomically (MULTI), so that concurrent
-    guesses cannot all pass a count read before any of them was recorded. The attempt's member, or None when the
-    window is full (the attempt is not counted then). A successful login clears the email's count."""
-    window = ctx.settings.login_failure_window_seconds
-    now = time.time()
-    member = f"{now}:{uuid.uuid4().hex}"
-    async with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.zremrangebyscore(key, "-inf", now - window)
-        pipe.zadd(key, {member: now})
-        pipe.zcard(key)
-        pipe.expire(key, window)
-        _, _, count, _ = await pipe.execute()
-    if int(count) > limit:
-        await ctx.redis.zrem(key, member)
-        return None
-    return member
+    """Count a login attempt in the window before its password is checked (`ratelimit.take`: atomic, so that
+    concurrent guesses cannot all pass a count read before any of them was recorded). The attempt's member, or None
+    when the window is full (the attempt is not counted then). A successful login clears the email's count."""
+    return await ratelimit.take(ctx.redis, key, limit, ctx.settings.login_failure_window_seconds)
 
 
 def _client_address(ctx: Context) -> str | None:
@@ -129,9 +117,9 @@ async def auth_login(ctx: Context, email: str, password: str, organization: str 
                 "organization",
             )
         result = await _issue(ctx, session, matches[0], uuid.uuid4())
-    await ctx.redis.delete(key)
+    await ratelimit.reset(ctx.redis, key)
     if address_key is not None and address_attempt is not None:
-        await ctx.redis.zrem(address_key, address_attempt)  # a success is no failure of the address
+        await ratelimit.give_back(ctx.redis, address_key, address_attempt)  # a success is no failure of the address
     return result
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError, ValidationRule, get_named_type, is_introspection_type
+from graphql.language import SKIP
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -21,6 +23,7 @@ from strawberry.schema.schema import validate_document
 
 from banxway.errors import AuthenticationRequired, DomainError, PermissionDenied
 from banxway.schema.complexity import expanded_fields
+from banxway.schema.persisted import PersistedOperations, persisted_queries
 from banxway.settings import Settings
 
 _CODED = (AuthenticationRequired, PermissionDenied)
@@ -130,6 +133,59 @@ def _nul_in(value: Any, path: str) -> str | None:
     return None
 
 
+class IntrospectionDisabled(ValidationRule):
+    """`__schema` and `__type` are refused (BANXWAY_GRAPHQL_INTROSPECTION=false); `__typename` stays. One error per
+    introspection field, naming it; what it selects below is not looked at."""
+
+    def enter_field(self, node: FieldNode, *_args: Any) -> Any:
+        named = get_named_type(self.context.get_type())
+        if named is not None and is_introspection_type(named):
+            message = f"Introspection is disabled on this server: '{node.name.value}' cannot be queried."
+            self.report_error(GraphQLError(message, node, extensions={"code": "INTROSPECTION_DISABLED"}))
+            return SKIP
+        return None
+
+
+_SUGGESTION = re.compile(r" Did you mean [^?]*\?")
+
+
+class HideSuggestions(SchemaExtension):
+    """Remove graphql-core's "Did you mean 'x'?" from error messages (BANXWAY_GRAPHQL_SUGGESTIONS=false): they
+    spell out the schema's field, argument, type and enum names to a client that may not introspect it. Validation
+    errors (unknown fields, arguments, types) and execution errors (variables naming unknown input fields or enum
+    values) alike; the errors are copied, never changed in place (validation results are cached and shared).
+    Listed after ValidationCache: its errors are set before this hook is entered (Strawberry answers them before
+    the hooks are left)."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.pre_execution_errors:
+            context.pre_execution_errors = [_without_suggestion(error) for error in context.pre_execution_errors]
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [_without_suggestion(error) for error in errors]  # type: ignore[union-attr]
+
+
+def _without_suggestion(error: GraphQLError) -> GraphQLError:
+    message = _SUGGESTION.sub("", error.message)
+    if message == error.message:
+        return error
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions=error.extensions,
+    )
+
+
 def _should_mask(error: GraphQLError) -> bool:
     if error.original_error is None:
         return False  # syntax and validation errors are the client's and safe to show
@@ -144,6 +200,8 @@ def schema_extensions(settings: Settings) -> list:
         query_depth_limiter.create_validator(settings.graphql_max_depth, None, None),
         max_aliases.create_validator(settings.graphql_max_aliases),
     ]
+    if not settings.introspection_enabled:
+        rules.append(IntrospectionDisabled)
     extensions: list = [
         CloseSession,
         partial(ParserCache, maxsize=1024),
@@ -151,7 +209,10 @@ def schema_extensions(settings: Settings) -> list:
         partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
         NoNulCharacters,
+        persisted_queries(PersistedOperations.from_settings(settings)),  # after the validation extensions
     ]
+    if not settings.suggestions_enabled:
+        extensions.append(HideSuggestions)
     if settings.production:
         extensions.append(partial(MaskErrors, should_mask_error=_should_mask, error_message="Internal server error."))
     extensions.append(ErrorCodes)
