@@ -202,3 +202,12 @@ async def test_suggestions_in_variable_errors_are_stripped_too(settings: Setting
     [error] = result["errors"]
     assert "Value 'OPN' does not exist in 'ThreadStatus' enum." in error["message"]
     assert "Did you mean" not in error["message"]
+
+
+async def test_a_bad_variable_is_explained_in_production(settings: Settings, state: AppState) -> None:
+    """Masking hides what went wrong inside the server, not what the client sent: a variable that does not coerce
+    (its error wraps the scalar's exception) was masked as "Internal server error." in production."""
+    production = settings.model_copy(update={"env": "production", "graphql_suggestions": False})
+    result = await _graphql(production, state, MISSPELT_ENUM, {"s": ["OPN"]})
+    [error] = result["errors"]
+    assert "Value 'OPN' does not exist in 'ThreadStatus' enum." in error["message"], error

@@ -187,8 +187,9 @@ def _without_suggestion(error: GraphQLError) -> GraphQLError:
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    if error.original_error is None:
-        return False  # syntax and validation errors are the client's and safe to show
+    if error.original_error is None or not error.path:
+        # syntax, validation and variable errors (before any field runs: no path) are the client's, safe to show
+        return False
     return (error.extensions or {}).get("code") not in PUBLIC_CODES
 
 
