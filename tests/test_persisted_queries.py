@@ -172,7 +172,7 @@ async def test_a_persisted_query_takes_the_compiled_fast_path(
         mismatched = await post(http, {"query": THREADS, **variables, "extensions": apq(sha256(ME))}, token)
     # then: the hash stands for the compiled text; a hash that is not the text's is refused even so
     assert first.json() == second.json() == {"data": {"threads": {"totalCount": 0, "edges": []}}}
-    assert second.headers.get(COMPILED_HEADER) == "yes"
+    assert second.headers.get(COMPILED_HEADER) == "cached"
     assert mismatched.json()["errors"][0]["message"] == "provided sha does not match query"
     assert mismatched.headers.get(COMPILED_HEADER) is None
 
@@ -214,7 +214,7 @@ async def test_persisted_only_runs_the_registered_operations_by_hash_and_by_text
     # then
     assert by_hash.json() == by_text.json() == {"data": {"me": {"email": org.admin_email}}}
     assert threads_by_text.json() == threads_by_hash.json() == {"data": {"threads": {"totalCount": 0, "edges": []}}}
-    assert threads_by_hash.headers.get(COMPILED_HEADER) == "yes"
+    assert threads_by_hash.headers.get(COMPILED_HEADER) == "cached"
 
 
 async def test_persisted_only_refuses_any_other_operation_and_registers_none(
@@ -247,7 +247,7 @@ async def test_persisted_only_refuses_an_operation_compiled_before(
         operations.persisted_only = False
         request = {"query": UNREGISTERED, "operationName": "Unregistered"}
         compiled = [await post(http, request, token) for _ in range(2)]
-        assert compiled[1].headers.get(COMPILED_HEADER) == "yes"
+        assert compiled[1].headers.get(COMPILED_HEADER) == "cached"
         operations.persisted_only = True
         # when
         refused = await post(http, request, token)
