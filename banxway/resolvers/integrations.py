@@ -317,7 +317,7 @@ async def phone_number_assign(ctx: Context, number_id: uuid.UUID | None, user_id
     INTEGRATION_UPDATED of the number's integration (changed `phone_numbers`) when the assignee changed."""
     ctx.require(Permission.ORG_MANAGE)
     async with ctx.transaction() as session:
-        row = await get_or_error(session, PhoneNumber, number_id, "id", lock=True, label="phone number")
+        row = await get_or_error(session, PhoneNumber, number_id, "phoneNumberId", lock=True, label="phone number")
         if user_id is not None:
             await active_user(session, user_id, "userId")
         if row.assignee_id != user_id:

@@ -1,0 +1,214 @@
+"""An organization with one object of every node type and a user of every role, for the fuzz run and the IDOR
+matrix (tests/test_fuzz_graphql.py, tests/test_idor_matrix.py).
+
+Every text the seed writes carries the organization's marker (its name, e.g. "Globex"), so that a response that
+shows another organization's data can be recognised by that word alone. Nothing reaches out of the machine:
+email accounts and integrations point at a closed port on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from banxway.db.models import EmailAccount
+from banxway.db.session import tenant_session
+from banxway.enums import Role
+from banxway.resolvers.email_ingest import quarantine
+from banxway.schema.ids import to_global_id
+from tests.conftest import Api, Org
+from tests.inbox_helpers import Inbox
+from tests.live_helpers import local_uuid
+
+NOTE_ADD = """
+mutation($input: NoteAddInput!) { noteAdd(input: $input) { note { id } userErrors { field code message } } }
+"""
+ACTION_CREATE = """
+mutation($input: ActionCreateInput!) { actionCreate(input: $input) { action { id } userErrors { field code message } } }
+"""
+EMAIL_ACCOUNT_CREATE = """
+mutation($input: EmailAccountCreateInput!) {
+  emailAccountCreate(input: $input) { emailAccount { id } userErrors { field code message } }
+}
+"""
+INTEGRATION_CONFIGURE = """
+mutation($input: IntegrationConfigureInput!) {
+  integrationConfigure(input: $input) {
+    integration { id phoneNumbers { id } } userErrors { field code message }
+  }
+}
+"""
+SHIPMENT_MILESTONE_ADD = """
+mutation($input: ShipmentMilestoneAddInput!) {
+  shipmentMilestoneAdd(input: $input) { userErrors { field code message } }
+}
+"""
+USERS = "{ users(first: 50) { edges { node { id email } } } }"
+NOTIFICATIONS = "{ notifications(first: 10) { edges { node { id } } } }"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound once by us, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Seeded:
+    """An organization, a token per role (and the emails behind them), and its objects' global ids by type."""
+
+    org: Org
+    marker: str
+    tokens: dict[str, str]
+    emails: dict[str, str]
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)  # the global id of each role's user
+
+    def add(self, type_name: str, global_id: str) -> str:
+        self.ids.setdefault(type_name, []).append(global_id)
+        return global_id
+
+    def one(self, type_name: str) -> str:
+        return self.ids[type_name][0]
+
+    def all_ids(self) -> set[str]:
+        return {global_id for ids in self.ids.values() for global_id in ids}
+
+
+async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> Seeded:
+    """Create organization `slug` with a user of every role, a colleague (mentioned, assigned, notified), and at
+    least one object of every type that has an id: customer, two contacts, shipment (with a milestone), thread,
+    message, note, action, notification, attachment, email account, quarantined mail, integrations and their
+    phone numbers."""
+    port = port or closed_port()
+    marker = slug.title()
+    org = await api.create_org(slug, admin_email=f"admin@{slug}.test")
+    emails = {"ADMIN": org.admin_email}
+    for role in Role:
+        if role is not Role.ADMIN:
+            emails[role.name] = f"{role.value}@{slug}.test"
+            await api.create_user(org, emails[role.name], role.value)
+    colleague = f"colleague@{slug}.test"
+    await api.create_user(org, colleague, Role.SUPPORT.value)
+    tokens = {role: await api.token(email) for role, email in emails.items()}
+    seeded = Seeded(org, marker, tokens, emails)
+    inbox = Inbox(api, org, tokens["ADMIN"])
+
+    seeded.add("Organization", to_global_id("Organization", org.id))
+    users = (await inbox.gql(USERS))["data"]["users"]["edges"]
+    user_ids = {edge["node"]["email"]: edge["node"]["id"] for edge in users}
+    colleague_id = seeded.add("User", user_ids[colleague])
+    for role, email in emails.items():
+        seeded.users[role] = seeded.add("User", user_ids[email])
+
+    customer = await inbox.customer(f"{marker} Customer", code=f"{slug.upper()}-1", email=f"ops@{slug}.test")
+    seeded.add("Customer", customer["id"])
+    for n in (1, 2):
+        contact = await inbox.contact(
+            f"{marker} Contact {n}",
+            customerId=customer["id"],
+            identities=[{"channel": "EMAIL", "address": f"contact{n}@{slug}.test"}],
+        )
+        seeded.add("Contact", contact["id"])
+    shipment = await inbox.shipment(f"{slug.upper()}-SHP-1", customerId=customer["id"], carrier=f"{marker} Lines")
+    seeded.add("Shipment", shipment["id"])
+    await inbox.ok(
+        SHIPMENT_MILESTONE_ADD,
+        {
+            "input": {
+                "shipmentId": shipment["id"],
+                "type": "BOOKED",
+                "plannedAt": "2026-01-02T03:04:05+00:00",
+                "note": f"{marker} booked",
+            }
+        },
+        "shipmentMilestoneAdd",
+    )
+    thread = await inbox.thread(
+        f"{marker} quote 2x40HC",
+        customerId=customer["id"],
+        contactId=seeded.one("Contact"),
+        shipmentId=shipment["id"],
+    )
+    seeded.add("Thread", thread["id"])
+
+    uploaded = await api.http.post(
+        f"/attachments?filename={slug}-invoice.pdf",
+        content=f"%PDF {marker} invoice".encode(),
+        headers={"authorization": f"Bearer {tokens['ADMIN']}", "content-type": "application/pdf"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    seeded.add("Attachment", uploaded.json()["id"])
+    message = await inbox.send(thread["id"], f"{marker} internal message")
+    seeded.add("Message", message["id"])
+    note = await inbox.ok(
+        NOTE_ADD,
+        {"input": {"threadId": thread["id"], "body": f"{marker} note", "mentionedUserIds": [colleague_id]}},
+        "noteAdd",
+    )
+    seeded.add("Note", note["note"]["id"])
+    action = await inbox.ok(
+        ACTION_CREATE,
+        {"input": {"threadId": thread["id"], "title": f"{marker} action", "assigneeId": colleague_id}},
+        "actionCreate",
+    )
+    seeded.add("Action", action["action"]["id"])
+    notifications = await api.gql(NOTIFICATIONS, token=await api.token(colleague))
+    for edge in notifications["data"]["notifications"]["edges"]:
+        seeded.add("Notification", edge["node"]["id"])
+    assert seeded.ids.get("Notification"), notifications
+
+    account = await inbox.ok(
+        EMAIL_ACCOUNT_CREATE,
+        {
+            "input": {
+                "name": f"{marker} Ops",
+                "email": f"ops@{slug}.test",
+                "imapHost": "127.0.0.1",
+                "imapPort": port,
+                "imapSecurity": "NONE",
+                "imapUsername": f"ops-{slug}",
+                "imapPassword": f"{slug}-imap-secret",
+                "smtpHost": "127.0.0.1",
+                "smtpPort": port,
+                "smtpSecurity": "NONE",
+            }
+        },
+        "emailAccountCreate",
+    )
+    seeded.add("EmailAccount", account["emailAccount"]["id"])
+    async with tenant_session(api.state.sessionmaker, org.id) as session, session.begin():
+        row = await session.scalar(
+            select(EmailAccount).where(EmailAccount.id == local_uuid(account["emailAccount"]["id"]))
+        )
+        assert row is not None
+        raw = f"Subject: {marker} broken mail\r\n\r\nno sender".encode()
+        assert await quarantine(session, row, uid=1, raw=raw, size=len(raw), error=f"{marker}: no From header")
+    quarantined = await inbox.gql("{ emailQuarantine(first: 5) { edges { node { id } } } }")
+    for edge in quarantined["data"]["emailQuarantine"]["edges"]:
+        seeded.add("QuarantinedEmail", edge["node"]["id"])
+    assert seeded.ids.get("QuarantinedEmail"), quarantined
+
+    base = 100 + sum(map(ord, slug)) % 800  # numbers of their own per organization
+    for kind, numbers in (("EXOTEL", [f"+91225000{base}0", f"+91225000{base}1"]), ("TWILIO", [f"+1415555{base}0"])):
+        values: dict[str, Any] = {
+            "type": kind,
+            "accountSid": f"{slug}-{kind.lower()}",
+            "apiToken": f"{slug}-{kind.lower()}-token",
+            "baseUrl": f"http://127.0.0.1:{port}",
+            "phoneNumbers": [
+                {"number": number, "channels": ["WHATSAPP", "SMS", "VOICE"], "label": f"{marker} line"}
+                for number in numbers
+            ],
+        }
+        if kind == "EXOTEL":
+            values["apiKey"] = f"{slug}-exotel-key"
+        configured = await inbox.ok(INTEGRATION_CONFIGURE, {"input": values}, "integrationConfigure")
+        seeded.add("Integration", configured["integration"]["id"])
+        for number in configured["integration"]["phoneNumbers"]:
+            seeded.add("PhoneNumber", number["id"])
+    return seeded
