@@ -55,9 +55,19 @@ def create_reads_engine(url: str) -> AsyncEngine:
     AUTOCOMMIT: no BEGIN/ROLLBACK around a read. No ping when a connection is taken from the pool (a round trip
     per read): `read` retries a read once on a connection that turns out dead instead. No overflow: a connection
     past pool_size is closed when it is returned, and a new one costs a TLS attempt, type introspection and a
-    cold statement cache (a third of the CPU at 32 concurrent requests); past 20 reads at once a request waits."""
+    cold statement cache (a third of the CPU at 32 concurrent requests); past 20 reads at once a request waits.
+
+    Its statements are prepared once per connection and always run with PostgreSQL's generic plan: the compiled
+    inbox statement takes ~3.5 ms to plan, and with custom plans (PostgreSQL's default choice for it) it was
+    planned again at every execution (8.1 → 6.6 ms per statement on the bench's data)."""
     return create_engine(
-        url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_size=20, max_overflow=0, pool_timeout=10
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=False,
+        pool_size=20,
+        max_overflow=0,
+        pool_timeout=10,
+        connect_args={"server_settings": {"plan_cache_mode": "force_generic_plan"}},
     )
 
 
