@@ -228,6 +228,7 @@ def serve_env(settings: Settings, data_dir: Path) -> dict[str, str]:
             "BANXWAY_DATA_DIR": str(data_dir),
             "BANXWAY_PASSWORD_HASHING": "fast-insecure",
             "BANXWAY_ENV": "development",
+            "BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS": str(settings.allow_private_provider_urls).lower(),  # stand-ins
             "PYTHONUNBUFFERED": "1",
         }
     )
