@@ -144,24 +144,37 @@ class Serve:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
+    def _logged(self) -> int:
+        """How much the process has written to its log (stderr) so far."""
+        try:
+            return self.log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
     def _failure(self, why: str) -> str:
         log = self.log.read_text(errors="replace").splitlines()[-30:]
         return f"{why}\nstdout:\n" + "\n".join(self.lines) + "\nstderr (tail):\n" + "\n".join(log)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> float:
-        """Seconds from the start of the process to its readiness lines."""
+        """Seconds from the start of the process to its readiness lines. `timeout` is how long it may go without
+        progress (a line on stdout, or its log growing), not how long it may take in all (at most 4 times that):
+        on a loaded machine (the suite's workers on two cores) starting PostgreSQL and migrating can take a minute."""
         if self.ready_seconds is not None:
             return self.ready_seconds
-        deadline = self.started + timeout
         wanted = [READY, "Demo login:"] if self.demo else [READY]
+        progress, logged = time.monotonic(), self._logged()
         while not all(any(w in line for line in self.lines) for w in wanted):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(self._failure(f"serve was not ready within {timeout:.0f} s"))
+            now = time.monotonic()
+            if self._logged() != logged:
+                progress, logged = now, self._logged()
+            if now - progress > timeout or now - self.started > 4 * timeout:
+                why = f"serve was not ready: no progress for {now - progress:.0f} s, {now - self.started:.0f} s in all"
+                raise AssertionError(self._failure(why))
             try:
-                line = self._queue.get(timeout=remaining)
+                line = self._queue.get(timeout=1.0)
             except queue.Empty:
                 continue
+            progress = time.monotonic()
             if line is None:
                 self.process.wait()
                 raise AssertionError(self._failure(f"serve exited with {self.process.returncode} before ready"))
