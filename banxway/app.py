@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 import orjson
+from cross_web import HTTPException
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -308,8 +309,40 @@ class TransportWSHandler(_OperationTask, BaseGraphQLTransportWSHandler):
         await super().shutdown()
 
 
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+
+def prefers_graphql_response(accept: str | None) -> bool:
+    """Whether an Accept header prefers `application/graphql-response+json` to `application/json` (GraphQL over
+    HTTP): by their q values, the first listed winning a tie; `*/*` and no header mean application/json."""
+    best: tuple[float, int, bool] | None = None
+    for position, part in enumerate((accept or "").split(",")):
+        media, *parameters = (piece.strip() for piece in part.split(";"))
+        if media.lower() not in (GRAPHQL_RESPONSE_JSON, "application/json"):
+            continue
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                with contextlib.suppress(ValueError):
+                    q = float(value)
+        candidate = (q, -position, media.lower() == GRAPHQL_RESPONSE_JSON)
+        if q > 0 and (best is None or candidate[:2] > best[:2]):
+            best = candidate
+    return best is not None and best[2]
+
+
+def _request_error(result: Any) -> bool:
+    """A GraphQL request error (the document does not parse or validate, a variable does not coerce): errors and
+    no data, none of them at a field's path. Over application/graphql-response+json: 400, without `data`."""
+    errors = getattr(result, "errors", None)
+    return getattr(result, "data", None) is None and bool(errors) and all(not error.path for error in errors)
+
+
 class GraphQLApp(GraphQL):
-    """Strawberry's ASGI app with our context, orjson, and token auth on WebSocket init."""
+    """Strawberry's ASGI app with our context, orjson, and token auth on WebSocket init; GraphQL over HTTP:
+    `application/graphql-response+json` when the client prefers it (400 and no `data` for a request error),
+    405 for a mutation sent by GET."""
 
     graphql_ws_handler_class = LegacyWSHandler
     graphql_transport_ws_handler_class = TransportWSHandler
@@ -317,6 +350,41 @@ class GraphQLApp(GraphQL):
     def __init__(self, *args: Any, keepalive_seconds: float, **kwargs: Any) -> None:
         super().__init__(*args, keep_alive=True, keep_alive_interval=keepalive_seconds, **kwargs)
         self.keepalive_seconds = keepalive_seconds
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            response = PlainTextResponse(exc.reason, status_code=exc.status_code)
+            if exc.status_code == 405:
+                response.headers["allow"] = "GET, POST" if self.allow_queries_via_get else "POST"
+        await response(scope, receive, send)
+
+    async def execute_operation(self, request: Any, request_adapter: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_operation(request, request_adapter, *args, **kwargs)
+        except HTTPException as exc:
+            if request_adapter.method == "GET" and exc.status_code == 400 and "GET" in exc.reason:
+                raise HTTPException(405, exc.reason) from exc  # a mutation (or subscription) sent by GET
+            raise
+
+    async def process_result(self, request: Any, result: Any) -> Any:
+        data = await super().process_result(request, result)
+        if _request_error(result) and prefers_graphql_response(request.headers.get("accept")):
+            data.pop("data", None)
+        return data
+
+    def create_response(self, response_data: Any, sub_response: Any) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if sub_response.headers.get("x-banxway-media") == GRAPHQL_RESPONSE_JSON:
+            del response.headers["x-banxway-media"]
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+            if isinstance(response_data, dict) and "data" not in response_data:
+                response.status_code = 400
+        return response
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """Not for a persisted query sent by GET (APQ): it has `extensions` and no `query`."""
@@ -336,6 +404,8 @@ class GraphQLApp(GraphQL):
         ctx.request_id = request.headers.get("x-request-id")
         if isinstance(request, Request):
             ctx.viewer_or_none, ctx.auth_error = await authenticate(state, request.headers.get("authorization"))
+            if prefers_graphql_response(request.headers.get("accept")):
+                response.headers["x-banxway-media"] = GRAPHQL_RESPONSE_JSON  # (read by create_response)
         return ctx
 
     async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
