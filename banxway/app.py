@@ -309,6 +309,7 @@ class TransportWSHandler(_OperationTask, BaseGraphQLTransportWSHandler):
         await super().shutdown()
 
 
+LOCAL_ORIGINS = r"http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
 
@@ -574,11 +575,15 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             max_upload_bytes=settings.attachment_max_bytes,
         ),
     ]
-    if settings.cors_origins:
+    # Development without BANXWAY_CORS_ORIGINS: a frontend's dev server on this machine (any port of localhost or
+    # 127.0.0.1, http) may call the API; production allows only the origins configured.
+    local = None if settings.cors_origins or settings.production else LOCAL_ORIGINS
+    if settings.cors_origins or local:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
+                allow_origin_regex=local,
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["authorization", "content-type", "x-request-id"],
                 expose_headers=["retry-after", "x-request-id"],

@@ -258,6 +258,10 @@ async def _serve(
         typer.echo(f"  Database: {redact_url(settings.database_url)}")
         if login is not None:
             typer.echo(f"  Demo login: {login.email} / {login.password} (organization '{login.organization}')")
+            from banxway.resolvers.demo import DEMO_TEAM
+
+            team = ", ".join(f"{email} ({role.value})" for email, _name, role in DEMO_TEAM)
+            typer.echo(f"  Other demo users, same password: {team}")
         sys.stdout.flush()
 
     announcer = asyncio.create_task(announce())

@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         alias="BANXWAY_CORS_ORIGINS",
-        description="Comma-separated origins allowed to call the API from a browser.",
+        description="Comma-separated origins allowed to call the API from a browser (unset in development: "
+        "http://localhost and http://127.0.0.1 on any port).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", alias="BANXWAY_LOG_LEVEL", description="DEBUG, INFO, WARNING or ERROR."

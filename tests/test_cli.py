@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -40,6 +41,17 @@ def test_serve_demo_prints_a_login_that_works_over_http(demo: Serve) -> None:
     # then
     me = gql(demo.url, ME, token=token)
     assert me == {"data": {"me": {"email": email, "role": "ADMIN", "organization": {"slug": "demo"}}}}
+
+
+def test_serve_demo_prints_a_user_of_every_role(demo: Serve) -> None:
+    """A frontend developer tries each role: serve --demo names the other demo users (issue 18)."""
+    _, password = demo.demo_login()
+    [line] = [line for line in demo.lines if "Other demo users" in line]
+    listed = re.findall(r"(\S+@\S+) \((\w+)\)", line)
+    assert {role for _, role in listed} == {"manager", "validator", "support", "viewer"}
+    for email, role in listed:
+        me = gql(demo.url, ME, token=login(demo.url, email, password))
+        assert me["data"]["me"]["role"] == role.upper()
 
 
 def test_second_serve_on_the_same_data_dir_is_refused(demo: Serve) -> None:

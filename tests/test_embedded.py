@@ -161,7 +161,7 @@ class Serve:
         on a loaded machine (the suite's workers on two cores) starting PostgreSQL and migrating can take a minute."""
         if self.ready_seconds is not None:
             return self.ready_seconds
-        wanted = [READY, "Demo login:"] if self.demo else [READY]
+        wanted = [READY, "Demo login:", "Other demo users"] if self.demo else [READY]
         progress, logged = time.monotonic(), self._logged()
         while not all(any(w in line for line in self.lines) for w in wanted):
             now = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from banxway.settings import Settings
 from banxway.state import AppState
@@ -360,4 +361,24 @@ async def test_cors_headers_on_an_actual_request_from_the_configured_origin(
 
 async def test_without_configured_origins_no_cors_headers(client: httpx.AsyncClient) -> None:
     response = await client.options("/graphql", headers=_preflight("https://app.example"))
+    assert "access-control-allow-origin" not in response.headers
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1:3000", "http://localhost"])
+async def test_in_development_a_local_dev_server_may_call_the_api(client: httpx.AsyncClient, origin: str) -> None:
+    """Issue 18: a frontend's dev server on this machine works without configuring BANXWAY_CORS_ORIGINS."""
+    response = await client.options("/graphql", headers=_preflight(origin))
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == origin
+
+
+@pytest.mark.parametrize("origin", ["http://localhost.evil.example", "https://localhost:5173", "http://10.0.0.2:80"])
+async def test_only_local_http_origins_are_allowed_by_default(client: httpx.AsyncClient, origin: str) -> None:
+    response = await client.options("/graphql", headers=_preflight(origin))
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_in_production_no_origin_is_allowed_unless_configured(settings: Settings, state: AppState) -> None:
+    production = settings.model_copy(update={"env": "production"})
+    async with http_client(production, state) as http:
+        response = await http.options("/graphql", headers=_preflight("http://localhost:5173"))
     assert "access-control-allow-origin" not in response.headers
