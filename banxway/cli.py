@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -49,13 +50,27 @@ app.add_typer(user_app, name="user")
 operations_app = typer.Typer(help="Persisted GraphQL operations.", no_args_is_help=True)
 app.add_typer(operations_app, name="operations")
 
+_VERBOSE = False
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what a command does, the migrations it runs included.")
+    ] = False,
+) -> None:
+    global _VERBOSE
+    _VERBOSE = verbose
+
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(code)
 
 
-def _settings() -> Settings:
+def _settings(*, server: bool = False) -> Settings:
+    """The settings, logging configured. A one-shot command (org create, migrate, seed, …) says what it did in a
+    line of its own: the migrations' log lines only with --verbose; `serve` logs them (it is a server's log)."""
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -63,6 +78,8 @@ def _settings() -> Settings:
     from banxway.logs import configure_logging
 
     configure_logging(settings)
+    if not (server or _VERBOSE):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return settings
 
 
@@ -179,7 +196,7 @@ def serve(
 ) -> None:
     """Serve the API (and, when embedded, a worker and the scheduler in the same process)."""
     started = time.monotonic()
-    settings = _settings()
+    settings = _settings(server=True)
     _terminate_on_sigterm()
     with services(settings, owner=True) as resolved:
         # embedded: one process does it all, the background work included; the worker is stopped here,

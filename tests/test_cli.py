@@ -54,6 +54,15 @@ def test_serve_demo_prints_a_user_of_every_role(demo: Serve) -> None:
         assert me["data"]["me"]["role"] == role.upper()
 
 
+def test_one_shot_commands_log_migrations_only_when_verbose(demo: Serve) -> None:
+    """Issue 18: `org create`, `migrate`, … printed alembic's log lines before their answer."""
+    quiet = cli(demo.data_dir, "migrate")
+    verbose = cli(demo.data_dir, "--verbose", "migrate")
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert "Database is at revision" in quiet.stdout and "alembic" not in quiet.stdout + quiet.stderr
+    assert "alembic.runtime.migration" in verbose.stdout + verbose.stderr
+
+
 def test_second_serve_on_the_same_data_dir_is_refused(demo: Serve) -> None:
     # when another serve starts on the running one's data dir
     second = cli(demo.data_dir, "serve", "--port", str(demo.port + 1))
