@@ -5,8 +5,8 @@ counts alike). One Lua script drops the hits older than the window, checks each 
 of its windows or in none: concurrent requests cannot all pass a count read before any of them was recorded, and a
 refused hit takes no room. A refusal says how long until the fullest window has room again.
 
-Used by the failed-login limits (`banxway.resolvers.auth`), the HTTP limits (`banxway.middleware`), and meant for
-operations on a WebSocket (`hit`).
+Used by the failed-login limits (`banxway.resolvers.auth`) and the limits on GraphQL requests, webhooks and
+WebSocket operations (`banxway.middleware`).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def hit_many(
 
 async def hit(redis: aioredis.Redis, key: str, limit: int, window_seconds: float) -> float | None:
     """Count one hit of `key`: None when it is within `limit` hits in `window_seconds`, else the seconds to wait
-    (the hit was not counted). For WebSocket operations, e.g. `hit(redis, f"banxway:ratelimit:ws:user:{id}", 600, 60)`."""
+    (the hit was not counted)."""
     limited = await hit_many(redis, {key: limit}, window_seconds)
     return limited.retry_after if limited is not None else None
 
