@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
 from typing import Any, TypedDict
 
 import orjson
@@ -25,7 +27,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -44,12 +47,12 @@ from banxway.context import SIGNED_OUT, Context, authenticate, operation_scope, 
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
 from banxway.middleware import (
+    GRAPHIQL_POLICY,
     BodyLimitMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     bearer_matches,
-    graphiql_content_security_policy,
     websocket_operation_refusal,
 )
 from banxway.resolvers.attachments import attachment_file, attachment_upload
@@ -63,6 +66,9 @@ from banxway.tasks.actors import setup_broker
 from banxway.webhooks import ROUTES as WEBHOOK_ROUTES
 
 log = get_logger("banxway.http")
+
+# The GraphiQL page of development and its files, built from web/graphiql/ (web/graphiql/build.sh): no CDN, no fonts.
+GRAPHIQL = Path(__file__).parent / "static" / "graphiql"
 
 
 class State(TypedDict):
@@ -387,6 +393,12 @@ class GraphQLApp(GraphQL):
                 response.status_code = 400
         return response
 
+    @cached_property
+    def graphql_ide_html(self) -> str:  # type: ignore[override]
+        """Our GraphiQL page, not Strawberry's template (which loads React, GraphiQL and fonts from CDNs): it loads
+        /graphiql/app.js and app.css from this server, so that it works offline."""
+        return (GRAPHIQL / "index.html").read_text(encoding="utf-8")
+
     def should_render_graphql_ide(self, request: Any) -> bool:
         """Not for a persisted query sent by GET (APQ): it has `extensions` and no `query`."""
         return "extensions" not in request.query_params and super().should_render_graphql_ide(request)
@@ -566,7 +578,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Middleware(RequestContextMiddleware, requests=requests, latency=latency),
         Middleware(
             SecurityHeadersMiddleware,
-            html_policy=graphiql_content_security_policy(graphql.graphql_ide_html) if graphql.graphql_ide else None,
+            html_policy=GRAPHIQL_POLICY if graphql.graphql_ide else None,
             hsts=settings.production,
         ),
         Middleware(
@@ -596,6 +608,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *([Mount("/graphiql", StaticFiles(directory=GRAPHIQL), name="graphiql")] if graphql.graphql_ide else []),
             Route("/livez", livez),
             Route("/healthz", livez),
             Route("/readyz", readyz),
