@@ -43,7 +43,7 @@ from strawberry.types.unset import UNSET
 
 from banxway import events, fanout
 from banxway.compiler import CompilingSchema
-from banxway.context import SIGNED_OUT, Context, authenticate, operation_scope, verify_token, viewer_of
+from banxway.context import SIGNED_OUT, Context, authenticate, authenticate_claims, operation_scope, viewer_of
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
 from banxway.middleware import (
@@ -57,6 +57,7 @@ from banxway.middleware import (
 )
 from banxway.resolvers.attachments import attachment_file, attachment_upload
 from banxway.schema import build_schema
+from banxway.schema.dev import dev_outbox_page
 from banxway.schema.ids import local_id, to_global_id
 from banxway.schema.persisted import persisted_operations, websocket_operation
 from banxway.settings import Settings
@@ -144,15 +145,12 @@ class _OperationTask:
     async def _renew(self, payload: Any) -> str | None:
         """Take the newer access token of `payload`'s `authorization` for the rest of the connection; the reason
         when it is refused (the connection then goes on with the token it has, until that one expires)."""
-        claims, error = verify_token(self.context.state, _authorization(payload))
-        if claims is None:
+        claims, viewer, error = await authenticate_claims(self.context.state, _authorization(payload))
+        if claims is None or viewer is None:
             return error or "no token: give {'authorization': 'Bearer <access token>'}"
         current = self.context.claims
         if current is None or (current.user_id, current.organization_id) != (claims.user_id, claims.organization_id):
             return "a connection can only be renewed with a token of the user it was opened for"
-        viewer, error = await viewer_of(self.context.state, claims)
-        if viewer is None:
-            return error
         self.context.claims, self.context.viewer_or_none = claims, viewer
         return None
 
@@ -422,10 +420,7 @@ class GraphQLApp(GraphQL):
         return ctx
 
     async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
-        claims, error = verify_token(context.state, _authorization(context.connection_params))
-        viewer = None
-        if claims is not None:
-            viewer, error = await viewer_of(context.state, claims)
+        claims, viewer, error = await authenticate_claims(context.state, _authorization(context.connection_params))
         if error is not None:
             raise ConnectionRejectionError({"message": error})
         context.viewer_or_none, context.claims = viewer, claims
@@ -615,6 +610,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/attachments", upload_attachment, methods=["POST"]),
             Route("/attachments/{attachment_id}", download_attachment),
             Route("/metrics", metrics),
+            Route("/dev/outbox", dev_outbox_page),
             *WEBHOOK_ROUTES,
         ],
         middleware=middleware,

@@ -82,6 +82,8 @@ class AccessClaims:
     role: Role
     expires_at: datetime
     session_version: int  # the user's `session_version` when issued: the token is refused once it moves on
+    # Set for a personal API token (`bxp_...`, see below): its row is checked again instead of the session version
+    api_token_id: uuid.UUID | None = None
 
 
 def issue_access_token(
@@ -193,6 +195,7 @@ class Permission(enum.Enum):
     CUSTOMER_MANAGE = "create and update customers, contacts, shipments"
     USER_MANAGE = "create users, change roles, deactivate users"
     ORG_MANAGE = "manage organization settings, email accounts and integrations"
+    AUTOMATION_MANAGE = "manage SLA policies and business hours"
 
 
 _P = Permission
@@ -237,4 +240,73 @@ def permission_matrix_markdown() -> str:
     for permission in Permission:
         marks = " | ".join("✓" if permission in ROLE_PERMISSIONS[r] else "–" for r in roles)
         lines.append(f"| `{permission.name}`: {permission.value} | {marks} |")
+    return "\n".join(lines)
+
+
+# -- personal API tokens --------------------------------------------------------
+#
+# `bxp_<43 characters of base64url>`: 256 random bits, so SHA-256 alone is a safe way to store them (nothing to
+# brute-force), and one indexed lookup finds the row (`banxway.context`). The first 12 characters (`bxp_` and 8
+# of the random part, 48 bits) are kept in clear for display: they tell tokens apart and give nothing away.
+
+API_TOKEN_PREFIX = "bxp_"
+API_TOKEN_DISPLAY_LENGTH = 12
+
+
+class ApiTokenScope(enum.Enum):
+    """What a personal API token may do, on top of (never beyond) its user's role."""
+
+    READ = "queries and subscriptions: what the role may read, and the user's own read marks"
+    WRITE = "mutations the role allows, except writing to customers"
+    SEND = "send messages on customer channels, start calls and upload attachments"
+
+
+_S = ApiTokenScope
+SCOPE_PERMISSIONS: dict[ApiTokenScope, frozenset[Permission]] = {
+    _S.READ: frozenset({_P.READ}),
+    _S.WRITE: frozenset(set(_P) - {_P.READ, _P.MESSAGE_SEND}),
+    _S.SEND: frozenset({_P.MESSAGE_SEND}),
+}
+
+
+def effective_permissions(role: Role, scopes: frozenset[ApiTokenScope] | None) -> frozenset[Permission]:
+    """What a viewer may do: the role's permissions, cut down to those of the token's scopes (None: a signed-in
+    session, the role's own)."""
+    permissions = ROLE_PERMISSIONS[role]
+    if scopes is None:
+        return permissions
+    return permissions & frozenset().union(*(SCOPE_PERMISSIONS[scope] for scope in scopes))
+
+
+def allows(role: Role, scopes: frozenset[ApiTokenScope] | None, permission: Permission) -> bool:
+    """Whether `role` with the token `scopes` (None: no token) may do `permission`."""
+    if permission not in ROLE_PERMISSIONS[role]:
+        return False
+    return scopes is None or any(permission in SCOPE_PERMISSIONS[scope] for scope in scopes)
+
+
+def new_api_token() -> tuple[str, str, str]:
+    """(the token, shown once; its SHA-256 hex, stored; its display prefix, stored)."""
+    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, hash_api_token(token), token[:API_TOKEN_DISPLAY_LENGTH]
+
+
+def hash_api_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def is_api_token(token: str) -> bool:
+    return token.startswith(API_TOKEN_PREFIX)
+
+
+def scope_matrix_markdown() -> str:
+    """The README's table of API token scopes, generated from `SCOPE_PERMISSIONS`."""
+    scopes = list(ApiTokenScope)
+    lines = [
+        "| permission | " + " | ".join(f"`{scope.name}`" for scope in scopes) + " |",
+        "|---|" + "---|" * len(scopes),
+    ]
+    for permission in Permission:
+        marks = " | ".join("✓" if permission in SCOPE_PERMISSIONS[s] else "–" for s in scopes)
+        lines.append(f"| `{permission.name}` | {marks} |")
     return "\n".join(lines)

@@ -197,6 +197,9 @@ def serve(
     """Serve the API (and, when embedded, a worker and the scheduler in the same process)."""
     started = time.monotonic()
     settings = _settings(server=True)
+    if demo and not settings.production:
+        # the demo sends: what has no account or number of its own goes to the development sink (its worker too)
+        settings = settings.model_copy(update={"dev_sink": True})
     _terminate_on_sigterm()
     with services(settings, owner=True) as resolved:
         # embedded: one process does it all, the background work included; the worker is stopped here,
@@ -273,6 +276,11 @@ async def _serve(
         typer.echo(f"Banxway is ready in {time.monotonic() - started:.1f} s.")
         typer.echo(f"  GraphQL API: {url}" + ("" if settings.production else f"  (GraphiQL: open {url} in a browser)"))
         typer.echo(f"  Database: {redact_url(settings.database_url)}")
+        if settings.dev_sink_enabled:
+            typer.echo(
+                "  Development sink: on. Messages with no email account or number of their own are delivered to "
+                f"http://{host}:{port}/dev/outbox?token=<accessToken> (and the devOutbox query)."
+            )
         if login is not None:
             typer.echo(f"  Demo login: {login.email} / {login.password} (organization '{login.organization}')")
             from banxway.resolvers.demo import DEMO_TEAM
@@ -502,6 +510,11 @@ def seed(
     with services(settings) as resolved:
         login = _run(work(resolved))
     typer.echo(f"Demo ready. Login: {login.email} / {login.password} (organization '{login.organization}')")
+    if login.replies_skipped:
+        typer.echo(
+            f"  {login.replies_skipped} demo replies were not sent: their channels are not configured. "
+            "With BANXWAY_DEV_SINK=true (as `serve --demo` sets) they go to the development sink."
+        )
 
 
 @app.command("export-schema")

@@ -5,32 +5,38 @@ their change and relay them after commit; nothing else writes that dance by hand
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
 from banxway.auth import (
     AccessClaims,
+    ApiTokenScope,
     InvalidToken,
     Permission,
+    allows,
     bearer_token,
     decode_access_token,
     has_permission,
+    hash_api_token,
+    is_api_token,
 )
 from banxway.dataloaders import Loaders
-from banxway.db.models import User
+from banxway.db.models import ApiToken, User
 from banxway.db.session import SerialSession, read, system_session, tenant_session
 from banxway.enums import Role
 from banxway.errors import AuthenticationRequired, PermissionDenied
 from banxway.events import DomainEvent
+from banxway.logs import get_logger
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
 from banxway.state import AppState
@@ -46,6 +52,14 @@ class Viewer:
     email: str
     name: str
     session_version: int = 0  # as the user's token carries it (`banxway.auth.AccessClaims`)
+    # A personal API token's id and scopes: what the viewer may do is the role's permissions within the scopes
+    # (`banxway.auth.effective_permissions`). None for a signed-in session: the role's permissions.
+    api_token_id: uuid.UUID | None = None
+    scopes: frozenset[ApiTokenScope] | None = None
+
+    def can(self, permission: Permission) -> bool:
+        """Whether the viewer may do `permission`: the role has it and, with an API token, a scope grants it."""
+        return allows(self.role, self.scopes, permission)
 
 
 @dataclass
@@ -98,7 +112,10 @@ class Context:
 
     def require(self, permission: Permission) -> Viewer:
         viewer = self.viewer
-        if not has_permission(viewer.role, permission):
+        if not viewer.can(permission):
+            if has_permission(viewer.role, permission):  # the role may, the API token's scopes do not
+                scopes = ", ".join(sorted(scope.name for scope in viewer.scopes or ()))
+                raise PermissionDenied(f"This API token (scopes: {scopes}) may not {permission.value}")
             raise PermissionDenied(f"Role {viewer.role.name} may not {permission.value}")
         return viewer
 
@@ -180,7 +197,8 @@ SIGNED_OUT = "the user no longer exists, is deactivated, or was signed out every
 
 
 def verify_token(state: AppState, authorization: str | None) -> tuple[AccessClaims | None, str | None]:
-    """(claims, None) for a valid `Bearer` access token, (None, reason) for a bad one, (None, None) for none."""
+    """(claims, None) for a valid `Bearer` access token, (None, reason) for a bad one, (None, None) for none.
+    An API token (`bxp_...`) is looked up in the database: `authenticate_claims`."""
     try:
         token = bearer_token(authorization)
         return (decode_access_token(state.secret_key, token), None) if token is not None else (None, None)
@@ -191,7 +209,12 @@ def verify_token(state: AppState, authorization: str | None) -> tuple[AccessClai
 async def viewer_of(state: AppState, claims: AccessClaims) -> tuple[Viewer | None, str | None]:
     """The token's user as they are now (one statement): (viewer, None) while the token is unexpired and the
     user exists, is active, belongs to the token's organization and was not signed out since it was issued;
-    else (None, reason). HTTP requests and every operation of a WebSocket ask this."""
+    else (None, reason). HTTP requests and every operation of a WebSocket ask this. For an API token, its row
+    (not revoked, not expired) and its user (active) as they are now."""
+    if claims.api_token_id is not None:
+        row = await read(state.reads, _API_TOKEN_BY_ID, {"token_id": claims.api_token_id})
+        _, viewer, error = await _api_token_viewer(state, row)
+        return viewer, error
     if claims.expires_at <= datetime.now(UTC):
         return None, "Invalid access token: token expired"
     parameters = {
@@ -205,10 +228,139 @@ async def viewer_of(state: AppState, claims: AccessClaims) -> tuple[Viewer | Non
 
 async def authenticate(state: AppState, authorization: str | None) -> tuple[Viewer | None, str | None]:
     """(viewer, None) for a valid token, (None, reason) for a bad one, (None, None) for none."""
+    _, viewer, error = await authenticate_claims(state, authorization)
+    return viewer, error
+
+
+async def authenticate_claims(
+    state: AppState, authorization: str | None
+) -> tuple[AccessClaims | None, Viewer | None, str | None]:
+    """(claims, viewer, None) for a valid access token or personal API token, (None, None, reason) for a bad one,
+    (None, None, None) for none. One statement either way: the access token's user, or the API token's row with
+    its user. The claims are what a WebSocket keeps to check each of its operations again (`viewer_of`)."""
+    try:
+        token = bearer_token(authorization)
+    except InvalidToken as exc:
+        return None, None, f"Invalid access token: {exc}"
+    if token is not None and is_api_token(token):
+        row = await read(state.reads, _API_TOKEN_BY_HASH, {"token_hash": hash_api_token(token)})
+        return await _api_token_viewer(state, row)
     claims, error = verify_token(state, authorization)
     if claims is None:
-        return None, error
-    return await viewer_of(state, claims)
+        return None, None, error
+    viewer, error = await viewer_of(state, claims)
+    return (claims, viewer, None) if viewer is not None else (None, None, error)
+
+
+# -- personal API tokens (`bxp_...`) ---------------------------------------------------------------------------
+#
+# No cache: a token is looked up by its hash on every request (one statement on the unique index, joined with its
+# user, as the access-token path reads its user), so that a revocation or a deactivation counts at once. Its last
+# use is written at most once a minute (a conditional UPDATE, when the row read says it is older than that).
+
+_API_TOKEN_COLUMNS = (
+    User.id,
+    User.organization_id,
+    User.role,
+    User.email,
+    User.name,
+    User.session_version,
+    User.active,
+    ApiToken.id,
+    ApiToken.scopes,
+    ApiToken.expires_at,
+    ApiToken.revoked_at,
+    ApiToken.last_used_at,
+)
+_API_TOKEN_JOIN = select(*_API_TOKEN_COLUMNS).join(
+    User, (User.id == ApiToken.user_id) & (User.organization_id == ApiToken.organization_id)
+)
+_API_TOKEN_BY_HASH = _API_TOKEN_JOIN.where(ApiToken.token_hash == bindparam("token_hash"))
+_API_TOKEN_BY_ID = _API_TOKEN_JOIN.where(ApiToken.id == bindparam("token_id"))
+_API_TOKEN_USED = (
+    update(ApiToken.__table__)
+    .where(
+        ApiToken.__table__.c.id == bindparam("token_id"),
+        or_(ApiToken.__table__.c.last_used_at.is_(None), ApiToken.__table__.c.last_used_at < bindparam("stale")),
+    )
+    .values(last_used_at=bindparam("now"))
+)
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+_log = get_logger("banxway.auth")
+
+
+async def _api_token_viewer(state: AppState, row: Any) -> tuple[AccessClaims | None, Viewer | None, str | None]:
+    if row is None:
+        return None, None, "Invalid access token: unknown API token"
+    (user_id, organization_id, role, email, name, version, active, token_id, scopes, expires_at, revoked_at, used) = row
+    now = datetime.now(UTC)
+    if revoked_at is not None:
+        return None, None, "Invalid access token: the API token was revoked"
+    if expires_at <= now:
+        return None, None, "Invalid access token: token expired"
+    if not active:
+        return None, None, "Invalid access token: the API token's user is deactivated"
+    if used is None or used <= now - LAST_USED_RESOLUTION:
+        await _api_token_used(state, token_id, now)
+    granted = frozenset(ApiTokenScope[scope] for scope in scopes if scope in ApiTokenScope.__members__)
+    viewer = Viewer(user_id, organization_id, role, email, name, version, token_id, granted)
+    claims = AccessClaims(user_id, organization_id, role, expires_at, version, api_token_id=token_id)
+    return claims, viewer, None
+
+
+async def _api_token_used(state: AppState, token_id: uuid.UUID, now: datetime) -> None:
+    """Set the token's `last_used_at` unless another request (of any process) did within the minute."""
+    try:
+        async with state.engine.begin() as connection:
+            await connection.execute(
+                _API_TOKEN_USED, {"token_id": token_id, "stale": now - LAST_USED_RESOLUTION, "now": now}
+            )
+    except Exception as exc:  # bookkeeping: a request is not refused for it
+        _log.warning("API token last use not recorded", error=str(exc), token_id=str(token_id))
+
+
+# The user of each API token seen by this process, by the token's hash: the rate limits count a token's requests
+# in its user's windows before the request is authenticated. A token's user never changes, so the entry stays
+# true (a revoked token's requests, refused anyway, still count for its user).
+_API_TOKEN_USERS: OrderedDict[str, str] = OrderedDict()
+_API_TOKEN_USERS_MAX = 10_000
+_API_TOKEN_USER = select(ApiToken.user_id).where(ApiToken.token_hash == bindparam("token_hash"))
+
+
+async def api_token_user(state: AppState, token: str) -> str | None:
+    """The id of the user of API token `token` (from the process's cache, else one indexed read); None if unknown."""
+    token_hash = hash_api_token(token)
+    user = _API_TOKEN_USERS.get(token_hash)
+    if user is None:
+        try:
+            row = await read(state.reads, _API_TOKEN_USER, {"token_hash": token_hash})
+        except Exception as exc:  # the request then counts for its address only; authenticating it will say more
+            _log.warning("API token's user not read for the rate limits", error=str(exc))
+            return None
+        if row is None:
+            return None
+        user = _API_TOKEN_USERS[token_hash] = str(row[0])
+        if len(_API_TOKEN_USERS) > _API_TOKEN_USERS_MAX:
+            _API_TOKEN_USERS.popitem(last=False)
+    return user
+
+
+async def api_tokens_in_force(
+    state: AppState, organization_id: uuid.UUID, token_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of `token_ids` that are neither revoked nor expired: the live fan-out's check, once a second, of the
+    API tokens its subscribers came with (one statement for a whole channel)."""
+    wanted = list(dict.fromkeys(token_ids))
+    if not wanted:
+        return set()
+    statement = select(ApiToken.id).where(
+        ApiToken.id.in_(wanted),
+        ApiToken.organization_id == organization_id,
+        ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at > func.now(),
+    )
+    async with state.reads.connect() as connection:
+        return set((await connection.execute(statement)).scalars())
 
 
 async def relay(state: AppState, session: AsyncSession) -> None:

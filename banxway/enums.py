@@ -124,6 +124,8 @@ class NotificationType(enum.Enum):
     MENTION = "mention"
     ASSIGNMENT = "assignment"
     INBOUND_MESSAGE = "inbound_message"
+    SLA_WARNING = "sla_warning"
+    SLA_BREACHED = "sla_breached"
 
 
 class IntegrationType(enum.Enum):
@@ -137,3 +139,19 @@ class MailSecurity(enum.StrEnum):
     NONE = "NONE"  # plain text (only sensible on a trusted network)
     STARTTLS = "STARTTLS"  # plain connection upgraded with STARTTLS (IMAP 143, SMTP 587)
     TLS = "TLS"  # TLS from the first byte (IMAP 993, SMTP 465)
+
+
+class SlaStatus(enum.Enum):
+    """Where a thread stands against its SLA policy (the worst of its open targets)."""
+
+    ON_TRACK = "ON_TRACK"
+    AT_RISK = "AT_RISK"  # a target is inside its policy's warn-before window
+    BREACHED = "BREACHED"  # a target passed its due time unmet
+    MET = "MET"  # every target so far was met in time
+    PAUSED = "PAUSED"  # the thread is PENDING: the clock stopped
+
+
+class SlaTargetKind(enum.Enum):
+    FIRST_RESPONSE = "FIRST_RESPONSE"
+    NEXT_RESPONSE = "NEXT_RESPONSE"
+    RESOLUTION = "RESOLUTION"

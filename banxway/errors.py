@@ -24,3 +24,10 @@ class PermissionDenied(Exception):
     """The viewer's role may not do this: a top-level error with extensions.code FORBIDDEN."""
 
     code = "FORBIDDEN"
+
+
+class DevelopmentOnly(Exception):
+    """A development tool (the dev sink's outbox) asked for in production: a top-level error with extensions.code
+    DEVELOPMENT_ONLY."""
+
+    code = "DEVELOPMENT_ONLY"

@@ -68,6 +68,21 @@ class ThreadRead(ThreadEvent):
     user_id: uuid.UUID
 
 
+class SlaWarning(ThreadEvent):
+    """A target of the thread's SLA entered its policy's warn-before window (`target`: FIRST_RESPONSE,
+    NEXT_RESPONSE or RESOLUTION)."""
+
+    type = "SLA_WARNING"
+    target: str
+
+
+class SlaBreached(ThreadEvent):
+    """A target of the thread's SLA passed its due time unmet; the policy's breach actions ran with it."""
+
+    type = "SLA_BREACHED"
+    target: str
+
+
 class MessageAdded(ThreadEvent):
     type = "MESSAGE_ADDED"
     message_id: uuid.UUID

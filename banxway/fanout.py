@@ -63,9 +63,9 @@ from graphql.execution import execute_subscription_event
 from strawberry.extensions import MaskErrors
 
 from banxway import broadcast, events
-from banxway.auth import has_permission
+from banxway.auth import allows
 from banxway.broadcast import Signal, SubscriberTooSlow
-from banxway.context import Context, Viewer, operation_scope
+from banxway.context import Context, Viewer, api_tokens_in_force, operation_scope
 from banxway.logs import get_logger
 from banxway.resolvers import inbox_events
 from banxway.state import AppState
@@ -359,7 +359,7 @@ class Subscriber:
         if self.types is not None and row["type"] not in self.types:
             return False
         # administration events (integrations, email accounts) reach only the roles that may administer
-        if event_type.permission is not None and not has_permission(self.role, event_type.permission):
+        if event_type.permission is not None and not allows(self.role, self.viewer.scopes, event_type.permission):
             return False
         # read positions and notifications are private to their user
         return not (event_type.private and row["payload"].get("user_id") != self.user)
@@ -692,9 +692,13 @@ class Channel:
         self.checked_at = time.monotonic()
         users = {subscriber.viewer.user_id for subscriber in self.subscribers}
         roles = await inbox_events.current_roles(self.hub.state, self.organization_id, users)
+        # a subscriber that came with a personal API token: the token, not the session version, must still hold
+        tokens = {s.viewer.api_token_id for s in self.subscribers if s.viewer.api_token_id is not None}
+        in_force = await api_tokens_in_force(self.hub.state, self.organization_id, tokens) if tokens else set()
         for subscriber in list(self.subscribers):
             now = roles.get(subscriber.viewer.user_id)
-            if now is None or now[1] != subscriber.viewer.session_version:
+            token = subscriber.viewer.api_token_id
+            if now is None or (now[1] != subscriber.viewer.session_version if token is None else token not in in_force):
                 self.end(subscriber, SubscriberDeactivated("the user was deactivated or signed out"))
             else:
                 subscriber.role = now[0]
@@ -774,6 +778,7 @@ class Hub:
             variables,
             viewer.organization_id,
             viewer.role,
+            viewer.scopes,  # an API token's: what its members may see is the role's within them
             viewer.user_id if selection.per_viewer else None,
         )
         group = channel.groups.get(key)

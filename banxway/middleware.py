@@ -23,7 +23,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from banxway import ratelimit
-from banxway.auth import InvalidToken, bearer_token, decode_access_token
+from banxway.auth import InvalidToken, bearer_token, decode_access_token, is_api_token
+from banxway.context import api_token_user
 from banxway.logs import get_logger
 from banxway.settings import Settings
 
@@ -216,7 +217,7 @@ class RateLimitMiddleware:
                 if isinstance(request, dict) and await self._mutation(request, state):
                     mutation = True
                     break
-        user = _user_of(state, _header(scope, b"authorization")) if state is not None else None
+        user = await _user_of(state, _header(scope, b"authorization")) if state is not None else None
         limits = _operation_limits(self.graphql, self.mutations if mutation else None, user, _address(scope))
         refusal = await _check(state, limits)
         if refusal is None:
@@ -324,10 +325,13 @@ def _address(scope: Scope) -> str | None:
     return client[0] if client else None
 
 
-def _user_of(state: AppState, authorization: str | None) -> str | None:
-    """The user id of a valid access token (verified tokens are cached by banxway.auth: no database)."""
+async def _user_of(state: AppState, authorization: str | None) -> str | None:
+    """The user id of a valid access token (verified tokens are cached by banxway.auth: no database), or of a
+    personal API token (`api_token_user`: its user is cached by the process after one read)."""
     try:
         token = bearer_token(authorization)
+        if token is not None and is_api_token(token):
+            return await api_token_user(state, token)
         return str(decode_access_token(state.secret_key, token).user_id) if token is not None else None
     except InvalidToken:
         return None

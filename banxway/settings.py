@@ -329,6 +329,14 @@ class Settings(BaseSettings):
         alias="BANXWAY_LOGIN_WINDOW",
         description="The failed-login window in seconds.",
     )
+    dev_sink: bool = Field(
+        False,
+        alias="BANXWAY_DEV_SINK",
+        description="Development: a message on a channel with no email account or provider number of its own "
+        "(EMAIL, WHATSAPP, SMS, VOICE calls) goes to a sink instead of failing; it turns SENT, then DELIVERED (and "
+        "READ on WhatsApp) a few seconds later, and is listed by the devOutbox query and /dev/outbox. `serve --demo` "
+        "turns it on; set it on every API and worker process. Refused in production.",
+    )
 
     @field_validator("cors_origins", "provider_media_hosts", mode="before")
     @classmethod
@@ -389,6 +397,8 @@ class Settings(BaseSettings):
             raise ValueError("BANXWAY_PASSWORD_HASHING=fast-insecure is refused when BANXWAY_ENV=production")
         if self.env == "production" and not self.secret_key:
             raise ValueError("BANXWAY_SECRET_KEY is required when BANXWAY_ENV=production")
+        if self.env == "production" and self.dev_sink:
+            raise ValueError("BANXWAY_DEV_SINK=true is refused when BANXWAY_ENV=production")
         return self
 
     @model_validator(mode="after")
@@ -414,6 +424,11 @@ class Settings(BaseSettings):
     @property
     def suggestions_enabled(self) -> bool:
         return self.graphql_suggestions if self.graphql_suggestions is not None else not self.production
+
+    @property
+    def dev_sink_enabled(self) -> bool:
+        """Whether sends without an account of their own go to the development sink: never in production."""
+        return self.dev_sink and not self.production
 
     @property
     def embedded(self) -> bool:

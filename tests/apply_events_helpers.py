@@ -23,7 +23,8 @@ from tests.live_helpers import GraphQLSocket
 # normalized client cache keeps them).
 FIELDS = {
     "Thread": "id reference subject type status priority primaryChannel tags lastMessageAt firstResponseAt slaDueAt "
-    "createdAt updatedAt unreadCount assignee { id } customer { id } contact { id } shipment { id }",
+    "slaStatus snoozedUntil createdAt updatedAt unreadCount assignee { id } customer { id } contact { id } "
+    "shipment { id } team { id } slaPolicy { id }",
     "Message": "id channel direction status body subject sender recipients error createdAt "
     "author { id } contact { id } thread { id }",
     "Note": "id body createdAt author { id } mentions { id } thread { id }",

@@ -166,3 +166,54 @@ async def _count(inbox: Inbox, model: Any) -> int:
         return await session.scalar(
             select(func.count()).select_from(model).where(model.organization_id == inbox.org.id)
         )
+
+
+# -- configured channels (messageSend refuses a channel the organization has not configured) -------------------
+
+EMAIL_ACCOUNT_CREATE = """
+mutation($input: EmailAccountCreateInput!) {
+  emailAccountCreate(input: $input) { emailAccount { id email } userErrors { field code message } }
+}
+"""
+INTEGRATION_CONFIGURE = """
+mutation($input: IntegrationConfigureInput!) {
+  integrationConfigure(input: $input) { integration { id } userErrors { field code message } }
+}
+"""
+OUR_NUMBERS = {"WHATSAPP": "+912250001000", "SMS": "+912250002000"}
+
+
+async def configure_channels(inbox: Inbox, *channels: str) -> None:
+    """Give the organization what sending on `channels` (default EMAIL, WHATSAPP and SMS) needs, as
+    configurationStatus defines it: an email account, an Exotel integration with a WhatsApp and an SMS number
+    (OUR_NUMBERS). Their servers are a closed port of 127.0.0.1: for tests of what messageSend stores, not of
+    delivery (those use the stand-in servers)."""
+    from tests.seed_helpers import closed_port
+
+    wanted = set(channels or ("EMAIL", "WHATSAPP", "SMS"))
+    port = closed_port()
+    if "EMAIL" in wanted:
+        account = {
+            "name": "Ops",
+            "email": f"ops@{inbox.org.slug}.test",
+            "imapHost": "127.0.0.1",
+            "imapPort": port,
+            "imapSecurity": "NONE",
+            "imapUsername": "ops",
+            "imapPassword": "imap-secret",
+            "smtpHost": "127.0.0.1",
+            "smtpPort": port,
+            "smtpSecurity": "NONE",
+        }
+        await inbox.ok(EMAIL_ACCOUNT_CREATE, {"input": account}, "emailAccountCreate")
+    numbers = [{"number": OUR_NUMBERS[c], "channels": [c]} for c in ("WHATSAPP", "SMS") if c in wanted]
+    if numbers:
+        integration = {
+            "type": "EXOTEL",
+            "accountSid": f"{inbox.org.slug}-exotel",
+            "apiKey": "exo-key",
+            "apiToken": "exo-token",
+            "baseUrl": f"http://127.0.0.1:{port}",
+            "phoneNumbers": numbers,
+        }
+        await inbox.ok(INTEGRATION_CONFIGURE, {"input": integration}, "integrationConfigure")

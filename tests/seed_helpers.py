@@ -26,6 +26,12 @@ from tests.live_helpers import local_uuid
 NOTE_ADD = """
 mutation($input: NoteAddInput!) { noteAdd(input: $input) { note { id } userErrors { field code message } } }
 """
+TEAM_CREATE = """
+mutation($input: TeamCreateInput!) { teamCreate(input: $input) { team { id } userErrors { field code message } } }
+"""
+SLA_POLICY_CREATE = """
+mutation($input: SlaPolicyCreateInput!) { slaPolicyCreate(input: $input) { slaPolicy { id } userErrors { field code message } } }
+"""
 ACTION_CREATE = """
 mutation($input: ActionCreateInput!) { actionCreate(input: $input) { action { id } userErrors { field code message } } }
 """
@@ -45,6 +51,9 @@ SHIPMENT_MILESTONE_ADD = """
 mutation($input: ShipmentMilestoneAddInput!) {
   shipmentMilestoneAdd(input: $input) { userErrors { field code message } }
 }
+"""
+API_TOKEN_CREATE = """
+mutation($input: ApiTokenCreateInput!) { apiTokenCreate(input: $input) { apiToken { id } userErrors { field code message } } }
 """
 USERS = "{ users(first: 50) { edges { node { id email } } } }"
 NOTIFICATIONS = "{ notifications(first: 10) { edges { node { id } } } }"
@@ -81,9 +90,10 @@ class Seeded:
 
 async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> Seeded:
     """Create organization `slug` with a user of every role, a colleague (mentioned, assigned, notified), and at
-    least one object of every type that has an id: customer, two contacts, shipment (with a milestone), thread,
+    least one object of every type that has an id: customer, two contacts, shipment (with a milestone), SLA policy, team,
+    thread (under it),
     message, note, action, notification, attachment, email account, quarantined mail, integrations and their
-    phone numbers."""
+    phone numbers, and an API token."""
     port = port or closed_port()
     marker = slug.title()
     org = await api.create_org(slug, admin_email=f"admin@{slug}.test")
@@ -128,6 +138,23 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         },
         "shipmentMilestoneAdd",
     )
+    policy = await inbox.ok(
+        SLA_POLICY_CREATE,
+        {
+            "input": {
+                "name": f"{marker} SLA",
+                "firstResponseMinutes": 30,
+                "resolutionMinutes": 480,
+                "breachActions": {"reassignToId": colleague_id, "notifyAssignee": True},
+            }
+        },
+        "slaPolicyCreate",
+    )
+    seeded.add("SlaPolicy", policy["slaPolicy"]["id"])
+    team = await inbox.ok(
+        TEAM_CREATE, {"input": {"name": f"{marker} Sea Export", "memberIds": [colleague_id]}}, "teamCreate"
+    )
+    seeded.add("Team", team["team"]["id"])
     thread = await inbox.thread(
         f"{marker} quote 2x40HC",
         customerId=customer["id"],
@@ -211,4 +238,10 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         seeded.add("Integration", configured["integration"]["id"])
         for number in configured["integration"]["phoneNumbers"]:
             seeded.add("PhoneNumber", number["id"])
+
+    # a personal API token of the admin (the id apiTokenRevoke takes)
+    api_token = await inbox.ok(
+        API_TOKEN_CREATE, {"input": {"name": f"{marker} script", "scopes": ["READ"]}}, "apiTokenCreate"
+    )
+    seeded.add("ApiToken", api_token["apiToken"]["id"])
     return seeded

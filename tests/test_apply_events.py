@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from banxway.db.models import Message
 from banxway.db.session import tenant_session
 from banxway.enums import MessageStatus
 from banxway.events import EVENT_TYPES, MessageStatusChanged, MessageUpdated
+from banxway.resolvers import sla
 from banxway.settings import Settings
 from banxway.state import AppState
 from tests.apply_events_helpers import (
@@ -30,7 +31,7 @@ from tests.apply_events_helpers import (
     receive_events,
 )
 from tests.conftest import Api, Org
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import GraphQLSocket, uvicorn_server, wait_subscribed
 from tests.test_events_outbox import (
     ACTION_CREATE,
@@ -202,7 +203,13 @@ async def _thread_mark_read(w: World) -> None:
 # -- messages, notes, actions ------------------------------------------------------------------------------
 
 
+async def _an_email_account(w: World) -> None:
+    """An account to send emails from (messageSend refuses EMAIL without one: CHANNEL_NOT_CONFIGURED)."""
+    await w.ok(EMAIL_ACCOUNT_CREATE, {"input": email_account_input()}, "emailAccountCreate", by="admin")
+
+
 async def _thread_with_a_contact(w: World) -> None:
+    await _an_email_account(w)
     await _inbox_with_a_contact(w)
     await w.ok(THREAD_UPDATE, {"input": {"id": w.ids["older"], "contactId": w.ids["contact"]}}, "threadUpdate")
 
@@ -245,6 +252,29 @@ async def _provider_reports_a_call(w: World) -> None:
             event = MessageUpdated(thread_id=message.thread_id, message_id=message.id, changed=["body"])
             events.record(session, event, organization_id=w.inbox.org.id, actor_id=None)
         await events.relay(state.broadcast, state.sessionmaker, events.take_recorded(session))
+
+
+SLA_POLICY_CREATE = """
+mutation($input: SlaPolicyCreateInput!) { slaPolicyCreate(input: $input) { slaPolicy { id } userErrors { field } } }
+"""
+
+
+def _sla_policy(**fields: Any) -> Step:
+    async def setup(w: World) -> None:
+        values = {"name": "Quotes", "firstResponseMinutes": 30, **fields}
+        await w.ok(SLA_POLICY_CREATE, {"input": values}, "slaPolicyCreate", by="admin")
+        await _inbox_with_a_contact(w)
+
+    return setup
+
+
+def _sla_timer(minutes: int) -> Step:
+    # The SLA timer (the check_sla actor) runs `minutes` after the thread's creation.
+    async def act(w: World) -> None:
+        at = datetime.now(UTC) + timedelta(minutes=minutes)
+        await sla.sla_check(system_context(w.inbox.api.state), local_uuid(w.ids["older"]), at)
+
+    return act
 
 
 async def _thread_with_a_note(w: World) -> None:
@@ -333,6 +363,7 @@ async def _contact_update(w: World) -> None:
 
 async def _duplicate_contacts(w: World) -> None:
     # a thread (with a message) on the duplicate: merging moves both to the kept contact
+    await _an_email_account(w)
     w.ids["kept"] = await w.contact("Priya Shah", "priya@acme.example")
     w.ids["duplicate"] = await w.contact("Priya Shah (Gmail)", "priya.shah@gmail.example")
     w.ids["thread"] = await w.thread("Booking for Priya", contactId=w.ids["duplicate"])
@@ -504,6 +535,15 @@ CASES: dict[str, Case] = {
     "MESSAGE_STATUS_CHANGED": Case(_provider_reports_delivery, ("MESSAGE_STATUS_CHANGED",), _queued_email, actor=None),
     "MESSAGE_UPDATED": Case(_provider_reports_a_call, ("MESSAGE_UPDATED",), _queued_email, actor=None),
     "NOTE_ADDED": Case(_note_add, ("NOTE_ADDED",), _thread_with_a_note),
+    "SLA_WARNING": Case(
+        _sla_timer(25), ("SLA_WARNING", "THREAD_UPDATED"), _sla_policy(warnBeforeMinutes=10), actor=None
+    ),
+    "SLA_BREACHED": Case(
+        _sla_timer(31),
+        ("SLA_BREACHED", "THREAD_UPDATED", "THREAD_UPDATED"),
+        _sla_policy(breachActions={"raisePriority": True}),
+        actor=None,
+    ),
     "NOTIFICATION_CREATED": Case(_mention_the_client, ("NOTE_ADDED", "NOTIFICATION_CREATED"), _inbox_with_a_contact),
     "NOTIFICATIONS_READ": Case(_notification_mark_read, ("NOTIFICATIONS_READ",), _two_notifications, actor="admin"),
     "SHIPMENT_CREATED": Case(_shipment_create, ("SHIPMENT_CREATED",), _a_shipment),

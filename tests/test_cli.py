@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from tests.test_embedded import (
@@ -52,6 +54,70 @@ def test_serve_demo_prints_a_user_of_every_role(demo: Serve) -> None:
     for email, role in listed:
         me = gql(demo.url, ME, token=login(demo.url, email, password))
         assert me["data"]["me"]["role"] == role.upper()
+
+
+DEMO_MESSAGES = """
+{ threads(first: 50, filter: {status: [NEW, OPEN, PENDING, RESOLVED, CLOSED, ARCHIVED]}) {
+    edges { node { id subject messages(first: 50) { edges { node { id channel direction status body error } } } } } } }
+"""
+DEMO_SEND = """
+mutation($input: MessageSendInput!) { messageSend(input: $input) { message { id status } userErrors { code message } } }
+"""
+
+
+def _demo_threads(demo: Serve, token: str) -> list[dict]:
+    result = gql(demo.url, DEMO_MESSAGES, token=token)
+    assert "errors" not in result, result
+    return [edge["node"] for edge in result["data"]["threads"]["edges"]]
+
+
+def _demo_outbound(demo: Serve, token: str) -> list[dict]:
+    return [
+        edge["node"]
+        for thread in _demo_threads(demo, token)
+        for edge in thread["messages"]["edges"]
+        if edge["node"]["direction"] == "OUTBOUND" and edge["node"]["channel"] != "INTERNAL"
+    ]
+
+
+def _until(check: Callable[[], bool], what: str, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not within {within} s: {what}"
+        time.sleep(0.25)
+
+
+def test_serve_demo_sends_through_the_development_sink(demo: Serve) -> None:
+    """Issue 18: every outbound message of the demo was FAILED ("No email account to send from"). serve --demo
+    turns the development sink on: the seeded replies end DELIVERED (WhatsApp: READ), none FAILED; a WhatsApp
+    message sent now turns DELIVERED, then READ; /dev/outbox (with the token) lists it."""
+    email, password = demo.demo_login()
+    token = login(demo.url, email, password)
+    assert any("Development sink: on" in line and "/dev/outbox?token=" in line for line in demo.lines), demo.lines
+    final = {"EMAIL": "DELIVERED", "SMS": "DELIVERED", "WHATSAPP": "READ"}
+
+    def seeded_done() -> bool:
+        messages = _demo_outbound(demo, token)
+        assert len(messages) == 5 and not [m for m in messages if m["status"] == "FAILED"], messages
+        return all(m["status"] == final[m["channel"]] for m in messages)
+
+    _until(seeded_done, "the demo's replies delivered")
+    # a new WhatsApp reply on the demo's WhatsApp thread (the customer wrote within 24 hours)
+    [thread] = [t for t in _demo_threads(demo, token) if t["subject"] == "Where is my container?"]
+    body = "Update: the vessel passed Suez today."
+    variables = {"input": {"threadId": thread["id"], "channel": "WHATSAPP", "body": body}}
+    payload = gql(demo.url, DEMO_SEND, variables, token=token)["data"]["messageSend"]
+    assert payload["userErrors"] == [] and payload["message"]["status"] == "QUEUED", payload
+
+    def read() -> bool:
+        [message] = [m for m in _demo_outbound(demo, token) if m["id"] == payload["message"]["id"]]
+        assert message["status"] != "FAILED", message
+        return message["status"] == "READ"
+
+    _until(read, "the new WhatsApp message READ", within=30)
+    page = httpx.get(demo.url.replace("/graphql", "/dev/outbox"), params={"token": token}, timeout=30)
+    assert page.status_code == 200 and body in page.text
+    assert httpx.get(demo.url.replace("/graphql", "/dev/outbox"), timeout=30).status_code == 401
 
 
 def test_one_shot_commands_log_migrations_only_when_verbose(demo: Serve) -> None:

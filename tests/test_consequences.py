@@ -16,7 +16,7 @@ from banxway.schema.ids import local_id
 from banxway.state import AppState
 from banxway.tasks import actors, consequences
 from banxway.tasks.actors import setup_broker
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, configure_channels
 
 
 def _row(type_name: str, **payload: object) -> Event:
@@ -56,7 +56,8 @@ async def _message_event(state: AppState, message_id: str) -> Event:
 
 
 async def test_a_queued_message_is_enqueued_when_its_event_is_relayed(inbox: Inbox, state: AppState) -> None:
-    # given a thread
+    # given a thread of an organization with an email account
+    await configure_channels(inbox, "EMAIL")
     thread = await inbox.thread()
     # when an email and an internal note-like message are sent
     email = await inbox.send(thread["id"], "Our quote", channel="EMAIL", to=["buyer@example.com"])
@@ -68,6 +69,7 @@ async def test_a_queued_message_is_enqueued_when_its_event_is_relayed(inbox: Inb
 
 
 async def test_an_enqueue_that_failed_is_made_by_the_sweeper(inbox: Inbox, state: AppState) -> None:
+    await configure_channels(inbox, "EMAIL")
     thread = await inbox.thread()
     # given a broker that cannot be reached when the message is sent
     setup_broker("redis://127.0.0.1:9/0")

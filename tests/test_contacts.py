@@ -11,7 +11,7 @@ from strawberry.relay import GlobalID
 from banxway.db.models import Contact, ContactIdentity
 from banxway.db.session import system_session
 from tests.conftest import Api, Org
-from tests.inbox_helpers import CONTACT_CREATE, Inbox, open_whatsapp_window
+from tests.inbox_helpers import CONTACT_CREATE, Inbox, configure_channels, open_whatsapp_window
 
 CONTACT_UPDATE = """
 mutation($input: ContactUpdateInput!) {
@@ -136,6 +136,7 @@ async def _names(inbox: Inbox, search: str | None = None, token: str | None = No
 
 async def _duplicates(inbox: Inbox) -> dict:
     """Two contacts for one person, each with threads carrying EMAIL messages (and one INTERNAL note-like message)."""
+    await configure_channels(inbox, "EMAIL", "WHATSAPP")
     kept = await inbox.contact("Priya Shah", identities=[{"channel": "EMAIL", "address": "priya@acme.example"}])
     merged = await inbox.contact(
         "P. Shah",
@@ -460,6 +461,7 @@ async def test_unmerge_restores_everything_exactly(inbox: Inbox) -> None:
 
 async def test_unmerge_restores_the_merged_contacts_messages_on_the_kept_contacts_thread(inbox: Inbox) -> None:
     # given: a message from the duplicate sits on a thread that later moved to the kept contact
+    await configure_channels(inbox, "EMAIL")
     kept = await inbox.contact("Priya Shah", identities=[{"channel": "EMAIL", "address": "priya@acme.example"}])
     merged = await inbox.contact("P. Shah", identities=[{"channel": "EMAIL", "address": "p.shah@gmail.example"}])
     thread = await inbox.thread("Quote", contactId=merged["id"])

@@ -33,6 +33,7 @@ from tests.messaging_helpers import (
     deliver_now,
     exotel_inbound,
     post_json,
+    send,
     sent_ok,
     stored,
     url_of,
@@ -320,21 +321,24 @@ async def test_the_actor_retries_after_the_providers_retry_after(
 async def test_without_an_integration_the_delivery_fails_naming_integration_configure(
     inbox: Inbox, provider: StandIn, state: AppState, settings: Settings
 ) -> None:
+    # without an integration a send is refused at once (CHANNEL_NOT_CONFIGURED), naming integrationConfigure
     thread = await whatsapp_thread(inbox)
-    sms = await sent_ok(inbox, thread["id"], "SMS", "Your container is out.")
-    assert await deliver_now(state, settings, sms["id"]) == MessageStatus.FAILED
-    row = await stored(state, sms["id"])
-    assert row.status == MessageStatus.FAILED and row.error and "integrationConfigure" in row.error
+    refused = await send(inbox, thread["id"], "SMS", "Your container is out.")
+    assert [(e["code"], e["field"]) for e in refused["userErrors"]] == [("CHANNEL_NOT_CONFIGURED", ["channel"])]
+    assert "integrationConfigure" in refused["userErrors"][0]["message"]
 
-    # an integration switched off after the customer wrote: a message queued before, and one sent after
+    # an integration switched off after the customer wrote: the messages queued before fail at delivery, naming
+    # integrationConfigure, and a send after is refused
     configured = await configure_exotel(inbox, provider)
     await exotel_inbound(inbox, configured)
     queued = await sent_ok(inbox, thread["id"], "SMS", "Your container is out.")
     assert queued["sender"] == SMS_NUMBER
-    await inbox.ok(CONFIGURE, {"input": {"type": "EXOTEL", "active": False}}, "integrationConfigure")
     whatsapp = await sent_ok(inbox, thread["id"], "WHATSAPP", "Following up.")
+    await inbox.ok(CONFIGURE, {"input": {"type": "EXOTEL", "active": False}}, "integrationConfigure")
     for message in (queued, whatsapp):
         assert await deliver_now(state, settings, message["id"]) == MessageStatus.FAILED
         row = await stored(state, message["id"])
         assert row.status == MessageStatus.FAILED and row.error and "integrationConfigure" in row.error
+    after = await send(inbox, thread["id"], "WHATSAPP", "Following up again.")
+    assert [e["code"] for e in after["userErrors"]] == ["CHANNEL_NOT_CONFIGURED"]
     assert provider.sent("exotel_whatsapp") == [] and provider.sent("exotel_sms") == []

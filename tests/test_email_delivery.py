@@ -34,6 +34,9 @@ mutation($input: EmailAccountCreateInput!) {
   emailAccountCreate(input: $input) { emailAccount { id email } userErrors { field code message } }
 }
 """
+ACCOUNT_DELETE = """
+mutation($id: ID!) { emailAccountDelete(input: {id: $id}) { deletedId userErrors { field code message } } }
+"""
 SEND = """
 mutation($threadId: ID!, $body: String!, $subject: String) {
   messageSend(input: {threadId: $threadId, channel: EMAIL, body: $body, subject: $subject}) {
@@ -431,15 +434,18 @@ async def test_status_changes_are_recorded_as_events(
 
 
 async def test_without_an_account_the_message_fails_with_a_clear_error(
-    inbox: Inbox, state: AppState, settings: Settings
+    inbox: Inbox, state: AppState, settings: Settings, smtp_server: SmtpServer
 ) -> None:
-    # given an organization with no email account
+    # given an EMAIL message queued from the organization's account (with none, messageSend refuses it at once:
+    # CHANNEL_NOT_CONFIGURED, tests/test_dev_sink.py)
+    account_id = await create_account(inbox, smtp_server)
     thread = await customer_thread(inbox)
-    # when an EMAIL message is sent: it is queued with no account
     message = await send(inbox, thread["id"])
     assert message["status"] == "QUEUED"
+    # when the account is deleted before the message is delivered: the message names no account any more
+    await inbox.ok(ACCOUNT_DELETE, {"id": account_id}, "emailAccountDelete")
     assert (await row(state, message["id"])).email_account_id is None
-    # and delivered: FAILED, saying there is no account
+    # then its delivery FAILS, saying there is no account, and nothing reaches the server
     assert await deliver(state, settings, message["id"]) == MessageStatus.FAILED
     stored = await row(state, message["id"])
     assert stored.status == MessageStatus.FAILED
@@ -447,6 +453,7 @@ async def test_without_an_account_the_message_fails_with_a_clear_error(
     nodes = (await inbox.gql(THREAD, {"id": thread["id"]}))["data"]["thread"]["messages"]["edges"]
     assert nodes[0]["node"]["error"] == stored.error
     assert await status_events(state, message["id"]) == ["FAILED"]
+    assert smtp_server.messages == []
 
 
 async def test_delivering_an_unknown_message_does_nothing(state: AppState, settings: Settings) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -58,6 +58,16 @@ THREAD_ASSIGN = """
 mutation($input: ThreadAssignInput!) {
   threadAssign(input: $input) { thread { id } userErrors { field code message } }
 }
+"""
+
+THREAD_ASSIGN_TEAM = """
+mutation($input: ThreadAssignTeamInput!) { threadAssignTeam(input: $input) { thread { id } userErrors { field } } }
+"""
+TEAM_CREATE = """
+mutation($input: TeamCreateInput!) { teamCreate(input: $input) { team { id } userErrors { field code message } } }
+"""
+THREAD_SNOOZE = """
+mutation($input: ThreadSnoozeInput!) { threadSnooze(input: $input) { thread { id } userErrors { field } } }
 """
 
 THREAD_ARCHIVE = """
@@ -248,8 +258,9 @@ def email_account_input(**fields: Any) -> dict[str, Any]:
 
 # Registered types that no mutation produces: delivery statuses and later changes of a message (a call's
 # callbacks, transcripts, media) come from the delivery worker and the providers' webhooks (tested in
-# tests/test_messaging_*.py). Anything else registered must be produced below.
-NOT_PRODUCED_BY_MUTATIONS = {"MESSAGE_STATUS_CHANGED", "MESSAGE_UPDATED"}
+# tests/test_messaging_*.py); SLA warnings and breaches come from the SLA timer (tests/test_sla.py). Anything else
+# registered must be produced below.
+NOT_PRODUCED_BY_MUTATIONS = {"MESSAGE_STATUS_CHANGED", "MESSAGE_UPDATED", "SLA_WARNING", "SLA_BREACHED"}
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -369,6 +380,34 @@ async def thread_assign(s: Setup) -> list[Expected]:
     ]
 
 
+async def thread_assign_team(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    support = await s.member("support", "support@acme.test")
+    team = await s.ok(TEAM_CREATE, {"input": {"name": "Sea Export", "memberIds": [support]}}, "teamCreate")
+    await s.log.mark()
+    variables = {"input": {"threadId": thread, "teamId": team["team"]["id"]}}
+    await s.ok(THREAD_ASSIGN_TEAM, variables, "threadAssignTeam")
+    tid = _uuid(thread)
+    return [
+        Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["team_id"]}, (Thread, tid, "updated_at")),
+        Expected(
+            "THREAD_ASSIGNED",
+            {"thread_id": tid, "assignee_id": _uuid(support), "previous_assignee_id": None},
+            (Thread, tid, "updated_at"),
+        ),
+        Expected("NOTIFICATION_CREATED", {"user_id": _uuid(support)}),
+    ]
+
+
+async def thread_snooze(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    await s.ok(THREAD_SNOOZE, {"input": {"threadId": thread, "until": until}}, "threadSnooze")
+    tid = _uuid(thread)
+    return [Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["snoozed_until"]}, (Thread, tid, "updated_at"))]
+
+
 async def thread_archive(s: Setup) -> list[Expected]:
     thread = await s.thread()
     await s.log.mark()
@@ -385,6 +424,7 @@ async def thread_mark_read(s: Setup) -> list[Expected]:
 
 
 async def message_send(s: Setup) -> list[Expected]:
+    await s.email_account()  # EMAIL is configured (else CHANNEL_NOT_CONFIGURED)
     thread = await s.thread()
     await s.log.mark()
     payload = await s.ok(
@@ -693,6 +733,8 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "threadCreate": (thread_create, ["THREAD_CREATED"]),
     "threadUpdate": (thread_update, ["THREAD_UPDATED"]),
     "threadAssign": (thread_assign, ["THREAD_ASSIGNED", "NOTIFICATION_CREATED"]),
+    "threadAssignTeam": (thread_assign_team, ["THREAD_UPDATED", "THREAD_ASSIGNED", "NOTIFICATION_CREATED"]),
+    "threadSnooze": (thread_snooze, ["THREAD_UPDATED"]),
     "threadArchive": (thread_archive, ["THREAD_ARCHIVED"]),
     "threadMarkRead": (thread_mark_read, ["THREAD_READ"]),
     "messageSend": (message_send, ["MESSAGE_ADDED", "THREAD_UPDATED"]),
@@ -814,8 +856,15 @@ async def _message_too_long(s: Setup) -> tuple[str, dict, str, str | None]:
 
 
 async def _message_without_recipient(s: Setup) -> tuple[str, dict, str, str | None]:
+    await s.email_account()
     thread = await s.thread()
     return MESSAGE_SEND, {"input": {"threadId": thread, "channel": "EMAIL", "body": "Hi"}}, "messageSend", None
+
+
+async def _message_on_a_channel_not_configured(s: Setup) -> tuple[str, dict, str, str | None]:
+    thread = await s.thread()
+    variables = {"input": {"threadId": thread, "channel": "EMAIL", "body": "Hi", "to": ["ops@acme.example"]}}
+    return MESSAGE_SEND, variables, "messageSend", None
 
 
 async def _message_on_archived_thread(s: Setup) -> tuple[str, dict, str, str | None]:
@@ -871,6 +920,7 @@ FAILURES: dict[str, Failure] = {
     "threadAssign-deactivated": _deactivated_assignee,
     "messageSend-too-long": _message_too_long,
     "messageSend-no-recipient": _message_without_recipient,
+    "messageSend-channel-not-configured": _message_on_a_channel_not_configured,
     "messageSend-archived": _message_on_archived_thread,
     "noteAdd-unknown-mention": _note_with_foreign_mention,
     "actionUpdate-invalid-transition": _action_invalid_transition,

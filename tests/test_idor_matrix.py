@@ -32,7 +32,7 @@ from tests.seed_helpers import Seeded, seed_organization
 # An id argument's type is read from its name: `threadId` → Thread, `mentionedUserIds` → User (the longest type
 # name it ends with); an `id`/`ids` from its field's name: `customerUpdate(input: {id})` → Customer (the longest
 # type name the field's name starts with). These say what the names do not.
-ID_TYPE_BY_ARGUMENT = {"assigneeId": "User"}
+ID_TYPE_BY_ARGUMENT = {"assigneeId": "User", "reassignToId": "User", "memberIds": "User"}
 ID_TYPE_EXCEPTIONS = {
     # EmailAccountIdInput is shared with the account's mutations; this one takes a quarantined mail's id
     ("Mutation.emailQuarantineReprocess", "input.id"): "QuarantinedEmail",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, configure_channels
 
 INBOX = """
 query($first: Int) {
@@ -19,6 +19,7 @@ query($first: Int) {
 
 
 async def test_a_conversation_end_to_end(inbox: Inbox) -> None:
+    await configure_channels(inbox, "EMAIL")  # the organization's mailbox: emails can be sent
     customer = await inbox.customer("Acme Imports", code="acme", email="Ops@Acme.Example", phone="+91 98200 12345")
     assert customer["code"] == "ACME"
     assert customer["email"] == "ops@acme.example"

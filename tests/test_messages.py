@@ -13,7 +13,17 @@ from sqlalchemy import func, select
 
 from banxway.db.models import Message
 from banxway.db.session import system_session
-from tests.inbox_helpers import Inbox, _count, _errors, _foreign, _member, _thread, open_whatsapp_window
+from tests.inbox_helpers import (
+    OUR_NUMBERS,
+    Inbox,
+    _count,
+    _errors,
+    _foreign,
+    _member,
+    _thread,
+    configure_channels,
+    open_whatsapp_window,
+)
 
 MESSAGE_FIELDS = """
 id channel direction status body subject html sender recipients createdAt
@@ -64,6 +74,13 @@ query {
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+async def configured(inbox: Inbox) -> None:
+    """The organization has an email account and WhatsApp and SMS numbers: messageSend takes every channel (one
+    that is not configured is refused: tests/test_dev_sink.py)."""
+    await configure_channels(inbox)
 
 
 async def _thread_with_contact(inbox: Inbox) -> dict:
@@ -122,7 +139,8 @@ async def test_a_customer_message_is_queued_to_the_contacts_address_on_its_chann
     assert message["recipients"] == [recipient]
     assert message["body"] == "Your container sailed today."
     assert message["author"]["email"] == inbox.org.admin_email
-    assert message["sender"] == inbox.org.admin_email
+    # an email is the agent's (sent from the organization's account), WhatsApp and SMS leave from our number
+    assert message["sender"] == OUR_NUMBERS.get(channel, inbox.org.admin_email)
     assert message["contact"] == {"id": thread["contactId"]}
 
 

@@ -68,7 +68,9 @@ class CompilingSchema(strawberry.Schema):
 
     def _key(self, query: str | None, operation_name: str | None, variables: Any, viewer: Any) -> tuple | None:
         try:
-            return (query, operation_name, orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS), viewer.role)
+            variables_key = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+            # the role and an API token's scopes (None for a session): what the viewer may do is the two together
+            return (query, operation_name, variables_key, viewer.role, viewer.scopes)
         except TypeError:
             return None
 
@@ -84,8 +86,8 @@ class CompilingSchema(strawberry.Schema):
 
     def plan(self, execution_context: Any, context: Context) -> Plan | None:
         """The operation's plan, from the cache or compiled now; None when the executor must answer.
-        Plans are kept per (document, operation, variables, role): what the compiler reads of the viewer
-        beyond the role is a parameter, or makes the plan the viewer's own (`owner`)."""
+        Plans are kept per (document, operation, variables, role, API token scopes): what the compiler reads of
+        the viewer beyond those is a parameter, or makes the plan the viewer's own (`owner`)."""
         viewer = context.viewer_or_none
         if viewer is None:
             return None

@@ -31,6 +31,9 @@ from banxway.db.models import (
     PhoneNumber,
     Shipment,
     ShipmentMilestone,
+    SlaPolicy,
+    SlaTarget,
+    Team,
     Thread,
     ThreadRead,
     User,
@@ -132,6 +135,14 @@ class ActionByIdLoader(_ByIdLoader):
     model = Action
 
 
+class TeamByIdLoader(_ByIdLoader):
+    model = Team
+
+
+class SlaPolicyByIdLoader(_ByIdLoader):
+    model = SlaPolicy
+
+
 class EmailAccountByIdLoader(_ByIdLoader):
     model = EmailAccount
 
@@ -190,6 +201,14 @@ class IdentitiesByContactIdLoader(_ManyByKeyLoader):
 class AttachmentsByMessageIdLoader(_ManyByKeyLoader):
     model = Attachment
     key_column = "message_id"
+
+
+class SlaTargetsByThreadIdLoader(_ManyByKeyLoader):
+    model = SlaTarget
+    key_column = "thread_id"
+
+    def order_by(self) -> tuple[Any, ...]:
+        return (SlaTarget.started_at, SlaTarget.created_at, SlaTarget.id)
 
 
 class PhoneNumbersByIntegrationIdLoader(_ManyByKeyLoader):
@@ -263,6 +282,9 @@ class Loaders:
     headers_by_message_id: HeadersByMessageIdLoader = field(init=False)
     phone_numbers_by_integration_id: PhoneNumbersByIntegrationIdLoader = field(init=False)
     unread_count_by_thread_id: UnreadCountByThreadIdLoader = field(init=False)
+    sla_policy_by_id: SlaPolicyByIdLoader = field(init=False)
+    team_by_id: TeamByIdLoader = field(init=False)
+    sla_targets_by_thread_id: SlaTargetsByThreadIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
         db = self.db
@@ -284,3 +306,6 @@ class Loaders:
         self.headers_by_message_id = HeadersByMessageIdLoader(db)
         self.phone_numbers_by_integration_id = PhoneNumbersByIntegrationIdLoader(db)
         self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(db, self.viewer_id)
+        self.sla_policy_by_id = SlaPolicyByIdLoader(db)
+        self.team_by_id = TeamByIdLoader(db)
+        self.sla_targets_by_thread_id = SlaTargetsByThreadIdLoader(db)

@@ -46,6 +46,8 @@ from banxway.enums import (
     ShipmentDirection,
     ShipmentMode,
     ShipmentStatus,
+    SlaStatus,
+    SlaTargetKind,
     ThreadStatus,
     ThreadType,
 )
@@ -93,6 +95,8 @@ class Organization(Base):
     id: Mapped[uuid.UUID] = _uuid_pk()
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     slug: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
+    # The business calendar SLA policies count in (banxway.calendar's JSON form); null: around the clock, UTC.
+    business_hours: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -116,6 +120,9 @@ class User(TenantMixin, Base):
     # Bumped when the user is signed out everywhere (deactivation, a new password): access tokens carry the version
     # they were issued under and are refused once it moves on.
     session_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # Assignment rules: at most this many open threads (null: no cap), and whether the agent takes new ones now.
+    max_open_threads: Mapped[int | None] = mapped_column(Integer)
+    available: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True),
@@ -301,8 +308,11 @@ class Thread(TenantMixin, Base):
     __table_args__ = (
         UniqueConstraint("organization_id", "reference", name="uq_threads_organization_id_reference"),
         Index("ix_threads_org_last_activity", "organization_id", "last_activity_at", "id"),
-        Index("ix_threads_org_status", "organization_id", "status"),  # the inbox count, index-only
+        # the inbox count, index-only (with what the default inbox leaves out: snoozed threads)
+        Index("ix_threads_org_status", "organization_id", "status", postgresql_include=["snoozed_until"]),
         Index("ix_threads_search", "search", postgresql_using="gin"),
+        Index("ix_threads_sla_check_at", "sla_check_at", postgresql_where=text("sla_check_at IS NOT NULL")),
+        Index("ix_threads_snoozed_until", "snoozed_until", postgresql_where=text("snoozed_until IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -324,6 +334,9 @@ class Thread(TenantMixin, Base):
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("teams.id", ondelete="SET NULL"), index=True
+    )
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
@@ -333,6 +346,16 @@ class Thread(TenantMixin, Base):
     )
     first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sla_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sla_policy_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sla_policies.id", ondelete="SET NULL")
+    )
+    sla_status: Mapped[SlaStatus | None] = mapped_column(_pg_enum(SlaStatus, "sla_status"))
+    # The spans the thread was PENDING, [start, end or null], ISO instants: the SLA clock stops in them.
+    sla_pauses: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    # When the SLA next needs a look (a warning or a due time); swept by the scheduler.
+    sla_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Hidden from the default inbox until then, or until the customer writes (threadSnooze).
+    snoozed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     search: Mapped[str] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || reference)", persisted=True),
@@ -344,6 +367,93 @@ class Thread(TenantMixin, Base):
     contact: Mapped[Contact | None] = relationship(lazy="raise")
     shipment: Mapped[Shipment | None] = relationship(lazy="raise")
     assignee: Mapped[User | None] = relationship(lazy="raise")
+
+
+class Team(TenantMixin, Base):
+    """A group of users a thread can be given to; assignment picks one of its members (round-robin or
+    least-open), skipping members who are away or at their capacity."""
+
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_teams_organization_id_name"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    # the member who got the team's last round-robin assignment: the next goes to the one after
+    last_assigned_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class TeamMember(TenantMixin, Base):
+    __tablename__ = "team_members"
+
+    team_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class SlaPolicy(TenantMixin, Base):
+    """Response and resolution targets for the threads its conditions match (the first active match by
+    position wins), counted in the organization's business hours or around the clock."""
+
+    __tablename__ = "sla_policies"
+    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_sla_policies_organization_id_name"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # {"priorities": [...], "channels": [...], "thread_types": [...], "customer_tags": [...]}; empty: every thread
+    conditions: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    first_response_minutes: Mapped[int | None] = mapped_column(Integer)
+    next_response_minutes: Mapped[int | None] = mapped_column(Integer)
+    resolution_minutes: Mapped[int | None] = mapped_column(Integer)
+    business_hours: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    warn_before_minutes: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # {"notify_assignee": bool, "notify_managers": bool, "raise_priority": bool, "reassign_to": user id | null}
+    breach_actions: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class SlaTarget(TenantMixin, Base):
+    """One target of a thread's SLA: started, due (null while paused), and met, warned, breached or cancelled.
+    A thread has at most one open (neither met nor cancelled) target of each kind; the rows stay as history."""
+
+    __tablename__ = "sla_targets"
+    __table_args__ = (
+        Index(
+            "uq_sla_targets_open_kind",
+            "thread_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("met_at IS NULL AND cancelled_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    policy_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sla_policies.id", ondelete="SET NULL")
+    )
+    kind: Mapped[SlaTargetKind] = mapped_column(_pg_enum(SlaTargetKind, "sla_target_kind"), nullable=False)
+    minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    business_hours: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    met_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
 
 
 class Message(TenantMixin, Base):
@@ -669,3 +779,28 @@ class PendingStatus(TenantMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created_at()
+
+
+# -- personal API tokens --------------------------------------------------------------------
+
+
+class ApiToken(TenantMixin, Base):
+    """A personal API token (`bxp_...`) of a user, for scripts and agents: stored as its SHA-256 and a short prefix
+    for display, never in clear. Its scopes (`banxway.auth.ApiTokenScope` names) bound what it may do within the
+    user's role. Revoked by its user, an admin, or the user's deactivation; a new password leaves it alone."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Written at most once a minute per token (`banxway.context`), not on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

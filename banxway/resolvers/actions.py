@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from banxway.auth import Permission, has_permission
+from banxway.auth import Permission
 from banxway.db.models import (
     Action,
     Thread,
@@ -97,8 +97,8 @@ async def action_update(ctx: Context, action_id: uuid.UUID | None, changes: dict
             raise DomainError(
                 "INVALID_TRANSITION", f"An action cannot go from {action.status.name} to {new_status.name}.", "status"
             )
-        if _needs_approver(action, new_status, values.get("type", action.type)) and not has_permission(
-            viewer.role, Permission.ACTION_APPROVE
+        if _needs_approver(action, new_status, values.get("type", action.type)) and not viewer.can(
+            Permission.ACTION_APPROVE
         ):
             raise PermissionDenied(f"Role {viewer.role.name} may not {Permission.ACTION_APPROVE.value}")
         changed = apply_changes(action, values)

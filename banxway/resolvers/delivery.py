@@ -7,6 +7,9 @@ provider's words; a transient one puts it back to QUEUED for a retry with back-o
 provider's Retry-After), until it is `RETRY_FOR` old. When the request went out but no answer came, or a
 job was killed mid-send, the message stays SENDING: a status callback may settle it; after `STUCK_AFTER` it
 is failed rather than risk a second copy.
+
+In development, BANXWAY_DEV_SINK sends what has no account or number of its own to the sink
+(`banxway.resolvers.dev_sink`) instead of failing it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from banxway.context import SystemContext
 from banxway.db.models import Message
 from banxway.enums import Channel, Direction, MessageStatus
 from banxway.logs import get_logger
+from banxway.resolvers.dev_sink import SINK, sink_takes
 from banxway.resolvers.email_delivery import EMAIL
 from banxway.resolvers.messaging_delivery import MESSAGING
 from banxway.resolvers.sending import (
@@ -56,7 +60,8 @@ async def deliver(ctx: SystemContext, message_id: uuid.UUID) -> MessageStatus | 
                 "Sending was interrupted and its outcome is unknown; not retried, to avoid a second copy.",
             )
         status = message.status
-        sender = _SENDERS.get(message.channel)
+        # no account or number of its own, and the development sink is on (never in production): the sink sends it
+        sender = SINK if sink_takes(ctx.settings, message) else _SENDERS.get(message.channel)
         if status == MessageStatus.QUEUED:
             try:
                 if sender is None:

@@ -1,5 +1,8 @@
 """The demo organization that `serve --demo` and `seed --demo` create (idempotent).
 
+It has no email account or provider integration: its replies are sent through the development sink, which
+`serve --demo` turns on (BANXWAY_DEV_SINK), so that they turn SENT, DELIVERED and (WhatsApp) READ.
+
 Everything is written through the same use-cases the API calls, by the demo admin,
 so the demo exercises the real write paths (inbound messages through
 `message_receive`, the path the channels use).
@@ -19,6 +22,7 @@ from banxway.context import Context, Viewer
 from banxway.db.models import Organization, User
 from banxway.db.session import system_session, write_transaction
 from banxway.enums import Role
+from banxway.errors import DomainError
 from banxway.resolvers import actions, contacts, customers, messages, notes, shipments, threads
 from banxway.resolvers.contacts import IdentityInput
 from banxway.resolvers.inbound import message_receive
@@ -66,6 +70,7 @@ class DemoLogin:
     organization: str
     email: str
     password: str
+    replies_skipped: int = 0  # replies not sent: their channel is not configured and the development sink is off
 
 
 async def seed_demo(state: AppState) -> DemoLogin:
@@ -100,13 +105,15 @@ async def seed_demo(state: AppState) -> DemoLogin:
         has_data = await session.scalar(
             select(func.count()).select_from(db.Customer).where(db.Customer.organization_id == organization.id)
         )
-    if not has_data:
-        await _seed_dataset(state, organization.id, admin)
-    return DemoLogin(DEMO_SLUG, DEMO_ADMIN_EMAIL, DEMO_PASSWORD)
+    skipped = await _seed_dataset(state, organization.id, admin) if not has_data else 0
+    return DemoLogin(DEMO_SLUG, DEMO_ADMIN_EMAIL, DEMO_PASSWORD, skipped)
 
 
-async def _seed_dataset(state: AppState, organization_id, admin: User) -> None:
+async def _seed_dataset(state: AppState, organization_id, admin: User) -> int:
+    """The demo's customers, shipments and threads; how many replies could not be sent (CHANNEL_NOT_CONFIGURED:
+    the demo organization has no accounts, and without the development sink its replies have nowhere to go)."""
     ctx = Context(state=state, viewer_or_none=Viewer(admin.id, organization_id, Role.ADMIN, admin.email, admin.name))
+    skipped = 0
     try:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         by_code = {}
@@ -317,13 +324,18 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> None:
                     contact_id=person.id,
                 )
             if reply:
-                await messages.message_send(
-                    ctx,
-                    thread_id=thread.id,
-                    channel=channel,
-                    body=reply,
-                    subject=f"Re: {subject}" if channel == db.Channel.EMAIL else None,
-                )
+                try:
+                    await messages.message_send(
+                        ctx,
+                        thread_id=thread.id,
+                        channel=channel,
+                        body=reply,
+                        subject=f"Re: {subject}" if channel == db.Channel.EMAIL else None,
+                    )
+                except DomainError as exc:
+                    if exc.code != "CHANNEL_NOT_CONFIGURED":
+                        raise
+                    skipped += 1
             if note:
                 await notes.note_add(ctx, thread_id=thread.id, body=note)
             if kind == db.ThreadType.QUOTE_REQUEST:
@@ -350,6 +362,7 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> None:
                 await threads.thread_update(ctx, thread.id, {"status": status})
     finally:
         await ctx.aclose()
+    return skipped
 
 
 async def _address(ctx: Context, contact_id, channel: db.Channel) -> str:

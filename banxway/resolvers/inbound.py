@@ -25,10 +25,11 @@ from banxway.db.models import Contact, ContactIdentity, Integration, Message, Th
 from banxway.enums import Channel, Direction, MessageStatus, NotificationType, ThreadStatus
 from banxway.events import MessageAdded, ThreadUpdated
 from banxway.integrations.messaging import Inbound, provider
+from banxway.resolvers import sla
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
 from banxway.resolvers.notifications import notify
-from banxway.resolvers.threads import new_thread
+from banxway.resolvers.threads import new_thread, wake_up
 
 
 async def contact_for_address(
@@ -138,6 +139,7 @@ async def message_receive(
         organization_id=organization_id,
         actor_id=None,
     )
+    previous_status = thread.status
     if thread.status in _REOPEN_ON_REPLY:
         thread.status = ThreadStatus.OPEN
         events.record(
@@ -146,6 +148,9 @@ async def message_receive(
             organization_id=organization_id,
             actor_id=None,
         )
+    if thread.status != ThreadStatus.ARCHIVED:
+        await sla.customer_wrote(session, thread, previous_status)
+    await wake_up(session, thread)
     await notify(
         session,
         thread,

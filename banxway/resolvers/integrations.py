@@ -12,6 +12,7 @@ import ipaddress
 import re
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -356,33 +357,69 @@ class ChannelReadiness:
     missing: list[str]
 
 
+@dataclass(frozen=True)
+class Gap:
+    """Something a channel lacks: `blocks_sending` when without it nothing can be sent on the channel (no account,
+    no number), not when it only keeps the channel from being fully ready (a failed test, no public URL)."""
+
+    what: str
+    blocks_sending: bool
+
+
+async def channel_gaps(session: Any, settings: Settings, channels: Iterable[Channel]) -> dict[Channel, list[Gap]]:
+    """What each of `channels` (EMAIL, WHATSAPP, SMS, VOICE) lacks: the one definition of "configured", behind
+    `configuration_status` and messageSend's CHANNEL_NOT_CONFIGURED. `session` is scoped to the organization."""
+    wanted = list(dict.fromkeys(channels))
+    gaps: dict[Channel, list[Gap]] = {}
+    if Channel.EMAIL in wanted:
+        accounts = list(await session.scalars(select(EmailAccount).where(EmailAccount.active.is_(True))))
+        email = [] if accounts else [Gap("an active email account (emailAccountCreate)", True)]
+        email += [Gap(f"{a.email}: {a.last_error}", False) for a in accounts if a.last_error]
+        gaps[Channel.EMAIL] = email
+    if any(channel in MESSAGING_CHANNELS for channel in wanted):
+        active = list(await session.scalars(select(Integration).where(Integration.active.is_(True))))
+        numbers = list(await session.scalars(select(PhoneNumber)))
+        active_ids = {i.id for i in active}
+        for channel in (c for c in wanted if c in MESSAGING_CHANNELS):
+            missing = []
+            if not active:
+                missing.append(Gap("an active Exotel or Twilio integration (integrationConfigure)", True))
+            elif channel == Channel.VOICE and not any(providers.provider(i.type).calls for i in active):
+                missing.append(Gap("an Exotel integration (calls are made through Exotel)", True))
+            if not any(channel.value in n.channels and n.integration_id in active_ids for n in numbers):
+                missing.append(Gap(f"a phone number for {channel.name} (phoneNumbers in integrationConfigure)", True))
+            for integration in active:
+                if integration.last_error:
+                    what = f"{integration.type.name} credentials that work (last test: {integration.last_error})"
+                    missing.append(Gap(what, False))
+            if not settings.public_url:
+                missing.append(Gap("BANXWAY_PUBLIC_URL, so that the provider can reach the webhooks", False))
+            gaps[channel] = missing
+    return {channel: gaps[channel] for channel in wanted if channel in gaps}
+
+
 async def configuration_status(ctx: Context) -> list[ChannelReadiness]:
     """For each customer channel: can messages be sent and received on it, and if not, what is missing."""
     ctx.require(Permission.READ)
-    session = ctx.db
-    result = []
-    accounts = list(await session.scalars(select(EmailAccount).where(EmailAccount.active.is_(True))))
-    email_missing = [] if accounts else ["an active email account (emailAccountCreate)"]
-    email_missing += [f"{a.email}: {a.last_error}" for a in accounts if a.last_error]
-    result.append(ChannelReadiness(Channel.EMAIL, not email_missing, email_missing))
-    active = list(await session.scalars(select(Integration).where(Integration.active.is_(True))))
-    numbers = list(await session.scalars(select(PhoneNumber)))
-    active_ids = {i.id for i in active}
-    for channel in MESSAGING_CHANNELS:
-        missing = []
-        if not active:
-            missing.append("an active Exotel or Twilio integration (integrationConfigure)")
-        elif channel == Channel.VOICE and not any(i.type == IntegrationType.EXOTEL for i in active):
-            missing.append("an Exotel integration (calls are made through Exotel)")
-        if not any(channel.value in n.channels and n.integration_id in active_ids for n in numbers):
-            missing.append(f"a phone number for {channel.name} (phoneNumbers in integrationConfigure)")
-        for integration in active:
-            if integration.last_error:
-                missing.append(f"{integration.type.name} credentials that work (last test: {integration.last_error})")
-        if not ctx.settings.public_url:
-            missing.append("BANXWAY_PUBLIC_URL, so that the provider can reach the webhooks")
-        result.append(ChannelReadiness(channel, not missing, missing))
-    return result
+    gaps = await channel_gaps(ctx.db, ctx.settings, [Channel.EMAIL, *MESSAGING_CHANNELS])
+    return [ChannelReadiness(channel, not found, [gap.what for gap in found]) for channel, found in gaps.items()]
+
+
+async def require_configured(ctx: Context, channel: Channel) -> None:
+    """CHANNEL_NOT_CONFIGURED (field `channel`) when nothing can be sent on `channel` for the viewer's organization
+    (`channel_gaps`: no email account; no active integration or number), unless the development sink takes such
+    messages (BANXWAY_DEV_SINK, never in production)."""
+    if ctx.settings.dev_sink_enabled:
+        return
+    found = await channel_gaps(ctx.db, ctx.settings, [channel])
+    blocking = [gap.what for gap in found.get(channel, []) if gap.blocks_sending]
+    if blocking:
+        raise DomainError(
+            "CHANNEL_NOT_CONFIGURED",
+            f"{channel.name} is not configured for this organization: it needs {' and '.join(blocking)} "
+            "(configurationStatus says what each channel lacks).",
+            "channel",
+        )
 
 
 async def integration(ctx: Context, integration_id: uuid.UUID | None) -> Integration | None:

@@ -20,7 +20,9 @@ from banxway.enums import (
 )
 from banxway.errors import DomainError
 from banxway.events import MessageAdded, ThreadUpdated
+from banxway.resolvers import sla
 from banxway.resolvers import validation as v
+from banxway.resolvers.integrations import require_configured
 from banxway.resolvers.outbound import add_outbound, open_thread, prepare_outbound, require_body
 
 if TYPE_CHECKING:
@@ -90,6 +92,8 @@ async def message_send(
         existing = await ctx.db.scalar(select(Message).where(Message.idempotency_key == key))
         if existing is not None:
             return _same_request(existing, thread_id)
+    if channel in (Channel.EMAIL, Channel.WHATSAPP, Channel.SMS):
+        await require_configured(ctx, channel)  # CHANNEL_NOT_CONFIGURED now, not a FAILED message later
     try:
         async with ctx.transaction() as session:
             thread = await open_thread(session, thread_id)
@@ -131,6 +135,8 @@ async def message_send(
                     changed.append("status")
             if changed:
                 ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed))
+            if channel != Channel.INTERNAL:
+                await sla.agent_replied(session, thread, now)
     except IntegrityError:  # the same idempotency key committed concurrently
         existing = await ctx.db.scalar(select(Message).where(Message.idempotency_key == key))
         if existing is None:

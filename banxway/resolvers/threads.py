@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
-from banxway.auth import Permission, has_permission
+from banxway import events
+from banxway.auth import Permission
 from banxway.db.models import Contact, Customer, Message, Shipment, Thread, ThreadCounter
 from banxway.db.models import ThreadRead as ThreadReadRow
-from banxway.enums import Channel, NotificationType, Priority, ThreadStatus, ThreadType
+from banxway.enums import Channel, NotificationType, Priority, SlaStatus, ThreadStatus, ThreadType
 from banxway.errors import DomainError, PermissionDenied
 from banxway.events import ThreadArchived, ThreadAssigned, ThreadCreated, ThreadRead, ThreadUpdated
+from banxway.resolvers import sla
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, apply_changes, get_or_error
 from banxway.resolvers.notifications import notify
@@ -24,7 +26,7 @@ from banxway.resolvers.pagination import Page, paginate
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from banxway.context import Context
+    from banxway.context import Context, SystemContext
 
 
 async def next_reference(session: AsyncSession, organization_id: uuid.UUID, year: int) -> str:
@@ -130,14 +132,14 @@ async def new_thread(
     )
     session.add(thread)
     await session.flush()
+    await sla.thread_opened(session, thread, now)
     return thread
 
 
 def _check_transition(ctx: Context, current: ThreadStatus, new: ThreadStatus) -> None:
     if new == current:
         return
-    role = ctx.viewer.role
-    if ThreadStatus.ARCHIVED in (current, new) and not has_permission(role, Permission.THREAD_ARCHIVE):
+    if ThreadStatus.ARCHIVED in (current, new) and not ctx.viewer.can(Permission.THREAD_ARCHIVE):
         verb = "reopen an archived thread" if current == ThreadStatus.ARCHIVED else "archive a thread"
         raise DomainError("INVALID_TRANSITION", f"Your role may not {verb}.", "status")
     if new == ThreadStatus.NEW:
@@ -175,9 +177,14 @@ async def thread_update(ctx: Context, thread_id: uuid.UUID | None, changes: dict
                 links.get("shipment_id", thread.shipment_id),
             )
             values.update({"customer_id": customer_id, "contact_id": contact_id, "shipment_id": shipment_id})
+        previous_status = thread.status
         changed = apply_changes(thread, values)
         if changed:
             ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed))
+        if "status" in changed:
+            await sla.status_changed(session, thread, previous_status)
+        if {"priority", "type", "primary_channel", "customer_id"} & set(changed):
+            await sla.conditions_changed(session, thread)
     return thread
 
 
@@ -187,7 +194,7 @@ async def thread_assign(ctx: Context, thread_id: uuid.UUID | None, assignee_id: 
         thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
         only_self = assignee_id in (None, viewer.user_id) and thread.assignee_id in (None, viewer.user_id)
         needed = Permission.THREAD_ASSIGN_SELF if only_self else Permission.THREAD_ASSIGN_ANY
-        if not has_permission(viewer.role, needed):
+        if not viewer.can(needed):
             raise PermissionDenied(f"Role {viewer.role.name} may not {needed.value}")
         if thread.status == ThreadStatus.ARCHIVED:
             raise DomainError("INVALID_TRANSITION", "An archived thread cannot be assigned.", "threadId")
@@ -215,9 +222,71 @@ async def thread_archive(ctx: Context, thread_id: uuid.UUID | None) -> Thread:
     async with ctx.transaction() as session:
         thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
         if thread.status != ThreadStatus.ARCHIVED:
-            thread.status = ThreadStatus.ARCHIVED
+            previous_status, thread.status = thread.status, ThreadStatus.ARCHIVED
             ctx.record(session, ThreadArchived(thread_id=thread.id))
+            await sla.status_changed(session, thread, previous_status)
     return thread
+
+
+SNOOZE_LIMIT = timedelta(days=366)
+
+
+async def thread_snooze(ctx: Context, thread_id: uuid.UUID | None, until: datetime | None) -> Thread:
+    """Hide a thread from the default inbox until `until` (None: show it again now); a customer's message wakes it
+    earlier. The SLA clock keeps running (only PENDING stops it)."""
+    ctx.require(Permission.THREAD_CREATE)
+    now = datetime.now(UTC)
+    if until is not None:
+        if until.tzinfo is None:
+            raise DomainError("INVALID", "Give a time zone (e.g. 2026-12-04T09:00:00+05:30).", "until")
+        if not now < until <= now + SNOOZE_LIMIT:
+            raise DomainError("INVALID", "Snooze until a time in the future, within a year.", "until")
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+        if thread.status == ThreadStatus.ARCHIVED:
+            raise DomainError("INVALID_TRANSITION", "An archived thread cannot be snoozed.", "threadId")
+        if thread.snoozed_until != until:
+            thread.snoozed_until = until
+            ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=["snoozed_until"]))
+    return thread
+
+
+async def wake_up(session: AsyncSession, thread: Thread, *, at: datetime | None = None) -> bool:
+    """End the thread's snooze if it is over at `at` (or, without `at`, at once: the customer wrote); record it."""
+    if thread.snoozed_until is None or (at is not None and thread.snoozed_until > at):
+        return False
+    thread.snoozed_until = None
+    events.record(
+        session,
+        ThreadUpdated(thread_id=thread.id, changed=["snoozed_until"]),
+        organization_id=thread.organization_id,
+        actor_id=None,
+    )
+    return True
+
+
+async def snoozes_ending(ctx: SystemContext, within: timedelta) -> list[tuple[uuid.UUID, datetime]]:
+    """(thread id, when) of the snoozes that end before now + `within`, soonest first."""
+    horizon = datetime.now(UTC) + within
+    async with ctx.session() as session:
+        rows = await session.execute(
+            select(Thread.id, Thread.snoozed_until)
+            .where(Thread.snoozed_until.is_not(None), Thread.snoozed_until <= horizon)
+            .order_by(Thread.snoozed_until)
+            .limit(10_000)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+async def thread_wake(ctx: SystemContext, thread_id: uuid.UUID) -> bool:
+    """The timer of a snooze: the thread shows in the inbox again (idempotent; False when nothing changed)."""
+    async with ctx.session() as probe:
+        organization_id = await probe.scalar(select(Thread.organization_id).where(Thread.id == thread_id))
+    if organization_id is None:
+        return False
+    async with ctx.for_organization(organization_id).transaction() as session:
+        thread = await session.scalar(select(Thread).where(Thread.id == thread_id).with_for_update())
+        return thread is not None and await wake_up(session, thread, at=datetime.now(UTC))
 
 
 async def thread_mark_read(ctx: Context, thread_id: uuid.UUID | None) -> Thread:
@@ -258,6 +327,9 @@ class ThreadFilter:
     tag: str | None = None
     search: str | None = None
     updated_since: datetime | None = None
+    sla_status: list[SlaStatus] | None = None
+    team_id: uuid.UUID | None = None
+    snoozed: bool | None = None  # None: not snoozed now (the default inbox); True: only snoozed ones
 
 
 @dataclass(frozen=True)
@@ -315,9 +387,14 @@ def threads_query(ctx: Context, where: ThreadFilter | None) -> Select[Any]:
         (Thread.primary_channel, where.channel),
         (Thread.type, where.type),
         (Thread.priority, where.priority),
+        (Thread.team_id, where.team_id),
     ):
         if value is not None:
             query = query.where(column == value)
+    snoozed = Thread.snoozed_until.is_not(None) & (Thread.snoozed_until > func.now())
+    query = query.where(snoozed if where.snoozed else ~snoozed)
+    if where.sla_status:
+        query = query.where(Thread.sla_status.in_(where.sla_status))
     if where.tag:
         query = query.where(Thread.tags.contains([where.tag.strip().lower()]))
     if where.updated_since is not None:

@@ -15,6 +15,7 @@ from banxway.db.session import write_transaction
 from banxway.enums import Role
 from banxway.errors import DomainError
 from banxway.events import UserCreated, UserUpdated
+from banxway.resolvers.api_tokens import revoke_user_api_tokens
 from banxway.resolvers.auth import normalize_email, revoke_user_tokens
 from banxway.resolvers.pagination import Page, paginate
 
@@ -211,6 +212,8 @@ async def user_update(
             changed.append("active")
         if deactivated or password is not None:
             await revoke_user_tokens(session, user.id)
+        if deactivated:  # a new password leaves the user's personal API tokens alone; deactivation revokes them
+            await revoke_user_api_tokens(session, user.id)
         if changed:
             ctx.record(session, UserUpdated(user_id=user.id, changed=changed))
     return user

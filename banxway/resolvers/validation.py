@@ -144,7 +144,7 @@ def tags(values: list[str] | None, field: str = "tags") -> list[str]:
         tag = value.strip().lower()
         if not _TAG.match(tag):
             raise DomainError(
-                "INVALID", f"Tag '{value}' must be 1-50 letters, digits, spaces or .:/-_", [field, str(index)]
+                "INVALID", f"Tag '{value}' must be 1-50 letters, digits, spaces or .:/-_", f"{field}.{index}"
             )
         if tag not in cleaned:
             cleaned.append(tag)

@@ -13,9 +13,11 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from banxway.schema.actions import Action, ActionMutation
+from banxway.schema.api_tokens import ApiTokenMutation, ApiTokenQuery
 from banxway.schema.auth import AuthMutation
 from banxway.schema.contacts import Contact, ContactMutation, ContactQuery
 from banxway.schema.customers import Customer, CustomerMutation, CustomerQuery
+from banxway.schema.dev import DevQuery
 from banxway.schema.email import EmailMutation, EmailQuery
 from banxway.schema.extensions import schema_extensions
 from banxway.schema.integrations import IntegrationMutation, IntegrationQuery
@@ -30,7 +32,9 @@ from banxway.schema.notifications import (
     NotificationSubscription,
 )
 from banxway.schema.shipments import Shipment, ShipmentMutation, ShipmentQuery
+from banxway.schema.sla import SlaMutation, SlaPolicy, SlaQuery
 from banxway.schema.subscriptions import EventSubscription
+from banxway.schema.teams import Team, TeamMutation, TeamQuery
 from banxway.schema.threads import Thread, ThreadMutation, ThreadQuery
 from banxway.schema.users import Organization, User, UserMutation, UserQuery
 from banxway.settings import Settings
@@ -48,6 +52,10 @@ Query = merge_types(
         IntegrationQuery,
         NodeQuery,
         UserQuery,
+        ApiTokenQuery,
+        SlaQuery,
+        TeamQuery,
+        DevQuery,
     ),
 )
 Mutation = merge_types(
@@ -66,12 +74,28 @@ Mutation = merge_types(
         IntegrationMutation,
         AuthMutation,
         UserMutation,
+        ApiTokenMutation,
+        SlaMutation,
+        TeamMutation,
     ),
 )
 Subscription = merge_types("Subscription", (EventSubscription, NotificationSubscription, LiveSubscription))
 
 # The types `node(id:)` fetches (those with `resolve_nodes`), listed so that each is in the schema.
-NODE_TYPES = (Organization, User, Customer, Contact, Shipment, Thread, Message, Note, Action, Notification)
+NODE_TYPES = (
+    Organization,
+    User,
+    Customer,
+    Contact,
+    Shipment,
+    Thread,
+    Message,
+    Note,
+    Action,
+    Notification,
+    SlaPolicy,
+    Team,
+)
 
 
 def build_schema(settings: Settings, schema_class: type[strawberry.Schema] = strawberry.Schema, **kwargs: Any) -> Any:

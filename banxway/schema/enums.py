@@ -7,3 +7,5 @@ import strawberry
 from banxway import enums
 
 Channel = strawberry.enum(enums.Channel)
+Priority = strawberry.enum(enums.Priority)
+ThreadType = strawberry.enum(enums.ThreadType)

@@ -21,18 +21,19 @@ from strawberry.extensions import (
 )
 from strawberry.schema.schema import validate_document
 
-from banxway.errors import AuthenticationRequired, DomainError, PermissionDenied
+from banxway.errors import AuthenticationRequired, DevelopmentOnly, DomainError, PermissionDenied
 from banxway.schema.complexity import expanded_fields
 from banxway.schema.persisted import PersistedOperations, persisted_queries
 from banxway.settings import Settings
 
-_CODED = (AuthenticationRequired, PermissionDenied)
-PUBLIC_CODES = {"UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT"}
+_CODED = (AuthenticationRequired, PermissionDenied, DevelopmentOnly)
+PUBLIC_CODES = {"UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "DEVELOPMENT_ONLY"}
 
 
 class ErrorCodes(SchemaExtension):
-    """Give expected failures of queries an `extensions.code`: UNAUTHENTICATED, FORBIDDEN,
-    or BAD_USER_INPUT (with the reason and field) for bad arguments such as a forged cursor."""
+    """Give expected failures of queries an `extensions.code`: UNAUTHENTICATED, FORBIDDEN, DEVELOPMENT_ONLY (a
+    development tool asked for in production), or BAD_USER_INPUT (with the reason and field) for bad arguments
+    such as a forged cursor."""
 
     def on_execute(self) -> Iterator[None]:
         yield

@@ -25,7 +25,9 @@ ThreadRef = Annotated["Thread", strawberry.lazy("banxway.schema.threads")]
 
 Direction = strawberry.enum(db.Direction)
 MessageStatus = strawberry.enum(db.MessageStatus)
-MessageError, MessageErrorCode = error_type("Message", [*THREAD_CODES, "THREAD_CHANGED", "WINDOW_CLOSED"])
+MessageError, MessageErrorCode = error_type(
+    "Message", [*THREAD_CODES, "THREAD_CHANGED", "WINDOW_CLOSED", "CHANNEL_NOT_CONFIGURED"]
+)
 
 
 @strawberry.type
@@ -159,7 +161,10 @@ class MessagePayload:
 
 @strawberry.type
 class MessageMutation:
-    @strawberry.mutation(description="Send a message: QUEUED for its channel, or SENT at once when INTERNAL.")
+    @strawberry.mutation(
+        description="Send a message: QUEUED for its channel, or SENT at once when INTERNAL. A channel the "
+        "organization has not configured (configurationStatus) fails at once with CHANNEL_NOT_CONFIGURED."
+    )
     async def message_send(self, info: Ctx, input: MessageSendInput) -> MessagePayload:
         async def call() -> dict:
             message = await message_use_cases.message_send(

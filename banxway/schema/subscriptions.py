@@ -104,7 +104,8 @@ def _ended_as_errors() -> Iterator[None]:
         ) from None
     except fanout.SubscriberDeactivated:
         raise GraphQLError(
-            "You were signed out (your account was deactivated or your password changed); sign in again.",
+            "You were signed out (your account was deactivated, your password changed, or the API token was "
+            "revoked or expired); sign in again.",
             extensions={"code": "UNAUTHENTICATED"},
         ) from None
 

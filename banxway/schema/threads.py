@@ -9,13 +9,14 @@ import strawberry
 
 from banxway import db
 from banxway.resolvers import inbox as inbox_use_cases
+from banxway.resolvers import teams as team_use_cases
 from banxway.resolvers import threads as thread_use_cases
 from banxway.resolvers.inbox import MESSAGES_ATTR, UNREAD_ATTR, MessageWindow, ThreadPrefetch
 from banxway.schema import lookahead
 from banxway.schema.actions import Action
 from banxway.schema.contacts import CONTACT_FIELD_COLUMNS, Contact
 from banxway.schema.customers import CUSTOMER_FIELD_COLUMNS, Customer
-from banxway.schema.enums import Channel
+from banxway.schema.enums import Channel, Priority, ThreadType
 from banxway.schema.errors import THREAD_CODES, error_type, mutate
 from banxway.schema.ids import changes, decode, decode_optional, filter_id, given, local_id
 from banxway.schema.messages import MESSAGE_FIELD_COLUMNS, Message
@@ -23,11 +24,11 @@ from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, _node_res
 from banxway.schema.notes import Note
 from banxway.schema.pagination import Connection, connection
 from banxway.schema.shipments import SHIPMENT_FIELD_COLUMNS, Shipment
+from banxway.schema.sla import SlaPolicy, SlaStatus, SlaTarget
+from banxway.schema.teams import AssignmentStrategy, Team
 from banxway.schema.users import User
 
 ThreadStatus = strawberry.enum(db.ThreadStatus)
-Priority = strawberry.enum(db.Priority)
-ThreadType = strawberry.enum(db.ThreadType)
 ThreadError, ThreadErrorCode = error_type("Thread", THREAD_CODES)
 
 
@@ -42,13 +43,31 @@ class Thread(Node):
     primary_channel: Channel
     tags: list[str]
     last_message_at: datetime | None
+    snoozed_until: datetime | None = strawberry.field(
+        description="Hidden from the default inbox until then (threadSnooze), or until the customer writes."
+    )
     first_response_at: datetime | None
-    sla_due_at: datetime | None
+    sla_due_at: datetime | None = strawberry.field(
+        description="When the nearest open SLA target is due; null without one, or while the thread is PENDING."
+    )
+    sla_status: SlaStatus | None = strawberry.field(description="Null when no SLA policy applies.")
     created_at: datetime
     updated_at: datetime
 
     is_type_of = _model_type_of(db.Thread)
     resolve_nodes = _node_resolver("thread_by_id")
+
+    @strawberry.field(description="The team the thread was given to (threadAssignTeam).")
+    def team(self, info: Ctx) -> Team | None:
+        return related(self, info, "team", "team_by_id", self.team_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="The SLA policy the thread's targets come from.")
+    def sla_policy(self, info: Ctx) -> SlaPolicy | None:
+        return related(self, info, "sla_policy", "sla_policy_by_id", self.sla_policy_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="Every SLA target of the thread, open and past, in the order they started.")
+    async def sla_targets(self, info: Ctx) -> list[SlaTarget]:
+        return await info.context.loaders.sla_targets_by_thread_id.load(self.id)  # type: ignore[return-value]
 
     @strawberry.field
     def customer(self, info: Ctx) -> Customer | None:
@@ -131,6 +150,11 @@ class ThreadFilter:
     tag: str | None = None
     search: str | None = strawberry.field(default=None, description="Full-text over subject and message bodies.")
     updated_since: datetime | None = None
+    sla_status: list[SlaStatus] | None = strawberry.field(default=None, description="Any of these SLA statuses.")
+    team_id: strawberry.ID | None = None
+    snoozed: bool | None = strawberry.field(
+        default=None, description="true: only threads snoozed now; otherwise they are left out."
+    )
 
 
 def thread_filter(where: ThreadFilter | None) -> thread_use_cases.ThreadFilter | None:
@@ -148,6 +172,9 @@ def thread_filter(where: ThreadFilter | None) -> thread_use_cases.ThreadFilter |
         type=where.type,
         priority=where.priority,
         tag=where.tag,
+        sla_status=where.sla_status,
+        team_id=filter_id(where.team_id, "Team"),
+        snoozed=where.snoozed,
         search=where.search,
         updated_since=where.updated_since,
     )
@@ -217,6 +244,13 @@ class ThreadUpdateInput:
 
 
 @strawberry.input
+class ThreadAssignTeamInput:
+    thread_id: strawberry.ID
+    team_id: strawberry.ID
+    strategy: AssignmentStrategy = team_use_cases.Strategy.ROUND_ROBIN  # type: ignore[valid-type]
+
+
+@strawberry.input
 class ThreadAssignInput:
     thread_id: strawberry.ID
     assignee_id: strawberry.ID | None = strawberry.field(default=None, description="null unassigns.")
@@ -230,6 +264,12 @@ class ThreadArchiveInput:
 @strawberry.input
 class ThreadMarkReadInput:
     thread_id: strawberry.ID
+
+
+@strawberry.input
+class ThreadSnoozeInput:
+    thread_id: strawberry.ID
+    until: datetime | None = strawberry.field(description="Within a year; null shows the thread again now.")
 
 
 @strawberry.type
@@ -334,11 +374,39 @@ class ThreadMutation:
 
         return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
 
+    @strawberry.mutation(
+        description="Give a thread to a team: one of its members, round-robin (default) or the one with the fewest "
+        "open threads, skipping those away, deactivated or at capacity; when none can take it the thread waits "
+        "in the team's queue, unassigned. Needs THREAD_ASSIGN_ANY."
+    )
+    async def thread_assign_team(self, info: Ctx, input: ThreadAssignTeamInput) -> ThreadPayload:
+        async def call() -> dict:
+            thread = await team_use_cases.thread_assign_team(
+                info.context,
+                decode(input.thread_id, "Thread", "threadId"),
+                decode(input.team_id, "Team", "teamId"),
+                input.strategy,
+            )
+            return {"thread": thread}
+
+        return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
+
     @strawberry.mutation
     async def thread_archive(self, info: Ctx, input: ThreadArchiveInput) -> ThreadPayload:
         async def call() -> dict:
             thread_id = decode(input.thread_id, "Thread", "threadId")
             return {"thread": await thread_use_cases.thread_archive(info.context, thread_id)}
+
+        return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
+
+    @strawberry.mutation(
+        description="Hide a thread from the default inbox until a time; a customer's message wakes it earlier. "
+        "`threads(filter: {snoozed: true})` lists the snoozed ones."
+    )
+    async def thread_snooze(self, info: Ctx, input: ThreadSnoozeInput) -> ThreadPayload:
+        async def call() -> dict:
+            thread_id = decode(input.thread_id, "Thread", "threadId")
+            return {"thread": await thread_use_cases.thread_snooze(info.context, thread_id, input.until)}
 
         return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
 

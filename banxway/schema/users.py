@@ -47,6 +47,10 @@ class User(Node):
     name: str
     role: Role
     active: bool
+    max_open_threads: int | None = strawberry.field(
+        description="Team assignment skips the user at this many open threads (NEW, OPEN, PENDING); null: no cap."
+    )
+    available: bool = strawberry.field(description="Team assignment skips the user while false (away).")
     created_at: datetime
 
     is_type_of = _model_type_of(db.User)

@@ -4,16 +4,21 @@ nothing itself (tests/test_actors.py checks it)."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import dramatiq
 
+from banxway.enums import MessageStatus
 from banxway.integrations.email.imap import ImapError
 from banxway.logs import get_logger
 from banxway.resolvers.auth import prune_refresh_tokens as prune_expired_refresh_tokens
 from banxway.resolvers.delivery import deliver, messages_to_requeue
+from banxway.resolvers.dev_sink import SinkStep, dev_sink_advance, dev_sink_next_step
 from banxway.resolvers.email_ingest import active_account_ids, poll_account, record_poll_failure
 from banxway.resolvers.media import fetch_media, transcribe
 from banxway.resolvers.sending import RetryLater
+from banxway.resolvers.sla import sla_check, sla_checks_due
+from banxway.resolvers.threads import snoozes_ending, thread_wake
 from banxway.tasks.broker import context, redis_broker
 
 log = get_logger("banxway.tasks")
@@ -63,6 +68,19 @@ async def deliver_message(message_id: str) -> None:
             raise
         delay = int(min(max(exc.retry_after, 1.0), 3_600.0) * 1000)
         raise dramatiq.Retry(str(exc), delay=delay) from exc
+    _schedule_dev_sink(await dev_sink_next_step(context(), uuid.UUID(message_id)))
+
+
+@dramatiq.actor(queue_name="delivery", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
+async def advance_dev_sink_message(message_id: str, status: str) -> None:
+    """Development sink (BANXWAY_DEV_SINK): report what a provider would about a message the sink delivered —
+    DELIVERED, READ, a call completed — then schedule the next report (see banxway.resolvers.dev_sink)."""
+    _schedule_dev_sink(await dev_sink_advance(context(), uuid.UUID(message_id), MessageStatus[status]))
+
+
+def _schedule_dev_sink(step: SinkStep | None) -> None:
+    if step is not None:
+        advance_dev_sink_message.send_with_options(args=(str(step.message_id), step.status.name), delay=step.delay_ms)
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
@@ -73,6 +91,44 @@ async def requeue_messages() -> None:
         deliver_message.send(str(message_id))
     if ids:
         log.info("requeued messages", count=len(ids))
+
+
+# the minute sweeps enqueue each timer due before their next run, delayed to its instant (plus this much slack)
+SLA_LOOKAHEAD = timedelta(seconds=90)
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
+async def check_sla(thread_id: str) -> None:
+    """Warn and breach a thread's SLA targets that are due (idempotent: each target is warned and breached once)."""
+    recorded = await sla_check(context(), uuid.UUID(thread_id))
+    if recorded:
+        log.info("sla", thread=thread_id, events=recorded)
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def check_slas() -> None:
+    """The scheduler's SLA timer (every minute): a `check_sla` for every thread whose warning or due time falls
+    before the next run, delayed to that instant; overdue ones (a lost job, a stopped worker) at once."""
+    now = datetime.now(UTC)
+    for thread_id, at in await sla_checks_due(context(), SLA_LOOKAHEAD):
+        delay = max(0, int((at - now).total_seconds() * 1000))
+        check_sla.send_with_options(args=(str(thread_id),), delay=delay or None)
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
+async def wake_thread(thread_id: str) -> None:
+    """A snoozed thread's time is up: it shows in the inbox again (idempotent)."""
+    await thread_wake(context(), uuid.UUID(thread_id))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def wake_threads() -> None:
+    """The scheduler's snooze timer (every minute): a `wake_thread` for every snooze ending before the next run,
+    delayed to that instant."""
+    now = datetime.now(UTC)
+    for thread_id, at in await snoozes_ending(context(), SLA_LOOKAHEAD):
+        delay = max(0, int((at - now).total_seconds() * 1000))
+        wake_thread.send_with_options(args=(str(thread_id),), delay=delay or None)
 
 
 @dramatiq.actor(queue_name="media", max_retries=10, min_backoff=10_000, max_backoff=600_000, time_limit=300_000)
@@ -93,7 +149,12 @@ ALL = [
     poll_mailbox,
     poll_mailboxes,
     deliver_message,
+    advance_dev_sink_message,
     requeue_messages,
+    check_sla,
+    check_slas,
+    wake_thread,
+    wake_threads,
     fetch_message_media,
     transcribe_call,
 ]
