@@ -35,6 +35,8 @@ class MessageStatus(enum.Enum):
     DELIVERED = "DELIVERED"
     READ = "READ"
     FAILED = "FAILED"
+    SCHEDULED = "SCHEDULED"  # waits for its send_at (messageSend with sendAt), then QUEUED
+    CANCELLED = "CANCELLED"  # a scheduled message cancelled before it went
 
 
 class ThreadStatus(enum.Enum):
@@ -126,6 +128,7 @@ class NotificationType(enum.Enum):
     INBOUND_MESSAGE = "inbound_message"
     SLA_WARNING = "sla_warning"
     SLA_BREACHED = "sla_breached"
+    ACTION_DUE = "action_due"
 
 
 class IntegrationType(enum.Enum):

@@ -108,6 +108,8 @@ class MessageStatusChanged(ThreadEvent):
     type = "MESSAGE_STATUS_CHANGED"
     message_id: uuid.UUID
     status: str
+    # a scheduled message whose time came (SCHEDULED -> QUEUED): its delivery follows
+    released: bool = False
 
 
 class MessageUpdated(ThreadEvent):

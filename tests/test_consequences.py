@@ -31,14 +31,17 @@ def test_the_rules_pick_the_work_each_event_calls_for() -> None:
     plain_inbound = _row("MESSAGE_ADDED", channel="SMS", direction="INBOUND", status="RECEIVED")
     recorded = _row("MESSAGE_UPDATED", changed=["call", "recording"])
     call_only = _row("MESSAGE_UPDATED", changed=["call"])
+    released = _row("MESSAGE_STATUS_CHANGED", status="QUEUED", released=True)  # a scheduled send's time came
+    retried = _row("MESSAGE_STATUS_CHANGED", status="QUEUED", released=False)  # Dramatiq retries that one itself
     old = _row("MESSAGE_ADDED")  # an event of the first releases, without the facts
     # when the consequences are worked out
-    jobs = consequences.jobs([queued, internal, with_media, plain_inbound, recorded, call_only, old])
+    jobs = consequences.jobs([queued, internal, with_media, plain_inbound, recorded, call_only, released, retried, old])
     # then exactly the delivery, the download and the transcription follow
     assert jobs == [
         (actors.deliver_message, queued.payload["message_id"]),
         (actors.fetch_message_media, with_media.payload["message_id"]),
         (actors.transcribe_call, recorded.payload["message_id"]),
+        (actors.deliver_message, released.payload["message_id"]),
     ]
 
 

@@ -60,6 +60,11 @@ mutation($input: ThreadAssignInput!) {
 }
 """
 
+MESSAGE_CANCEL_SCHEDULED = """
+mutation($input: MessageCancelScheduledInput!) {
+  messageCancelScheduled(input: $input) { message { id } userErrors { field code message } }
+}
+"""
 THREAD_ASSIGN_TEAM = """
 mutation($input: ThreadAssignTeamInput!) { threadAssignTeam(input: $input) { thread { id } userErrors { field } } }
 """
@@ -256,11 +261,11 @@ def email_account_input(**fields: Any) -> dict[str, Any]:
     return {**values, **fields}
 
 
-# Registered types that no mutation produces: delivery statuses and later changes of a message (a call's
+# Registered types that no mutation produces: later changes of a message (a call's
 # callbacks, transcripts, media) come from the delivery worker and the providers' webhooks (tested in
 # tests/test_messaging_*.py); SLA warnings and breaches come from the SLA timer (tests/test_sla.py). Anything else
 # registered must be produced below.
-NOT_PRODUCED_BY_MUTATIONS = {"MESSAGE_STATUS_CHANGED", "MESSAGE_UPDATED", "SLA_WARNING", "SLA_BREACHED"}
+NOT_PRODUCED_BY_MUTATIONS = {"MESSAGE_UPDATED", "SLA_WARNING", "SLA_BREACHED"}
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -437,6 +442,18 @@ async def message_send(s: Setup) -> list[Expected]:
         Expected("MESSAGE_ADDED", {"thread_id": tid, "message_id": mid}, (Message, mid, "created_at")),
         Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["status"]}, (Thread, tid, "updated_at")),
     ]
+
+
+async def message_cancel_scheduled(s: Setup) -> list[Expected]:
+    await s.email_account()
+    thread = await s.thread()
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    values = {"threadId": thread, "channel": "EMAIL", "body": "Later", "to": ["ops@acme.example"], "sendAt": later}
+    payload = await s.ok(MESSAGE_SEND, {"input": values}, "messageSend")
+    await s.log.mark()
+    mid = _uuid(payload["message"]["id"])
+    await s.ok(MESSAGE_CANCEL_SCHEDULED, {"input": {"messageId": payload["message"]["id"]}}, "messageCancelScheduled")
+    return [Expected("MESSAGE_STATUS_CHANGED", {"message_id": mid, "status": "CANCELLED", "released": False})]
 
 
 async def message_send_internal(s: Setup) -> list[Expected]:
@@ -739,6 +756,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "threadMarkRead": (thread_mark_read, ["THREAD_READ"]),
     "messageSend": (message_send, ["MESSAGE_ADDED", "THREAD_UPDATED"]),
     "messageSend-internal": (message_send_internal, ["MESSAGE_ADDED"]),
+    "messageCancelScheduled": (message_cancel_scheduled, ["MESSAGE_STATUS_CHANGED"]),
     "noteAdd": (note_add, ["NOTE_ADDED", "NOTIFICATION_CREATED"]),
     "notificationMarkAllRead": (notification_mark_all_read, ["NOTIFICATIONS_READ"]),
     "actionCreate": (action_create, ["ACTION_CREATED"]),

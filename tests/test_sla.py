@@ -578,13 +578,13 @@ async def test_the_scheduler_breaches_a_thread_at_its_due_time(inbox: Inbox, sta
     actors.check_slas.send()
     # then the thread is breached at its due time: not before, and within a second or two after
     found: list[Event] = []
-    for _ in range(100):
+    for _ in range(200):
         found = await _events(state, thread_id, events.SlaBreached.type)
         if found:
             break
         await asyncio.sleep(0.1)
-    assert len(found) == 1, "no SLA_BREACHED within 10 s"
-    assert due <= found[0].created_at < due + timedelta(seconds=3)
+    assert len(found) == 1, "no SLA_BREACHED within 20 s"
+    assert due <= found[0].created_at < due + timedelta(seconds=10)  # the minute sweep alone would be up to 60 s late
     async with system_session(state.sessionmaker) as session:
         assert (await session.scalar(select(Thread.sla_status).where(Thread.id == thread_id))) == SlaStatus.BREACHED
 

@@ -102,13 +102,13 @@ async def test_the_timer_shows_the_thread_again_on_time(inbox: Inbox, state: App
     # when the scheduler's minute job runs
     actors.wake_threads.send()
     # then the thread wakes up at that time, once
-    for _ in range(100):
+    for _ in range(200):
         found = await _snoozed_events(state, thread["id"])
         if len(found) == 2:
             break
         await asyncio.sleep(0.1)
-    assert len(found) == 2, "not woken within 10 s"
-    assert ends <= found[1].created_at < ends + timedelta(seconds=3)
+    assert len(found) == 2, "not woken within 20 s"
+    assert ends <= found[1].created_at < ends + timedelta(seconds=10)  # the minute sweep alone would be up to 60 s late
     async with system_session(state.sessionmaker) as session:
         assert (
             await session.scalar(select(Thread.snoozed_until).where(Thread.id == local_id(thread["id"], "Thread")))

@@ -484,6 +484,8 @@ class Message(TenantMixin, Base):
             "created_at",
             postgresql_where=text("direction = 'INBOUND'"),
         ),
+        # the scheduled sends' timer
+        Index("ix_messages_send_at", "send_at", postgresql_where=text("send_at IS NOT NULL")),
         # webhooks: one message per provider id (idempotent inbound), and status callbacks find it
         Index(
             "uq_messages_integration_id_provider_message_id",
@@ -501,6 +503,8 @@ class Message(TenantMixin, Base):
     channel: Mapped[Channel] = mapped_column(_pg_enum(Channel, "channel"), nullable=False)
     direction: Mapped[Direction] = mapped_column(_pg_enum(Direction, "direction"), nullable=False)
     status: Mapped[MessageStatus] = mapped_column(_pg_enum(MessageStatus, "message_status"), nullable=False)
+    # a scheduled send: SCHEDULED until then; cleared when it is released (QUEUED) or cancelled
+    send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     body: Mapped[str] = mapped_column(Text, nullable=False)
     subject: Mapped[str | None] = mapped_column(String(998))
     html: Mapped[str | None] = mapped_column(Text)
@@ -556,7 +560,10 @@ class Note(TenantMixin, Base):
 
 class Action(TenantMixin, Base):
     __tablename__ = "actions"
-    __table_args__ = (Index("ix_actions_thread_created", "thread_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_actions_thread_created", "thread_id", "created_at", "id"),
+        Index("ix_actions_due_unreminded", "due_at", postgresql_where=text("reminded_at IS NULL")),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     thread_id: Mapped[uuid.UUID] = mapped_column(
@@ -576,6 +583,8 @@ class Action(TenantMixin, Base):
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
     )
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # when its due-time reminder went (cleared when the due time changes: the next one follows the new time)
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
 
 from banxway.auth import Permission
 from banxway.db.models import (
@@ -15,14 +17,18 @@ from banxway.enums import (
     APPROVAL_ACTION_TYPES,
     ActionStatus,
     ActionType,
+    NotificationType,
 )
 from banxway.errors import DomainError, PermissionDenied
 from banxway.events import ActionCreated, ActionUpdated
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import active_user, apply_changes, get_or_error
+from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:
-    from banxway.context import Context
+    from banxway.context import Context, SystemContext
+
+OPEN_ACTION_STATUSES = (ActionStatus.OPEN, ActionStatus.IN_PROGRESS)
 
 _ACTION_TRANSITIONS = {
     ActionStatus.OPEN: {ActionStatus.IN_PROGRESS, ActionStatus.DONE, ActionStatus.CANCELLED},
@@ -102,6 +108,8 @@ async def action_update(ctx: Context, action_id: uuid.UUID | None, changes: dict
         ):
             raise PermissionDenied(f"Role {viewer.role.name} may not {Permission.ACTION_APPROVE.value}")
         changed = apply_changes(action, values)
+        if "due_at" in changed:
+            action.reminded_at = None  # the reminder follows the new due time
         if "status" in changed:
             done = action.status == ActionStatus.DONE
             action.completed_at = datetime.now(UTC) if done else None
@@ -109,3 +117,51 @@ async def action_update(ctx: Context, action_id: uuid.UUID | None, changes: dict
         if changed:
             ctx.record(session, ActionUpdated(thread_id=action.thread_id, action_id=action.id, changed=changed))
     return action
+
+
+# -- reminders ------------------------------------------------------------------------------------------------
+
+
+async def actions_due(ctx: SystemContext, within: timedelta) -> list[tuple[uuid.UUID, datetime]]:
+    """(action id, due_at) of the open actions due before now + `within` whose reminder has not gone."""
+    horizon = datetime.now(UTC) + within
+    async with ctx.session() as session:
+        rows = await session.execute(
+            select(Action.id, Action.due_at)
+            .where(Action.due_at <= horizon, Action.reminded_at.is_(None), Action.status.in_(OPEN_ACTION_STATUSES))
+            .order_by(Action.due_at)
+            .limit(10_000)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+async def action_remind(ctx: SystemContext, action_id: uuid.UUID) -> bool:
+    """The timer of an action's due time: a notification to its assignee (its creator when nobody is assigned),
+    once per due time; nothing for an action done, cancelled or moved later meanwhile."""
+    async with ctx.session() as probe:
+        organization_id = await probe.scalar(select(Action.organization_id).where(Action.id == action_id))
+    if organization_id is None:
+        return False
+    now = datetime.now(UTC)
+    async with ctx.for_organization(organization_id).transaction() as session:
+        action = await session.scalar(select(Action).where(Action.id == action_id).with_for_update())
+        if (
+            action is None
+            or action.reminded_at is not None
+            or action.due_at is None
+            or action.due_at > now
+            or action.status not in OPEN_ACTION_STATUSES
+        ):
+            return False
+        action.reminded_at = now
+        thread = await session.get(Thread, action.thread_id)
+        assert thread is not None
+        await notify(
+            session,
+            thread,
+            [action.assignee_id or action.created_by_id],
+            NotificationType.ACTION_DUE,
+            f"Due now on {thread.reference}: {action.title}",
+            actor_id=None,
+        )
+    return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select
@@ -22,13 +22,14 @@ from banxway.errors import DomainError
 from banxway.events import MessageAdded, ThreadUpdated
 from banxway.resolvers import sla
 from banxway.resolvers import validation as v
+from banxway.resolvers.common import get_or_error
 from banxway.resolvers.integrations import require_configured
 from banxway.resolvers.outbound import add_outbound, open_thread, prepare_outbound, require_body
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from banxway.context import Context
+    from banxway.context import Context, SystemContext
 
 
 async def _recipients(session: AsyncSession, thread: Thread, channel: Channel, to: list[str] | None) -> list[str]:
@@ -64,8 +65,10 @@ async def message_send(
     based_on_cursor: str | None = None,
     force: bool = False,
     template: Any = None,
+    send_at: datetime | None = None,
 ) -> Message:
-    """Store an outbound message: QUEUED for delivery on its channel, or SENT at once when INTERNAL.
+    """Store an outbound message: QUEUED for delivery on its channel, or SENT at once when INTERNAL; with
+    `send_at`, SCHEDULED until then (`release_scheduled` queues it; `message_cancel_scheduled` cancels it).
 
     WhatsApp and SMS: the number it leaves from, SMS segments, and (WhatsApp) the 24-hour customer-care
     window, outside of which only an approved `template` (a messaging.TemplateChoice) may be sent.
@@ -86,6 +89,8 @@ async def message_send(
         raise DomainError("TOO_LONG", f"The subject may have at most {v.EMAIL_SUBJECT_LIMIT} characters.", "subject")
     if attachment_ids and channel != Channel.EMAIL:
         raise DomainError("INVALID", f"Attachments cannot be sent on {channel.name} yet.", "attachmentIds")
+    if send_at is not None:
+        _check_send_at(channel, send_at)
     key = v.text(idempotency_key, "idempotencyKey", max_length=100)
     based_on = _decode_based_on(based_on_cursor) if based_on_cursor and not force else None
     if key is not None:
@@ -107,13 +112,18 @@ async def message_send(
                     session, thread, channel, viewer.user_id, body, template, recipients[0]
                 )
             now = datetime.now(UTC)
+            if send_at is not None:
+                status = MessageStatus.SCHEDULED
+            else:
+                status = MessageStatus.SENT if channel == Channel.INTERNAL else MessageStatus.QUEUED
             message = await add_outbound(
                 ctx,
                 session,
                 thread,
                 **{
                     "channel": channel,
-                    "status": MessageStatus.SENT if channel == Channel.INTERNAL else MessageStatus.QUEUED,
+                    "status": status,
+                    "send_at": send_at,
                     "body": body,
                     "subject": subject.strip() if subject else None,
                     "html": html,
@@ -125,24 +135,109 @@ async def message_send(
                 },
                 attach=lambda message: _attach(session, message, attachment_ids or []),
             )
-            thread.last_message_at = message.created_at
-            changed = []
-            if channel != Channel.INTERNAL:
-                if thread.first_response_at is None:
-                    thread.first_response_at = now
-                if thread.status == ThreadStatus.NEW:
-                    thread.status = ThreadStatus.OPEN
-                    changed.append("status")
-            if changed:
-                ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed))
-            if channel != Channel.INTERNAL:
-                await sla.agent_replied(session, thread, now)
+            if send_at is None:
+                thread.last_message_at = message.created_at
+                if channel != Channel.INTERNAL:
+                    await _went_out(session, thread, now, viewer.user_id)
     except IntegrityError:  # the same idempotency key committed concurrently
         existing = await ctx.db.scalar(select(Message).where(Message.idempotency_key == key))
         if existing is None:
             raise
         return _same_request(existing, thread_id)
     return message
+
+
+async def _went_out(session: AsyncSession, thread: Thread, at: datetime, actor_id: uuid.UUID | None) -> None:
+    """A reply to the customer went out (sent now, or a scheduled one released): the thread's first response,
+    NEW -> OPEN, and the SLA's response target."""
+    if thread.first_response_at is None:
+        thread.first_response_at = at
+    if thread.status == ThreadStatus.NEW:
+        thread.status = ThreadStatus.OPEN
+        events.record(
+            session,
+            ThreadUpdated(thread_id=thread.id, changed=["status"]),
+            organization_id=thread.organization_id,
+            actor_id=actor_id,
+        )
+    await sla.agent_replied(session, thread, at)
+
+
+# -- scheduled sends ----------------------------------------------------------------------------------------
+
+SCHEDULE_LIMIT = timedelta(days=366)
+
+
+def _check_send_at(channel: Channel, send_at: datetime) -> None:
+    if channel == Channel.INTERNAL:
+        raise DomainError("INVALID", "Internal messages are not scheduled.", "sendAt")
+    if send_at.tzinfo is None:
+        raise DomainError("INVALID", "Give a time zone (e.g. 2026-12-04T09:00:00+05:30).", "sendAt")
+    now = datetime.now(UTC)
+    if not now < send_at <= now + SCHEDULE_LIMIT:
+        raise DomainError("INVALID", "Schedule a send in the future, within a year.", "sendAt")
+
+
+async def message_cancel_scheduled(ctx: Context, message_id: uuid.UUID | None) -> Message:
+    """Cancel a scheduled message that has not gone yet (CANCELLED, kept in the thread)."""
+    ctx.require(Permission.MESSAGE_SEND)
+    async with ctx.transaction() as session:
+        message = await get_or_error(session, Message, message_id, "messageId", lock=True, label="message")
+        if message.status != MessageStatus.SCHEDULED:
+            raise DomainError(
+                "INVALID_TRANSITION",
+                f"Only a scheduled message can be cancelled; this one is {message.status.name}.",
+                "messageId",
+            )
+        message.status = MessageStatus.CANCELLED
+        ctx.record(
+            session,
+            events.MessageStatusChanged(
+                thread_id=message.thread_id, message_id=message.id, status=MessageStatus.CANCELLED.name
+            ),
+        )
+    return message
+
+
+async def scheduled_due(ctx: SystemContext, within: timedelta) -> list[tuple[uuid.UUID, datetime]]:
+    """(message id, send_at) of the scheduled messages due before now + `within`, soonest first."""
+    horizon = datetime.now(UTC) + within
+    async with ctx.session() as session:
+        rows = await session.execute(
+            select(Message.id, Message.send_at)
+            .where(Message.send_at <= horizon, Message.status == MessageStatus.SCHEDULED)
+            .order_by(Message.send_at)
+            .limit(10_000)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+async def release_scheduled(ctx: SystemContext, message_id: uuid.UUID) -> bool:
+    """The timer of a scheduled send: QUEUED once its time came (MESSAGE_STATUS_CHANGED `released`, whose
+    consequence delivers it), as if sent by its author now. Idempotent; False when nothing changed."""
+    async with ctx.session() as probe:
+        organization_id = await probe.scalar(select(Message.organization_id).where(Message.id == message_id))
+    if organization_id is None:
+        return False
+    now = datetime.now(UTC)
+    async with ctx.for_organization(organization_id).transaction() as session:
+        message = await session.scalar(select(Message).where(Message.id == message_id).with_for_update())
+        if message is None or message.status != MessageStatus.SCHEDULED or (message.send_at or now) > now:
+            return False
+        thread = await session.scalar(select(Thread).where(Thread.id == message.thread_id).with_for_update())
+        assert thread is not None
+        message.status = MessageStatus.QUEUED
+        events.record(
+            session,
+            events.MessageStatusChanged(
+                thread_id=thread.id, message_id=message.id, status=MessageStatus.QUEUED.name, released=True
+            ),
+            organization_id=organization_id,
+            actor_id=message.author_id,
+        )
+        thread.last_message_at = now
+        await _went_out(session, thread, now, message.author_id)
+    return True
 
 
 async def _attach(session: AsyncSession, message: Message, attachment_ids: list[uuid.UUID | None]) -> None:

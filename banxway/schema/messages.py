@@ -36,6 +36,7 @@ class Message(Node):
     channel: Channel
     direction: Direction
     status: MessageStatus
+    send_at: datetime | None = strawberry.field(description="A scheduled send: when it goes (or went).")
     body: str
     subject: str | None
     html: str | None
@@ -128,6 +129,11 @@ class TemplateSendInput:
 
 
 @strawberry.input
+class MessageCancelScheduledInput:
+    message_id: strawberry.ID
+
+
+@strawberry.input
 class MessageSendInput:
     thread_id: strawberry.ID
     channel: Channel
@@ -150,6 +156,11 @@ class MessageSendInput:
     template: TemplateSendInput | None = strawberry.field(
         default=None,
         description="WhatsApp: send an approved template (the only thing allowed outside the 24-hour window).",
+    )
+    send_at: datetime | None = strawberry.field(
+        default=None,
+        description="Send later (within a year): the message is SCHEDULED until then, cancellable with "
+        "messageCancelScheduled; it counts as the reply (first response, SLA) when it goes.",
     )
 
 
@@ -180,7 +191,16 @@ class MessageMutation:
                 based_on_cursor=input.based_on_cursor,
                 force=input.force,
                 template=input.template.choice() if input.template is not None else None,
+                send_at=input.send_at,
             )
             return {"message": message}
+
+        return await mutate(MessagePayload, MessageError, MessageErrorCode, call)
+
+    @strawberry.mutation(description="Cancel a scheduled message that has not gone yet; it stays, CANCELLED.")
+    async def message_cancel_scheduled(self, info: Ctx, input: MessageCancelScheduledInput) -> MessagePayload:
+        async def call() -> dict:
+            message_id = decode(input.message_id, "Message", "messageId")
+            return {"message": await message_use_cases.message_cancel_scheduled(info.context, message_id)}
 
         return await mutate(MessagePayload, MessageError, MessageErrorCode, call)

@@ -11,11 +11,13 @@ import dramatiq
 from banxway.enums import MessageStatus
 from banxway.integrations.email.imap import ImapError
 from banxway.logs import get_logger
+from banxway.resolvers.actions import action_remind, actions_due
 from banxway.resolvers.auth import prune_refresh_tokens as prune_expired_refresh_tokens
 from banxway.resolvers.delivery import deliver, messages_to_requeue
 from banxway.resolvers.dev_sink import SinkStep, dev_sink_advance, dev_sink_next_step
 from banxway.resolvers.email_ingest import active_account_ids, poll_account, record_poll_failure
 from banxway.resolvers.media import fetch_media, transcribe
+from banxway.resolvers.messages import release_scheduled, scheduled_due
 from banxway.resolvers.sending import RetryLater
 from banxway.resolvers.sla import sla_check, sla_checks_due
 from banxway.resolvers.threads import snoozes_ending, thread_wake
@@ -93,8 +95,17 @@ async def requeue_messages() -> None:
         log.info("requeued messages", count=len(ids))
 
 
-# the minute sweeps enqueue each timer due before their next run, delayed to its instant (plus this much slack)
-SLA_LOOKAHEAD = timedelta(seconds=90)
+# The timers (SLA checks, snoozes, scheduled sends): a sweep each minute enqueues every one due before its next run
+# (plus slack), delayed to its instant; overdue ones (a stopped worker, a lost job) at once. The actors they call
+# are idempotent, so a timer enqueued by two sweeps does no harm.
+TIMER_LOOKAHEAD = timedelta(seconds=90)
+
+
+def _send_at(actor: dramatiq.Actor, due: list[tuple[uuid.UUID, datetime]]) -> None:
+    now = datetime.now(UTC)
+    for object_id, at in due:
+        delay = max(0, int((at - now).total_seconds() * 1000))
+        actor.send_with_options(args=(str(object_id),), delay=delay or None)
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
@@ -109,10 +120,32 @@ async def check_sla(thread_id: str) -> None:
 async def check_slas() -> None:
     """The scheduler's SLA timer (every minute): a `check_sla` for every thread whose warning or due time falls
     before the next run, delayed to that instant; overdue ones (a lost job, a stopped worker) at once."""
-    now = datetime.now(UTC)
-    for thread_id, at in await sla_checks_due(context(), SLA_LOOKAHEAD):
-        delay = max(0, int((at - now).total_seconds() * 1000))
-        check_sla.send_with_options(args=(str(thread_id),), delay=delay or None)
+    _send_at(check_sla, await sla_checks_due(context(), TIMER_LOOKAHEAD))
+
+
+@dramatiq.actor(queue_name="delivery", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
+async def release_message(message_id: str) -> None:
+    """A scheduled message's time came: QUEUED, and its MESSAGE_STATUS_CHANGED starts the delivery (idempotent)."""
+    await release_scheduled(context(), uuid.UUID(message_id))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def release_messages() -> None:
+    """The scheduler's timer of scheduled sends (every minute): a `release_message` for every message due before
+    the next run, delayed to its instant."""
+    _send_at(release_message, await scheduled_due(context(), TIMER_LOOKAHEAD))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
+async def remind_action(action_id: str) -> None:
+    """An action is due: its assignee (or creator) is notified, once per due time (idempotent)."""
+    await action_remind(context(), uuid.UUID(action_id))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def remind_actions() -> None:
+    """The scheduler's timer of actions' due times (every minute)."""
+    _send_at(remind_action, await actions_due(context(), TIMER_LOOKAHEAD))
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
@@ -125,10 +158,7 @@ async def wake_thread(thread_id: str) -> None:
 async def wake_threads() -> None:
     """The scheduler's snooze timer (every minute): a `wake_thread` for every snooze ending before the next run,
     delayed to that instant."""
-    now = datetime.now(UTC)
-    for thread_id, at in await snoozes_ending(context(), SLA_LOOKAHEAD):
-        delay = max(0, int((at - now).total_seconds() * 1000))
-        wake_thread.send_with_options(args=(str(thread_id),), delay=delay or None)
+    _send_at(wake_thread, await snoozes_ending(context(), TIMER_LOOKAHEAD))
 
 
 @dramatiq.actor(queue_name="media", max_retries=10, min_backoff=10_000, max_backoff=600_000, time_limit=300_000)
@@ -155,6 +185,10 @@ ALL = [
     check_slas,
     wake_thread,
     wake_threads,
+    release_message,
+    release_messages,
+    remind_action,
+    remind_actions,
     fetch_message_media,
     transcribe_call,
 ]

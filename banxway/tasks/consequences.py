@@ -8,6 +8,7 @@ an event enqueued twice does no harm.
 | MESSAGE_ADDED | an outbound message waiting for delivery (QUEUED) | `deliver_message` |
 | MESSAGE_ADDED | an inbound message with media to download | `fetch_message_media` |
 | MESSAGE_UPDATED | a call's recording became available | `transcribe_call` |
+| MESSAGE_STATUS_CHANGED | a scheduled message was released (`released`) | `deliver_message` |
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 
 from banxway.enums import Channel, Direction, MessageStatus
-from banxway.events import MessageAdded, MessageUpdated
+from banxway.events import MessageAdded, MessageStatusChanged, MessageUpdated
 from banxway.settings import Settings
 from banxway.state import AppState, new_state
 from banxway.tasks import actors
@@ -42,6 +43,10 @@ def _with_media(payload: dict[str, Any]) -> bool:
     return payload.get("direction") == Direction.INBOUND.name and bool(payload.get("media"))
 
 
+def _released(payload: dict[str, Any]) -> bool:
+    return bool(payload.get("released"))
+
+
 def _recorded(payload: dict[str, Any]) -> bool:
     return "recording" in (payload.get("changed") or [])
 
@@ -51,6 +56,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor]] = [
     (MessageAdded.type, _to_deliver, actors.deliver_message),
     (MessageAdded.type, _with_media, actors.fetch_message_media),
     (MessageUpdated.type, _recorded, actors.transcribe_call),
+    (MessageStatusChanged.type, _released, actors.deliver_message),
 ]
 
 

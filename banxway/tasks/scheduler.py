@@ -31,6 +31,8 @@ def schedule(settings: Settings) -> list[tuple[object, float]]:
         (actors.requeue_messages, 60),
         (actors.check_slas, 60),
         (actors.wake_threads, 60),
+        (actors.release_messages, 60),
+        (actors.remind_actions, 60),
     ]
 
 
