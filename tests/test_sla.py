@@ -14,7 +14,7 @@ from banxway import events
 from banxway.calendar import BusinessCalendar
 from banxway.db.models import Event, Notification, SlaTarget, Thread
 from banxway.db.session import system_session, tenant_session
-from banxway.enums import Channel, Priority, SlaStatus, SlaTargetKind, ThreadStatus
+from banxway.enums import Channel, NotificationType, Priority, SlaStatus, SlaTargetKind, ThreadStatus
 from banxway.resolvers import sla
 from banxway.resolvers.inbound import message_receive
 from banxway.resolvers.threads import new_thread
@@ -605,3 +605,32 @@ async def test_the_inbox_filters_by_sla_status(inbox: Inbox) -> None:
     ):
         result = await inbox.gql(query, {"filter": {"slaStatus": statuses}})
         assert [edge["node"]["id"] for edge in result["data"]["threads"]["edges"]] == expected, statuses
+
+
+async def test_the_demo_runs_urgent_quotes_in_business_minutes(state: AppState) -> None:
+    from banxway.db.models import SlaPolicy, Team
+    from banxway.resolvers.demo import DEMO_BUSINESS_HOURS, seed_demo
+
+    # given the demo data (as serve --demo seeds it)
+    await seed_demo(state)
+    async with system_session(state.sessionmaker) as session:
+        quote = await session.scalar(select(Thread).where(Thread.subject == "Quote: 2x40HC Nhava Sheva to Hamburg"))
+        policy = await session.get(SlaPolicy, quote.sla_policy_id)
+        first = await session.scalar(
+            select(SlaTarget).where(SlaTarget.thread_id == quote.id, SlaTarget.kind == SlaTargetKind.FIRST_RESPONSE)
+        )
+        team = await session.scalar(select(Team).where(Team.organization_id == quote.organization_id))
+    # then its quote request runs "Urgent quotes": first response in 30 business minutes of Mumbai's calendar
+    assert (policy.name, first.minutes) == ("Urgent quotes", 30)
+    calendar = BusinessCalendar.from_dict(DEMO_BUSINESS_HOURS)
+    assert first.due_at == calendar.add(first.started_at, timedelta(minutes=30))
+    assert quote.sla_due_at == first.due_at and quote.sla_status == SlaStatus.ON_TRACK
+    assert team.name == "Sea Export"
+    # and at its due time it breaches: priority raised (HIGH -> URGENT), assignee and managers told
+    recorded = await sla.sla_check(system_context(state), quote.id, first.due_at)
+    assert recorded == ["SLA_BREACHED"]
+    async with system_session(state.sessionmaker) as session:
+        after = await session.scalar(select(Thread).where(Thread.id == quote.id))
+        told = list(await session.scalars(select(Notification.type).where(Notification.thread_id == quote.id)))
+    assert (after.priority, after.sla_status) == (Priority.URGENT, SlaStatus.BREACHED)
+    assert NotificationType.SLA_BREACHED in told

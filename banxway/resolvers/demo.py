@@ -23,7 +23,7 @@ from banxway.db.models import Organization, User
 from banxway.db.session import system_session, write_transaction
 from banxway.enums import Role
 from banxway.errors import DomainError
-from banxway.resolvers import actions, contacts, customers, messages, notes, shipments, threads
+from banxway.resolvers import actions, contacts, customers, messages, notes, shipments, sla, teams, threads
 from banxway.resolvers.contacts import IdentityInput
 from banxway.resolvers.inbound import message_receive
 from banxway.resolvers.users import organization_create
@@ -109,12 +109,64 @@ async def seed_demo(state: AppState) -> DemoLogin:
     return DemoLogin(DEMO_SLUG, DEMO_ADMIN_EMAIL, DEMO_PASSWORD, skipped)
 
 
+# Mumbai office hours: split shifts on weekdays, Saturday mornings, India's public holidays.
+DEMO_BUSINESS_HOURS = {
+    "timezone": "Asia/Kolkata",
+    "hours": {
+        **{day: [["09:30", "13:30"], ["14:30", "18:30"]] for day in ("monday", "tuesday", "wednesday", "thursday")},
+        "friday": [["09:30", "13:30"], ["14:30", "18:30"]],
+        "saturday": [["10:00", "14:00"]],
+    },
+    "holidays": {"country": "IN", "subdivision": "MH", "dates": []},
+}
+
+
+async def _seed_service_levels(ctx: Context, organization_id) -> None:
+    """Business hours, two SLA policies ("Urgent quotes": first response in 30 business minutes) and the Sea
+    Export team, before the threads, so that the threads run their SLA."""
+    await sla.business_hours_set(ctx, DEMO_BUSINESS_HOURS)
+    await sla.sla_policy_create(
+        ctx,
+        {
+            "name": "Urgent quotes",
+            "position": 1,
+            "conditions": {"priorities": ["URGENT", "HIGH"], "thread_types": ["QUOTE_REQUEST"]},
+            "first_response_minutes": 30,
+            "resolution_minutes": 8 * 60,
+            "warn_before_minutes": 10,
+            "breach_actions": {"notify_assignee": True, "notify_managers": True, "raise_priority": True},
+        },
+    )
+    await sla.sla_policy_create(
+        ctx,
+        {
+            "name": "Standard",
+            "position": 10,
+            "first_response_minutes": 4 * 60,
+            "next_response_minutes": 4 * 60,
+            "resolution_minutes": 3 * 9 * 60,
+            "warn_before_minutes": 30,
+            "breach_actions": {"notify_assignee": True},
+        },
+    )
+    async with system_session(ctx.state.sessionmaker) as session:
+        members = list(
+            await session.scalars(
+                select(User.id).where(
+                    User.organization_id == organization_id, User.role.in_([Role.SUPPORT, Role.MANAGER])
+                )
+            )
+        )
+    await teams.team_create(ctx, "Sea Export", list(members))
+
+
 async def _seed_dataset(state: AppState, organization_id, admin: User) -> int:
     """The demo's customers, shipments and threads; how many replies could not be sent (CHANNEL_NOT_CONFIGURED:
     the demo organization has no accounts, and without the development sink its replies have nowhere to go)."""
     ctx = Context(state=state, viewer_or_none=Viewer(admin.id, organization_id, Role.ADMIN, admin.email, admin.name))
     skipped = 0
     try:
+        await _seed_service_levels(ctx, organization_id)
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         by_code = {}
         for name, code, email, phone in CUSTOMERS:
