@@ -195,7 +195,7 @@ class Permission(enum.Enum):
     CUSTOMER_MANAGE = "create and update customers, contacts, shipments"
     USER_MANAGE = "create users, change roles, deactivate users"
     ORG_MANAGE = "manage organization settings, email accounts and integrations"
-    AUTOMATION_MANAGE = "manage SLA policies and business hours"
+    AUTOMATION_MANAGE = "manage SLA policies, business hours, teams and shared canned responses"
 
 
 _P = Permission

@@ -52,6 +52,11 @@ mutation($input: ShipmentMilestoneAddInput!) {
   shipmentMilestoneAdd(input: $input) { userErrors { field code message } }
 }
 """
+CANNED_RESPONSE_CREATE = """
+mutation($input: CannedResponseCreateInput!) {
+  cannedResponseCreate(input: $input) { cannedResponse { id } userErrors { field code message } }
+}
+"""
 API_TOKEN_CREATE = """
 mutation($input: ApiTokenCreateInput!) { apiTokenCreate(input: $input) { apiToken { id } userErrors { field code message } } }
 """
@@ -91,7 +96,7 @@ class Seeded:
 async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> Seeded:
     """Create organization `slug` with a user of every role, a colleague (mentioned, assigned, notified), and at
     least one object of every type that has an id: customer, two contacts, shipment (with a milestone), SLA policy, team,
-    thread (under it),
+    canned response, thread (under it),
     message, note, action, notification, attachment, email account, quarantined mail, integrations and their
     phone numbers, and an API token."""
     port = port or closed_port()
@@ -155,6 +160,12 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         TEAM_CREATE, {"input": {"name": f"{marker} Sea Export", "memberIds": [colleague_id]}}, "teamCreate"
     )
     seeded.add("Team", team["team"]["id"])
+    canned = await inbox.ok(
+        CANNED_RESPONSE_CREATE,
+        {"input": {"name": f"{marker} quote", "shortcut": "/quote", "body": f"{marker}: {{{{contact.name}}}}"}},
+        "cannedResponseCreate",
+    )
+    seeded.add("CannedResponse", canned["cannedResponse"]["id"])
     thread = await inbox.thread(
         f"{marker} quote 2x40HC",
         customerId=customer["id"],

@@ -428,6 +428,41 @@ async def thread_mark_read(s: Setup) -> list[Expected]:
     return [Expected("THREAD_READ", {"thread_id": _uuid(thread), "user_id": s.ids["me"]})]
 
 
+THREAD_MARK_UNREAD = """
+mutation($input: ThreadMarkUnreadInput!) { threadMarkUnread(input: $input) { thread { id } userErrors { field } } }
+"""
+THREADS_BULK_UPDATE = """
+mutation($input: ThreadsBulkUpdateInput!) { threadsBulkUpdate(input: $input) { threads { id } userErrors { field } } }
+"""
+
+
+async def thread_mark_unread(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    await s.ok(THREAD_MARK_UNREAD, {"input": {"threadId": thread}}, "threadMarkUnread")
+    return [Expected("THREAD_READ", {"thread_id": _uuid(thread), "user_id": s.ids["me"]})]
+
+
+async def threads_bulk_update(s: Setup) -> list[Expected]:
+    first, second = await s.thread(), await s.thread()
+    support = await s.member("support", "support@acme.test")
+    await s.log.mark()
+    variables = {"input": {"threadIds": [first, second], "priority": "HIGH", "assigneeId": support, "archive": True}}
+    await s.ok(THREADS_BULK_UPDATE, variables, "threadsBulkUpdate")
+    expected = []
+    for thread in (first, second):
+        tid = _uuid(thread)
+        expected += [
+            Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["priority"]}, (Thread, tid, "updated_at")),
+            Expected(
+                "THREAD_ASSIGNED", {"thread_id": tid, "assignee_id": _uuid(support), "previous_assignee_id": None}
+            ),
+            Expected("NOTIFICATION_CREATED", {"user_id": _uuid(support)}),
+            Expected("THREAD_ARCHIVED", {"thread_id": tid}, (Thread, tid, "updated_at")),
+        ]
+    return expected
+
+
 async def message_send(s: Setup) -> list[Expected]:
     await s.email_account()  # EMAIL is configured (else CHANNEL_NOT_CONFIGURED)
     thread = await s.thread()
@@ -754,6 +789,11 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "threadSnooze": (thread_snooze, ["THREAD_UPDATED"]),
     "threadArchive": (thread_archive, ["THREAD_ARCHIVED"]),
     "threadMarkRead": (thread_mark_read, ["THREAD_READ"]),
+    "threadMarkUnread": (thread_mark_unread, ["THREAD_READ"]),
+    "threadsBulkUpdate": (
+        threads_bulk_update,
+        ["THREAD_UPDATED", "THREAD_ASSIGNED", "NOTIFICATION_CREATED", "THREAD_ARCHIVED"] * 2,
+    ),
     "messageSend": (message_send, ["MESSAGE_ADDED", "THREAD_UPDATED"]),
     "messageSend-internal": (message_send_internal, ["MESSAGE_ADDED"]),
     "messageCancelScheduled": (message_cancel_scheduled, ["MESSAGE_STATUS_CHANGED"]),

@@ -813,3 +813,26 @@ class ApiToken(TenantMixin, Base):
     # Written at most once a minute per token (`banxway.context`), not on every request.
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# -- canned responses -----------------------------------------------------------------------
+
+
+class CannedResponse(TenantMixin, Base):
+    """A saved reply with `{{variables}}`: shared by the organization (`owner_id` null, managed by ADMIN and
+    MANAGER) or personal to its owner. Names and shortcuts are unique per scope, case-insensitively (checked by
+    `banxway.resolvers.canned_responses`)."""
+
+    __tablename__ = "canned_responses"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    shortcut: Mapped[str | None] = mapped_column(String(50))
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    # only offered on this channel; null: on every channel
+    channel: Mapped[Channel | None] = mapped_column(_pg_enum(Channel, "channel"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
 from banxway import events
@@ -146,8 +146,8 @@ def _check_transition(ctx: Context, current: ThreadStatus, new: ThreadStatus) ->
         raise DomainError("INVALID_TRANSITION", "A thread cannot go back to NEW.", "status")
 
 
-async def thread_update(ctx: Context, thread_id: uuid.UUID | None, changes: dict[str, Any]) -> Thread:
-    ctx.require(Permission.THREAD_CREATE)
+def clean_update(changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate the changes of a thread update (links are checked against the database by `update_thread`)."""
     values: dict[str, Any] = {}
     for name, value in changes.items():
         if name == "subject":
@@ -158,74 +158,199 @@ async def thread_update(ctx: Context, thread_id: uuid.UUID | None, changes: dict
             if value is None:
                 raise DomainError("INVALID", f"{name} cannot be cleared.", name)
             values[name] = value
-        elif name not in ("customer_id", "contact_id", "shipment_id"):  # pragma: no cover
+        elif name in ("customer_id", "contact_id", "shipment_id"):
+            values[name] = value
+        else:  # pragma: no cover
             raise ValueError(name)
+    return values
+
+
+def check_update(ctx: Context, thread: Thread, values: dict[str, Any]) -> None:
+    """Whether the (clean) update may apply to the thread as it is; raises before anything is written."""
+    if "status" in values:
+        _check_transition(ctx, thread.status, values["status"])
+    if thread.status == ThreadStatus.ARCHIVED and values.get("status", thread.status) == ThreadStatus.ARCHIVED:
+        raise DomainError("INVALID_TRANSITION", "An archived thread must be reopened before it is changed.", "status")
+
+
+async def update_thread(ctx: Context, session: AsyncSession, thread: Thread, values: dict[str, Any]) -> None:
+    """The one write path of a thread update (threadUpdate, threadsBulkUpdate): the transition rules, the
+    THREAD_UPDATED event and the SLA. The caller holds the thread's row lock and checked THREAD_CREATE."""
+    check_update(ctx, thread, values)
+    values = dict(values)
+    links = {name: values.pop(name) for name in ("customer_id", "contact_id", "shipment_id") if name in values}
+    if links:
+        customer_id, contact_id, shipment_id = await _links(
+            session,
+            links.get("customer_id", thread.customer_id),
+            links.get("contact_id", thread.contact_id),
+            links.get("shipment_id", thread.shipment_id),
+        )
+        values.update({"customer_id": customer_id, "contact_id": contact_id, "shipment_id": shipment_id})
+    previous_status = thread.status
+    changed = apply_changes(thread, values)
+    if changed:
+        ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed))
+    if "status" in changed:
+        await sla.status_changed(session, thread, previous_status)
+    if {"priority", "type", "primary_channel", "customer_id"} & set(changed):
+        await sla.conditions_changed(session, thread)
+
+
+async def thread_update(ctx: Context, thread_id: uuid.UUID | None, changes: dict[str, Any]) -> Thread:
+    ctx.require(Permission.THREAD_CREATE)
+    values = clean_update(changes)
     async with ctx.transaction() as session:
         thread = await get_or_error(session, Thread, thread_id, "id", lock=True)
-        if "status" in values:
-            _check_transition(ctx, thread.status, values["status"])
-        if thread.status == ThreadStatus.ARCHIVED and values.get("status", thread.status) == ThreadStatus.ARCHIVED:
-            raise DomainError(
-                "INVALID_TRANSITION", "An archived thread must be reopened before it is changed.", "status"
-            )
-        links = {name: changes[name] for name in ("customer_id", "contact_id", "shipment_id") if name in changes}
-        if links:
-            customer_id, contact_id, shipment_id = await _links(
-                session,
-                links.get("customer_id", thread.customer_id),
-                links.get("contact_id", thread.contact_id),
-                links.get("shipment_id", thread.shipment_id),
-            )
-            values.update({"customer_id": customer_id, "contact_id": contact_id, "shipment_id": shipment_id})
-        previous_status = thread.status
-        changed = apply_changes(thread, values)
-        if changed:
-            ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed))
-        if "status" in changed:
-            await sla.status_changed(session, thread, previous_status)
-        if {"priority", "type", "primary_channel", "customer_id"} & set(changed):
-            await sla.conditions_changed(session, thread)
+        await update_thread(ctx, session, thread, values)
     return thread
+
+
+def check_assign(
+    ctx: Context, thread: Thread, assignee_id: uuid.UUID | None, *, status: ThreadStatus | None = None
+) -> None:
+    """Whether the viewer may give the thread (with `status`, as it will be by then) to `assignee_id`."""
+    viewer = ctx.viewer
+    only_self = assignee_id in (None, viewer.user_id) and thread.assignee_id in (None, viewer.user_id)
+    needed = Permission.THREAD_ASSIGN_SELF if only_self else Permission.THREAD_ASSIGN_ANY
+    if not viewer.can(needed):
+        raise PermissionDenied(f"Role {viewer.role.name} may not {needed.value}")
+    if (status or thread.status) == ThreadStatus.ARCHIVED:
+        raise DomainError("INVALID_TRANSITION", "An archived thread cannot be assigned.", "threadId")
+
+
+async def assign_thread(
+    ctx: Context, session: AsyncSession, thread: Thread, assignee_id: uuid.UUID | None, *, checked_user: bool = False
+) -> None:
+    """The one write path of an assignment by a viewer (threadAssign, threadsBulkUpdate): the permission and
+    status rules, THREAD_ASSIGNED and the assignee's notification. The caller holds the thread's row lock and
+    checked THREAD_ASSIGN_SELF; `checked_user`: it checked that the assignee is an active user."""
+    viewer = ctx.viewer
+    check_assign(ctx, thread, assignee_id)
+    if assignee_id is not None and not checked_user:
+        await active_user(session, assignee_id, "assigneeId")
+    previous = thread.assignee_id
+    if previous != assignee_id:
+        thread.assignee_id = assignee_id
+        ctx.record(session, ThreadAssigned(thread_id=thread.id, assignee_id=assignee_id, previous_assignee_id=previous))
+        await notify(
+            session,
+            thread,
+            [assignee_id],
+            NotificationType.ASSIGNMENT,
+            f"{viewer.name} assigned {thread.reference} to you: {thread.subject}",
+            actor_id=viewer.user_id,
+        )
 
 
 async def thread_assign(ctx: Context, thread_id: uuid.UUID | None, assignee_id: uuid.UUID | None) -> Thread:
-    viewer = ctx.require(Permission.THREAD_ASSIGN_SELF)  # what any assignment needs, before the thread is read
+    ctx.require(Permission.THREAD_ASSIGN_SELF)  # what any assignment needs, before the thread is read
     async with ctx.transaction() as session:
         thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
-        only_self = assignee_id in (None, viewer.user_id) and thread.assignee_id in (None, viewer.user_id)
-        needed = Permission.THREAD_ASSIGN_SELF if only_self else Permission.THREAD_ASSIGN_ANY
-        if not viewer.can(needed):
-            raise PermissionDenied(f"Role {viewer.role.name} may not {needed.value}")
-        if thread.status == ThreadStatus.ARCHIVED:
-            raise DomainError("INVALID_TRANSITION", "An archived thread cannot be assigned.", "threadId")
-        if assignee_id is not None:
-            await active_user(session, assignee_id, "assigneeId")
-        previous = thread.assignee_id
-        if previous != assignee_id:
-            thread.assignee_id = assignee_id
-            ctx.record(
-                session, ThreadAssigned(thread_id=thread.id, assignee_id=assignee_id, previous_assignee_id=previous)
-            )
-            await notify(
-                session,
-                thread,
-                [assignee_id],
-                NotificationType.ASSIGNMENT,
-                f"{viewer.name} assigned {thread.reference} to you: {thread.subject}",
-                actor_id=viewer.user_id,
-            )
+        await assign_thread(ctx, session, thread, assignee_id)
     return thread
+
+
+async def archive_thread(ctx: Context, session: AsyncSession, thread: Thread) -> None:
+    """The one write path of archiving (threadArchive, threadsBulkUpdate); a no-op on an archived thread. The
+    caller holds the thread's row lock and checked THREAD_ARCHIVE."""
+    if thread.status != ThreadStatus.ARCHIVED:
+        previous_status, thread.status = thread.status, ThreadStatus.ARCHIVED
+        ctx.record(session, ThreadArchived(thread_id=thread.id))
+        await sla.status_changed(session, thread, previous_status)
 
 
 async def thread_archive(ctx: Context, thread_id: uuid.UUID | None) -> Thread:
     ctx.require(Permission.THREAD_ARCHIVE)
     async with ctx.transaction() as session:
         thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
-        if thread.status != ThreadStatus.ARCHIVED:
-            previous_status, thread.status = thread.status, ThreadStatus.ARCHIVED
-            ctx.record(session, ThreadArchived(thread_id=thread.id))
-            await sla.status_changed(session, thread, previous_status)
+        await archive_thread(ctx, session, thread)
     return thread
+
+
+BULK_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class BulkChanges:
+    """What threadsBulkUpdate does to each thread; UNSET_ASSIGNEE leaves the assignee alone."""
+
+    status: ThreadStatus | None = None
+    priority: Priority | None = None
+    add_tags: list[str] | None = None
+    remove_tags: list[str] | None = None
+    assign: bool = False
+    assignee_id: uuid.UUID | None = None
+    archive: bool | None = None
+
+
+async def threads_bulk_update(
+    ctx: Context, thread_ids: list[uuid.UUID | None], changes: BulkChanges
+) -> tuple[list[Thread], list[DomainError]]:
+    """Apply the same changes to up to 100 threads in one transaction, each through the single-thread write path
+    (same rules, same events). Permissions are checked once for the batch (FORBIDDEN); a thread that cannot take
+    the changes (not found, archived, …) is left as it was and reported with `field: ["threadIds", "<index>"]`,
+    the others all change. Returns the changed threads (in the order given) and the per-thread errors."""
+    viewer = ctx.require(Permission.READ)
+    updating = changes.status is not None or changes.priority is not None or changes.add_tags or changes.remove_tags
+    if updating:
+        ctx.require(Permission.THREAD_CREATE)
+    if changes.assign:
+        ctx.require(Permission.THREAD_ASSIGN_SELF)
+        if changes.assignee_id not in (None, viewer.user_id):
+            ctx.require(Permission.THREAD_ASSIGN_ANY)
+    if changes.archive:
+        ctx.require(Permission.THREAD_ARCHIVE)
+    if not 1 <= len(thread_ids) <= BULK_LIMIT:
+        raise DomainError("INVALID", f"Give 1 to {BULK_LIMIT} threads.", "threadIds")
+    if changes.archive is False:
+        raise DomainError("INVALID", "archive: false does nothing; set a status to reopen a thread.", "archive")
+    add_tags = v.tags(changes.add_tags, "addTags")
+    remove_tags = set(v.tags(changes.remove_tags, "removeTags"))
+    base = clean_update(
+        {name: value for name, value in (("status", changes.status), ("priority", changes.priority)) if value}
+    )
+    async with ctx.transaction() as session:
+        if changes.assign and changes.assignee_id is not None:
+            await active_user(session, changes.assignee_id, "assigneeId")
+        wanted = {thread_id for thread_id in thread_ids if thread_id is not None}
+        rows = await session.scalars(select(Thread).where(Thread.id.in_(wanted)).order_by(Thread.id).with_for_update())
+        by_id = {thread.id: thread for thread in rows}
+        errors: list[DomainError] = []
+        done: dict[uuid.UUID, Thread] = {}
+        seen: set[uuid.UUID | None] = set()
+        for index, thread_id in enumerate(thread_ids):
+            if thread_id in seen:
+                continue
+            seen.add(thread_id)
+            field = ["threadIds", str(index)]
+            thread = by_id.get(thread_id)  # type: ignore[arg-type]
+            if thread is None:
+                errors.append(DomainError("NOT_FOUND", "No such thread.", field))
+                continue
+            values = dict(base)
+            if add_tags or remove_tags:
+                tags = [tag for tag in dict.fromkeys([*thread.tags, *add_tags]) if tag not in remove_tags]
+                if tags != thread.tags:
+                    values["tags"] = tags
+            try:  # every rule first, so that a thread changes wholly or not at all
+                if values:
+                    check_update(ctx, thread, values)
+                if changes.assign:
+                    check_assign(ctx, thread, changes.assignee_id, status=values.get("status", thread.status))
+            except (DomainError, PermissionDenied) as exc:
+                code = exc.code if isinstance(exc, DomainError) else "FORBIDDEN"
+                message = exc.message if isinstance(exc, DomainError) else str(exc)
+                errors.append(DomainError(code, f"{thread.reference}: {message}", field))
+                continue
+            if values:
+                await update_thread(ctx, session, thread, values)
+            if changes.assign:
+                await assign_thread(ctx, session, thread, changes.assignee_id, checked_user=True)
+            if changes.archive:
+                await archive_thread(ctx, session, thread)
+            done[thread.id] = thread
+    return list(done.values()), errors
 
 
 SNOOZE_LIMIT = timedelta(days=366)
@@ -305,6 +430,41 @@ async def thread_mark_read(ctx: Context, thread_id: uuid.UUID | None) -> Thread:
                 set_={"read_at": func.greatest(ThreadReadRow.read_at, read_at)},
             )
         )
+        ctx.record(session, ThreadRead(thread_id=thread.id, user_id=viewer.user_id))
+    return thread
+
+
+async def thread_mark_unread(ctx: Context, thread_id: uuid.UUID | None) -> Thread:
+    """Move the viewer's read position to just before the last message someone else wrote, so that the thread
+    counts at least one unread message (without such a message, the thread counts as never read)."""
+    viewer = ctx.require(Permission.READ)
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "threadId", label="thread")
+        last = await session.scalar(
+            select(func.max(Message.created_at)).where(
+                Message.thread_id == thread.id, Message.author_id.is_distinct_from(viewer.user_id)
+            )
+        )
+        if last is None:
+            await session.execute(
+                delete(ThreadReadRow).where(
+                    ThreadReadRow.user_id == viewer.user_id, ThreadReadRow.thread_id == thread.id
+                )
+            )
+        else:
+            read_at = last - timedelta(microseconds=1)
+            await session.execute(
+                insert(ThreadReadRow)
+                .values(
+                    organization_id=viewer.organization_id,
+                    user_id=viewer.user_id,
+                    thread_id=thread.id,
+                    read_at=read_at,
+                )
+                .on_conflict_do_update(
+                    index_elements=[ThreadReadRow.user_id, ThreadReadRow.thread_id], set_={"read_at": read_at}
+                )
+            )
         ctx.record(session, ThreadRead(thread_id=thread.id, user_id=viewer.user_id))
     return thread
 

@@ -15,6 +15,7 @@ from strawberry.tools import merge_types
 from banxway.schema.actions import Action, ActionMutation
 from banxway.schema.api_tokens import ApiTokenMutation, ApiTokenQuery
 from banxway.schema.auth import AuthMutation
+from banxway.schema.canned_responses import CannedResponseMutation, CannedResponseQuery
 from banxway.schema.contacts import Contact, ContactMutation, ContactQuery
 from banxway.schema.customers import Customer, CustomerMutation, CustomerQuery
 from banxway.schema.dev import DevQuery
@@ -55,6 +56,7 @@ Query = merge_types(
         ApiTokenQuery,
         SlaQuery,
         TeamQuery,
+        CannedResponseQuery,
         DevQuery,
     ),
 )
@@ -77,6 +79,7 @@ Mutation = merge_types(
         ApiTokenMutation,
         SlaMutation,
         TeamMutation,
+        CannedResponseMutation,
     ),
 )
 Subscription = merge_types("Subscription", (EventSubscription, NotificationSubscription, LiveSubscription))

@@ -8,6 +8,7 @@ from datetime import datetime
 import strawberry
 
 from banxway import db
+from banxway.errors import DomainError
 from banxway.resolvers import inbox as inbox_use_cases
 from banxway.resolvers import teams as team_use_cases
 from banxway.resolvers import threads as thread_use_cases
@@ -30,6 +31,7 @@ from banxway.schema.users import User
 
 ThreadStatus = strawberry.enum(db.ThreadStatus)
 ThreadError, ThreadErrorCode = error_type("Thread", THREAD_CODES)
+ThreadBulkError, ThreadBulkErrorCode = error_type("ThreadBulk", [*THREAD_CODES, "FORBIDDEN"])
 
 
 @strawberry.type
@@ -272,10 +274,36 @@ class ThreadSnoozeInput:
     until: datetime | None = strawberry.field(description="Within a year; null shows the thread again now.")
 
 
+@strawberry.input
+class ThreadMarkUnreadInput:
+    thread_id: strawberry.ID
+
+
+@strawberry.input(description="The changes threadsBulkUpdate makes to every thread; fields left out stay as they are.")
+class ThreadsBulkUpdateInput:
+    thread_ids: list[strawberry.ID] = strawberry.field(description="1 to 100 threads.")
+    status: ThreadStatus | None = None
+    priority: Priority | None = None
+    add_tags: list[str] | None = None
+    remove_tags: list[str] | None = None
+    assignee_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="null unassigns; left out, the assignees stay."
+    )
+    archive: bool | None = strawberry.field(default=None, description="true archives (as threadArchive).")
+
+
 @strawberry.type
 class ThreadPayload:
     thread: Thread | None = None
     user_errors: list[ThreadError]  # type: ignore[valid-type]
+
+
+@strawberry.type
+class ThreadsBulkUpdatePayload:
+    threads: list[Thread] = strawberry.field(description="The threads that changed (or needed no change), in order.")
+    user_errors: list[ThreadBulkError] = strawberry.field(  # type: ignore[valid-type]
+        description='Per thread that was left as it was, `field: ["threadIds", "<index>"]`; or about the whole input.'
+    )
 
 
 @strawberry.type
@@ -419,3 +447,42 @@ class ThreadMutation:
             return {"thread": thread}
 
         return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
+
+    @strawberry.mutation(
+        description="The viewer's read position moves to just before the last message someone else wrote, so the "
+        "thread counts at least one unread message."
+    )
+    async def thread_mark_unread(self, info: Ctx, input: ThreadMarkUnreadInput) -> ThreadPayload:
+        async def call() -> dict:
+            thread_id = decode(input.thread_id, "Thread", "threadId")
+            thread = await thread_use_cases.thread_mark_unread(info.context, thread_id)
+            info.context.loaders.unread_count_by_thread_id._cache.pop(thread.id, None)
+            return {"thread": thread}
+
+        return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
+
+    @strawberry.mutation(
+        description="The same changes to up to 100 threads in one transaction, each with the rules and events of "
+        "threadUpdate, threadAssign and threadArchive. Permissions are checked once for the batch; a thread that "
+        "cannot take the changes is left as it was and named in userErrors, the others all change."
+    )
+    async def threads_bulk_update(self, info: Ctx, input: ThreadsBulkUpdateInput) -> ThreadsBulkUpdatePayload:
+        try:
+            changes = thread_use_cases.BulkChanges(
+                status=input.status,
+                priority=input.priority,
+                add_tags=input.add_tags,
+                remove_tags=input.remove_tags,
+                assign=given(input.assignee_id),
+                assignee_id=decode_optional(input.assignee_id, "User", "assigneeId"),
+                archive=input.archive,
+            )
+            thread_ids = [decode(value, "Thread", f"threadIds.{i}") for i, value in enumerate(input.thread_ids)]
+            threads, errors = await thread_use_cases.threads_bulk_update(info.context, thread_ids, changes)
+        except DomainError as exc:
+            errors, threads = [exc], []
+        user_errors = [
+            ThreadBulkError(field=error.field, message=error.message, code=ThreadBulkErrorCode(error.code))
+            for error in errors
+        ]
+        return ThreadsBulkUpdatePayload(threads=threads, user_errors=user_errors)  # type: ignore[arg-type]
