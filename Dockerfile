@@ -6,5 +6,8 @@ RUN uv sync --locked --no-dev --no-install-project
 COPY banxway ./banxway
 RUN uv sync --locked --no-dev
 ENV PATH="/app/.venv/bin:$PATH"
+# not root: the processes run as `banxway`, who owns only the data directory
+RUN useradd --system --create-home --uid 10001 banxway && mkdir -p /data && chown banxway /data
+USER banxway
 EXPOSE 8000
 CMD ["banxway", "serve", "--host", "0.0.0.0"]
