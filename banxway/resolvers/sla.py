@@ -223,13 +223,6 @@ async def _unique_name(session: AsyncSession, policy: SlaPolicy) -> None:
         raise DomainError("TAKEN", "Another SLA policy has that name.", "name")
 
 
-async def thread_sla_targets(ctx: Context, thread_id: uuid.UUID) -> list[SlaTarget]:
-    ctx.require(Permission.READ)
-    return await ctx.db.scalars(
-        select(SlaTarget).where(SlaTarget.thread_id == thread_id).order_by(SlaTarget.started_at, SlaTarget.created_at)
-    )
-
-
 # -- which policy ---------------------------------------------------------------------------------------------
 
 
@@ -304,12 +297,6 @@ async def _open_targets(session: AsyncSession, thread: Thread) -> list[SlaTarget
             .order_by(SlaTarget.started_at)
         )
     )
-
-
-async def _warn_before(session: AsyncSession, thread: Thread) -> int:
-    if thread.sla_policy_id is None:
-        return 0
-    return await session.scalar(select(SlaPolicy.warn_before_minutes).where(SlaPolicy.id == thread.sla_policy_id)) or 0
 
 
 def _minutes_of(policy: SlaPolicy, kind: SlaTargetKind) -> int | None:
