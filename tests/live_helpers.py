@@ -60,6 +60,23 @@ mutation($email: String!, $password: String!) {
 """
 
 
+@asynccontextmanager
+async def module_settings(
+    postgres_server_url: str, template_database: str, redis_url: str, data_dir: Path
+) -> AsyncIterator[Settings]:
+    """Development settings on a fresh database (cloned from the migrated template) and a flushed Redis, for a test
+    module's server subprocesses."""
+    from tests.conftest import SECRET, fresh_database
+
+    async with fresh_database(postgres_server_url, template_database) as database_url:
+        client = aioredis.Redis.from_url(redis_url)
+        await client.flushdb()
+        await client.aclose()
+        yield Settings(
+            database_url=database_url, redis_url=redis_url, data_dir=data_dir, secret_key=SECRET, env="development"
+        )
+
+
 def local_uuid(global_id: str) -> uuid.UUID:
     """The UUID inside a global id ("Type:uuid", base64)."""
     return uuid.UUID(base64.b64decode(global_id).decode().split(":", 1)[1])

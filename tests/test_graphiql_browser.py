@@ -20,7 +20,6 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
@@ -32,8 +31,8 @@ from banxway.db.session import create_engine, create_sessionmaker, system_sessio
 from banxway.resolvers.users import organization_create
 from banxway.settings import Settings
 from banxway.state import AppState
-from tests.conftest import PASSWORD, SECRET, fresh_database, http_client
-from tests.live_helpers import LOGIN, THREAD_CREATE, ServeProcess, wait_redis_subscribers
+from tests.conftest import PASSWORD, http_client
+from tests.live_helpers import LOGIN, THREAD_CREATE, ServeProcess, module_settings, wait_redis_subscribers
 
 WAIT = 20.0  # seconds for the page to render or answer (Chromium's first start on a loaded machine is slow)
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
@@ -109,17 +108,9 @@ def chromium() -> tuple[str, str]:
 async def live_settings(
     postgres_server_url: str, template_database: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Settings]:
-    async with fresh_database(postgres_server_url, template_database) as database_url:
-        client = aioredis.Redis.from_url(redis_url)
-        await client.flushdb()
-        await client.aclose()
-        yield Settings(
-            database_url=database_url,
-            redis_url=redis_url,
-            data_dir=tmp_path_factory.mktemp("graphiql") / "data",
-            secret_key=SECRET,
-            env="development",
-        )
+    data_dir = tmp_path_factory.mktemp("graphiql") / "data"
+    async with module_settings(postgres_server_url, template_database, redis_url, data_dir) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 
 from banxway.db.session import create_engine, create_sessionmaker, system_session
 from banxway.resolvers.users import organization_create
 from banxway.settings import Settings
-from tests.conftest import PASSWORD, SECRET, fresh_database
+from tests.conftest import PASSWORD
 from tests.live_helpers import (
     INBOX_EVENTS,
     LOGIN,
@@ -31,6 +30,7 @@ from tests.live_helpers import (
     THREAD_CREATE,
     GraphQLSocket,
     ServeProcess,
+    module_settings,
     wait_redis_subscribers,
 )
 
@@ -39,17 +39,9 @@ from tests.live_helpers import (
 async def live_settings(
     postgres_server_url: str, template_database: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Settings]:
-    async with fresh_database(postgres_server_url, template_database) as database_url:
-        client = aioredis.Redis.from_url(redis_url)
-        await client.flushdb()
-        await client.aclose()
-        yield Settings(
-            database_url=database_url,
-            redis_url=redis_url,
-            data_dir=tmp_path_factory.mktemp("live-multiprocess") / "data",
-            secret_key=SECRET,
-            env="development",
-        )
+    data_dir = tmp_path_factory.mktemp("live-multiprocess") / "data"
+    async with module_settings(postgres_server_url, template_database, redis_url, data_dir) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")
