@@ -60,6 +60,17 @@ mutation($email: String!, $password: String!) {
 """
 
 
+async def http_gql(process: ServeProcess, query: str, variables: dict[str, Any], token: str | None = None) -> dict:
+    """POST a GraphQL operation to a server subprocess; its `data` (no errors allowed)."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(process.graphql_url, json={"query": query, "variables": variables}, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
 @asynccontextmanager
 async def module_settings(
     postgres_server_url: str, template_database: str, redis_url: str, data_dir: Path

@@ -32,7 +32,7 @@ from banxway.resolvers.users import organization_create
 from banxway.settings import Settings
 from banxway.state import AppState
 from tests.conftest import PASSWORD, http_client
-from tests.live_helpers import LOGIN, THREAD_CREATE, ServeProcess, module_settings, wait_redis_subscribers
+from tests.live_helpers import LOGIN, THREAD_CREATE, ServeProcess, http_gql, module_settings, wait_redis_subscribers
 
 WAIT = 20.0  # seconds for the page to render or answer (Chromium's first start on a loaded machine is slow)
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
@@ -169,22 +169,12 @@ async def signed_in(live_settings: Settings, server: ServeProcess) -> AsyncItera
             organization, _ = await organization_create(
                 session, name=slug.title(), slug=slug, admin_email=email, admin_password=PASSWORD
             )
-        login = await _graphql(server, LOGIN, {"email": email, "password": PASSWORD})
+        login = await http_gql(server, LOGIN, {"email": email, "password": PASSWORD})
         assert login["authLogin"]["userErrors"] == [], login
         return organization.id, login["authLogin"]["accessToken"]
 
     yield sign_in
     await engine.dispose()
-
-
-async def _graphql(server: ServeProcess, query: str, variables: dict[str, Any], token: str | None = None) -> Any:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(server.graphql_url, json={"query": query, "variables": variables}, headers=headers)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
 
 
 def _open(browser: webdriver.Chrome, server: ServeProcess, **parameters: str) -> None:
@@ -286,7 +276,7 @@ async def test_a_subscription_shows_events_as_they_come(
     _run(browser)
     await wait_redis_subscribers(str(live_settings.redis_url), organization_id, 1, within=WAIT)
     # when a thread is created (over HTTP, as another client would)
-    await _graphql(server, THREAD_CREATE, {"subject": "Seen live in GraphiQL"}, token)
+    await http_gql(server, THREAD_CREATE, {"subject": "Seen live in GraphiQL"}, token)
     # then its event appears in the result pane
     text = _wait(
         browser, server, "the event", lambda b: (value := _response(b)) and "THREAD_CREATED" in value and value

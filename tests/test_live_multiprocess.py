@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
@@ -30,6 +29,7 @@ from tests.live_helpers import (
     THREAD_CREATE,
     GraphQLSocket,
     ServeProcess,
+    http_gql,
     module_settings,
     wait_redis_subscribers,
 )
@@ -77,16 +77,6 @@ async def new_org(live_settings: Settings) -> AsyncIterator[Any]:
 
     yield create
     await engine.dispose()
-
-
-async def http_gql(process: ServeProcess, query: str, variables: dict[str, Any], token: str | None = None) -> dict:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(process.graphql_url, json={"query": query, "variables": variables}, headers=headers)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
 
 
 async def login(process: ServeProcess, email: str) -> str:

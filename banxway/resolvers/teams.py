@@ -196,7 +196,10 @@ async def give_to_team(
     if thread.team_id != team.id:
         thread.team_id = team.id
         changed.append("team_id")
-    record = _recorder(session, thread, actor_id)
+
+    def record(event: Any) -> None:
+        events.record(session, event, organization_id=thread.organization_id, actor_id=actor_id)
+
     if changed:
         record(ThreadUpdated(thread_id=thread.id, changed=changed))
     assignee_id = chosen.id if chosen else None
@@ -212,13 +215,6 @@ async def give_to_team(
             actor_id=actor_id,
         )
     return chosen
-
-
-def _recorder(session: AsyncSession, thread: Thread, actor_id: uuid.UUID | None) -> Any:
-    def record(event: Any) -> None:
-        events.record(session, event, organization_id=thread.organization_id, actor_id=actor_id)
-
-    return record
 
 
 async def thread_assign_team(
