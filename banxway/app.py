@@ -43,19 +43,35 @@ from strawberry.types.unset import UNSET
 
 from banxway import events, fanout
 from banxway.compiler import CompilingSchema
-from banxway.context import SIGNED_OUT, Context, authenticate, authenticate_claims, operation_scope, viewer_of
+from banxway.context import (
+    SIGNED_OUT,
+    Context,
+    SystemContext,
+    authenticate,
+    authenticate_claims,
+    operation_scope,
+    viewer_of,
+)
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
 from banxway.middleware import (
     GRAPHIQL_POLICY,
+    STRICT_POLICY,
     BodyLimitMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     bearer_matches,
+    is_multipart,
     websocket_operation_refusal,
 )
-from banxway.resolvers.attachments import attachment_file, attachment_upload
+from banxway.resolvers.attachments import (
+    attachment_file,
+    attachment_file_signed,
+    attachment_upload,
+    media_type,
+    signed_query,
+)
 from banxway.schema import build_schema
 from banxway.schema.dev import dev_outbox_page
 from banxway.schema.ids import local_id, to_global_id
@@ -360,13 +376,37 @@ class GraphQLApp(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope=scope, receive=receive)
+        refusal = await self._multipart_refusal(request)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
         except HTTPException as exc:
             response = PlainTextResponse(exc.reason, status_code=exc.status_code)
             if exc.status_code == 405:
                 response.headers["allow"] = "GET, POST" if self.allow_queries_via_get else "POST"
+        finally:
+            await request.close()  # the uploaded files of a multipart request (spooled to disk when large)
         await response(scope, receive, send)
+
+    async def _multipart_refusal(self, request: Request) -> Response | None:
+        """A multipart request (uploads: the GraphQL multipart request spec) is read only for a signed-in user:
+        without a valid `Authorization: Bearer` token it is answered 401 before its files are read.
+
+        This is also its CSRF defence. A cross-site page can POST multipart/form-data without a CORS preflight (a
+        "simple request"), but it cannot add an Authorization header without one — and the preflight only passes
+        for the allowed origins (BANXWAY_CORS_ORIGINS) — and Banxway takes no ambient credentials (no cookies).
+        So no `Apollo-Require-Preflight`-style header is needed: the token is the proof of intent."""
+        if request.method != "POST" or not is_multipart(request.headers.get("content-type")):
+            return None
+        viewer, error = await authenticate(request.state.app, request.headers.get("authorization"))
+        if viewer is not None:
+            return None
+        message = error or "Uploads (multipart requests) need 'Authorization: Bearer <access token>'."
+        errors = [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]
+        return JSONResponse({"errors": errors}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     async def execute_operation(self, request: Any, request_adapter: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -445,24 +485,47 @@ async def _viewer_context(request: Request) -> Context | Response:
     return Context(state, viewer)
 
 
+# Shown in the page (`<img src>`, opened in a tab): raster images only. Everything else — HTML, SVG (it runs
+# scripts), XML, PDF, text — is a download, so that a file a customer sent never runs as a page of this origin; and
+# every answer is sandboxed by its own Content-Security-Policy besides.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"})
+
+
 async def download_attachment(request: Request) -> Response:
-    """An attachment's bytes, for a signed-in user of its organization (Authorization: Bearer <token>)."""
-    ctx = await _viewer_context(request)
-    if isinstance(ctx, Response):
-        return ctx
+    """An attachment's bytes: for a signed-in user of its organization (Authorization: Bearer <token>), or through
+    a signed link (`Attachment.downloadUrl`: `?expires=&signature=`, no header; 403 once expired or altered)."""
+    attachment_id = local_id(request.path_params["attachment_id"], "Attachment")
+    params = request.query_params
     try:
-        found = await attachment_file(ctx, local_id(request.path_params["attachment_id"], "Attachment"))
-    finally:
-        await ctx.aclose()
+        if "signature" in params or "expires" in params:
+            signed = await attachment_file_signed(
+                SystemContext(request.state.app), attachment_id, params.get("expires"), params.get("signature")
+            )
+            found, max_age = (signed[:2], min(signed[2], 3600)) if signed is not None else (None, 0)
+        else:
+            ctx = await _viewer_context(request)
+            if isinstance(ctx, Response):
+                return ctx
+            try:
+                found, max_age = await attachment_file(ctx, attachment_id), 3600
+            finally:
+                await ctx.aclose()
+    except PermissionDenied as exc:
+        return JSONResponse({"error": str(exc)}, status_code=403)
     if found is None:
         return JSONResponse({"error": "No such attachment"}, status_code=404)
     row, path = found
+    media = media_type(row.content_type)
     return FileResponse(
         path,
-        media_type=row.content_type,
+        media_type=media,
         filename=row.filename,
-        content_disposition_type="attachment",  # never rendered inline: it is the sender's content
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+        content_disposition_type="inline" if media in INLINE_TYPES else "attachment",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": f"private, max-age={max_age}",  # a signed link: no longer than it stays valid
+            "Content-Security-Policy": f"{STRICT_POLICY}; sandbox",
+        },
     )
 
 
@@ -492,7 +555,8 @@ async def upload_attachment(request: Request) -> Response:
         await ctx.aclose()
     global_id = to_global_id("Attachment", row.id)
     body = {"id": global_id, "filename": row.filename, "contentType": row.content_type, "size": row.size}
-    return JSONResponse({**body, "sha256": row.sha256, "url": f"/attachments/{global_id}"}, status_code=201)
+    urls = {"url": f"/attachments/{global_id}", "downloadUrl": f"/attachments/{global_id}?{signed_query(ctx, row)}"}
+    return JSONResponse({**body, "sha256": row.sha256, **urls}, status_code=201)
 
 
 async def readyz(request: Request) -> Response:
@@ -540,6 +604,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         schema,
         graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=True,
+        multipart_uploads_enabled=True,  # uploads: authenticated before they are read (GraphQLApp._multipart_refusal)
         keepalive_seconds=settings.ws_keepalive_seconds,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.ws_max_subscriptions,

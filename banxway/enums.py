@@ -129,6 +129,7 @@ class NotificationType(enum.Enum):
     SLA_WARNING = "sla_warning"
     SLA_BREACHED = "sla_breached"
     ACTION_DUE = "action_due"
+    WORKFLOW = "workflow"  # a workflow's NOTIFY step
 
 
 class IntegrationType(enum.Enum):
@@ -158,3 +159,18 @@ class SlaTargetKind(enum.Enum):
     FIRST_RESPONSE = "FIRST_RESPONSE"
     NEXT_RESPONSE = "NEXT_RESPONSE"
     RESOLUTION = "RESOLUTION"
+
+
+class WorkflowInstanceStatus(enum.Enum):
+    RUNNING = "RUNNING"  # a step is due now (the run_workflow actor is enqueued)
+    WAITING = "WAITING"  # a WAIT step, or a reply held for approval: until an event or `due_at`
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class WorkflowStepStatus(enum.Enum):
+    RUNNING = "RUNNING"  # claimed by a run; a run finding a stale claim of a non-repeatable step fails it
+    WAITING = "WAITING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"

@@ -83,6 +83,35 @@ class SlaBreached(ThreadEvent):
     target: str
 
 
+class WorkflowStepCompleted(ThreadEvent):
+    """A step of a workflow instance on the thread finished (`outcome`: what it did, e.g. WAITING, SKIPPED, DONE)."""
+
+    type = "WORKFLOW_STEP_COMPLETED"
+    instance_id: uuid.UUID
+    workflow_id: uuid.UUID
+    step_index: int
+    step_type: str
+    outcome: str
+
+
+class WorkflowFailed(ThreadEvent):
+    """A workflow instance on the thread stopped on an error (after its retries), named in `error`."""
+
+    type = "WORKFLOW_FAILED"
+    instance_id: uuid.UUID
+    workflow_id: uuid.UUID
+    step_index: int | None
+    error: str
+
+
+class WorkflowCancelled(ThreadEvent):
+    """Someone stopped a workflow instance on the thread (workflowInstanceCancel)."""
+
+    type = "WORKFLOW_CANCELLED"
+    instance_id: uuid.UUID
+    workflow_id: uuid.UUID
+
+
 class MessageAdded(ThreadEvent):
     type = "MESSAGE_ADDED"
     message_id: uuid.UUID
@@ -125,6 +154,22 @@ class NoteAdded(ThreadEvent):
     type = "NOTE_ADDED"
     note_id: uuid.UUID
     mentioned_user_ids: list[uuid.UUID]
+
+
+class NoteUpdated(ThreadEvent):
+    """The author edited a note; `changed` names what changed (`body`, `mentioned_user_ids`)."""
+
+    type = "NOTE_UPDATED"
+    note_id: uuid.UUID
+    changed: list[str]
+
+
+class NoteDeleted(ThreadEvent):
+    """A note was deleted (soft: its row stays, its body is cleared); the event's `node` is null, `nodeId`
+    names it."""
+
+    type = "NOTE_DELETED"
+    note_id: uuid.UUID
 
 
 class ActionCreated(ThreadEvent):
@@ -304,18 +349,33 @@ def record(
     The row is also remembered on the session, so that whoever commits can relay it at once
     (`take_recorded` + `relay`); the sweeper relays what a crash left behind.
     """
+    workflow = session.info.get(WORKFLOW_RUN)
     row = EventRow(
         organization_id=organization_id,
         type=event.type,
         thread_id=getattr(event, "thread_id", None),
         actor_id=actor_id,
         payload=event.model_dump(mode="json"),
+        workflow_id=workflow[0] if workflow else None,
+        workflow_depth=workflow[1] if workflow else None,
     )
     session.add(row)
     session.info.setdefault(_RECORDED, []).append(row)
 
 
 _RECORDED = "banxway_recorded_events"
+# (workflow id, depth) on the session of a workflow step's transaction: its events carry them
+WORKFLOW_RUN = "banxway_workflow_run"
+
+
+def recorded_mark(session: AsyncSession) -> int:
+    """How many events the session recorded so far (before a savepoint)."""
+    return len(session.info.get(_RECORDED, []))
+
+
+def drop_recorded_since(session: AsyncSession, mark: int) -> None:
+    """Forget the events recorded after `mark`: their savepoint was rolled back."""
+    del session.info.get(_RECORDED, [])[mark:]
 
 
 def take_recorded(session: AsyncSession) -> list[EventRow]:
@@ -368,7 +428,7 @@ async def lock_delivery_order(session: AsyncSession, organization_id: uuid.UUID,
 
 # Called with the events being dispatched, before their transaction commits (banxway.tasks.consequences enqueues
 # the background work they call for); if it raises, the dispatch rolls back and the sweeper tries again.
-Consequences = Callable[[Sequence[EventRow]], Awaitable[None]]
+Consequences = Callable[[AsyncSession, Sequence[EventRow]], Awaitable[None]]
 
 
 async def _dispatch(
@@ -404,7 +464,7 @@ async def _dispatch(
         for row in rows:
             await broadcast.publish(channel(organization_id), envelope(row))
         if consequences is not None:
-            await consequences(rows)
+            await consequences(session, rows)
     return len(rows)
 
 

@@ -100,7 +100,8 @@ class BodyTooLarge(Exception):
 class BodyLimitMiddleware:
     """Answers 413 to a request body over its route's limit: at once when Content-Length says so, else as soon as
     the bytes read pass it, so that no route buffers more than its limit. Uploads (`POST /attachments`) may be as
-    large as an attachment; everything else as `BANXWAY_MAX_BODY_BYTES`."""
+    large as an attachment, a multipart GraphQL request (the multipart request spec: files with the operation) as an
+    attachment plus `BANXWAY_MAX_BODY_BYTES`; everything else as `BANXWAY_MAX_BODY_BYTES`."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
@@ -112,6 +113,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_upload_bytes if scope["path"] == "/attachments" else self.max_body_bytes
+        if scope["path"] == "/graphql" and is_multipart(_header(scope, b"content-type")):
+            limit = self.max_upload_bytes + self.max_body_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)
@@ -190,14 +193,17 @@ class RateLimitMiddleware:
         mutation = False
         state = _app_state(scope)
         if any(self.mutations):
-            if scope["method"] == "GET":
+            if scope["method"] == "POST" and is_multipart(_header(scope, b"content-type")):
+                mutation = True  # uploads: only mutations take files, and the body (files) is not buffered here
+                requests: list[Any] = []
+            elif scope["method"] == "GET":
                 params = {
                     key: values[0]
                     for key, values in parse_qs(scope.get("query_string", b"").decode(errors="replace")).items()
                 }
                 with contextlib.suppress(orjson.JSONDecodeError):
                     params["extensions"] = orjson.loads(params.get("extensions") or "null")
-                requests: list[Any] = [params]
+                requests = [params]
             else:
                 messages, body = await _read_body(receive)
                 receive = _replay(messages, receive)
@@ -206,7 +212,7 @@ class RateLimitMiddleware:
                     return
                 content_type = _header(scope, b"content-type")
                 if content_type is not None and not content_type.startswith("application/json"):
-                    requests = [{"query": "mutation" if b"mutation" in body else None}]  # (multipart): by the word
+                    requests = []  # not a GraphQL request the view takes (it answers 400)
                 else:
                     try:
                         payload = orjson.loads(body)
@@ -310,6 +316,11 @@ async def _too_many(send: Send, content: dict[str, Any], retry: int) -> None:
 
 def _app_state(scope: Scope) -> AppState | None:
     return (scope.get("state") or {}).get("app")
+
+
+def is_multipart(content_type: str | None) -> bool:
+    """Whether a Content-Type is multipart/form-data (a GraphQL multipart request: files with the operation)."""
+    return (content_type or "").split(";")[0].strip().lower() == "multipart/form-data"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

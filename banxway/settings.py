@@ -218,12 +218,21 @@ class Settings(BaseSettings):
         alias="BANXWAY_ATTACHMENT_MAX_BYTES",
         description="Largest attachment stored; a larger one is listed on its message as skipped.",
     )
+    attachment_url_ttl_seconds: int = Field(
+        900,
+        ge=1,
+        le=7 * 24 * 3600,
+        alias="BANXWAY_ATTACHMENT_URL_TTL",
+        description="Seconds a signed download URL (`Attachment.downloadUrl`, for `<img src>` and links without an "
+        "Authorization header) stays valid.",
+    )
     max_body_bytes: int = Field(
         1024 * 1024,
         ge=1024,
         alias="BANXWAY_MAX_BODY_BYTES",
-        description="Largest request body on /graphql and the webhooks (uploads: BANXWAY_ATTACHMENT_MAX_BYTES); "
-        "a larger one is answered 413 before it is read.",
+        description="Largest request body on /graphql and the webhooks (uploads: BANXWAY_ATTACHMENT_MAX_BYTES for "
+        "POST /attachments, that plus this for a multipart /graphql request); a larger one is answered 413 before it "
+        "is read.",
     )
     rate_limit_graphql_per_minute: int = Field(
         600,
@@ -280,6 +289,12 @@ class Settings(BaseSettings):
         None,
         alias="BANXWAY_EMAIL_CA_FILE",
         description="A PEM file of extra certificate authorities to trust for IMAP and SMTP (self-hosted servers).",
+    )
+    outbound_ca_file: str | None = Field(
+        None,
+        alias="BANXWAY_OUTBOUND_CA_FILE",
+        description="A PEM file of extra certificate authorities to trust for workflows' HTTP steps (a receiver "
+        "with a private CA).",
     )
     public_url: str | None = Field(
         None,

@@ -27,7 +27,7 @@ FIELDS = {
     "shipment { id } team { id } slaPolicy { id }",
     "Message": "id channel direction status body subject sender recipients error createdAt "
     "author { id } contact { id } thread { id }",
-    "Note": "id body createdAt author { id } mentions { id } thread { id }",
+    "Note": "id body createdAt editedAt author { id } mentions { id } thread { id }",
     "Action": "id title type status dueAt completedAt createdAt updatedAt "
     "assignee { id } createdBy { id } completedBy { id } thread { id }",
     "Customer": "id name code email phone address tags customFields createdAt updatedAt",
@@ -45,6 +45,8 @@ FIELDS = {
     "whatsappTemplates { name language body category parameterCount provider }",
     "EmailAccount": "id name email fromName signature imapHost imapPort imapSecurity imapUsername imapFolder "
     "smtpHost smtpPort smtpSecurity smtpUsername active lastPolledAt lastError createdAt",
+    "WorkflowInstance": "id status stepIndex waitingFor dueAt error depth triggerType createdAt finishedAt "
+    "workflow { id } thread { id } steps { stepIndex stepType attempt status outcome error }",
 }
 
 
@@ -113,6 +115,7 @@ query ClientState {{
   notifications(first: 100) {{ edges {{ node {{ {_plain("Notification")} }} }} }}
   notificationUnreadCount
   users(first: 100) {{ edges {{ node {{ {_plain("User")} }} }} }}
+  workflowInstances(first: 100) {{ edges {{ node {{ {_plain("WorkflowInstance")} }} }} }}
 }}
 """
 ADMIN_STATE = f"""
@@ -149,6 +152,7 @@ TOP_LISTS = {
     "User": "users",
     "Integration": "integrations",
     "EmailAccount": "emailAccounts",
+    "WorkflowInstance": "workflowInstances",
 }
 
 
@@ -190,6 +194,7 @@ ORDER = {
     "users": (_created_order, False),
     "integrations": (_created_order, False),
     "emailAccounts": (_created_order, False),
+    "workflowInstances": (_created_order, True),
 }
 
 
@@ -254,6 +259,9 @@ def remove_object(state: dict[str, Any], node_id: str) -> None:
     for name in ("threads", *TOP_LISTS.values()):
         if name in state:
             _put(state[name], None, node_id, name)
+    for name in THREAD_CHILDREN.values():  # a deleted note
+        for siblings in state[name].values():
+            _put(siblings, None, node_id, name)
 
 
 def apply_events(state: dict[str, Any], received: list[dict[str, Any]]) -> dict[str, Any]:

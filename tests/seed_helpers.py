@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from banxway.db.models import EmailAccount
+from banxway.db.models import EmailAccount, Event
 from banxway.db.session import tenant_session
 from banxway.enums import Role
 from banxway.resolvers.email_ingest import quarantine
+from banxway.resolvers.workflow_engine import workflow_run, workflows_start
 from banxway.schema.ids import to_global_id
 from tests.conftest import Api, Org
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 from tests.live_helpers import local_uuid
 
 NOTE_ADD = """
@@ -61,6 +62,12 @@ API_TOKEN_CREATE = """
 mutation($input: ApiTokenCreateInput!) { apiTokenCreate(input: $input) { apiToken { id } userErrors { field code message } } }
 """
 USERS = "{ users(first: 50) { edges { node { id email } } } }"
+WORKFLOW_CREATE = """
+mutation($input: WorkflowCreateInput!) { workflowCreate(input: $input) { workflow { id } userErrors { field message } } }
+"""
+WORKFLOW_DEACTIVATE = """
+mutation($id: ID!) { workflowDeactivate(workflowId: $id) { workflow { id } userErrors { field message } } }
+"""
 NOTIFICATIONS = "{ notifications(first: 10) { edges { node { id } } } }"
 
 
@@ -96,7 +103,7 @@ class Seeded:
 async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> Seeded:
     """Create organization `slug` with a user of every role, a colleague (mentioned, assigned, notified), and at
     least one object of every type that has an id: customer, two contacts, shipment (with a milestone), SLA policy, team,
-    canned response, thread (under it),
+    canned response, workflow, thread (under it, with the workflow's instance),
     message, note, action, notification, attachment, email account, quarantined mail, integrations and their
     phone numbers, and an API token."""
     port = port or closed_port()
@@ -166,6 +173,13 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         "cannedResponseCreate",
     )
     seeded.add("CannedResponse", canned["cannedResponse"]["id"])
+    definition = {"trigger": {"type": "THREAD_CREATED"}, "steps": [{"type": "WAIT", "minutes": 60}]}
+    workflow = await inbox.ok(
+        WORKFLOW_CREATE,
+        {"input": {"name": f"{marker} workflow", "definition": definition, "active": True}},
+        "workflowCreate",
+    )
+    seeded.add("Workflow", workflow["workflow"]["id"])
     thread = await inbox.thread(
         f"{marker} quote 2x40HC",
         customerId=customer["id"],
@@ -173,6 +187,17 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         shipmentId=shipment["id"],
     )
     seeded.add("Thread", thread["id"])
+    # the workflow's instance on the thread, waiting (the engine run as the worker would); then deactivated, so
+    # that the organization's later threads start nothing
+    ctx = system_context(api.state)
+    async with tenant_session(api.state.sessionmaker, org.id) as session:
+        created = await session.scalar(
+            select(Event.id).where(Event.type == "THREAD_CREATED", Event.thread_id == local_uuid(thread["id"]))
+        )
+    [instance_id] = await workflows_start(ctx, created)
+    assert await workflow_run(ctx, instance_id) == "WAITING"
+    seeded.add("WorkflowInstance", to_global_id("WorkflowInstance", instance_id))
+    await inbox.ok(WORKFLOW_DEACTIVATE, {"id": workflow["workflow"]["id"]}, "workflowDeactivate")
 
     uploaded = await api.http.post(
         f"/attachments?filename={slug}-invoice.pdf",

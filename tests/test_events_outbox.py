@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import func, select
 from strawberry.relay import GlobalID
@@ -28,17 +29,20 @@ from banxway.db.models import (
     ShipmentMilestone,
     Thread,
     User,
+    WorkflowInstance,
 )
 from banxway.db.session import system_session
 from banxway.events import EVENT_TYPES, parse
+from banxway.resolvers.workflow_engine import workflow_run, workflows_start
 from banxway.schema.actions import ActionMutation
 from banxway.schema.contacts import ContactMutation
 from banxway.schema.customers import CustomerMutation
+from banxway.schema.ids import to_global_id
 from banxway.schema.messages import MessageMutation
 from banxway.schema.notes import NoteMutation
 from banxway.schema.shipments import ShipmentMutation
 from banxway.schema.threads import ThreadMutation
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, system_context
 
 ME_ID = "{ me { id } }"
 
@@ -63,6 +67,16 @@ mutation($input: ThreadAssignInput!) {
 MESSAGE_CANCEL_SCHEDULED = """
 mutation($input: MessageCancelScheduledInput!) {
   messageCancelScheduled(input: $input) { message { id } userErrors { field code message } }
+}
+"""
+MESSAGE_UPDATE_SCHEDULED = """
+mutation($input: MessageUpdateScheduledInput!) {
+  messageUpdateScheduled(input: $input) { message { id } userErrors { field code message } }
+}
+"""
+ATTACHMENT_UPLOAD = """
+mutation($input: AttachmentUploadInput!) {
+  attachmentUpload(input: $input) { attachment { id } userErrors { field code message } }
 }
 """
 THREAD_ASSIGN_TEAM = """
@@ -93,9 +107,27 @@ mutation($input: MessageSendInput!) {
 }
 """
 
+WORKFLOW_CREATE = """
+mutation($input: WorkflowCreateInput!) { workflowCreate(input: $input) { workflow { id } userErrors { field message } } }
+"""
+WORKFLOW_INSTANCE_CANCEL = """
+mutation($id: ID!) { workflowInstanceCancel(instanceId: $id) { instance { id status } userErrors { field message } } }
+"""
 NOTE_ADD = """
 mutation($input: NoteAddInput!) {
   noteAdd(input: $input) { note { id } userErrors { field code message } }
+}
+"""
+
+NOTE_UPDATE = """
+mutation($input: NoteUpdateInput!) {
+  noteUpdate(input: $input) { note { id } userErrors { field code message } }
+}
+"""
+
+NOTE_DELETE = """
+mutation($input: NoteDeleteInput!) {
+  noteDelete(input: $input) { deletedId userErrors { field code message } }
 }
 """
 
@@ -261,11 +293,11 @@ def email_account_input(**fields: Any) -> dict[str, Any]:
     return {**values, **fields}
 
 
-# Registered types that no mutation produces: later changes of a message (a call's
-# callbacks, transcripts, media) come from the delivery worker and the providers' webhooks (tested in
-# tests/test_messaging_*.py); SLA warnings and breaches come from the SLA timer (tests/test_sla.py). Anything else
-# registered must be produced below.
-NOT_PRODUCED_BY_MUTATIONS = {"MESSAGE_UPDATED", "SLA_WARNING", "SLA_BREACHED"}
+# Registered types that no mutation produces: SLA warnings and breaches come from the SLA timer (tests/test_sla.py),
+# workflow steps and failures from the workflow engine (tests/test_workflows.py).
+# (MESSAGE_UPDATED also comes from the delivery worker and the providers' webhooks: a call's callbacks, transcripts,
+# media, tested in tests/test_messaging_*.py.) Anything else registered must be produced below.
+NOT_PRODUCED_BY_MUTATIONS = {"SLA_WARNING", "SLA_BREACHED", "WORKFLOW_STEP_COMPLETED", "WORKFLOW_FAILED"}
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -413,6 +445,24 @@ async def thread_snooze(s: Setup) -> list[Expected]:
     return [Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["snoozed_until"]}, (Thread, tid, "updated_at"))]
 
 
+async def workflow_instance_cancel(s: Setup) -> list[Expected]:
+    definition = {"trigger": {"type": "THREAD_CREATED"}, "steps": [{"type": "WAIT", "minutes": 60}]}
+    await s.ok(
+        WORKFLOW_CREATE, {"input": {"name": "Later", "definition": definition, "active": True}}, "workflowCreate"
+    )
+    await s.log.mark()
+    thread = await s.thread()
+    [created] = await s.log.new()
+    ctx = system_context(s.inbox.api.state)
+    [instance_id] = await workflows_start(ctx, created.id)
+    assert await workflow_run(ctx, instance_id) == "WAITING"
+    await s.log.mark()
+    gid = to_global_id("WorkflowInstance", instance_id)
+    await s.ok(WORKFLOW_INSTANCE_CANCEL, {"id": gid}, "workflowInstanceCancel")
+    fields = {"thread_id": _uuid(thread), "instance_id": instance_id}
+    return [Expected("WORKFLOW_CANCELLED", fields, (WorkflowInstance, instance_id, "updated_at"))]
+
+
 async def thread_archive(s: Setup) -> list[Expected]:
     thread = await s.thread()
     await s.log.mark()
@@ -491,6 +541,39 @@ async def message_cancel_scheduled(s: Setup) -> list[Expected]:
     return [Expected("MESSAGE_STATUS_CHANGED", {"message_id": mid, "status": "CANCELLED", "released": False})]
 
 
+async def message_update_scheduled(s: Setup) -> list[Expected]:
+    await s.email_account()
+    thread = await s.thread()
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    values = {"threadId": thread, "channel": "EMAIL", "body": "Later", "to": ["ops@acme.example"], "sendAt": later}
+    payload = await s.ok(MESSAGE_SEND, {"input": values}, "messageSend")
+    await s.log.mark()
+    mid = _uuid(payload["message"]["id"])
+    edit = {"messageId": payload["message"]["id"], "body": "Later, revised"}
+    await s.ok(MESSAGE_UPDATE_SCHEDULED, {"input": edit}, "messageUpdateScheduled")
+    return [
+        Expected(
+            "MESSAGE_UPDATED",
+            {"thread_id": _uuid(thread), "message_id": mid, "changed": ["body"]},
+            (Message, mid, "updated_at"),
+        )
+    ]
+
+
+async def attachment_upload(s: Setup) -> list[Expected]:
+    # a file to send later: stored, and no event (nothing happened in a thread yet)
+    await s.log.mark()
+    operations = {"query": ATTACHMENT_UPLOAD, "variables": {"input": {"file": None}}}
+    response = await s.inbox.api.http.post(
+        "/graphql",
+        headers={"authorization": f"Bearer {s.inbox.token}"},
+        data={"operations": orjson.dumps(operations).decode(), "map": '{"0": ["variables.input.file"]}'},
+        files={"0": ("quote.pdf", b"%PDF quote", "application/pdf")},
+    )
+    assert response.json()["data"]["attachmentUpload"]["userErrors"] == [], response.text
+    return []
+
+
 async def message_send_internal(s: Setup) -> list[Expected]:
     thread = await s.thread()
     await s.log.mark()
@@ -515,6 +598,36 @@ async def note_add(s: Setup) -> list[Expected]:
         ),
         Expected("NOTIFICATION_CREATED", {"user_id": _uuid(support)}),
     ]
+
+
+async def _a_note(s: Setup, body: str = "Have a look") -> tuple[str, str]:
+    thread = await s.thread()
+    payload = await s.ok(NOTE_ADD, {"input": {"threadId": thread, "body": body}}, "noteAdd")
+    return thread, payload["note"]["id"]
+
+
+async def note_update(s: Setup) -> list[Expected]:
+    thread, note = await _a_note(s)
+    support = await s.member("support", "support@acme.test")
+    await s.log.mark()
+    await s.ok(NOTE_UPDATE, {"input": {"noteId": note, "body": "@support@acme.test have a look"}}, "noteUpdate")
+    nid = _uuid(note)
+    return [
+        Expected(
+            "NOTE_UPDATED",
+            {"thread_id": _uuid(thread), "note_id": nid, "changed": ["body", "mentioned_user_ids"]},
+            (Note, nid, "edited_at"),
+        ),
+        Expected("NOTIFICATION_CREATED", {"user_id": _uuid(support)}),
+    ]
+
+
+async def note_delete(s: Setup) -> list[Expected]:
+    thread, note = await _a_note(s)
+    await s.log.mark()
+    await s.ok(NOTE_DELETE, {"input": {"noteId": note}}, "noteDelete")
+    nid = _uuid(note)
+    return [Expected("NOTE_DELETED", {"thread_id": _uuid(thread), "note_id": nid}, (Note, nid, "deleted_at"))]
 
 
 async def notification_mark_all_read(s: Setup) -> list[Expected]:
@@ -788,6 +901,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "threadAssignTeam": (thread_assign_team, ["THREAD_UPDATED", "THREAD_ASSIGNED", "NOTIFICATION_CREATED"]),
     "threadSnooze": (thread_snooze, ["THREAD_UPDATED"]),
     "threadArchive": (thread_archive, ["THREAD_ARCHIVED"]),
+    "workflowInstanceCancel": (workflow_instance_cancel, ["WORKFLOW_CANCELLED"]),
     "threadMarkRead": (thread_mark_read, ["THREAD_READ"]),
     "threadMarkUnread": (thread_mark_unread, ["THREAD_READ"]),
     "threadsBulkUpdate": (
@@ -797,7 +911,11 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "messageSend": (message_send, ["MESSAGE_ADDED", "THREAD_UPDATED"]),
     "messageSend-internal": (message_send_internal, ["MESSAGE_ADDED"]),
     "messageCancelScheduled": (message_cancel_scheduled, ["MESSAGE_STATUS_CHANGED"]),
+    "messageUpdateScheduled": (message_update_scheduled, ["MESSAGE_UPDATED"]),
+    "attachmentUpload": (attachment_upload, []),
     "noteAdd": (note_add, ["NOTE_ADDED", "NOTIFICATION_CREATED"]),
+    "noteUpdate": (note_update, ["NOTE_UPDATED", "NOTIFICATION_CREATED"]),
+    "noteDelete": (note_delete, ["NOTE_DELETED"]),
     "notificationMarkAllRead": (notification_mark_all_read, ["NOTIFICATIONS_READ"]),
     "actionCreate": (action_create, ["ACTION_CREATED"]),
     "actionUpdate": (action_update, ["ACTION_UPDATED"]),
@@ -938,6 +1056,17 @@ async def _note_with_foreign_mention(s: Setup) -> tuple[str, dict, str, str | No
     return NOTE_ADD, variables, "noteAdd", None
 
 
+async def _note_emptied(s: Setup) -> tuple[str, dict, str, str | None]:
+    _, note = await _a_note(s)
+    return NOTE_UPDATE, {"input": {"noteId": note, "body": "  "}}, "noteUpdate", None
+
+
+async def _note_deleted_twice(s: Setup) -> tuple[str, dict, str, str | None]:
+    _, note = await _a_note(s)
+    await s.ok(NOTE_DELETE, {"input": {"noteId": note}}, "noteDelete")
+    return NOTE_DELETE, {"input": {"noteId": note}}, "noteDelete", None
+
+
 async def _action_invalid_transition(s: Setup) -> tuple[str, dict, str, str | None]:
     thread = await s.thread()
     action = (await s.ok(ACTION_CREATE, {"input": {"threadId": thread, "title": "X"}}, "actionCreate"))["action"]
@@ -981,6 +1110,8 @@ FAILURES: dict[str, Failure] = {
     "messageSend-channel-not-configured": _message_on_a_channel_not_configured,
     "messageSend-archived": _message_on_archived_thread,
     "noteAdd-unknown-mention": _note_with_foreign_mention,
+    "noteUpdate-empty": _note_emptied,
+    "noteDelete-deleted": _note_deleted_twice,
     "actionUpdate-invalid-transition": _action_invalid_transition,
     "customerCreate-bad-email": _customer_bad_email,
     "contactCreate-taken": _contact_taken_identity,
@@ -1027,6 +1158,11 @@ async def _same_priority(s: Setup) -> tuple[str, dict, str]:
     return THREAD_UPDATE, {"input": {"id": thread, "priority": "HIGH"}}, "threadUpdate"
 
 
+async def _same_note_text(s: Setup) -> tuple[str, dict, str]:
+    _, note = await _a_note(s, "Have a look")
+    return NOTE_UPDATE, {"input": {"noteId": note, "body": " Have a look "}}, "noteUpdate"
+
+
 async def _same_assignee(s: Setup) -> tuple[str, dict, str]:
     thread = await s.thread()
     await s.ok(THREAD_ASSIGN, {"input": {"threadId": thread, "assigneeId": s.ids["me"]}}, "threadAssign")
@@ -1049,6 +1185,15 @@ async def _idempotent_retry(s: Setup) -> tuple[str, dict, str]:
     variables = {"input": {"threadId": thread, "channel": "INTERNAL", "body": "Hi", "idempotencyKey": "once"}}
     await s.ok(MESSAGE_SEND, variables, "messageSend")
     return MESSAGE_SEND, variables, "messageSend"
+
+
+async def _same_scheduled_text(s: Setup) -> tuple[str, dict, str]:
+    await s.email_account()
+    thread = await s.thread()
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    values = {"threadId": thread, "channel": "EMAIL", "body": "Later", "to": ["ops@acme.example"], "sendAt": later}
+    message = (await s.ok(MESSAGE_SEND, {"input": values}, "messageSend"))["message"]["id"]
+    return MESSAGE_UPDATE_SCHEDULED, {"input": {"messageId": message, "body": "Later"}}, "messageUpdateScheduled"
 
 
 async def _same_user_fields(s: Setup) -> tuple[str, dict, str]:
@@ -1082,9 +1227,11 @@ NO_OPS.update(
     {
         "threadUpdate-same-priority": _same_priority,
         "threadAssign-same-assignee": _same_assignee,
+        "noteUpdate-same-text": _same_note_text,
         "threadArchive-already-archived": _archived_again,
         "customerUpdate-same-name": _same_customer_name,
         "messageSend-idempotent-retry": _idempotent_retry,
+        "messageUpdateScheduled-same-text": _same_scheduled_text,
         "userUpdate-same-fields-new-password": _same_user_fields,
         "integrationConfigure-same-values": _same_integration_values,
         "integrationTest-same-result": _same_test_result,

@@ -311,7 +311,9 @@ class Fuzz:
         self.ids = st.one_of(ours, ours, ours, theirs, st.text(max_size=40)).map(nodes.String)
 
     def run(self, app: Any) -> None:
-        with custom_scalars({"ID": self.ids, "JSON": JSON_VALUES.map(_json_node)}):
+        # Upload: a file given as a plain value, which is refused (real files come in multipart requests: test_uploads)
+        upload = st.text(max_size=20).map(nodes.String)
+        with custom_scalars({"ID": self.ids, "JSON": JSON_VALUES.map(_json_node), "Upload": upload}):
             schema = schemathesis.graphql.from_asgi("/graphql", app)
             try:
                 client_schema = schema.client_schema

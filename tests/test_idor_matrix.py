@@ -32,7 +32,12 @@ from tests.seed_helpers import Seeded, seed_organization
 # An id argument's type is read from its name: `threadId` → Thread, `mentionedUserIds` → User (the longest type
 # name it ends with); an `id`/`ids` from its field's name: `customerUpdate(input: {id})` → Customer (the longest
 # type name the field's name starts with). These say what the names do not.
-ID_TYPE_BY_ARGUMENT = {"assigneeId": "User", "reassignToId": "User", "memberIds": "User"}
+ID_TYPE_BY_ARGUMENT = {
+    "assigneeId": "User",
+    "reassignToId": "User",
+    "memberIds": "User",
+    "instanceId": "WorkflowInstance",
+}
 ID_TYPE_EXCEPTIONS = {
     # EmailAccountIdInput is shared with the account's mutations; this one takes a quarantined mail's id
     ("Mutation.emailQuarantineReprocess", "input.id"): "QuarantinedEmail",
@@ -45,6 +50,8 @@ ANY_NODE = {("Query.node", "id"), ("Query.nodes", "ids")}
 # fields added to an input.
 PLAUSIBLE = {"agentNumber": "+912250009999"}
 PLAUSIBLE_EXTRA = {"ShipmentMilestoneAddInput": {"plannedAt": "2026-01-02T03:04:05+00:00"}}
+# Optional fields an input needs all the same (one of two names, the other deprecated): sent with our own object.
+ALWAYS_SENT = {"ThreadUpdateInput": ("threadId",)}
 ALLOWED_TOP_LEVEL_CODES = {"NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT"}
 
 INTROSPECTION = graphql.get_introspection_query(descriptions=False)
@@ -158,7 +165,7 @@ def _value(type_: Any, name: str, path: tuple[str, ...], target: tuple[str, ...]
             field_path = (*path, field_name)
             on_target = target[: len(field_path)] == field_path
             required = graphql.is_non_null_type(field.type) and field.default_value is graphql.Undefined
-            if on_target or required:
+            if on_target or required or field_name in ALWAYS_SENT.get(type_.name, ()):
                 values[field_name] = _value(field.type, field_name, field_path, target, ids)
         return {**PLAUSIBLE_EXTRA.get(type_.name, {}), **values}
     if isinstance(type_, graphql.GraphQLEnumType):
@@ -330,6 +337,9 @@ def test_every_id_argument_names_a_type_the_matrix_can_build(schema: graphql.Gra
         ("Query.threads", "filter.customerId"),
         ("Mutation.threadAssign", "input.assigneeId"),
         ("Mutation.noteAdd", "input.mentionedUserIds"),
+        ("Mutation.noteUpdate", "input.noteId"),
+        ("Mutation.noteDelete", "input.noteId"),
+        ("Mutation.threadUpdate", "input.threadId"),
         ("Mutation.notificationMarkRead", "input.ids"),
         ("Subscription.threadEvents", "threadId"),
     } <= keys

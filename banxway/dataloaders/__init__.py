@@ -37,6 +37,8 @@ from banxway.db.models import (
     Thread,
     ThreadRead,
     User,
+    Workflow,
+    WorkflowInstance,
 )
 from banxway.db.session import SerialSession
 
@@ -128,7 +130,14 @@ class MessageByIdLoader(_ByIdLoader):
 
 
 class NoteByIdLoader(_ByIdLoader):
+    """A deleted note is gone for clients (None), though its row stays."""
+
     model = Note
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[Any]:
+        rows = await self.db.scalars(select(Note).where(Note.id.in_(keys), Note.deleted_at.is_(None)))
+        by_id = {row.id: row for row in rows}
+        return [by_id.get(key) for key in keys]
 
 
 class ActionByIdLoader(_ByIdLoader):
@@ -141,6 +150,14 @@ class TeamByIdLoader(_ByIdLoader):
 
 class SlaPolicyByIdLoader(_ByIdLoader):
     model = SlaPolicy
+
+
+class WorkflowByIdLoader(_ByIdLoader):
+    model = Workflow
+
+
+class WorkflowInstanceByIdLoader(_ByIdLoader):
+    model = WorkflowInstance
 
 
 class EmailAccountByIdLoader(_ByIdLoader):
@@ -284,6 +301,8 @@ class Loaders:
     unread_count_by_thread_id: UnreadCountByThreadIdLoader = field(init=False)
     sla_policy_by_id: SlaPolicyByIdLoader = field(init=False)
     team_by_id: TeamByIdLoader = field(init=False)
+    workflow_by_id: WorkflowByIdLoader = field(init=False)
+    workflow_instance_by_id: WorkflowInstanceByIdLoader = field(init=False)
     sla_targets_by_thread_id: SlaTargetsByThreadIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -308,4 +327,6 @@ class Loaders:
         self.unread_count_by_thread_id = UnreadCountByThreadIdLoader(db, self.viewer_id)
         self.sla_policy_by_id = SlaPolicyByIdLoader(db)
         self.team_by_id = TeamByIdLoader(db)
+        self.workflow_by_id = WorkflowByIdLoader(db)
+        self.workflow_instance_by_id = WorkflowInstanceByIdLoader(db)
         self.sla_targets_by_thread_id = SlaTargetsByThreadIdLoader(db)

@@ -32,6 +32,8 @@ from banxway.db.models import (
     ThreadCounter,
     ThreadRead,
     User,
+    Workflow,
+    WorkflowInstance,
 )
 from banxway.db.session import (
     SerialSession,
@@ -115,6 +117,8 @@ __all__ = [
     "ThreadType",
     "UnscopedQueryError",
     "User",
+    "Workflow",
+    "WorkflowInstance",
     "create_engine",
     "create_sessionmaker",
     "system_session",

@@ -156,6 +156,26 @@ class RefreshToken(TenantMixin, Base):
 # -- the inbox ----------------------------------------------------------------------
 
 
+# The documents of the inbox search (`banxway.resolvers.threads`): generated columns, a GIN index each (migration
+# 0013). Identifiers are indexed as their letter and digit runs and also whole without separators, so that
+# "MAEU-123", "maeu 123" and "MAEU123" all find the BL MAEU-123456. `array_to_tsvector(...)::text` reads a text[]
+# immutably (array_to_string is only stable, which a generated column refuses).
+_SHIPMENT_IDS = (
+    "reference || ' ' || coalesce(bl_number, '') || ' ' || coalesce(booking_number, '') || ' ' || "
+    "coalesce(awb_number, '') || ' ' || array_to_tsvector(container_numbers)::text"
+)
+_SHIPMENT_SEARCH = (
+    f"to_tsvector('simple', regexp_replace({_SHIPMENT_IDS}, '[^A-Za-z0-9]+', ' ', 'g') || ' ' || "
+    "regexp_replace(reference, '[^A-Za-z0-9]+', '', 'g') || ' ' || "
+    "regexp_replace(coalesce(bl_number, ''), '[^A-Za-z0-9]+', '', 'g') || ' ' || "
+    "regexp_replace(coalesce(booking_number, ''), '[^A-Za-z0-9]+', '', 'g') || ' ' || "
+    "regexp_replace(coalesce(awb_number, ''), '[^A-Za-z0-9]+', '', 'g'))"
+)
+_CUSTOMER_SEARCH = "to_tsvector('simple', name || ' ' || coalesce(code, ''))"
+_CONTACT_SEARCH = "to_tsvector('simple', name)"
+_NOTE_SEARCH = "to_tsvector('simple', body)"
+
+
 def _pg_enum(enum_class: type[enum.Enum], name: str) -> Enum:
     return Enum(enum_class, name=name, values_callable=lambda members: [m.value for m in members])
 
@@ -166,7 +186,10 @@ def _updated_at() -> Mapped[datetime]:
 
 class Customer(TenantMixin, Base):
     __tablename__ = "customers"
-    __table_args__ = (UniqueConstraint("organization_id", "code", name="uq_customers_organization_id_code"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "code", name="uq_customers_organization_id_code"),
+        Index("ix_customers_search", "search", postgresql_using="gin"),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     name: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -178,10 +201,14 @@ class Customer(TenantMixin, Base):
     custom_fields: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+    search: Mapped[str] = mapped_column(
+        TSVECTOR, Computed(_CUSTOMER_SEARCH, persisted=True), deferred=True, deferred_raiseload=True
+    )
 
 
 class Contact(TenantMixin, Base):
     __tablename__ = "contacts"
+    __table_args__ = (Index("ix_contacts_search", "search", postgresql_using="gin"),)
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     customer_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -195,6 +222,9 @@ class Contact(TenantMixin, Base):
     )
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+    search: Mapped[str] = mapped_column(
+        TSVECTOR, Computed(_CONTACT_SEARCH, persisted=True), deferred=True, deferred_raiseload=True
+    )
 
     identities: Mapped[list[ContactIdentity]] = relationship(
         back_populates="contact", order_by="ContactIdentity.created_at", lazy="raise"
@@ -240,7 +270,10 @@ class ContactMerge(TenantMixin, Base):
 
 class Shipment(TenantMixin, Base):
     __tablename__ = "shipments"
-    __table_args__ = (UniqueConstraint("organization_id", "reference", name="uq_shipments_organization_id_reference"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "reference", name="uq_shipments_organization_id_reference"),
+        Index("ix_shipments_search", "search", postgresql_using="gin"),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     reference: Mapped[str] = mapped_column(String(50), nullable=False)
@@ -272,6 +305,9 @@ class Shipment(TenantMixin, Base):
     ata: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+    search: Mapped[str] = mapped_column(
+        TSVECTOR, Computed(_SHIPMENT_SEARCH, persisted=True), deferred=True, deferred_raiseload=True
+    )
 
 
 class ShipmentMilestone(TenantMixin, Base):
@@ -544,7 +580,10 @@ class Message(TenantMixin, Base):
 
 class Note(TenantMixin, Base):
     __tablename__ = "notes"
-    __table_args__ = (Index("ix_notes_thread_created", "thread_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_notes_thread_created", "thread_id", "created_at", "id"),
+        Index("ix_notes_search", "search", postgresql_using="gin"),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     thread_id: Mapped[uuid.UUID] = mapped_column(
@@ -556,6 +595,12 @@ class Note(TenantMixin, Base):
         ARRAY(UUID(as_uuid=True)), nullable=False, server_default=text("'{}'")
     )
     created_at: Mapped[datetime] = _created_at()
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # a deleted note keeps its row (events and notifications name it), not its body
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    search: Mapped[str] = mapped_column(
+        TSVECTOR, Computed(_NOTE_SEARCH, persisted=True), deferred=True, deferred_raiseload=True
+    )
 
 
 class Action(TenantMixin, Base):
@@ -623,6 +668,10 @@ class Event(TenantMixin, Base):
     # The order of delivery: assigned when the event is published, under a per-organization lock, so
     # that subscribers receive events in `seq` order and a cursor's `seq` is a safe resume point.
     seq: Mapped[int | None] = mapped_column(BigInteger)
+    # Recorded by a workflow's step: which workflow, and how deep in a chain of workflows (a workflow is not started
+    # by its own changes, nor past banxway.resolvers.workflow_spec.MAX_DEPTH).
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    workflow_depth: Mapped[int | None] = mapped_column(Integer)
 
 
 EVENTS_SEQ = Sequence("events_seq", metadata=Base.metadata)
@@ -836,3 +885,118 @@ class CannedResponse(TenantMixin, Base):
     channel: Mapped[Channel | None] = mapped_column(_pg_enum(Channel, "channel"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+
+
+# -- workflows ------------------------------------------------------------------------------------------------
+
+
+class Workflow(TenantMixin, Base):
+    """An automation: its current definition is `versions[version]`; editing adds a version, and running instances
+    keep the one they started with. It acts as `run_as_id` (whoever last saved or activated it), with that user's
+    role: a workflow can do no more than its editor could."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (
+        Index("ix_workflows_trigger", "organization_id", "trigger_type", postgresql_where=text("active")),
+        Index("ix_workflows_next_run_at", "next_run_at", postgresql_where=text("active AND next_run_at IS NOT NULL")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    # the current version's trigger type, to find the workflows an event may start with one indexed query
+    trigger_type: Mapped[str] = mapped_column(String(40), nullable=False)
+    # a SCHEDULE workflow's next instant (null otherwise, or while inactive)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the key of the HTTP step's signature, encrypted like the other secrets (banxway.secrets)
+    signing_secret: Mapped[str] = mapped_column(Text, nullable=False)
+    run_as_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class WorkflowVersion(TenantMixin, Base):
+    __tablename__ = "workflow_versions"
+    __table_args__ = (UniqueConstraint("workflow_id", "version", name="uq_workflow_versions_workflow_id_version"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workflow_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    definition: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class WorkflowInstance(TenantMixin, Base):
+    """One run of a workflow version on a thread. Started at most once per (workflow, thread, trigger key): the
+    triggering event's id, or a schedule's instant."""
+
+    __tablename__ = "workflow_instances"
+    __table_args__ = (
+        UniqueConstraint(
+            "workflow_id", "thread_id", "trigger_key", name="uq_workflow_instances_workflow_id_thread_id_trigger_key"
+        ),
+        Index("ix_workflow_instances_due_at", "due_at", postgresql_where=text("due_at IS NOT NULL")),
+        # the waits an event may end (a thread's), and whether an organization has any (the consequences ask)
+        Index(
+            "ix_workflow_instances_waiting", "organization_id", "thread_id", postgresql_where=text("status = 'WAITING'")
+        ),
+        Index("ix_workflow_instances_org_created", "organization_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workflow_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_versions.id", ondelete="CASCADE"), nullable=False
+    )
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False
+    )
+    trigger_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    trigger_type: Mapped[str] = mapped_column(String(40), nullable=False)
+    depth: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    step_index: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # while WAITING: what ends the wait (CUSTOMER_REPLIED, AGENT_REPLIED, THREAD_RESOLVED, APPROVAL, or null for a
+    # plain duration), the action an approval waits on, and the timer (a WAIT's end, a timeout)
+    waiting_for: Mapped[str | None] = mapped_column(String(40))
+    wait_action_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # how the last wait ended (`outcome`: EVENT, TIMEOUT, APPROVED, REJECTED), read by the step it belongs to
+    resume: Mapped[dict | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WorkflowStepRun(TenantMixin, Base):
+    """One attempt of one step of an instance: its history (started, finished, outcome, error)."""
+
+    __tablename__ = "workflow_step_runs"
+    __table_args__ = (
+        UniqueConstraint(
+            "instance_id", "step_index", "attempt", name="uq_workflow_step_runs_instance_id_step_index_attempt"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    instance_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_instances.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    step_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    step_type: Mapped[str] = mapped_column(String(20), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    started_at: Mapped[datetime] = _created_at()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[dict | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -26,6 +26,8 @@ from banxway.resolvers.common import active_user, apply_changes, get_or_error
 from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from banxway.context import Context, SystemContext
 
 OPEN_ACTION_STATUSES = (ActionStatus.OPEN, ActionStatus.IN_PROGRESS)
@@ -47,25 +49,40 @@ async def action_create(
     due_at: datetime | None = None,
     assignee_id: uuid.UUID | None = None,
 ) -> Action:
-    viewer = ctx.require(Permission.ACTION_MANAGE)
+    ctx.require(Permission.ACTION_MANAGE)
     clean_title = v.text(title, "title", max_length=300, required=True)
     async with ctx.transaction() as session:
         thread = await get_or_error(session, Thread, thread_id, "threadId", label="thread")
-        if assignee_id is not None:
-            await active_user(session, assignee_id, "assigneeId")
-        action = Action(
-            organization_id=viewer.organization_id,
-            thread_id=thread.id,
-            title=clean_title,
-            type=type or ActionType.TASK,
-            status=ActionStatus.OPEN,
-            due_at=due_at,
-            assignee_id=assignee_id,
-            created_by_id=viewer.user_id,
-        )
-        session.add(action)
-        await session.flush()
-        ctx.record(session, ActionCreated(thread_id=thread.id, action_id=action.id))
+        return await create_action(ctx, session, thread, clean_title, type, due_at, assignee_id)
+
+
+async def create_action(
+    ctx: Context,
+    session: AsyncSession,
+    thread: Thread,
+    title: str,
+    type: ActionType | None,
+    due_at: datetime | None,
+    assignee_id: uuid.UUID | None,
+) -> Action:
+    """The one write path of a new action (actionCreate, a workflow's CREATE_ACTION step); the caller checked
+    ACTION_MANAGE and the title."""
+    viewer = ctx.viewer
+    if assignee_id is not None:
+        await active_user(session, assignee_id, "assigneeId")
+    action = Action(
+        organization_id=viewer.organization_id,
+        thread_id=thread.id,
+        title=title,
+        type=type or ActionType.TASK,
+        status=ActionStatus.OPEN,
+        due_at=due_at,
+        assignee_id=assignee_id,
+        created_by_id=viewer.user_id,
+    )
+    session.add(action)
+    await session.flush()
+    ctx.record(session, ActionCreated(thread_id=thread.id, action_id=action.id))
     return action
 
 

@@ -1,38 +1,98 @@
-"""Files: uploading one to send (`attachment_upload`), and finding one to download (`attachment_file`)."""
+"""Files: uploading one to send (`attachment_upload`, and `prepare_uploads` for messageSend's `files`), finding one
+to download with the viewer's token (`attachment_file`) or through a short-lived signed URL (`signed_query`,
+`attachment_file_signed`)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import time
 import uuid
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from banxway.auth import Permission
 from banxway.db.models import Attachment
-from banxway.errors import DomainError
+from banxway.errors import DomainError, PermissionDenied
 from banxway.integrations.storage import attachment_path, store_attachment_bytes
 
 if TYPE_CHECKING:
-    from banxway.context import Context
+    from banxway.context import Context, SystemContext
 
 
-async def attachment_upload(ctx: Context, *, filename: str, content_type: str, data: bytes) -> Attachment:
-    """Store a file to send (messageSend's attachmentIds) for a user who may send messages."""
-    viewer = ctx.require(Permission.MESSAGE_SEND)
-    name = filename.strip().replace("/", "_").replace("\\", "_")
-    if not name or len(name) > 255 or any(ord(c) < 32 for c in name):
-        raise DomainError("INVALID", "Give the file's name as ?filename= (at most 255 characters).", "filename")
-    if not data:
-        raise DomainError("INVALID", "The file is empty.", "file")
-    digest = await asyncio.to_thread(store_attachment_bytes, ctx.settings.data_dir, data)
-    async with ctx.transaction() as session:
-        row = Attachment(
-            organization_id=viewer.organization_id,
-            filename=name,
-            content_type=content_type[:255] or "application/octet-stream",
-            size=len(data),
-            sha256=digest,
+@dataclass(frozen=True)
+class FileUpload:
+    """A file as a client sent it (a raw POST /attachments body, or a part of a multipart GraphQL request)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+# what an uploaded Content-Type is kept as: a bare media type (no parameters), else application/octet-stream
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare, lower-case media type of a Content-Type (`text/plain; charset=utf-8` → `text/plain`)."""
+    value = (content_type or "").split(";")[0].strip().lower()
+    return value if _MEDIA_TYPE.fullmatch(value) else "application/octet-stream"
+
+
+def _checked(ctx: Context, upload: FileUpload, field: str) -> FileUpload:
+    """The upload with a safe name and type; INVALID or TOO_LARGE naming `field`. Writes nothing."""
+    name = upload.filename.strip().replace("/", "_").replace("\\", "_")
+    if not name or len(name) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise DomainError(
+            "INVALID",
+            "The file needs a name of at most 255 characters, without control characters (raw uploads: "
+            "?filename=; multipart: the part's filename).",
+            field,
         )
+    if not upload.data:
+        raise DomainError("INVALID", f"The file {name!r} is empty.", field)
+    limit = ctx.settings.attachment_max_bytes
+    if len(upload.data) > limit:
+        raise DomainError("TOO_LARGE", f"The file {name!r} is larger than the {limit}-byte limit.", field)
+    return FileUpload(name, media_type(upload.content_type), upload.data)
+
+
+async def prepare_uploads(ctx: Context, uploads: list[tuple[FileUpload, str]]) -> list[Attachment]:
+    """Check every (upload, field) — the first bad one is a DomainError naming its field, and then nothing at all is
+    written — then store their bytes. The rows are new and unlinked: the caller adds them in its own transaction
+    (the send they go with), so that a failed send leaves no attachment behind."""
+    viewer = ctx.require(Permission.MESSAGE_SEND)
+    checked = [_checked(ctx, upload, field) for upload, field in uploads]
+    rows = []
+    for upload in checked:
+        digest = await asyncio.to_thread(store_attachment_bytes, ctx.settings.data_dir, upload.data)
+        rows.append(
+            Attachment(
+                organization_id=viewer.organization_id,
+                filename=upload.filename,
+                content_type=upload.content_type,
+                size=len(upload.data),
+                sha256=digest,
+            )
+        )
+    return rows
+
+
+async def attachment_upload(
+    ctx: Context, *, filename: str, content_type: str, data: bytes, field: str = "file"
+) -> Attachment:
+    """Store a file to send (messageSend's attachmentIds) for a user who may send messages: POST /attachments and
+    the attachmentUpload mutation. INVALID (no name, empty) or TOO_LARGE naming `field`; nothing written then."""
+    [row] = await prepare_uploads(ctx, [(FileUpload(filename, content_type, data), field)])
+    async with ctx.transaction() as session:
         session.add(row)
         await session.flush()
     return row
@@ -46,3 +106,66 @@ async def attachment_file(ctx: Context, attachment_id: uuid.UUID | None) -> tupl
         return None
     path = attachment_path(ctx.settings.data_dir, row.sha256)
     return (row, path) if path.is_file() else None
+
+
+# -- signed download URLs -----------------------------------------------------------------------------------------
+#
+# `<img src>` and `<a href>` cannot send an Authorization header, so an attachment also downloads with
+# `?expires=<unix time>&signature=<HMAC-SHA256>`: the MAC of (attachment id, its organization, expiry) under a key
+# derived from BANXWAY_SECRET_KEY for this purpose only (HKDF, as banxway.secrets derives its keys), so a link is
+# good for that one file until it expires, and a leaked access-token key is not a link key or the reverse. Links are
+# bearer capabilities: anyone holding one may download the file until it expires (BANXWAY_ATTACHMENT_URL_TTL).
+
+_URL_KEY_SALT = b"banxway/attachment-urls/v1"
+
+
+@lru_cache(maxsize=4)
+def _url_key(secret_key: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_URL_KEY_SALT, info=b"banxway:attachment-urls").derive(
+        secret_key.encode("utf-8")
+    )
+
+
+def sign_attachment(secret_key: str, attachment_id: uuid.UUID, organization_id: uuid.UUID, expires: int) -> str:
+    """The signature of a download link of the attachment valid until `expires` (unix seconds)."""
+    message = f"{attachment_id}.{organization_id}.{expires}".encode()
+    digest = hmac.new(_url_key(secret_key), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def signed_query(ctx: Context, attachment: Attachment) -> str:
+    """`expires=...&signature=...` for a download link of `attachment`, valid for at most the configured time.
+
+    The expiry is rounded down to a third of that time, so that the same file asked for again soon gets the same
+    URL (a browser's cached image stays cached) and a link is valid between 2/3 of the time and the whole of it."""
+    ttl = ctx.settings.attachment_url_ttl_seconds
+    step = max(1, ttl // 3)
+    expires = (int(time.time()) + ttl) // step * step
+    signature = sign_attachment(ctx.state.secret_key, attachment.id, attachment.organization_id, expires)
+    return f"expires={expires}&signature={signature}"
+
+
+EXPIRED_LINK = "This download link has expired; ask for a new one (Attachment.downloadUrl)."
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
+INVALID_LINK = "This download link is not valid (it was altered, or is for another file)."
+
+
+async def attachment_file_signed(
+    ctx: SystemContext, attachment_id: uuid.UUID | None, expires: str | None, signature: str | None
+) -> tuple[Attachment, Path, int] | None:
+    """The attachment a signed link stands for, where its bytes are, and the seconds the link stays valid; None when
+    the file is gone. PermissionDenied (with the reason) for a link that was altered, is for another attachment, or
+    expired."""
+    if attachment_id is None or not _UNIX_TIME.fullmatch(expires or "") or not signature:
+        raise PermissionDenied(INVALID_LINK)
+    until = int(expires or 0)
+    async with ctx.session() as session:  # across organizations: the signature says which one
+        row = await session.get(Attachment, attachment_id)
+    expected = sign_attachment(ctx.state.secret_key, row.id, row.organization_id, until) if row else "-"
+    if row is None or not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+        raise PermissionDenied(INVALID_LINK)
+    left = until - int(time.time())
+    if left <= 0:
+        raise PermissionDenied(EXPIRED_LINK)
+    path = attachment_path(ctx.settings.data_dir, row.sha256)
+    return (row, path, left) if path.is_file() else None

@@ -220,6 +220,11 @@ async def _values(ctx: Context, viewer: Viewer, thread: Thread | None) -> dict[s
     }
 
 
+async def fill(ctx: Context, body: str, thread: Thread) -> str:
+    """`body`'s variables filled from the thread and the viewer (a workflow's SEND_REPLY step)."""
+    return render(body, await _values(ctx, ctx.viewer, thread))
+
+
 def render(body: str, values: dict[str, str | None]) -> str:
     """Each `{{variable}}` replaced by its value (empty when it has none), in one pass."""
     return _VARIABLE.sub(lambda match: values.get(match.group(1)) or "", body)

@@ -23,7 +23,18 @@ from banxway.db.models import Organization, User
 from banxway.db.session import system_session, write_transaction
 from banxway.enums import Role
 from banxway.errors import DomainError
-from banxway.resolvers import actions, contacts, customers, messages, notes, shipments, sla, teams, threads
+from banxway.resolvers import (
+    actions,
+    contacts,
+    customers,
+    messages,
+    notes,
+    shipments,
+    sla,
+    teams,
+    threads,
+    workflows,
+)
 from banxway.resolvers.contacts import IdentityInput
 from banxway.resolvers.inbound import message_receive
 from banxway.resolvers.users import organization_create
@@ -412,9 +423,30 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> int:
                 await threads.thread_archive(ctx, thread.id)
             elif status is not None:
                 await threads.thread_update(ctx, thread.id, {"status": status})
+        await _seed_workflow(ctx)
     finally:
         await ctx.aclose()
     return skipped
+
+
+async def _seed_workflow(ctx: Context) -> None:
+    """The issue's example, active after the seeded threads (so that it acts on new messages only): a WhatsApp
+    message from a key account goes round-robin to Sea Export, with an action "Send quote" due in 2 hours."""
+    [sea_export] = [team for team in await teams.teams(ctx) if team.name == "Sea Export"]
+    await workflows.workflow_create(
+        ctx,
+        name="Key accounts on WhatsApp",
+        description="WhatsApp from a key account: round-robin to Sea Export, and a quote due in 2 hours.",
+        definition={
+            "trigger": {"type": "MESSAGE_RECEIVED", "channel": "WHATSAPP"},
+            "conditions": {"all": [{"field": "customer.tags", "op": "CONTAINS", "value": "key-account"}]},
+            "steps": [
+                {"type": "ASSIGN", "team": str(sea_export.id), "strategy": "ROUND_ROBIN"},
+                {"type": "CREATE_ACTION", "title": "Send quote", "actionType": "SEND_QUOTE", "dueInMinutes": 120},
+            ],
+        },
+        active=True,
+    )
 
 
 async def _address(ctx: Context, contact_id, channel: db.Channel) -> str:

@@ -186,9 +186,9 @@ async def message_full_body(ctx: Context, message_id: uuid.UUID) -> str | None:
 
 
 async def notes_page(ctx: Context, thread_id: uuid.UUID, *, first: int | None, after: str | None) -> Page[Note]:
-    """A thread's internal notes, oldest first."""
+    """A thread's internal notes, oldest first; deleted ones are left out."""
     ctx.require(Permission.READ)
-    query = select(Note).where(Note.thread_id == thread_id)
+    query = select(Note).where(Note.thread_id == thread_id, Note.deleted_at.is_(None))
     return await paginate(ctx.db, query, (Note.created_at, Note.id), first=first, after=after)
 
 

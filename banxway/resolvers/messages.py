@@ -1,4 +1,5 @@
-"""Sending a message on a thread (`message_send`): validation, the collision guard, idempotency, attachments."""
+"""Sending a message on a thread (`message_send`): validation, the collision guard, idempotency, attachments; and
+scheduled sends (`message_update_scheduled`, `message_cancel_scheduled`, the timer's `release_scheduled`)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from banxway.enums import (
 )
 from banxway.errors import DomainError
 from banxway.events import MessageAdded, ThreadUpdated
+from banxway.integrations.messaging import sms
 from banxway.resolvers import sla
 from banxway.resolvers import validation as v
-from banxway.resolvers.common import get_or_error
+from banxway.resolvers.attachments import FileUpload, prepare_uploads
+from banxway.resolvers.common import apply_changes, get_or_error
 from banxway.resolvers.integrations import require_configured
 from banxway.resolvers.outbound import add_outbound, open_thread, prepare_outbound, require_body
 
@@ -61,6 +64,7 @@ async def message_send(
     html: str | None = None,
     to: list[str] | None = None,
     attachment_ids: list[uuid.UUID] | None = None,
+    files: list[FileUpload] | None = None,
     idempotency_key: str | None = None,
     based_on_cursor: str | None = None,
     force: bool = False,
@@ -72,6 +76,10 @@ async def message_send(
 
     WhatsApp and SMS: the number it leaves from, SMS segments, and (WhatsApp) the 24-hour customer-care
     window, outside of which only an approved `template` (a messaging.TemplateChoice) may be sent.
+
+    Attachments (EMAIL): `attachment_ids` of files uploaded before, and `files` uploaded with the send (multipart
+    request), stored as `attachment_upload` stores them but in the send's transaction: a bad file is INVALID or
+    TOO_LARGE naming `files.<index>`, and a send that fails leaves no attachment row.
 
     Collision guard: with `based_on_cursor` (the cursor of the last event the composer saw), a message
     added to the thread since by someone else fails with THREAD_CHANGED, unless `force`."""
@@ -89,6 +97,8 @@ async def message_send(
         raise DomainError("TOO_LONG", f"The subject may have at most {v.EMAIL_SUBJECT_LIMIT} characters.", "subject")
     if attachment_ids and channel != Channel.EMAIL:
         raise DomainError("INVALID", f"Attachments cannot be sent on {channel.name} yet.", "attachmentIds")
+    if files and channel != Channel.EMAIL:
+        raise DomainError("INVALID", f"Attachments cannot be sent on {channel.name} yet.", "files")
     if send_at is not None:
         _check_send_at(channel, send_at)
     key = v.text(idempotency_key, "idempotencyKey", max_length=100)
@@ -99,6 +109,7 @@ async def message_send(
             return _same_request(existing, thread_id)
     if channel in (Channel.EMAIL, Channel.WHATSAPP, Channel.SMS):
         await require_configured(ctx, channel)  # CHANNEL_NOT_CONFIGURED now, not a FAILED message later
+    uploaded = await prepare_uploads(ctx, [(f, f"files.{i}") for i, f in enumerate(files)]) if files else []
     try:
         async with ctx.transaction() as session:
             thread = await open_thread(session, thread_id)
@@ -133,7 +144,7 @@ async def message_send(
                     "email_account_id": account_id,
                     **provider_fields,
                 },
-                attach=lambda message: _attach(session, message, attachment_ids or []),
+                attach=lambda message: _attach(session, message, attachment_ids or [], uploaded),
             )
             if send_at is None:
                 thread.last_message_at = message.created_at
@@ -199,16 +210,80 @@ async def message_cancel_scheduled(ctx: Context, message_id: uuid.UUID | None) -
     return message
 
 
-async def scheduled_due(ctx: SystemContext, within: timedelta) -> list[tuple[uuid.UUID, datetime]]:
-    """(message id, send_at) of the scheduled messages due before now + `within`, soonest first."""
+async def message_update_scheduled(
+    ctx: Context,
+    message_id: uuid.UUID | None,
+    *,
+    body: str | None = None,
+    subject: str | None = None,
+    html: str | None = None,
+    send_at: datetime | None = None,
+) -> Message:
+    """Edit a scheduled message that has not gone yet: its text, and when it goes. Allowed to whoever may cancel it
+    (MESSAGE_SEND, as `message_cancel_scheduled`). NOT_SCHEDULED once it left SCHEDULED (released, cancelled).
+
+    The message's row is locked as `release_scheduled` locks it: a release at the same moment either goes first
+    (and this edit is NOT_SCHEDULED) or waits for this one and sends the new text — never the old one. Records
+    MESSAGE_UPDATED with what changed; a new `send_at` re-arms the timer (its consequence, `tasks.consequences`),
+    and a timer already set for the old time finds the message not due and does nothing."""
+    ctx.require(Permission.MESSAGE_SEND)
+    async with ctx.transaction() as session:
+        message = await get_or_error(session, Message, message_id, "messageId", lock=True, label="message")
+        if message.status != MessageStatus.SCHEDULED:
+            raise DomainError(
+                "NOT_SCHEDULED",
+                f"Only a scheduled message can be edited; this one is {message.status.name}.",
+                "messageId",
+            )
+        changes: dict[str, Any] = {}
+        if body is not None:
+            template = await session.scalar(select(Message.headers["template"]).where(Message.id == message.id))
+            if template:
+                raise DomainError(
+                    "INVALID", "A template message's text is its template's: cancel it and schedule another.", "body"
+                )
+            require_body(body)
+            changes["body"] = v.body_for_channel(message.channel, body)
+            if message.channel == Channel.SMS:
+                changes["segments"] = sms.segments(body)
+            if html is None and message.html is not None and body != message.body:
+                raise DomainError(
+                    "INVALID",
+                    "This message has an HTML part: give `html` with the new `body`, to say the same.",
+                    "html",
+                )
+        if html is not None:
+            changes["html"] = v.body_for_channel(message.channel, html, "html") or None
+        if subject is not None:
+            if len(subject) > v.EMAIL_SUBJECT_LIMIT:
+                raise DomainError(
+                    "TOO_LONG", f"The subject may have at most {v.EMAIL_SUBJECT_LIMIT} characters.", "subject"
+                )
+            changes["subject"] = subject.strip() or None
+        if send_at is not None:
+            _check_send_at(message.channel, send_at)
+            changes["send_at"] = send_at
+        changed = apply_changes(message, changes)
+        if changed:
+            ctx.record(
+                session, events.MessageUpdated(thread_id=message.thread_id, message_id=message.id, changed=changed)
+            )
+    return message
+
+
+async def scheduled_due(
+    ctx: SystemContext, within: timedelta, message_id: uuid.UUID | None = None
+) -> list[tuple[uuid.UUID, datetime]]:
+    """(message id, send_at) of the scheduled messages due before now + `within`, soonest first (only
+    `message_id`'s when given: a message whose time was moved)."""
     horizon = datetime.now(UTC) + within
+    query = select(Message.id, Message.send_at).where(
+        Message.send_at <= horizon, Message.status == MessageStatus.SCHEDULED
+    )
+    if message_id is not None:
+        query = query.where(Message.id == message_id)
     async with ctx.session() as session:
-        rows = await session.execute(
-            select(Message.id, Message.send_at)
-            .where(Message.send_at <= horizon, Message.status == MessageStatus.SCHEDULED)
-            .order_by(Message.send_at)
-            .limit(10_000)
-        )
+        rows = await session.execute(query.order_by(Message.send_at).limit(10_000))
         return [(row[0], row[1]) for row in rows]
 
 
@@ -240,8 +315,14 @@ async def release_scheduled(ctx: SystemContext, message_id: uuid.UUID) -> bool:
     return True
 
 
-async def _attach(session: AsyncSession, message: Message, attachment_ids: list[uuid.UUID | None]) -> None:
-    """Link uploaded files to the message; a file of another message (a forward) is linked as a copy."""
+async def _attach(
+    session: AsyncSession, message: Message, attachment_ids: list[uuid.UUID | None], uploaded: list[Attachment]
+) -> None:
+    """Link uploaded files to the message; a file of another message (a forward) is linked as a copy. `uploaded`:
+    new rows of files sent with the message (`prepare_uploads`)."""
+    for row in uploaded:
+        row.message_id = message.id
+        session.add(row)
     for index, attachment_id in enumerate(attachment_ids):
         found = await session.get(Attachment, attachment_id) if attachment_id else None
         if found is None:

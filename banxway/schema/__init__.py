@@ -38,6 +38,7 @@ from banxway.schema.subscriptions import EventSubscription
 from banxway.schema.teams import Team, TeamMutation, TeamQuery
 from banxway.schema.threads import Thread, ThreadMutation, ThreadQuery
 from banxway.schema.users import Organization, User, UserMutation, UserQuery
+from banxway.schema.workflows import Workflow, WorkflowInstance, WorkflowMutation, WorkflowQuery
 from banxway.settings import Settings
 
 Query = merge_types(
@@ -58,6 +59,7 @@ Query = merge_types(
         TeamQuery,
         CannedResponseQuery,
         DevQuery,
+        WorkflowQuery,
     ),
 )
 Mutation = merge_types(
@@ -80,6 +82,7 @@ Mutation = merge_types(
         SlaMutation,
         TeamMutation,
         CannedResponseMutation,
+        WorkflowMutation,
     ),
 )
 Subscription = merge_types("Subscription", (EventSubscription, NotificationSubscription, LiveSubscription))
@@ -98,6 +101,8 @@ NODE_TYPES = (
     Notification,
     SlaPolicy,
     Team,
+    Workflow,
+    WorkflowInstance,
 )
 
 

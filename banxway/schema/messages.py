@@ -1,4 +1,5 @@
-"""Messages of a thread on every channel, their attachments and calls, and sending one."""
+"""Messages of a thread on every channel, their attachments and calls, sending one (files too, as multipart
+uploads), and editing or cancelling a scheduled one."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.file_uploads import Upload
 
 from banxway import db
+from banxway.errors import DomainError
+from banxway.resolvers import attachments as attachment_use_cases
 from banxway.resolvers import inbox as inbox_use_cases
 from banxway.resolvers import messages as message_use_cases
 from banxway.resolvers import outbound as outbound_use_cases
@@ -26,8 +30,10 @@ ThreadRef = Annotated["Thread", strawberry.lazy("banxway.schema.threads")]
 Direction = strawberry.enum(db.Direction)
 MessageStatus = strawberry.enum(db.MessageStatus)
 MessageError, MessageErrorCode = error_type(
-    "Message", [*THREAD_CODES, "THREAD_CHANGED", "WINDOW_CLOSED", "CHANNEL_NOT_CONFIGURED"]
+    "Message",
+    [*THREAD_CODES, "THREAD_CHANGED", "WINDOW_CLOSED", "CHANNEL_NOT_CONFIGURED", "TOO_LARGE", "NOT_SCHEDULED"],
 )
+AttachmentError, AttachmentErrorCode = error_type("Attachment", ["INVALID", "TOO_LARGE"])
 
 
 @strawberry.type
@@ -101,7 +107,10 @@ class Call:
     transcript_error: str | None = strawberry.field(description="Why there is no transcript.")
 
 
-@strawberry.type(description="A file attached to a message; download it from `url` with the access token.")
+@strawberry.type(
+    description="A file to send or attached to a message: download it from `url` with the access token, or from "
+    "`downloadUrl` without one (`<img src>`, `<a href>`)."
+)
 class Attachment(Node):
     id: strawberry.ID = _id_field("Attachment")
     filename: str
@@ -113,9 +122,36 @@ class Attachment(Node):
 
     is_type_of = _model_type_of(db.Attachment)
 
-    @strawberry.field(description="The download path, relative to the API's origin.")
+    @strawberry.field(
+        description="The download path, relative to the API's origin; needs `Authorization: Bearer <token>`."
+    )
     def url(self) -> str:
         return f"/attachments/{to_global_id('Attachment', self.id)}"  # type: ignore[attr-defined]
+
+    @strawberry.field(
+        description="A signed download path, relative to the API's origin, that needs no Authorization header "
+        "(for `<img src>` and `<a href>`): valid for this file only, for BANXWAY_ATTACHMENT_URL_TTL seconds (at least "
+        "two thirds of it); then 403, and a new one is asked for."
+    )
+    def download_url(self, info: Ctx) -> str:
+        query = attachment_use_cases.signed_query(info.context, self)  # type: ignore[arg-type]
+        return f"/attachments/{to_global_id('Attachment', self.id)}?{query}"  # type: ignore[attr-defined]
+
+
+async def read_upload(value: object, field: str, limit: int) -> attachment_use_cases.FileUpload:
+    """An uploaded file (a part of a multipart request) read into memory: at most one byte past `limit`, which is
+    enough for the use-case to say it is too large."""
+    read = getattr(value, "read", None)
+    if not callable(read):
+        raise DomainError(
+            "INVALID",
+            "Send the file as a part of a multipart request (the GraphQL multipart request spec), not as a value.",
+            field,
+        )
+    data = await read(limit + 1)
+    # browsers (WHATWG's multipart/form-data) and httpx write a `"` of a file's name as %22
+    name = (getattr(value, "filename", None) or "").replace("%22", '"')
+    return attachment_use_cases.FileUpload(name, getattr(value, "content_type", None) or "", data)
 
 
 @strawberry.input(description="An approved WhatsApp template and its parameters ({{1}}, {{2}}, …).")
@@ -133,6 +169,30 @@ class MessageCancelScheduledInput:
     message_id: strawberry.ID
 
 
+@strawberry.input(description="What to change of a scheduled message; what is left out stays.")
+class MessageUpdateScheduledInput:
+    message_id: strawberry.ID
+    body: str | None = None
+    subject: str | None = None
+    html: str | None = strawberry.field(
+        default=None, description="Required with a new body when the message has an HTML part."
+    )
+    send_at: datetime | None = strawberry.field(
+        default=None, description="A new time (in the future, within a year); the message goes then."
+    )
+
+
+@strawberry.input(description="A file to upload: a part of a multipart request (the GraphQL multipart request spec).")
+class AttachmentUploadInput:
+    file: Upload
+
+
+@strawberry.type
+class AttachmentPayload:
+    attachment: Attachment | None = None
+    user_errors: list[AttachmentError]  # type: ignore[valid-type]
+
+
 @strawberry.input
 class MessageSendInput:
     thread_id: strawberry.ID
@@ -143,7 +203,14 @@ class MessageSendInput:
     to: list[str] | None = strawberry.field(
         default=None, description="Recipients; default: the thread contact's address on the channel."
     )
-    attachment_ids: list[strawberry.ID] | None = None
+    attachment_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Files uploaded before (attachmentUpload, POST /attachments). EMAIL only."
+    )
+    files: list[Upload] | None = strawberry.field(
+        default=None,
+        description="Files uploaded with the send, as parts of a multipart request (the GraphQL multipart request "
+        "spec); a bad one fails the send naming files.<index>. EMAIL only.",
+    )
     idempotency_key: str | None = strawberry.field(
         default=None, description="Retrying with the same key returns the first message instead of sending twice."
     )
@@ -178,6 +245,8 @@ class MessageMutation:
     )
     async def message_send(self, info: Ctx, input: MessageSendInput) -> MessagePayload:
         async def call() -> dict:
+            limit = info.context.settings.attachment_max_bytes
+            files = [await read_upload(f, f"files.{i}", limit) for i, f in enumerate(input.files or [])]
             message = await message_use_cases.message_send(
                 info.context,
                 thread_id=decode(input.thread_id, "Thread", "threadId"),
@@ -187,6 +256,7 @@ class MessageMutation:
                 html=input.html,
                 to=input.to,
                 attachment_ids=[decode(a, "Attachment", "attachmentIds") for a in input.attachment_ids or []],
+                files=files,
                 idempotency_key=input.idempotency_key,
                 based_on_cursor=input.based_on_cursor,
                 force=input.force,
@@ -204,3 +274,39 @@ class MessageMutation:
             return {"message": await message_use_cases.message_cancel_scheduled(info.context, message_id)}
 
         return await mutate(MessagePayload, MessageError, MessageErrorCode, call)
+
+    @strawberry.mutation(
+        description="Edit a scheduled message that has not gone yet (its text, or when it goes); NOT_SCHEDULED once "
+        "it was released or cancelled. Allowed to whoever may cancel it."
+    )
+    async def message_update_scheduled(self, info: Ctx, input: MessageUpdateScheduledInput) -> MessagePayload:
+        async def call() -> dict:
+            message = await message_use_cases.message_update_scheduled(
+                info.context,
+                decode(input.message_id, "Message", "messageId"),
+                body=input.body,
+                subject=input.subject,
+                html=input.html,
+                send_at=input.send_at,
+            )
+            return {"message": message}
+
+        return await mutate(MessagePayload, MessageError, MessageErrorCode, call)
+
+    @strawberry.mutation(
+        description="Upload a file to send (messageSend's attachmentIds) as a multipart request (the GraphQL "
+        "multipart request spec): what POST /attachments does. For users who may send messages."
+    )
+    async def attachment_upload(self, info: Ctx, input: AttachmentUploadInput) -> AttachmentPayload:
+        async def call() -> dict:
+            upload = await read_upload(input.file, "file", info.context.settings.attachment_max_bytes)
+            row = await attachment_use_cases.attachment_upload(
+                info.context,
+                filename=upload.filename,
+                content_type=upload.content_type,
+                data=upload.data,
+                field="file",
+            )
+            return {"attachment": row}
+
+        return await mutate(AttachmentPayload, AttachmentError, AttachmentErrorCode, call)

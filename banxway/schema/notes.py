@@ -1,7 +1,9 @@
-"""Internal notes on a thread, with @mentions."""
+"""Internal notes on a thread, with @mentions: noteAdd, noteUpdate (the author), noteDelete (the author, or
+NOTE_MODERATE)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,6 +29,7 @@ class Note(Node):
     id: strawberry.ID = _id_field("Note")
     body: str
     created_at: datetime
+    edited_at: datetime | None = strawberry.field(description="When the author last changed the text; null: never.")
 
     is_type_of = _model_type_of(db.Note)
     resolve_nodes = _node_resolver("note_by_id")
@@ -52,10 +55,36 @@ class NoteAddInput:
     mentioned_user_ids: list[strawberry.ID] | None = None
 
 
+@strawberry.input
+class NoteUpdateInput:
+    note_id: strawberry.ID
+    body: str = strawberry.field(description="The whole new text; `@email` of a colleague mentions them.")
+    mentioned_user_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Mentions besides the body's `@email`s; left out: those the note was given before.",
+    )
+
+
+@strawberry.input
+class NoteDeleteInput:
+    note_id: strawberry.ID
+
+
 @strawberry.type
 class NotePayload:
     note: Note | None = None
     user_errors: list[NoteError]  # type: ignore[valid-type]
+
+
+@strawberry.type
+class NoteDeletePayload:
+    deleted_id: strawberry.ID | None = None
+    thread: ThreadRef | None = None
+    user_errors: list[NoteError]  # type: ignore[valid-type]
+
+
+def _mentioned(ids: list[strawberry.ID] | None) -> list[uuid.UUID]:
+    return [decode(u, "User", f"mentionedUserIds.{i}") for i, u in enumerate(ids or [])]
 
 
 @strawberry.type
@@ -67,10 +96,36 @@ class NoteMutation:
                 info.context,
                 thread_id=decode(input.thread_id, "Thread", "threadId"),
                 body=input.body,
-                mentioned_user_ids=[
-                    decode(u, "User", f"mentionedUserIds.{i}") for i, u in enumerate(input.mentioned_user_ids or [])
-                ],
+                mentioned_user_ids=_mentioned(input.mentioned_user_ids),
             )
             return {"note": note}
 
         return await mutate(NotePayload, NoteError, NoteErrorCode, call)
+
+    @strawberry.mutation(
+        description="Change the text of one's own note; its mentions are read again, and only colleagues it did "
+        "not mention before are notified. Sets `editedAt`."
+    )
+    async def note_update(self, info: Ctx, input: NoteUpdateInput) -> NotePayload:
+        async def call() -> dict:
+            note = await note_use_cases.note_update(
+                info.context,
+                note_id=decode(input.note_id, "Note", "noteId"),
+                body=input.body,
+                mentioned_user_ids=None if input.mentioned_user_ids is None else _mentioned(input.mentioned_user_ids),
+            )
+            return {"note": note}
+
+        return await mutate(NotePayload, NoteError, NoteErrorCode, call)
+
+    @strawberry.mutation(
+        description="Delete a note: one's own, or anyone's with NOTE_MODERATE (ADMIN, MANAGER). It leaves the "
+        "thread's notes and `node`; its text is erased."
+    )
+    async def note_delete(self, info: Ctx, input: NoteDeleteInput) -> NoteDeletePayload:
+        async def call() -> dict:
+            note = await note_use_cases.note_delete(info.context, note_id=decode(input.note_id, "Note", "noteId"))
+            thread = await info.context.loaders.thread_by_id.load(note.thread_id)
+            return {"deleted_id": input.note_id, "thread": thread}
+
+        return await mutate(NoteDeletePayload, NoteError, NoteErrorCode, call)

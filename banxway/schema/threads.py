@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 
 import strawberry
+from strawberry import UNSET
 
 from banxway import db
 from banxway.errors import DomainError
@@ -117,7 +119,7 @@ class Thread(Node):
 
         return load()  # type: ignore[return-value]
 
-    @strawberry.field(description="Internal notes, oldest first.")
+    @strawberry.field(description="Internal notes, oldest first; deleted ones are left out.")
     async def notes(self, info: Ctx, first: int | None = None, after: str | None = None) -> Connection[Note]:
         return connection(await inbox_use_cases.notes_page(info.context, self.id, first=first, after=after))  # type: ignore[arg-type]
 
@@ -150,7 +152,15 @@ class ThreadFilter:
     type: ThreadType | None = None
     priority: Priority | None = None
     tag: str | None = None
-    search: str | None = strawberry.field(default=None, description="Full-text over subject and message bodies.")
+    search: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Words a thread must match, each as a prefix (`contain` finds container, `MSCU12` the container "
+            "MSCU1234567), all in one of: its subject or reference, a message, a note, its shipment's reference, "
+            "container, BL, booking or AWB number, its customer's name or code, its contact's name. Text without "
+            "a letter or digit filters nothing."
+        ),
+    )
     updated_since: datetime | None = None
     sla_status: list[SlaStatus] | None = strawberry.field(default=None, description="Any of these SLA statuses.")
     team_id: strawberry.ID | None = None
@@ -219,6 +229,22 @@ def _thread_prefetch(info: Ctx) -> tuple[ThreadPrefetch, bool]:
 # -- mutations -----------------------------------------------------------------------------
 
 
+def one_of(input: object, names: dict[str, str], type_name: str) -> tuple[uuid.UUID, str]:
+    """The id given under exactly one of an input's names for it — the current one first, then deprecated ones
+    that older clients still send (`{"thread_id": "threadId", "id": "id"}`) — and the name it came under.
+    Neither, or more than one: INVALID, naming them all."""
+    given_under = [(attr, field) for attr, field in names.items() if getattr(input, attr) not in (None, UNSET)]
+    if len(given_under) != 1:
+        current, *old = names.values()
+        listed = " or ".join(f"`{name}`" for name in old)
+        problem = "more than one was given" if given_under else "neither was given"
+        raise DomainError(
+            "INVALID", f"Give the {type_name.lower()} as `{current}` (or, deprecated, {listed}): {problem}.", current
+        )
+    attr, field = given_under[0]
+    return decode(getattr(input, attr), type_name, field), field
+
+
 @strawberry.input
 class ThreadCreateInput:
     subject: str
@@ -231,9 +257,14 @@ class ThreadCreateInput:
     tags: list[str] | None = None
 
 
-@strawberry.input
+@strawberry.input(description="The thread (`threadId`) and the fields to change; fields left out stay as they are.")
 class ThreadUpdateInput:
-    id: strawberry.ID
+    thread_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Required (or, from older clients, `id`)."
+    )
+    id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, deprecation_reason="Use `threadId`, as every other thread mutation does."
+    )
     subject: str | None = strawberry.UNSET
     type: ThreadType | None = strawberry.UNSET
     status: ThreadStatus | None = strawberry.UNSET
@@ -367,7 +398,7 @@ class ThreadMutation:
     @strawberry.mutation
     async def thread_update(self, info: Ctx, input: ThreadUpdateInput) -> ThreadPayload:
         async def call() -> dict:
-            thread_id = decode(input.id, "Thread", "id")
+            thread_id, thread_field = one_of(input, {"thread_id": "threadId", "id": "id"}, "Thread")
             values = changes(
                 input,
                 {
@@ -386,7 +417,7 @@ class ThreadMutation:
             ):
                 if given(getattr(input, attr)):
                     values[attr] = decode_optional(getattr(input, attr), type_name, field)
-            return {"thread": await thread_use_cases.thread_update(info.context, thread_id, values)}
+            return {"thread": await thread_use_cases.thread_update(info.context, thread_id, values, field=thread_field)}
 
         return await mutate(ThreadPayload, ThreadError, ThreadErrorCode, call)
 

@@ -21,6 +21,13 @@ from banxway.resolvers.messages import release_scheduled, scheduled_due
 from banxway.resolvers.sending import RetryLater
 from banxway.resolvers.sla import sla_check, sla_checks_due
 from banxway.resolvers.threads import snoozes_ending, thread_wake
+from banxway.resolvers.workflow_engine import (
+    RetryStep,
+    workflow_run,
+    workflow_timers_due,
+    workflows_scheduled,
+    workflows_start,
+)
 from banxway.tasks.broker import context, redis_broker
 
 log = get_logger("banxway.tasks")
@@ -137,6 +144,13 @@ async def release_messages() -> None:
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
+async def rearm_release(message_id: str) -> None:
+    """A scheduled message's time was moved (messageUpdateScheduled): its `release_message` now, delayed to the new
+    time, when that falls before the sweep's next run (later times the sweep finds itself)."""
+    _send_at(release_message, await scheduled_due(context(), TIMER_LOOKAHEAD, uuid.UUID(message_id)))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
 async def remind_action(action_id: str) -> None:
     """An action is due: its assignee (or creator) is notified, once per due time (idempotent)."""
     await action_remind(context(), uuid.UUID(action_id))
@@ -159,6 +173,39 @@ async def wake_threads() -> None:
     """The scheduler's snooze timer (every minute): a `wake_thread` for every snooze ending before the next run,
     delayed to that instant."""
     _send_at(wake_thread, await snoozes_ending(context(), TIMER_LOOKAHEAD))
+
+
+@dramatiq.actor(queue_name="workflows", max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
+async def start_workflows(event_id: int) -> None:
+    """An event was committed: start the workflows it triggers, end the waits it answers, run what is due
+    (idempotent: an instance per workflow, thread and event)."""
+    for instance_id in await workflows_start(context(), event_id):
+        run_workflow.send(str(instance_id))
+
+
+@dramatiq.actor(queue_name="workflows", max_retries=10, min_backoff=1_000, max_backoff=60_000, time_limit=300_000)
+async def run_workflow(instance_id: str) -> None:
+    """Run a workflow instance's steps until it waits, ends or fails; a step that may pass later is retried with
+    the engine's back-off (it counts the attempts; each step runs at most once however often this is delivered)."""
+    try:
+        status = await workflow_run(context(), uuid.UUID(instance_id))
+    except RetryStep as exc:
+        raise dramatiq.Retry(str(exc), delay=exc.delay_s * 1000) from exc
+    log.info("workflow", instance=instance_id, status=status)
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def resume_workflows() -> None:
+    """The scheduler's timer of workflow waits (every minute): a `run_workflow` for every wait ending before the
+    next run, delayed to its instant."""
+    _send_at(run_workflow, await workflow_timers_due(context(), TIMER_LOOKAHEAD))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def run_scheduled_workflows() -> None:
+    """The scheduler's timer of SCHEDULE workflows (every minute): those whose cron instant came start."""
+    for instance_id in await workflows_scheduled(context()):
+        run_workflow.send(str(instance_id))
 
 
 @dramatiq.actor(queue_name="media", max_retries=10, min_backoff=10_000, max_backoff=600_000, time_limit=300_000)
@@ -187,8 +234,13 @@ ALL = [
     wake_threads,
     release_message,
     release_messages,
+    rearm_release,
     remind_action,
     remind_actions,
+    start_workflows,
+    run_workflow,
+    resume_workflows,
+    run_scheduled_workflows,
     fetch_message_media,
     transcribe_call,
 ]

@@ -8,7 +8,9 @@ an event enqueued twice does no harm.
 | MESSAGE_ADDED | an outbound message waiting for delivery (QUEUED) | `deliver_message` |
 | MESSAGE_ADDED | an inbound message with media to download | `fetch_message_media` |
 | MESSAGE_UPDATED | a call's recording became available | `transcribe_call` |
+| MESSAGE_UPDATED | a scheduled message's time was moved (`send_at`) | `rearm_release` |
 | MESSAGE_STATUS_CHANGED | a scheduled message was released (`released`) | `deliver_message` |
+| the types of workflow_engine.TRIGGER_EVENTS | in an organization with an active workflow or a waiting instance | `start_workflows` |
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import dramatiq
 
 from banxway.enums import Channel, Direction, MessageStatus
 from banxway.events import MessageAdded, MessageStatusChanged, MessageUpdated
+from banxway.resolvers.workflow_engine import TRIGGER_EVENTS, automated_organizations
 from banxway.settings import Settings
 from banxway.state import AppState, new_state
 from banxway.tasks import actors
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from banxway.db.models import Event
 
 DELIVERED_CHANNELS = {Channel.EMAIL.name, Channel.WHATSAPP.name, Channel.SMS.name, Channel.VOICE.name}
@@ -51,11 +56,16 @@ def _recorded(payload: dict[str, Any]) -> bool:
     return "recording" in (payload.get("changed") or [])
 
 
+def _rescheduled(payload: dict[str, Any]) -> bool:
+    return "send_at" in (payload.get("changed") or [])
+
+
 # (event type, condition on its payload, actor given the event's message_id)
 RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor]] = [
     (MessageAdded.type, _to_deliver, actors.deliver_message),
     (MessageAdded.type, _with_media, actors.fetch_message_media),
     (MessageUpdated.type, _recorded, actors.transcribe_call),
+    (MessageUpdated.type, _rescheduled, actors.rearm_release),
     (MessageStatusChanged.type, _released, actors.deliver_message),
 ]
 
@@ -70,15 +80,20 @@ def jobs(rows: Sequence[Event]) -> list[tuple[dramatiq.Actor, str]]:
     ]
 
 
-async def start(rows: Sequence[Event]) -> None:
-    """Enqueue the work the events call for; raises when the broker cannot be reached."""
-    found = jobs(rows)
+async def start(session: AsyncSession, rows: Sequence[Event]) -> None:
+    """Enqueue the work the events call for (`session`: the dispatching transaction's); raises when the broker
+    cannot be reached."""
+    found: list[tuple[dramatiq.Actor, str | int]] = list(jobs(rows))
+    candidates = [row for row in rows if row.type in TRIGGER_EVENTS]
+    if candidates:
+        automated = await automated_organizations(session, {row.organization_id for row in candidates})
+        found += [(actors.start_workflows, row.id) for row in candidates if row.organization_id in automated]
     if not found:
         return
 
     def send_all() -> None:
-        for actor, message_id in found:
-            actor.send(message_id)
+        for actor, argument in found:
+            actor.send(argument)
 
     await asyncio.to_thread(send_all)
 

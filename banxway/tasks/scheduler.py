@@ -33,6 +33,8 @@ def schedule(settings: Settings) -> list[tuple[object, float]]:
         (actors.wake_threads, 60),
         (actors.release_messages, 60),
         (actors.remind_actions, 60),
+        (actors.resume_workflows, 60),
+        (actors.run_scheduled_workflows, 60),
     ]
 
 
