@@ -24,6 +24,7 @@ import re
 import ssl
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -146,8 +147,7 @@ async def workflows_start(ctx: SystemContext, event_id: int) -> list[uuid.UUID]:
             if definition is None:
                 continue
             for thread in await _threads_of(session, event, definition.trigger):
-                facts = await thread_facts(session, thread, _message_id(event))
-                if not _matches(definition, facts):
+                if not await _meets(session, definition, thread, _message_id(event)):
                     continue
                 depth = (event.workflow_depth or 0) + 1 if event.workflow_id else 0
                 instance_id = await _new_instance(
@@ -210,9 +210,14 @@ async def _threads_of(session: AsyncSession, event: Event, trigger: Any) -> list
     return [thread]
 
 
-def _matches(definition: spec.Definition, facts: dict[str, Any]) -> bool:
-    explained = spec.evaluate(definition.conditions, facts)
-    return not explained or explained[0].matched
+async def _meets(
+    session: AsyncSession, definition: spec.Definition, thread: Thread, message_id: uuid.UUID | None
+) -> bool:
+    """Whether the thread meets the definition's conditions (the facts are read only when there are some)."""
+    if definition.conditions is None:
+        return True
+    explained = spec.evaluate(definition.conditions, await thread_facts(session, thread, message_id))
+    return explained[0].matched
 
 
 async def _new_instance(
@@ -388,7 +393,7 @@ async def workflows_scheduled(ctx: SystemContext, at: datetime | None = None) ->
                 .limit(spec.SCHEDULE_LIMIT)
             )
             for thread in list(candidates):
-                if _matches(definition, await thread_facts(session, thread, None)):
+                if await _meets(session, definition, thread, None):
                     instance_id = await _new_instance(
                         session, workflow, version, thread, f"schedule:{instant.isoformat()}", 0, "SCHEDULE"
                     )
@@ -504,7 +509,9 @@ async def _lock(session: AsyncSession, instance_id: uuid.UUID) -> WorkflowInstan
 
 
 async def _step(org: SystemContext, instance_id: uuid.UUID) -> str:
-    """Run the instance's current step; its status afterwards."""
+    """Run the instance's steps that are due, in one transaction, until one waits, ends the instance, fails, or is
+    external (sent or called after this transaction commits its claim); the instance's status afterwards. Each step
+    still writes its own history row and event; they all commit (or none do) with the steps' writes."""
     external: _Run | None = None
     retry: RetryStep | None = None
     async with org.transaction() as session:
@@ -517,41 +524,12 @@ async def _step(org: SystemContext, instance_id: uuid.UUID) -> str:
         if instance.status != Status.RUNNING.name:
             return instance.status
         workflow = await session.get(Workflow, instance.workflow_id)
-        version = await session.get(WorkflowVersion, instance.version_id)
         thread = await session.scalar(select(Thread).where(Thread.id == instance.thread_id).with_for_update())
-        definition = _definition(version) if version is not None else None
+        definition = await _instance_definition(session, instance.version_id)
         if workflow is None or thread is None or definition is None:
             _finish(session, instance, thread, Status.FAILED, "The workflow, its version or the thread is gone.")
             return Status.FAILED.name
         session.info[events.WORKFLOW_RUN] = (workflow.id, instance.depth)
-        if instance.step_index >= len(definition.steps):
-            _finish(session, instance, thread, Status.COMPLETED)
-            return Status.COMPLETED.name
-        index = instance.step_index
-        step = definition.steps[index]
-        runs = list(
-            await session.scalars(
-                select(WorkflowStepRun).where(
-                    WorkflowStepRun.instance_id == instance.id, WorkflowStepRun.step_index == index
-                )
-            )
-        )
-        claimed = [r for r in runs if r.status == StepStatus.RUNNING.name]
-        for stale in claimed:  # a run that died between its claim and its end
-            stale.status, stale.finished_at = StepStatus.FAILED.name, now
-            stale.error = "interrupted (the worker stopped during the step)"
-            if isinstance(step, spec.HttpStep):
-                _finish(
-                    session,
-                    instance,
-                    thread,
-                    Status.FAILED,
-                    f"Step {index} (HTTP) was interrupted after its request may have been sent; not repeated.",
-                    index,
-                )
-                return Status.FAILED.name
-        attempt = 1 + max((r.attempt for r in runs), default=0)
-        failures = sum(1 for r in runs if r.status == StepStatus.FAILED.name)
         viewer = await _acting_viewer(session, workflow)
         if viewer is None:
             _finish(
@@ -560,14 +538,44 @@ async def _step(org: SystemContext, instance_id: uuid.UUID) -> str:
                 thread,
                 Status.FAILED,
                 "The workflow runs as its last editor, who is deactivated or gone: save or activate it again.",
-                index,
+                instance.step_index,
             )
             return Status.FAILED.name
-        run = _Run(org.state, workflow, instance, thread, step, index, attempt, failures, viewer, len(definition.steps))
-        if _is_external(run):
-            session.add(_step_run(run, StepStatus.RUNNING))  # the claim, committed before the call
-            external = run
-        else:
+        while instance.status == Status.RUNNING.name:
+            index = instance.step_index
+            if index >= len(definition.steps):
+                _finish(session, instance, thread, Status.COMPLETED)
+                break
+            step = definition.steps[index]
+            runs = list(
+                await session.scalars(
+                    select(WorkflowStepRun).where(
+                        WorkflowStepRun.instance_id == instance.id, WorkflowStepRun.step_index == index
+                    )
+                )
+            )
+            for stale in (r for r in runs if r.status == StepStatus.RUNNING.name):  # died between claim and end
+                stale.status, stale.finished_at = StepStatus.FAILED.name, now
+                stale.error = "interrupted (the worker stopped during the step)"
+                if isinstance(step, spec.HttpStep):
+                    _finish(
+                        session,
+                        instance,
+                        thread,
+                        Status.FAILED,
+                        f"Step {index} (HTTP) was interrupted after its request may have been sent; not repeated.",
+                        index,
+                    )
+                    return Status.FAILED.name
+            attempt = 1 + max((r.attempt for r in runs), default=0)
+            failures = sum(1 for r in runs if r.status == StepStatus.FAILED.name)
+            run = _Run(
+                org.state, workflow, instance, thread, step, index, attempt, failures, viewer, len(definition.steps)
+            )
+            if _is_external(run):
+                session.add(_step_run(run, StepStatus.RUNNING))  # the claim, committed before the call
+                external = run
+                break
             mark = events.recorded_mark(session)
             try:
                 async with session.begin_nested():
@@ -584,12 +592,13 @@ async def _step(org: SystemContext, instance_id: uuid.UUID) -> str:
                     return Status.FAILED.name
                 session.add(_step_run(run, StepStatus.FAILED, error=_message(exc)))
                 retry = _retry(run, _message(exc))
-            else:
-                _advance(session, run, outcome)
-                return instance.status
+                break
+            _advance(session, run, outcome)
+        status = instance.status
     if retry is not None:
         raise retry
-    assert external is not None
+    if external is None:
+        return status
     try:
         outcome = await _run_external(external)
     except (DomainError, PermissionDenied) as exc:
@@ -1001,8 +1010,27 @@ async def _version(session: AsyncSession, workflow: Workflow) -> WorkflowVersion
     return version
 
 
+# Versions never change once saved: their parsed definitions are kept (a bounded cache, per process).
+_DEFINITIONS: OrderedDict[uuid.UUID, spec.Definition | None] = OrderedDict()
+_DEFINITIONS_KEPT = 1000
+
+
+async def _instance_definition(session: AsyncSession, version_id: uuid.UUID) -> spec.Definition | None:
+    if version_id in _DEFINITIONS:
+        _DEFINITIONS.move_to_end(version_id)
+        return _DEFINITIONS[version_id]
+    version = await session.get(WorkflowVersion, version_id)
+    return _definition(version) if version is not None else None
+
+
 def _definition(version: WorkflowVersion) -> spec.Definition | None:
+    if version.id in _DEFINITIONS:
+        _DEFINITIONS.move_to_end(version.id)
+        return _DEFINITIONS[version.id]
     definition, problems = spec.parse(version.definition)
     if problems:  # saved definitions were valid; a later release may have tightened the rules
         log.warning("workflow definition no longer valid", version=str(version.id), problems=len(problems))
+    _DEFINITIONS[version.id] = definition
+    if len(_DEFINITIONS) > _DEFINITIONS_KEPT:
+        _DEFINITIONS.popitem(last=False)
     return definition
