@@ -39,6 +39,7 @@ from banxway.db.models import (
     User,
     Workflow,
     WorkflowInstance,
+    WorkflowStepRun,
 )
 from banxway.db.session import SerialSession
 
@@ -228,6 +229,14 @@ class SlaTargetsByThreadIdLoader(_ManyByKeyLoader):
         return (SlaTarget.started_at, SlaTarget.created_at, SlaTarget.id)
 
 
+class StepRunsByInstanceIdLoader(_ManyByKeyLoader):
+    model = WorkflowStepRun
+    key_column = "instance_id"
+
+    def order_by(self) -> tuple[Any, ...]:
+        return (WorkflowStepRun.step_index, WorkflowStepRun.attempt)
+
+
 class PhoneNumbersByIntegrationIdLoader(_ManyByKeyLoader):
     model = PhoneNumber
     key_column = "integration_id"
@@ -303,6 +312,7 @@ class Loaders:
     team_by_id: TeamByIdLoader = field(init=False)
     workflow_by_id: WorkflowByIdLoader = field(init=False)
     workflow_instance_by_id: WorkflowInstanceByIdLoader = field(init=False)
+    step_runs_by_instance_id: StepRunsByInstanceIdLoader = field(init=False)
     sla_targets_by_thread_id: SlaTargetsByThreadIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -329,4 +339,5 @@ class Loaders:
         self.team_by_id = TeamByIdLoader(db)
         self.workflow_by_id = WorkflowByIdLoader(db)
         self.workflow_instance_by_id = WorkflowInstanceByIdLoader(db)
+        self.step_runs_by_instance_id = StepRunsByInstanceIdLoader(db)
         self.sla_targets_by_thread_id = SlaTargetsByThreadIdLoader(db)

@@ -305,7 +305,8 @@ async def _end_waits(org: SystemContext, event: Event) -> list[uuid.UUID]:
                     WorkflowInstance.status == Status.WAITING.name,
                     WorkflowInstance.waiting_for.in_(kinds),
                 )
-                .with_for_update(skip_locked=True)
+                .order_by(WorkflowInstance.id)
+                .with_for_update()  # not skip_locked: an instance a timer holds now must still hear of the event
             )
         )
         thread = await session.get(Thread, event.thread_id) if waiting else None

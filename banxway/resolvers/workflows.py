@@ -23,7 +23,6 @@ from banxway.db.models import (
     User,
     Workflow,
     WorkflowInstance,
-    WorkflowStepRun,
     WorkflowVersion,
 )
 from banxway.enums import WorkflowInstanceStatus as Status
@@ -317,15 +316,6 @@ async def workflow_instances_page(
         query = query.where(WorkflowInstance.status.in_([s.name for s in where.status]))
     keys = (WorkflowInstance.created_at, WorkflowInstance.id)
     return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)
-
-
-async def workflow_step_runs(ctx: Context, instance_id: uuid.UUID) -> list[WorkflowStepRun]:
-    ctx.require(Permission.READ)
-    return await ctx.db.scalars(
-        select(WorkflowStepRun)
-        .where(WorkflowStepRun.instance_id == instance_id)
-        .order_by(WorkflowStepRun.step_index, WorkflowStepRun.attempt)
-    )
 
 
 async def workflow_instance_cancel(ctx: Context, instance_id: uuid.UUID | None) -> WorkflowInstance:

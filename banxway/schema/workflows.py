@@ -152,7 +152,7 @@ class WorkflowInstance(Node):
 
     @strawberry.field(description="Every step attempt, in order.")
     async def steps(self, info: Ctx) -> list[WorkflowStepRun]:
-        rows = await workflow_use_cases.workflow_step_runs(info.context, self.id)  # type: ignore[arg-type]
+        rows = await info.context.loaders.step_runs_by_instance_id.load(self.id)  # type: ignore[arg-type]
         return [WorkflowStepRun.of(row) for row in rows]
 
 
