@@ -189,17 +189,21 @@ def _check_send_at(channel: Channel, send_at: datetime) -> None:
         raise DomainError("INVALID", "Schedule a send in the future, within a year.", "sendAt")
 
 
+async def _scheduled(session: AsyncSession, message_id: uuid.UUID | None, code: str, verb: str) -> Message:
+    """The message, locked, while it is SCHEDULED; `code` (naming `messageId`) once it is not."""
+    message = await get_or_error(session, Message, message_id, "messageId", lock=True, label="message")
+    if message.status != MessageStatus.SCHEDULED:
+        raise DomainError(
+            code, f"Only a scheduled message can be {verb}; this one is {message.status.name}.", "messageId"
+        )
+    return message
+
+
 async def message_cancel_scheduled(ctx: Context, message_id: uuid.UUID | None) -> Message:
     """Cancel a scheduled message that has not gone yet (CANCELLED, kept in the thread)."""
     ctx.require(Permission.MESSAGE_SEND)
     async with ctx.transaction() as session:
-        message = await get_or_error(session, Message, message_id, "messageId", lock=True, label="message")
-        if message.status != MessageStatus.SCHEDULED:
-            raise DomainError(
-                "INVALID_TRANSITION",
-                f"Only a scheduled message can be cancelled; this one is {message.status.name}.",
-                "messageId",
-            )
+        message = await _scheduled(session, message_id, "INVALID_TRANSITION", "cancelled")
         message.status = MessageStatus.CANCELLED
         ctx.record(
             session,
@@ -228,13 +232,7 @@ async def message_update_scheduled(
     and a timer already set for the old time finds the message not due and does nothing."""
     ctx.require(Permission.MESSAGE_SEND)
     async with ctx.transaction() as session:
-        message = await get_or_error(session, Message, message_id, "messageId", lock=True, label="message")
-        if message.status != MessageStatus.SCHEDULED:
-            raise DomainError(
-                "NOT_SCHEDULED",
-                f"Only a scheduled message can be edited; this one is {message.status.name}.",
-                "messageId",
-            )
+        message = await _scheduled(session, message_id, "NOT_SCHEDULED", "edited")
         changes: dict[str, Any] = {}
         if body is not None:
             template = await session.scalar(select(Message.headers["template"]).where(Message.id == message.id))

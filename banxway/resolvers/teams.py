@@ -190,7 +190,10 @@ async def give_to_team(
     session: AsyncSession, thread: Thread, team: Team, strategy: Strategy, *, actor_id: uuid.UUID | None, by: str
 ) -> User | None:
     """Set the thread's team and assignee (one of the team's, or nobody when none can take it: the thread then
-    waits unassigned in the team's queue); record the events and notify the new assignee."""
+    waits unassigned in the team's queue); record the events and notify the new assignee. An archived thread is
+    INVALID_TRANSITION (threadAssignTeam, a workflow's ASSIGN step)."""
+    if thread.status == ThreadStatus.ARCHIVED:
+        raise DomainError("INVALID_TRANSITION", "An archived thread cannot be assigned.", "threadId")
     chosen = await pick_agent(session, team, strategy)
     changed = []
     if thread.team_id != team.id:
@@ -223,8 +226,6 @@ async def thread_assign_team(
     viewer = ctx.require(Permission.THREAD_ASSIGN_ANY)
     async with ctx.transaction() as session:
         thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
-        if thread.status == ThreadStatus.ARCHIVED:
-            raise DomainError("INVALID_TRANSITION", "An archived thread cannot be assigned.", "threadId")
         team = await get_or_error(session, Team, team_id, "teamId", label="team")
         await give_to_team(session, thread, team, strategy, actor_id=viewer.user_id, by=viewer.name)
     return thread

@@ -703,7 +703,9 @@ class _Outcome:
     end: bool = False
 
 
-def _advance(session: AsyncSession, run: _Run, outcome: _Outcome) -> None:
+def _advance(session: AsyncSession, run: _Run, outcome: _Outcome, claim: WorkflowStepRun | None = None) -> None:
+    """Record what the step did (in its `claim`, an external step's, or a new history row) and move the instance on:
+    to waiting, to the next (or a jumped-to) step, or COMPLETED past the last; WORKFLOW_STEP_COMPLETED."""
     instance = run.instance
     details = {"result": outcome.result, **(outcome.details or {})}
     if outcome.wait is not None:
@@ -713,7 +715,10 @@ def _advance(session: AsyncSession, run: _Run, outcome: _Outcome) -> None:
         session.add(_step_run(run, StepStatus.WAITING, details))
     else:
         instance.resume = None
-        session.add(_step_run(run, StepStatus.COMPLETED, details))
+        if claim is None:
+            session.add(_step_run(run, StepStatus.COMPLETED, details))
+        else:
+            claim.status, claim.finished_at, claim.outcome = StepStatus.COMPLETED.name, datetime.now(UTC), details
         instance.step_index = outcome.next_index if outcome.next_index is not None else run.index + 1
         if outcome.end or instance.step_index >= run.total:
             _finish(session, instance, run.thread, Status.COMPLETED)
@@ -760,28 +765,10 @@ async def _end_external(
             return instance.status
         session.info[events.WORKFLOW_RUN] = (run.workflow.id, instance.depth)
         run.instance, run.thread = instance, thread
-        now = datetime.now(UTC)
         if outcome is not None:
-            claim.status, claim.finished_at = StepStatus.COMPLETED.name, now
-            claim.outcome = {"result": outcome.result, **(outcome.details or {})}
-            instance.resume = None
-            instance.step_index = run.index + 1
-            if instance.step_index >= run.total:
-                _finish(session, instance, thread, Status.COMPLETED)
-            _record(
-                session,
-                thread,
-                events.WorkflowStepCompleted(
-                    thread_id=thread.id,
-                    instance_id=instance.id,
-                    workflow_id=run.workflow.id,
-                    step_index=run.index,
-                    step_type=run.step.type,
-                    outcome=outcome.result,
-                ),
-            )
+            _advance(session, run, outcome, claim)
             return instance.status
-        claim.status, claim.finished_at, claim.error = StepStatus.FAILED.name, now, error
+        claim.status, claim.finished_at, claim.error = StepStatus.FAILED.name, datetime.now(UTC), error
         if not (retry and run.failures + 1 < MAX_ATTEMPTS):
             _finish(session, instance, thread, Status.FAILED, f"Step {run.index} ({run.step.type}): {error}", run.index)
             return Status.FAILED.name
@@ -800,8 +787,6 @@ async def _run_in_transaction(run: _Run, session: AsyncSession) -> _Outcome:
     ctx = _acting(run, session)
     resumed = (run.instance.resume or {}).get("outcome")
     if isinstance(step, spec.AssignStep):
-        if thread.status == ThreadStatus.ARCHIVED:
-            raise DomainError("INVALID_TRANSITION", "An archived thread cannot be assigned.", "threadId")
         if step.team is not None:
             team = await session.get(Team, spec.parse_reference(step.team, "Team"))
             if team is None:
