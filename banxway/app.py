@@ -22,6 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 from sqlalchemy import text
+from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -72,6 +73,7 @@ from banxway.resolvers.attachments import (
     media_type,
     signed_query,
 )
+from banxway.resolvers.compose import DeltaEvent, DoneEvent, ErrorEvent, compose_events, compose_session_of
 from banxway.schema import build_schema
 from banxway.schema.dev import dev_outbox_page
 from banxway.schema.ids import local_id, to_global_id
@@ -529,6 +531,54 @@ async def download_attachment(request: Request) -> Response:
     )
 
 
+SSE_EVENT_NAMES = {DeltaEvent: "delta", DoneEvent: "done", ErrorEvent: "error"}
+
+
+async def compose_stream_sse(request: Request) -> Response:
+    """A compose session's drafts as Server-Sent Events (`delta`, then `done` or `error`; each `data` is the JSON of
+    the composeStream item), for the user who started it (Authorization: Bearer <token>). The same stream as the
+    composeStream subscription; a client that disconnects before the end cancels the drafting."""
+    ctx = await _viewer_context(request)
+    if isinstance(ctx, Response):
+        return ctx
+    raw = request.path_params["session_id"]
+    session_id = local_id(raw, "ComposeSession")
+    try:
+        row = await compose_session_of(ctx, session_id)
+    except PermissionDenied as exc:
+        await ctx.aclose()
+        return JSONResponse({"error": str(exc)}, status_code=403)
+    except DomainError as exc:
+        await ctx.aclose()
+        return JSONResponse({"error": exc.message, "code": exc.code}, status_code=404)
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        try:
+            async for event in compose_events(ctx, row):
+                yield {"event": SSE_EVENT_NAMES[type(event)], "data": orjson.dumps(sse_data(event)).decode()}
+        finally:
+            await ctx.aclose()
+
+    return EventSourceResponse(
+        events(), ping=15, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}, send_timeout=30
+    )
+
+
+def sse_data(event: DeltaEvent | DoneEvent | ErrorEvent) -> dict[str, Any]:
+    if isinstance(event, DeltaEvent):
+        return {"variant": event.variant, "text": event.text}
+    if isinstance(event, DoneEvent):
+        return {
+            "variants": [{"variant": index, "text": text} for index, text in enumerate(event.variants)],
+            "usage": {
+                "promptTokens": event.prompt_tokens,
+                "completionTokens": event.completion_tokens,
+                "totalTokens": event.prompt_tokens + event.completion_tokens,
+            },
+        }
+    return {"code": event.code, "message": event.message}
+
+
 async def upload_attachment(request: Request) -> Response:
     """Upload a file to send: the request body is the file, `?filename=` its name, Content-Type its type.
     Answers the attachment's id, to pass in messageSend's attachmentIds."""
@@ -674,6 +724,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/readyz", readyz),
             Route("/attachments", upload_attachment, methods=["POST"]),
             Route("/attachments/{attachment_id}", download_attachment),
+            Route("/compose/{session_id}/stream", compose_stream_sse),
             Route("/metrics", metrics),
             Route("/dev/outbox", dev_outbox_page),
             *WEBHOOK_ROUTES,

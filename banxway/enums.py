@@ -174,3 +174,43 @@ class WorkflowStepStatus(enum.Enum):
     WAITING = "WAITING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+
+
+class Intent(enum.Enum):
+    """What a customer's message asks for (message analysis)."""
+
+    QUOTE_REQUEST = "QUOTE_REQUEST"
+    BOOKING = "BOOKING"
+    TRACKING = "TRACKING"
+    DOCUMENTS = "DOCUMENTS"
+    INVOICE = "INVOICE"
+    CUSTOMS = "CUSTOMS"
+    COMPLAINT = "COMPLAINT"
+    OTHER = "OTHER"
+
+
+class Sentiment(enum.Enum):
+    NEGATIVE = "NEGATIVE"
+    NEUTRAL = "NEUTRAL"
+    POSITIVE = "POSITIVE"
+
+
+class EntityKind(enum.Enum):
+    """A freight entity found in a message's text."""
+
+    CONTAINER = "CONTAINER"  # ISO 6346, check digit verified
+    BILL_OF_LADING = "BILL_OF_LADING"
+    AWB = "AWB"  # air waybill, 3-digit prefix + 8 digits, mod-7 check
+    BOOKING = "BOOKING"
+    PORT = "PORT"  # UN/LOCODE
+    DATE = "DATE"
+    INCOTERM = "INCOTERM"
+    COMMODITY = "COMMODITY"
+    WEIGHT = "WEIGHT"
+    VOLUME = "VOLUME"
+
+
+class ComposeTone(enum.Enum):
+    FORMAL = "FORMAL"
+    FRIENDLY = "FRIENDLY"
+    CONCISE = "CONCISE"

@@ -50,6 +50,8 @@ class ThreadCreated(ThreadEvent):
 class ThreadUpdated(ThreadEvent):
     type = "THREAD_UPDATED"
     changed: list[str]
+    # why, when no person changed it: e.g. "CONTAINER MSCU1234565 in message <id>" (a shipment linked by analysis)
+    evidence: str | None = None
 
 
 class ThreadAssigned(ThreadEvent):
@@ -110,6 +112,25 @@ class WorkflowCancelled(ThreadEvent):
     type = "WORKFLOW_CANCELLED"
     instance_id: uuid.UUID
     workflow_id: uuid.UUID
+
+
+class AnalysisCompleted(ThreadEvent):
+    """An inbound message was analysed: its intent, sentiment and the entities found (`Message.analysis`)."""
+
+    type = "ANALYSIS_COMPLETED"
+    message_id: uuid.UUID
+    intent: str
+    sentiment: str
+    entities: int = 0
+
+
+class ComposeStarted(ThreadEvent):
+    """Someone asked for AI drafts of a reply (composeStart); private: only they see it. Starts `stream_compose`."""
+
+    type = "COMPOSE_STARTED"
+    private = True
+    user_id: uuid.UUID
+    session_id: uuid.UUID
 
 
 class MessageAdded(ThreadEvent):

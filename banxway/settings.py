@@ -322,7 +322,11 @@ class Settings(BaseSettings):
         "recordings may be downloaded from (e.g. the provider's storage host).",
     )
     openai_api_key: str | None = Field(
-        None, alias="OPENAI_API_KEY", description="Key of the AI provider that transcribes recorded calls."
+        None,
+        alias="OPENAI_API_KEY",
+        description="Key of the AI provider (an OpenAI-compatible API) that drafts replies, transcribes recorded "
+        "calls and, with BANXWAY_ANALYSIS_MODEL, helps analyse messages. Without one, drafts come from the built-in "
+        "composer and analysis from the built-in rules: everything works offline.",
     )
     openai_base_url: str | None = Field(
         None,
@@ -331,6 +335,35 @@ class Settings(BaseSettings):
     )
     transcription_model: str = Field(
         "whisper-1", alias="BANXWAY_TRANSCRIPTION_MODEL", description="The model that transcribes recorded calls."
+    )
+    compose_model: str = Field(
+        "gpt-4o-mini", alias="BANXWAY_COMPOSE_MODEL", description="The chat model that drafts replies (composeStart)."
+    )
+    analysis_model: str | None = Field(
+        None,
+        alias="BANXWAY_ANALYSIS_MODEL",
+        description="A chat model that extracts entities, intent and sentiment on top of the built-in rules (its "
+        "answer is validated and merged; check digits still decide). Unset: the rules alone.",
+    )
+    ai_monthly_token_budget: int = Field(
+        2_000_000,
+        ge=0,
+        alias="BANXWAY_AI_MONTHLY_TOKEN_BUDGET",
+        description="Tokens an organization may spend with the external AI provider per calendar month (UTC) "
+        "before composeStart answers BUDGET_EXCEEDED; 0: no limit. The built-in composer costs nothing.",
+    )
+    compose_history_tokens: int = Field(
+        3_000,
+        ge=100,
+        alias="BANXWAY_COMPOSE_HISTORY_TOKENS",
+        description="The share of a draft's prompt given to the thread's history (newest first; the customer's "
+        "last message is always kept whole).",
+    )
+    compose_word_delay: float = Field(
+        0.03,
+        ge=0,
+        alias="BANXWAY_COMPOSE_WORD_DELAY",
+        description="Seconds between the words the built-in composer streams (0: as fast as possible).",
     )
     password_hashing: Literal["standard", "fast-insecure"] = Field(
         "standard",

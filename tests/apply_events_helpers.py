@@ -23,10 +23,11 @@ from tests.live_helpers import GraphQLSocket
 # normalized client cache keeps them).
 FIELDS = {
     "Thread": "id reference subject type status priority primaryChannel tags lastMessageAt firstResponseAt slaDueAt "
-    "slaStatus snoozedUntil createdAt updatedAt unreadCount assignee { id } customer { id } contact { id } "
+    "slaStatus snoozedUntil intent sentiment createdAt updatedAt unreadCount assignee { id } customer { id } "
+    "contact { id } "
     "shipment { id } team { id } slaPolicy { id }",
     "Message": "id channel direction status body subject sender recipients error createdAt "
-    "author { id } contact { id } thread { id }",
+    "author { id } contact { id } thread { id } analysis { intent sentiment language entities { kind value } }",
     "Note": "id body createdAt editedAt author { id } mentions { id } thread { id }",
     "Action": "id title type status dueAt completedAt createdAt updatedAt "
     "assignee { id } createdBy { id } completedBy { id } thread { id }",
@@ -45,6 +46,7 @@ FIELDS = {
     "whatsappTemplates { name language body category parameterCount provider }",
     "EmailAccount": "id name email fromName signature imapHost imapPort imapSecurity imapUsername imapFolder "
     "smtpHost smtpPort smtpSecurity smtpUsername active lastPolledAt lastError createdAt",
+    "ComposeSession": "id status channel variants instructions provider createdAt thread { id }",
     "WorkflowInstance": "id status stepIndex waitingFor dueAt error depth triggerType createdAt finishedAt "
     "workflow { id } thread { id } steps { stepIndex stepType attempt status outcome error }",
 }
@@ -116,6 +118,7 @@ query ClientState {{
   notificationUnreadCount
   users(first: 100) {{ edges {{ node {{ {_plain("User")} }} }} }}
   workflowInstances(first: 100) {{ edges {{ node {{ {_plain("WorkflowInstance")} }} }} }}
+  composeSessions(first: 100) {{ {_plain("ComposeSession")} }}
 }}
 """
 ADMIN_STATE = f"""
@@ -153,6 +156,7 @@ TOP_LISTS = {
     "Integration": "integrations",
     "EmailAccount": "emailAccounts",
     "WorkflowInstance": "workflowInstances",
+    "ComposeSession": "composeSessions",
 }
 
 
@@ -195,6 +199,7 @@ ORDER = {
     "integrations": (_created_order, False),
     "emailAccounts": (_created_order, False),
     "workflowInstances": (_created_order, True),
+    "composeSessions": (_created_order, True),
 }
 
 

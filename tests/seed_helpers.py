@@ -14,10 +14,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from banxway.db.models import EmailAccount, Event
+from banxway import events
+from banxway.db.models import EmailAccount, Event, ShipmentSuggestion
 from banxway.db.session import tenant_session
-from banxway.enums import Role
+from banxway.enums import Channel, Role
+from banxway.extraction import container_check_digit
+from banxway.resolvers.analysis import analyse_message
 from banxway.resolvers.email_ingest import quarantine
+from banxway.resolvers.inbound import message_receive
 from banxway.resolvers.workflow_engine import workflow_run, workflows_start
 from banxway.schema.ids import to_global_id
 from tests.conftest import Api, Org
@@ -64,6 +68,9 @@ mutation($input: ApiTokenCreateInput!) { apiTokenCreate(input: $input) { apiToke
 USERS = "{ users(first: 50) { edges { node { id email } } } }"
 WORKFLOW_CREATE = """
 mutation($input: WorkflowCreateInput!) { workflowCreate(input: $input) { workflow { id } userErrors { field message } } }
+"""
+COMPOSE_START = """
+mutation($input: ComposeStartInput!) { composeStart(input: $input) { session { id } userErrors { field code message } } }
 """
 WORKFLOW_DEACTIVATE = """
 mutation($id: ID!) { workflowDeactivate(workflowId: $id) { workflow { id } userErrors { field message } } }
@@ -220,6 +227,30 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         "actionCreate",
     )
     seeded.add("Action", action["action"]["id"])
+    # an AI draft session of the admin (composeStart; nothing streams it here), and a shipment suggestion: the
+    # customer names the container of another shipment than the one the thread is linked to
+    composed = await inbox.ok(COMPOSE_START, {"input": {"threadId": thread["id"]}}, "composeStart")
+    seeded.add("ComposeSession", composed["session"]["id"])
+    container = "".join(ch for ch in slug.upper() if ch.isalpha())[:3].ljust(3, "X") + "U" + "5" * 6
+    container += str(container_check_digit(container))
+    await inbox.shipment(f"{slug.upper()}-SHP-2", customerId=customer["id"], containerNumbers=[container])
+    async with tenant_session(api.state.sessionmaker, org.id) as session:
+        async with session.begin():
+            inbound = await message_receive(
+                session,
+                org.id,
+                thread_id=local_uuid(thread["id"]),
+                channel=Channel.EMAIL,
+                body=f"{marker}: is {container} on the same vessel?",
+                sender=f"contact1@{slug}.test",
+            )
+        # relayed now, as a webhook's are (left to the sweeper, they would change the events table mid-test)
+        await events.relay(api.state.broadcast, api.state.sessionmaker, events.take_recorded(session))
+    await analyse_message(system_context(api.state), inbound.id)
+    async with tenant_session(api.state.sessionmaker, org.id) as session:
+        suggestion = await session.scalar(select(ShipmentSuggestion.id))
+    assert suggestion is not None
+    seeded.add("ShipmentSuggestion", to_global_id("ShipmentSuggestion", suggestion))
     notifications = await api.gql(NOTIFICATIONS, token=await api.token(colleague))
     for edge in notifications["data"]["notifications"]["edges"]:
         seeded.add("Notification", edge["node"]["id"])

@@ -15,9 +15,11 @@ import pytest
 from banxway import events
 from banxway.db.models import Message
 from banxway.db.session import tenant_session
-from banxway.enums import MessageStatus
+from banxway.enums import Channel, MessageStatus
 from banxway.events import EVENT_TYPES, MessageStatusChanged, MessageUpdated
 from banxway.resolvers import sla
+from banxway.resolvers.analysis import analyse_message
+from banxway.resolvers.inbound import message_receive
 from banxway.settings import Settings
 from banxway.state import AppState
 from tests.apply_events_helpers import (
@@ -610,6 +612,42 @@ async def _email_account_delete(w: World) -> None:
     await w.ok(EMAIL_ACCOUNT_DELETE, {"input": {"id": w.ids["sales"]}}, "emailAccountDelete", by="admin")
 
 
+async def _an_inbound_message_naming_a_container(w: World) -> None:
+    # a shipment with a container, and the customer's WhatsApp message naming it, received (and relayed) as a
+    # provider's webhook does; the analysis then runs while the client is subscribed
+    await _inbox_with_a_contact(w)
+    w.ids["shipment"] = await w.shipment("SHP-1", containerNumbers=["MSCU1234566"])
+    state = w.inbox.api.state
+    async with tenant_session(state.sessionmaker, w.inbox.org.id) as session:
+        async with session.begin():
+            message = await message_receive(
+                session,
+                w.inbox.org.id,
+                thread_id=local_uuid(w.ids["older"]),
+                channel=Channel.WHATSAPP,
+                body="Where is container MSCU 1234566? This delay is unacceptable!",
+                sender="+919820012345",
+            )
+        await events.relay(state.broadcast, state.sessionmaker, events.take_recorded(session))
+    w.ids["inbound"] = str(message.id)
+
+
+async def _analysis_runs(w: World) -> None:
+    import uuid
+
+    await analyse_message(system_context(w.inbox.api.state), uuid.UUID(w.ids["inbound"]))
+
+
+async def _compose_start(w: World) -> None:
+    variables = {"input": {"threadId": w.ids["older"], "instructions": "the ETA moved", "variants": 2}}
+    await w.ok(
+        "mutation($input: ComposeStartInput!) { composeStart(input: $input) { session { id } userErrors { code } } }",
+        variables,
+        "composeStart",
+        by="admin",
+    )
+
+
 CASES: dict[str, Case] = {
     "ACTION_CREATED": Case(_action_create, ("ACTION_CREATED",), _inbox_with_a_contact),
     "ACTION_UPDATED": Case(_action_update, ("ACTION_UPDATED",), _thread_with_an_action),
@@ -642,6 +680,13 @@ CASES: dict[str, Case] = {
     ),
     "WORKFLOW_FAILED": Case(_workflow_runs, ("WORKFLOW_FAILED",), _workflow_failing, actor=None),
     "WORKFLOW_CANCELLED": Case(_workflow_cancel, ("WORKFLOW_CANCELLED",), _waiting_workflow, actor="admin"),
+    "ANALYSIS_COMPLETED": Case(
+        _analysis_runs,
+        ("THREAD_UPDATED", "THREAD_UPDATED", "ANALYSIS_COMPLETED"),
+        _an_inbound_message_naming_a_container,
+        actor=None,
+    ),
+    "COMPOSE_STARTED": Case(_compose_start, ("COMPOSE_STARTED",), _inbox_with_a_contact, actor="admin"),
     "NOTIFICATION_CREATED": Case(_mention_the_client, ("NOTE_ADDED", "NOTIFICATION_CREATED"), _inbox_with_a_contact),
     "NOTIFICATIONS_READ": Case(_notification_mark_read, ("NOTIFICATIONS_READ",), _two_notifications, actor="admin"),
     "SHIPMENT_CREATED": Case(_shipment_create, ("SHIPMENT_CREATED",), _a_shipment),

@@ -34,14 +34,19 @@ def test_the_rules_pick_the_work_each_event_calls_for() -> None:
     released = _row("MESSAGE_STATUS_CHANGED", status="QUEUED", released=True)  # a scheduled send's time came
     retried = _row("MESSAGE_STATUS_CHANGED", status="QUEUED", released=False)  # Dramatiq retries that one itself
     old = _row("MESSAGE_ADDED")  # an event of the first releases, without the facts
+    compose = _row("COMPOSE_STARTED", session_id=str(uuid.uuid4()))
     # when the consequences are worked out
-    jobs = consequences.jobs([queued, internal, with_media, plain_inbound, recorded, call_only, released, retried, old])
-    # then exactly the delivery, the download and the transcription follow
+    rows = [queued, internal, with_media, plain_inbound, recorded, call_only, released, retried, old, compose]
+    jobs = consequences.jobs(rows)
+    # then exactly the delivery, the download, the analyses of inbound messages, the transcription and the drafts
     assert jobs == [
         (actors.deliver_message, queued.payload["message_id"]),
         (actors.fetch_message_media, with_media.payload["message_id"]),
+        (actors.analyse_message, with_media.payload["message_id"]),
+        (actors.analyse_message, plain_inbound.payload["message_id"]),
         (actors.transcribe_call, recorded.payload["message_id"]),
         (actors.deliver_message, released.payload["message_id"]),
+        (actors.stream_compose, compose.payload["session_id"]),
     ]
 
 

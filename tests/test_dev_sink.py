@@ -22,6 +22,7 @@ from sqlalchemy import select
 from banxway.db.models import Event, Message
 from banxway.db.session import system_session
 from banxway.enums import Channel, Direction, MessageStatus
+from banxway.extraction import container_check_digit
 from banxway.resolvers import dev_sink
 from banxway.resolvers.demo import seed_demo
 from banxway.settings import Settings, SettingsError, load_settings
@@ -391,6 +392,10 @@ async def test_in_production_the_outbox_query_and_page_do_not_exist(inbox: Inbox
         await production_api.http.get("/dev/outbox"),
     ):
         assert response.status_code == 404
+    simulated = await production_api.gql(
+        DEV_INBOUND, {"input": {"channel": "SMS", "from": "+919876500011", "body": "hi"}}, token=inbox.token
+    )
+    assert simulated["data"] is None and simulated["errors"][0]["extensions"] == {"code": "DEVELOPMENT_ONLY"}
 
 
 # -- refused in production ------------------------------------------------------------------------------------------
@@ -521,3 +526,45 @@ async def test_without_the_sink_the_demo_skips_its_replies_instead_of_failing_th
     login = await seed_demo(state)
     assert login.replies_skipped == 5
     assert await _demo_outbound(state) == []
+
+
+DEV_INBOUND = """
+mutation($input: DevInboundInput!) {
+  devInboundMessage(input: $input) {
+    message { id thread { id } } userErrors { field code message }
+  }
+}
+"""
+LINKED = "query($id: ID!) { node(id: $id) { ... on Thread { intent shipment { reference } } } }"
+
+
+async def test_a_simulated_whatsapp_naming_a_demo_container_links_its_thread_within_seconds(
+    state: AppState, api: Api, worker: Any
+) -> None:
+    login = await seed_demo(state)
+    token = await api.token(login.email, login.password)
+    container = "MSCU 412093" + str(container_check_digit("MSCU412093"))
+    result = await api.gql(
+        DEV_INBOUND,
+        {"input": {"channel": "WHATSAPP", "from": "+919876500011", "body": f"where is {container}? need ETA pls"}},
+        token,
+    )
+    payload = result["data"]["devInboundMessage"]
+    assert payload["userErrors"] == [], payload
+    thread_id = payload["message"]["thread"]["id"]
+    started = time.monotonic()
+    while (thread := (await api.gql(LINKED, {"id": thread_id}, token))["data"]["node"])["shipment"] is None:
+        assert time.monotonic() - started < 10, thread
+        await asyncio.sleep(0.1)
+    assert thread == {"intent": "TRACKING", "shipment": {"reference": "SE-2026-0417"}}
+    bad = await api.gql(DEV_INBOUND, {"input": {"channel": "EMAIL", "from": "x", "body": "hi"}}, token)
+    assert [e["field"] for e in bad["data"]["devInboundMessage"]["userErrors"]] == [["channel"]]
+    bad = await api.gql(DEV_INBOUND, {"input": {"channel": "SMS", "from": "12", "body": "hi"}}, token)
+    assert [e["field"] for e in bad["data"]["devInboundMessage"]["userErrors"]] == [["from"]]
+
+
+@SINK_OFF
+async def test_simulated_customer_messages_need_the_sink(api: Api, org: Org) -> None:
+    token = await api.token(org.admin_email)
+    result = await api.gql(DEV_INBOUND, {"input": {"channel": "SMS", "from": "+919876500011", "body": "hi"}}, token)
+    assert [e["code"] for e in result["data"]["devInboundMessage"]["userErrors"]] == ["INVALID"]

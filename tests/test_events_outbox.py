@@ -17,6 +17,7 @@ from strawberry.relay import GlobalID
 from strawberry.utils.str_converters import to_camel_case
 
 from banxway.db.models import (
+    ComposeSession,
     Contact,
     ContactMerge,
     Customer,
@@ -297,7 +298,13 @@ def email_account_input(**fields: Any) -> dict[str, Any]:
 # workflow steps and failures from the workflow engine (tests/test_workflows.py).
 # (MESSAGE_UPDATED also comes from the delivery worker and the providers' webhooks: a call's callbacks, transcripts,
 # media, tested in tests/test_messaging_*.py.) Anything else registered must be produced below.
-NOT_PRODUCED_BY_MUTATIONS = {"SLA_WARNING", "SLA_BREACHED", "WORKFLOW_STEP_COMPLETED", "WORKFLOW_FAILED"}
+NOT_PRODUCED_BY_MUTATIONS = {
+    "SLA_WARNING",
+    "SLA_BREACHED",
+    "WORKFLOW_STEP_COMPLETED",
+    "WORKFLOW_FAILED",
+    "ANALYSIS_COMPLETED",  # the analyse_message actor's (tests/test_analysis.py)
+}
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -630,6 +637,19 @@ async def note_delete(s: Setup) -> list[Expected]:
     return [Expected("NOTE_DELETED", {"thread_id": _uuid(thread), "note_id": nid}, (Note, nid, "deleted_at"))]
 
 
+async def compose_start(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    payload = await s.ok(
+        "mutation($input: ComposeStartInput!) { composeStart(input: $input) { session { id } userErrors { code } } }",
+        {"input": {"threadId": thread, "instructions": "tell them the ETA"}},
+        "composeStart",
+    )
+    sid = _uuid(payload["session"]["id"])
+    expected = {"thread_id": _uuid(thread), "user_id": s.ids["me"], "session_id": sid}
+    return [Expected("COMPOSE_STARTED", expected, (ComposeSession, sid, "created_at"))]
+
+
 async def notification_mark_all_read(s: Setup) -> list[Expected]:
     thread = await s.thread()
     await s.member("support", "support@acme.test")
@@ -916,6 +936,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "noteAdd": (note_add, ["NOTE_ADDED", "NOTIFICATION_CREATED"]),
     "noteUpdate": (note_update, ["NOTE_UPDATED", "NOTIFICATION_CREATED"]),
     "noteDelete": (note_delete, ["NOTE_DELETED"]),
+    "composeStart": (compose_start, ["COMPOSE_STARTED"]),
     "notificationMarkAllRead": (notification_mark_all_read, ["NOTIFICATIONS_READ"]),
     "actionCreate": (action_create, ["ACTION_CREATED"]),
     "actionUpdate": (action_update, ["ACTION_UPDATED"]),

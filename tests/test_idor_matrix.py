@@ -37,6 +37,8 @@ ID_TYPE_BY_ARGUMENT = {
     "reassignToId": "User",
     "memberIds": "User",
     "instanceId": "WorkflowInstance",
+    "sessionId": "ComposeSession",
+    "suggestionId": "ShipmentSuggestion",
 }
 ID_TYPE_EXCEPTIONS = {
     # EmailAccountIdInput is shared with the account's mutations; this one takes a quarantined mail's id

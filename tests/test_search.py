@@ -14,7 +14,7 @@ from sqlalchemy import event, text, update
 from banxway.compiler import COMPILED_HEADER
 from banxway.db.models import Note
 from banxway.db.session import system_session
-from banxway.resolvers.validation import iso6346_check_digit
+from banxway.extraction import container_check_digit
 from banxway.schema.ids import local_id
 from tests.conftest import Api
 from tests.inbox_helpers import Inbox, _foreign
@@ -41,7 +41,7 @@ mutation($input: CustomerUpdateInput!) { customerUpdate(input: $input) { custome
 
 def container(owner_serial: str) -> str:
     """A container number with its check digit: `container("MSCU123456")` → MSCU1234565."""
-    return f"{owner_serial}{iso6346_check_digit(owner_serial)}"
+    return f"{owner_serial}{container_check_digit(owner_serial)}"
 
 
 MSC_BOX = container("MSCU123456")

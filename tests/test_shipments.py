@@ -11,7 +11,7 @@ from strawberry.relay import GlobalID
 
 from banxway.db.models import Shipment
 from banxway.db.session import system_session
-from banxway.resolvers.validation import iso6346_check_digit
+from banxway.extraction import container_check_digit
 from tests.conftest import Api, Org
 from tests.inbox_helpers import Inbox
 
@@ -72,7 +72,7 @@ def _awb(prefix: str, serial: str) -> str:
 
 
 def _container(owner_serial: str) -> str:
-    return f"{owner_serial}{iso6346_check_digit(owner_serial)}"
+    return f"{owner_serial}{container_check_digit(owner_serial)}"
 
 
 def _codes(payload: dict) -> list[tuple[list[str] | None, str]]:
@@ -228,7 +228,9 @@ async def test_a_bad_locode_is_invalid(inbox: Inbox, api: Api, org: Org, fields:
     assert await _count_shipments(api, org) == before
 
 
-async def test_container_numbers_are_checked_against_the_iso6346_check_digit(inbox: Inbox, api: Api, org: Org) -> None:
+async def test_container_numbers_are_checked_against_the_container_check_digit(
+    inbox: Inbox, api: Api, org: Org
+) -> None:
     # given
     before = await _count_shipments(api, org)
     # when
@@ -239,7 +241,7 @@ async def test_container_numbers_are_checked_against_the_iso6346_check_digit(inb
     assert _codes(wrong_first) == [(["containerNumbers", "0"], "INVALID")]
     assert "expected 3" in wrong_first["userErrors"][0]["message"]
     assert _codes(wrong_second) == [(["containerNumbers", "1"], "INVALID")]
-    assert f"expected {iso6346_check_digit('TGHU876543')}" in wrong_second["userErrors"][0]["message"]
+    assert f"expected {container_check_digit('TGHU876543')}" in wrong_second["userErrors"][0]["message"]
     assert await _count_shipments(api, org) == before
 
 

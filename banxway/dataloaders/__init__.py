@@ -19,18 +19,21 @@ from banxway.db.headers import MessageHeaders
 from banxway.db.models import (
     Action,
     Attachment,
+    ComposeSession,
     Contact,
     ContactIdentity,
     Customer,
     EmailAccount,
     Integration,
     Message,
+    MessageAnalysis,
     Note,
     Notification,
     Organization,
     PhoneNumber,
     Shipment,
     ShipmentMilestone,
+    ShipmentSuggestion,
     SlaPolicy,
     SlaTarget,
     Team,
@@ -193,6 +196,28 @@ class NotificationByIdLoader(DataLoader[uuid.UUID, Any]):
         return [by_id.get(key) for key in keys]
 
 
+class ComposeSessionByIdLoader(NotificationByIdLoader):
+    """The viewer's own compose sessions only: another user's is None, as if it did not exist."""
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[Any]:
+        rows = await self.db.scalars(
+            select(ComposeSession).where(ComposeSession.id.in_(keys), ComposeSession.user_id == self.viewer_id)
+        )
+        by_id = {row.id: row for row in rows}
+        return [by_id.get(key) for key in keys]
+
+
+class ShipmentSuggestionByIdLoader(_ByIdLoader):
+    model = ShipmentSuggestion
+
+
+class AnalysisByMessageIdLoader(DataLoader[uuid.UUID, Any]):
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[Any]:
+        rows = await self.db.scalars(select(MessageAnalysis).where(MessageAnalysis.message_id.in_(keys)))
+        by_id = {row.message_id: row for row in rows}
+        return [by_id.get(key) for key in keys]
+
+
 class _ManyByKeyLoader(DataLoader[uuid.UUID, list[Any]]):
     """One-to-many: rows whose `key_column` is in the keys, `[]` for a key with none."""
 
@@ -235,6 +260,24 @@ class StepRunsByInstanceIdLoader(_ManyByKeyLoader):
 
     def order_by(self) -> tuple[Any, ...]:
         return (WorkflowStepRun.step_index, WorkflowStepRun.attempt)
+
+
+class SuggestionsByThreadIdLoader(_ManyByKeyLoader):
+    """The shipment suggestions of a thread that nobody has acted on yet."""
+
+    model = ShipmentSuggestion
+    key_column = "thread_id"
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[list[Any]]:
+        rows = await self.db.scalars(
+            select(ShipmentSuggestion)
+            .where(ShipmentSuggestion.thread_id.in_(keys), ShipmentSuggestion.resolved_at.is_(None))
+            .order_by(ShipmentSuggestion.created_at, ShipmentSuggestion.id)
+        )
+        grouped: dict[uuid.UUID, list[Any]] = {key: [] for key in keys}
+        for row in rows:
+            grouped[row.thread_id].append(row)
+        return [grouped[key] for key in keys]
 
 
 class PhoneNumbersByIntegrationIdLoader(_ManyByKeyLoader):
@@ -314,6 +357,10 @@ class Loaders:
     workflow_instance_by_id: WorkflowInstanceByIdLoader = field(init=False)
     step_runs_by_instance_id: StepRunsByInstanceIdLoader = field(init=False)
     sla_targets_by_thread_id: SlaTargetsByThreadIdLoader = field(init=False)
+    compose_session_by_id: ComposeSessionByIdLoader = field(init=False)
+    analysis_by_message_id: AnalysisByMessageIdLoader = field(init=False)
+    suggestions_by_thread_id: SuggestionsByThreadIdLoader = field(init=False)
+    shipment_suggestion_by_id: ShipmentSuggestionByIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
         db = self.db
@@ -341,3 +388,7 @@ class Loaders:
         self.workflow_instance_by_id = WorkflowInstanceByIdLoader(db)
         self.step_runs_by_instance_id = StepRunsByInstanceIdLoader(db)
         self.sla_targets_by_thread_id = SlaTargetsByThreadIdLoader(db)
+        self.compose_session_by_id = ComposeSessionByIdLoader(db, self.viewer_id)
+        self.analysis_by_message_id = AnalysisByMessageIdLoader(db)
+        self.suggestions_by_thread_id = SuggestionsByThreadIdLoader(db)
+        self.shipment_suggestion_by_id = ShipmentSuggestionByIdLoader(db)

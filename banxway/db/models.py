@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Computed,
+    Date,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -38,11 +40,13 @@ from banxway.enums import (
     Channel,
     Direction,
     IntegrationType,
+    Intent,
     MessageStatus,
     MilestoneType,
     NotificationType,
     Priority,
     Role,
+    Sentiment,
     ShipmentDirection,
     ShipmentMode,
     ShipmentStatus,
@@ -349,6 +353,7 @@ class Thread(TenantMixin, Base):
         Index("ix_threads_search", "search", postgresql_using="gin"),
         Index("ix_threads_sla_check_at", "sla_check_at", postgresql_where=text("sla_check_at IS NOT NULL")),
         Index("ix_threads_snoozed_until", "snoozed_until", postgresql_where=text("snoozed_until IS NOT NULL")),
+        Index("ix_threads_org_intent", "organization_id", "intent", postgresql_where=text("intent IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -392,6 +397,9 @@ class Thread(TenantMixin, Base):
     sla_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Hidden from the default inbox until then, or until the customer writes (threadSnooze).
     snoozed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # what the customer's latest analysed message asks for, and how they sound (message analysis)
+    intent: Mapped[Intent | None] = mapped_column(_pg_enum(Intent, "intent"))
+    sentiment: Mapped[Sentiment | None] = mapped_column(_pg_enum(Sentiment, "sentiment"))
     search: Mapped[str] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || reference)", persisted=True),
@@ -1000,3 +1008,103 @@ class WorkflowStepRun(TenantMixin, Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[dict | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# -- AI: message analysis, link suggestions, compose sessions, token usage -------------------------------------
+
+
+class MessageAnalysis(TenantMixin, Base):
+    """What the analyser found in an inbound message (banxway.extraction, optionally an LLM on top): language,
+    sentiment, intent and the freight entities with their spans."""
+
+    __tablename__ = "message_analyses"
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    language: Mapped[str] = mapped_column(String(8), nullable=False)
+    sentiment: Mapped[Sentiment] = mapped_column(_pg_enum(Sentiment, "sentiment"), nullable=False)
+    sentiment_score: Mapped[float] = mapped_column(Float, nullable=False)
+    intent: Mapped[Intent] = mapped_column(_pg_enum(Intent, "intent"), nullable=False)
+    intent_confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    # [{kind, value, text, source, start, end}]
+    entities: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    analyser: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ShipmentSuggestion(TenantMixin, Base):
+    """A shipment a message named when the thread could not be linked at once (several shipments matched, or a
+    person had linked another): shown on the thread until someone links one or dismisses it."""
+
+    __tablename__ = "shipment_suggestions"
+    __table_args__ = (
+        UniqueConstraint("thread_id", "shipment_id", name="uq_shipment_suggestions_thread_id_shipment_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    shipment_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("shipments.id", ondelete="CASCADE"), nullable=False
+    )
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False
+    )
+    # [{kind, value}]: the numbers in the message that name the shipment
+    evidence: Mapped[list] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ComposeSession(TenantMixin, Base):
+    """One request for AI drafts (composeStart): who asked, for which thread, how it went. The tokens streamed are
+    never stored (Redis only); the finished drafts are, so that feedback can measure the agent's edits."""
+
+    __tablename__ = "compose_sessions"
+    __table_args__ = (Index("ix_compose_sessions_org_created", "organization_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    channel: Mapped[Channel] = mapped_column(_pg_enum(Channel, "channel"), nullable=False)
+    tone: Mapped[str] = mapped_column(String(16), nullable=False)
+    instructions: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    variants: Mapped[int] = mapped_column(Integer, nullable=False)
+    provider: Mapped[str] = mapped_column(String(200), nullable=False)
+    prompt_version: Mapped[str] = mapped_column(String(40), nullable=False)
+    # PENDING -> STREAMING -> DONE | FAILED | CANCELLED
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="PENDING")
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    drafts: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    completion_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    feedback_variant: Mapped[int | None] = mapped_column(Integer)
+    feedback_rating: Mapped[str | None] = mapped_column(String(8))
+    final_text: Mapped[str | None] = mapped_column(Text)
+    edit_distance: Mapped[int | None] = mapped_column(Integer)
+    feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AiUsage(TenantMixin, Base):
+    """Tokens an organization spent with an external AI provider, per calendar month (UTC): the budget's meter."""
+
+    __tablename__ = "ai_usage"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+
+    @declared_attr
+    def organization_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
+        return mapped_column(UUID(as_uuid=True), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)

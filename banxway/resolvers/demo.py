@@ -23,6 +23,7 @@ from banxway.db.models import Organization, User
 from banxway.db.session import system_session, write_transaction
 from banxway.enums import Role
 from banxway.errors import DomainError
+from banxway.extraction import container_check_digit
 from banxway.resolvers import (
     actions,
     contacts,
@@ -38,7 +39,6 @@ from banxway.resolvers import (
 from banxway.resolvers.contacts import IdentityInput
 from banxway.resolvers.inbound import message_receive
 from banxway.resolvers.users import organization_create
-from banxway.resolvers.validation import iso6346_check_digit
 
 if TYPE_CHECKING:
     from banxway.state import AppState
@@ -73,7 +73,7 @@ CONTACTS = [
 
 def _container(owner: str, serial: int) -> str:
     body = f"{owner}{serial:06d}"
-    return f"{body}{iso6346_check_digit(body)}"
+    return f"{body}{container_check_digit(body)}"
 
 
 @dataclass(frozen=True)

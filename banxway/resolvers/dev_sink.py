@@ -13,6 +13,7 @@ outbound messages are the outbox, no table of its own."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,8 +26,10 @@ from banxway.db.models import Message, Thread
 from banxway.enums import Channel, Direction, MessageStatus
 from banxway.errors import DevelopmentOnly, DomainError
 from banxway.integrations.email.compose import new_message_id
-from banxway.integrations.messaging import CallUpdate
+from banxway.integrations.messaging import CallUpdate, Inbound
+from banxway.resolvers import validation as v
 from banxway.resolvers.calls import apply_call_update
+from banxway.resolvers.inbound import normalise_number, receive_for
 from banxway.resolvers.receipts import STATUS_RANK, apply_status
 from banxway.resolvers.sending import ChannelSender, PermanentFailure, Send, Sent, read_headers
 
@@ -168,3 +171,39 @@ async def dev_outbox(ctx: Context, first: int = 50) -> list[OutboxItem]:
         .limit(first)
     )
     return [OutboxItem(message, reference, subject) for message, reference, subject in result.all()]
+
+
+SIMULATED_CHANNELS = (Channel.WHATSAPP, Channel.SMS)
+
+
+async def dev_inbound(
+    ctx: Context, *, channel: Channel, sender: str, body: str, profile_name: str | None = None
+) -> Message:
+    """Development: a customer's WhatsApp or SMS message as if a provider's webhook had brought it — through the
+    same inbound path (contact by number, their open thread or a new one, MESSAGE_ADDED and what follows it:
+    analysis, workflows, notifications). Needs the sink on (BANXWAY_DEV_SINK); DEVELOPMENT_ONLY in production."""
+    settings = ctx.settings
+    if settings.production:
+        raise DevelopmentOnly("Simulated customer messages do not exist in production.")
+    viewer = ctx.require(Permission.THREAD_CREATE)
+    if not settings.dev_sink:
+        raise DomainError("INVALID", "Simulated customer messages need the development sink (BANXWAY_DEV_SINK).")
+    if channel not in SIMULATED_CHANNELS:
+        raise DomainError("INVALID", "A simulated customer writes on WHATSAPP or SMS.", "channel")
+    text = v.text(body, "body", max_length=4096, required=True) or ""
+    number = normalise_number(sender or "", None)
+    if not re.fullmatch(r"\+\d{8,15}", number):
+        raise DomainError("INVALID", f"'{sender}' is not a phone number in E.164 form (+<country><number>).", "from")
+    inbound = Inbound(
+        provider_id=f"dev-{uuid.uuid4().hex}",
+        channel=channel,
+        sender=number,
+        to="",
+        body=text,
+        profile_name=(profile_name or "").strip()[:200] or None,
+    )
+    async with ctx.transaction() as session:
+        message, _ = await receive_for(
+            session, viewer.organization_id, inbound, integration_id=None, provider_name=PROVIDER, region=None
+        )
+    return message

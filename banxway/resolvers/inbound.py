@@ -203,38 +203,58 @@ async def by_reference(
 
 
 async def receive(session: AsyncSession, integration: Integration, inbound: Inbound) -> tuple[Message, bool]:
+    """Store an inbound WhatsApp/SMS message of a provider integration once: (message, whether it is new)."""
+    return await receive_for(
+        session,
+        integration.organization_id,
+        inbound,
+        integration_id=integration.id,
+        provider_name=integration.type.value,
+        region=provider(integration.type).region,
+    )
+
+
+async def receive_for(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    inbound: Inbound,
+    *,
+    integration_id: uuid.UUID | None,
+    provider_name: str,
+    region: str | None,
+) -> tuple[Message, bool]:
     """Store an inbound WhatsApp/SMS message once: (message, whether it is new). The sender's contact by E.164
-    number, their open thread on that channel or a new one; opens the WhatsApp customer-care window."""
-    await lock_provider_id(session, integration.id, inbound.provider_id)
-    existing = await by_provider_id(session, integration.id, inbound.provider_id)
-    if existing is not None:
-        return existing, False
-    region = provider(integration.type).region
+    number, their open thread on that channel or a new one; opens the WhatsApp customer-care window. Without an
+    integration (the development sink's simulated customer) the provider id is not deduplicated."""
+    lock_scope = integration_id or organization_id
+    if integration_id is not None:
+        await lock_provider_id(session, integration_id, inbound.provider_id)
+        existing = await by_provider_id(session, integration_id, inbound.provider_id)
+        if existing is not None:
+            return existing, False
     sender = normalise_number(inbound.sender, region)
     to = normalise_number(inbound.to, region) if inbound.to else None
-    contact = await contact_for_address(
-        session, integration.organization_id, inbound.channel, sender, inbound.profile_name
-    )
+    contact = await contact_for_address(session, organization_id, inbound.channel, sender, inbound.profile_name)
     # two first messages of one contact at once: one opens the thread, the other joins it
-    await lock_provider_id(session, integration.id, f"thread-of:{contact.id}:{inbound.channel.value}")
+    await lock_provider_id(session, lock_scope, f"thread-of:{contact.id}:{inbound.channel.value}")
     thread = await open_thread_of(session, contact.id, inbound.channel)
     if thread is None:
         first_line = inbound.body.strip().splitlines()[0] if inbound.body.strip() else inbound.channel.name
         thread = await new_inbound_thread(
             session,
-            integration.organization_id,
+            organization_id,
             subject=f"{inbound.channel.name.title()}: {first_line[:120]}",
             channel=inbound.channel,
             contact=contact,
         )
-    headers: dict[str, Any] = {"provider": integration.type.value}
+    headers: dict[str, Any] = {"provider": provider_name}
     if inbound.profile_name:
         headers["profile_name"] = inbound.profile_name
     if inbound.media:
         headers["media"] = [{"url": m.url, "content_type": m.content_type, "caption": m.caption} for m in inbound.media]
     message = await message_receive(
         session,
-        integration.organization_id,
+        organization_id,
         thread_id=thread.id,
         channel=inbound.channel,
         body=inbound.body,
@@ -242,7 +262,7 @@ async def receive(session: AsyncSession, integration: Integration, inbound: Inbo
         contact_id=contact.id,
         provider_message_id=inbound.provider_id,
         headers=headers,
-        integration_id=integration.id,
+        integration_id=integration_id,
         recipients=[to] if to else [],
         media=len(inbound.media),
     )

@@ -34,6 +34,7 @@ _SUBJECT_KEYS = (
     ("integration_id", "integration_by_id", "Integration"),
     ("email_account_id", "email_account_by_id", "EmailAccount"),
     ("instance_id", "workflow_instance_by_id", "WorkflowInstance"),
+    ("session_id", "compose_session_by_id", "ComposeSession"),
 )
 # events whose subject is a user (elsewhere `user_id` names whom a private event is for, not its subject)
 _USER_SUBJECT = ("user_id", "user_by_id", "User")

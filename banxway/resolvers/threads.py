@@ -16,7 +16,7 @@ from banxway import events
 from banxway.auth import Permission
 from banxway.db.models import Contact, Customer, Message, Note, Shipment, Thread, ThreadCounter
 from banxway.db.models import ThreadRead as ThreadReadRow
-from banxway.enums import Channel, NotificationType, Priority, SlaStatus, ThreadStatus, ThreadType
+from banxway.enums import Channel, Intent, NotificationType, Priority, Sentiment, SlaStatus, ThreadStatus, ThreadType
 from banxway.errors import DomainError, PermissionDenied
 from banxway.events import ThreadArchived, ThreadAssigned, ThreadCreated, ThreadRead, ThreadUpdated
 from banxway.resolvers import sla
@@ -175,9 +175,17 @@ def check_update(ctx: Context, thread: Thread, values: dict[str, Any]) -> None:
         raise DomainError("INVALID_TRANSITION", "An archived thread must be reopened before it is changed.", "status")
 
 
-async def update_thread(ctx: Context, session: AsyncSession, thread: Thread, values: dict[str, Any]) -> None:
-    """The one write path of a thread update (threadUpdate, threadsBulkUpdate): the transition rules, the
-    THREAD_UPDATED event and the SLA. The caller holds the thread's row lock and checked THREAD_CREATE."""
+async def update_thread(
+    ctx: Context | SystemContext,
+    session: AsyncSession,
+    thread: Thread,
+    values: dict[str, Any],
+    *,
+    evidence: str | None = None,
+) -> None:
+    """The one write path of a thread update (threadUpdate, threadsBulkUpdate, workflow steps, analysis's
+    auto-link): the transition rules, the THREAD_UPDATED event (with `evidence` when no person decided it) and the
+    SLA. The caller holds the thread's row lock and checked THREAD_CREATE."""
     check_update(ctx, thread, values)
     values = dict(values)
     links = {name: values.pop(name) for name in ("customer_id", "contact_id", "shipment_id") if name in values}
@@ -192,7 +200,7 @@ async def update_thread(ctx: Context, session: AsyncSession, thread: Thread, val
     previous_status = thread.status
     changed = apply_changes(thread, values)
     if changed:
-        ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed))
+        ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed, evidence=evidence))
     if "status" in changed:
         await sla.status_changed(session, thread, previous_status)
     if {"priority", "type", "primary_channel", "customer_id"} & set(changed):
@@ -495,6 +503,8 @@ class ThreadFilter:
     sla_status: list[SlaStatus] | None = None
     team_id: uuid.UUID | None = None
     snoozed: bool | None = None  # None: not snoozed now (the default inbox); True: only snoozed ones
+    intent: list[Intent] | None = None
+    sentiment: list[Sentiment] | None = None
 
 
 @dataclass(frozen=True)
@@ -560,6 +570,10 @@ def threads_query(ctx: Context, where: ThreadFilter | None) -> Select[Any]:
     query = query.where(snoozed if where.snoozed else ~snoozed)
     if where.sla_status:
         query = query.where(Thread.sla_status.in_(where.sla_status))
+    if where.intent:
+        query = query.where(Thread.intent.in_(where.intent))
+    if where.sentiment:
+        query = query.where(Thread.sentiment.in_(where.sentiment))
     if where.tag:
         query = query.where(Thread.tags.contains([where.tag.strip().lower()]))
     if where.updated_since is not None:

@@ -9,6 +9,7 @@ import phonenumbers
 
 from banxway.enums import Channel
 from banxway.errors import DomainError
+from banxway.extraction import container_check_digit
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")
@@ -104,26 +105,13 @@ def container_number(value: str, field: str) -> str:
         raise DomainError(
             "INVALID", f"'{value}' is not a container number (4 letters, the 4th U/J/Z/R, then 7 digits).", field
         )
-    if iso6346_check_digit(normalized[:10]) != int(normalized[10]):
+    if container_check_digit(normalized[:10]) != int(normalized[10]):
         raise DomainError(
             "INVALID",
-            f"'{value}' has a wrong check digit: {normalized[10]}, expected {iso6346_check_digit(normalized[:10])}.",
+            f"'{value}' has a wrong check digit: {normalized[10]}, expected {container_check_digit(normalized[:10])}.",
             field,
         )
     return normalized
-
-
-def iso6346_check_digit(owner_serial: str) -> int:
-    """The check digit of the first 10 characters of an ISO 6346 container number."""
-    values: dict[str, int] = {}
-    n = 10
-    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-        if n % 11 == 0:
-            n += 1
-        values[letter] = n
-        n += 1
-    total = sum((values[ch] if ch.isalpha() else int(ch)) * (2**position) for position, ch in enumerate(owner_serial))
-    return total % 11 % 10
 
 
 def locode(value: str | None, field: str) -> str | None:

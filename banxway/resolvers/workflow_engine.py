@@ -94,6 +94,7 @@ TRIGGER_EVENTS: dict[str, tuple[str, ...]] = {
     events.SlaWarning.type: ("SLA_WARNING",),
     events.SlaBreached.type: ("SLA_BREACHED",),
     events.ShipmentMilestoneAdded.type: ("SHIPMENT_MILESTONE",),
+    events.AnalysisCompleted.type: ("ANALYSIS_COMPLETED",),
     events.ActionUpdated.type: (),  # ends approvals
 }
 
@@ -200,6 +201,12 @@ async def _threads_of(session: AsyncSession, event: Event, trigger: Any) -> list
         if channel != trigger.channel.name:
             return []
     if isinstance(trigger, spec.StatusChangedTrigger) and trigger.to and thread.status not in trigger.to:
+        return []
+    if (
+        isinstance(trigger, spec.AnalysisCompletedTrigger)
+        and trigger.intent is not None
+        and payload.get("intent") != trigger.intent.name
+    ):
         return []
     if (
         isinstance(trigger, spec.SlaTrigger)
@@ -435,6 +442,8 @@ async def thread_facts(session: AsyncSession, thread: Thread, message_id: uuid.U
         "thread.reference": thread.reference,
         "thread.assigned": thread.assignee_id is not None,
         "thread.team": str(thread.team_id) if thread.team_id else None,
+        "thread.intent": thread.intent.name if thread.intent else None,
+        "thread.sentiment": thread.sentiment.name if thread.sentiment else None,
         "message.channel": message.channel.name if message else None,
         "message.body": message.body if message else None,
         "business_hours.inside": calendar.is_open(datetime.now(UTC)) if calendar else True,

@@ -34,7 +34,16 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from banxway.enums import ActionType, Channel, MilestoneType, Priority, SlaTargetKind, ThreadStatus, ThreadType
+from banxway.enums import (
+    ActionType,
+    Channel,
+    Intent,
+    MilestoneType,
+    Priority,
+    SlaTargetKind,
+    ThreadStatus,
+    ThreadType,
+)
 
 MAX_STEPS = 30
 MAX_CONDITIONS_DEPTH = 5
@@ -94,10 +103,10 @@ class MessageReceivedTrigger(_Model):
 
 
 class AnalysisCompletedTrigger(_Model):
-    """Accepted now; fires once message analysis (the AI issue) records ANALYSIS_COMPLETED events."""
+    """An inbound message was analysed (ANALYSIS_COMPLETED); `intent`: only messages with that intent."""
 
     type: Literal["ANALYSIS_COMPLETED"]
-    intent: str | None = Field(default=None, max_length=100)
+    intent: Intent | None = None
 
 
 class StatusChangedTrigger(_Model):
@@ -167,6 +176,8 @@ FIELDS = {
     "thread.reference",
     "thread.assigned",
     "thread.team",
+    "thread.intent",
+    "thread.sentiment",
     "customer.name",
     "customer.code",
     "customer.tags",

@@ -13,12 +13,14 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from banxway.schema.actions import Action, ActionMutation
+from banxway.schema.analysis import AnalysisMutation, ShipmentSuggestion
 from banxway.schema.api_tokens import ApiTokenMutation, ApiTokenQuery
 from banxway.schema.auth import AuthMutation
 from banxway.schema.canned_responses import CannedResponseMutation, CannedResponseQuery
+from banxway.schema.compose import ComposeMutation, ComposeQuery, ComposeSession, ComposeSubscription
 from banxway.schema.contacts import Contact, ContactMutation, ContactQuery
 from banxway.schema.customers import Customer, CustomerMutation, CustomerQuery
-from banxway.schema.dev import DevQuery
+from banxway.schema.dev import DevMutation, DevQuery
 from banxway.schema.email import EmailMutation, EmailQuery
 from banxway.schema.extensions import schema_extensions
 from banxway.schema.integrations import IntegrationMutation, IntegrationQuery
@@ -60,6 +62,7 @@ Query = merge_types(
         CannedResponseQuery,
         DevQuery,
         WorkflowQuery,
+        ComposeQuery,
     ),
 )
 Mutation = merge_types(
@@ -83,9 +86,14 @@ Mutation = merge_types(
         TeamMutation,
         CannedResponseMutation,
         WorkflowMutation,
+        ComposeMutation,
+        AnalysisMutation,
+        DevMutation,
     ),
 )
-Subscription = merge_types("Subscription", (EventSubscription, NotificationSubscription, LiveSubscription))
+Subscription = merge_types(
+    "Subscription", (EventSubscription, NotificationSubscription, LiveSubscription, ComposeSubscription)
+)
 
 # The types `node(id:)` fetches (those with `resolve_nodes`), listed so that each is in the schema.
 NODE_TYPES = (
@@ -103,6 +111,8 @@ NODE_TYPES = (
     Team,
     Workflow,
     WorkflowInstance,
+    ComposeSession,
+    ShipmentSuggestion,
 )
 
 

@@ -19,6 +19,7 @@ from banxway.context import Context, authenticate
 from banxway.errors import DomainError, PermissionDenied
 from banxway.resolvers import dev_sink as use_cases
 from banxway.schema.enums import Channel
+from banxway.schema.errors import error_type, mutate
 from banxway.schema.messages import Message, MessageStatus
 from banxway.schema.nodes import Ctx
 
@@ -64,6 +65,44 @@ class DevQuery:
     )
     async def dev_outbox(self, info: Ctx, first: int = 50) -> list[DevOutboxItem]:
         return [DevOutboxItem.of(item) for item in await use_cases.dev_outbox(info.context, first)]
+
+
+@strawberry.input
+class DevInboundInput:
+    channel: Channel  # type: ignore[valid-type]
+    from_: str = strawberry.field(name="from", description="The customer's number, E.164 (+919820012345).")
+    body: str
+    profile_name: str | None = strawberry.field(default=None, description="The name WhatsApp shows for them.")
+
+
+DevError, DevErrorCode = error_type("Dev", ["INVALID", "TOO_LONG"])
+
+
+@strawberry.type
+class DevInboundPayload:
+    message: Message | None = None
+    user_errors: list[DevError]  # type: ignore[valid-type]
+
+
+@strawberry.type
+class DevMutation:
+    @strawberry.mutation(
+        description="Development (with BANXWAY_DEV_SINK, as `serve --demo` runs): a customer's WhatsApp or SMS "
+        "message arrives as if through a provider's webhook — the same inbound path, analysis and workflows "
+        "included. In production: an error with code DEVELOPMENT_ONLY."
+    )
+    async def dev_inbound_message(self, info: Ctx, input: DevInboundInput) -> DevInboundPayload:
+        async def call() -> dict:
+            message = await use_cases.dev_inbound(
+                info.context,
+                channel=input.channel,
+                sender=input.from_,
+                body=input.body,
+                profile_name=input.profile_name,
+            )
+            return {"message": message}
+
+        return await mutate(DevInboundPayload, DevError, DevErrorCode, call)
 
 
 # -- GET /dev/outbox ----------------------------------------------------------------------------------------------

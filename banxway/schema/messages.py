@@ -15,6 +15,7 @@ from banxway.resolvers import attachments as attachment_use_cases
 from banxway.resolvers import inbox as inbox_use_cases
 from banxway.resolvers import messages as message_use_cases
 from banxway.resolvers import outbound as outbound_use_cases
+from banxway.schema.analysis import MessageAnalysis
 from banxway.schema.contacts import Contact
 from banxway.schema.enums import Channel
 from banxway.schema.errors import THREAD_CODES, error_type, mutate
@@ -68,6 +69,13 @@ class Message(Node):
     @strawberry.field
     def contact(self, info: Ctx) -> Contact | None:
         return related(self, info, "contact", "contact_by_id", self.contact_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(
+        description="What analysis found in an inbound message (language, sentiment, intent, freight entities); null "
+        "until it is analysed, a few seconds after it arrives, and for outbound messages."
+    )
+    async def analysis(self, info: Ctx) -> MessageAnalysis | None:
+        return await info.context.loaders.analysis_by_message_id.load(self.id)  # type: ignore[attr-defined,return-value]
 
     @strawberry.field(description="Files of the message.")
     async def attachments(self, info: Ctx) -> list[Attachment]:

@@ -17,6 +17,7 @@ from banxway.resolvers import threads as thread_use_cases
 from banxway.resolvers.inbox import MESSAGES_ATTR, UNREAD_ATTR, MessageWindow, ThreadPrefetch
 from banxway.schema import lookahead
 from banxway.schema.actions import Action
+from banxway.schema.analysis import Intent, Sentiment, ShipmentSuggestion
 from banxway.schema.contacts import CONTACT_FIELD_COLUMNS, Contact
 from banxway.schema.customers import CUSTOMER_FIELD_COLUMNS, Customer
 from banxway.schema.enums import Channel, Priority, ThreadType
@@ -55,11 +56,22 @@ class Thread(Node):
         description="When the nearest open SLA target is due; null without one, or while the thread is PENDING."
     )
     sla_status: SlaStatus | None = strawberry.field(description="Null when no SLA policy applies.")
+    intent: Intent | None = strawberry.field(
+        description="What the customer's latest analysed message asks for; null until one is analysed."
+    )
+    sentiment: Sentiment | None = strawberry.field(description="How the customer's latest analysed message sounds.")
     created_at: datetime
     updated_at: datetime
 
     is_type_of = _model_type_of(db.Thread)
     resolve_nodes = _node_resolver("thread_by_id")
+
+    @strawberry.field(
+        description="Shipments the customer's messages named that the thread was not linked to (several matched, "
+        "or it is linked to another); take one with threadShipmentSuggestionAccept."
+    )
+    async def shipment_suggestions(self, info: Ctx) -> list[ShipmentSuggestion]:
+        return await info.context.loaders.suggestions_by_thread_id.load(self.id)  # type: ignore[return-value]
 
     @strawberry.field(description="The team the thread was given to (threadAssignTeam).")
     def team(self, info: Ctx) -> Team | None:
@@ -167,6 +179,8 @@ class ThreadFilter:
     snoozed: bool | None = strawberry.field(
         default=None, description="true: only threads snoozed now; otherwise they are left out."
     )
+    intent: list[Intent] | None = strawberry.field(default=None, description="Any of these intents.")
+    sentiment: list[Sentiment] | None = strawberry.field(default=None, description="Any of these sentiments.")
 
 
 def thread_filter(where: ThreadFilter | None) -> thread_use_cases.ThreadFilter | None:
@@ -187,6 +201,8 @@ def thread_filter(where: ThreadFilter | None) -> thread_use_cases.ThreadFilter |
         sla_status=where.sla_status,
         team_id=filter_id(where.team_id, "Team"),
         snoozed=where.snoozed,
+        intent=where.intent,
+        sentiment=where.sentiment,
         search=where.search,
         updated_since=where.updated_since,
     )

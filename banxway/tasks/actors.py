@@ -12,7 +12,9 @@ from banxway.enums import MessageStatus
 from banxway.integrations.email.imap import ImapError
 from banxway.logs import get_logger
 from banxway.resolvers.actions import action_remind, actions_due
+from banxway.resolvers.analysis import analyse_message as analyse
 from banxway.resolvers.auth import prune_refresh_tokens as prune_expired_refresh_tokens
+from banxway.resolvers.compose import stream_compose as stream_drafts
 from banxway.resolvers.delivery import deliver, messages_to_requeue
 from banxway.resolvers.dev_sink import SinkStep, dev_sink_advance, dev_sink_next_step
 from banxway.resolvers.email_ingest import active_account_ids, poll_account, record_poll_failure
@@ -221,6 +223,20 @@ async def transcribe_call(message_id: str) -> None:
     await transcribe(context(), uuid.UUID(message_id))
 
 
+@dramatiq.actor(queue_name="compose", max_retries=0, time_limit=180_000, max_age=120_000)
+async def stream_compose(compose_id: str) -> None:
+    """Stream the drafts a composeStart asked for into their Redis stream (read by composeStream and GET
+    /compose/<id>/stream). Never retried: a failure is told to the readers as an `error`; the agent asks again."""
+    await stream_drafts(context(), uuid.UUID(compose_id))
+
+
+@dramatiq.actor(queue_name="analysis", max_retries=5, min_backoff=5_000, max_backoff=300_000, time_limit=120_000)
+async def analyse_message(message_id: str) -> None:
+    """Analyse an inbound message (language, sentiment, intent, entities) and link its thread to the shipment it
+    names; idempotent."""
+    await analyse(context(), uuid.UUID(message_id))
+
+
 ALL = [
     prune_refresh_tokens,
     poll_mailbox,
@@ -243,6 +259,8 @@ ALL = [
     run_scheduled_workflows,
     fetch_message_media,
     transcribe_call,
+    stream_compose,
+    analyse_message,
 ]
 
 

@@ -10,6 +10,8 @@ an event enqueued twice does no harm.
 | MESSAGE_UPDATED | a call's recording became available | `transcribe_call` |
 | MESSAGE_UPDATED | a scheduled message's time was moved (`send_at`) | `rearm_release` |
 | MESSAGE_STATUS_CHANGED | a scheduled message was released (`released`) | `deliver_message` |
+| MESSAGE_ADDED | an inbound message (not an internal one) | `analyse_message` |
+| COMPOSE_STARTED | someone asked for AI drafts | `stream_compose` |
 | the types of workflow_engine.TRIGGER_EVENTS | in an organization with an active workflow or a waiting instance | `start_workflows` |
 """
 
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 
 from banxway.enums import Channel, Direction, MessageStatus
-from banxway.events import MessageAdded, MessageStatusChanged, MessageUpdated
+from banxway.events import ComposeStarted, MessageAdded, MessageStatusChanged, MessageUpdated
 from banxway.resolvers.workflow_engine import TRIGGER_EVENTS, automated_organizations
 from banxway.settings import Settings
 from banxway.state import AppState, new_state
@@ -48,6 +50,14 @@ def _with_media(payload: dict[str, Any]) -> bool:
     return payload.get("direction") == Direction.INBOUND.name and bool(payload.get("media"))
 
 
+def _inbound(payload: dict[str, Any]) -> bool:
+    return payload.get("direction") == Direction.INBOUND.name and payload.get("channel") != Channel.INTERNAL.name
+
+
+def _always(payload: dict[str, Any]) -> bool:
+    return True
+
+
 def _released(payload: dict[str, Any]) -> bool:
     return bool(payload.get("released"))
 
@@ -60,22 +70,24 @@ def _rescheduled(payload: dict[str, Any]) -> bool:
     return "send_at" in (payload.get("changed") or [])
 
 
-# (event type, condition on its payload, actor given the event's message_id)
-RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor]] = [
-    (MessageAdded.type, _to_deliver, actors.deliver_message),
-    (MessageAdded.type, _with_media, actors.fetch_message_media),
-    (MessageUpdated.type, _recorded, actors.transcribe_call),
-    (MessageUpdated.type, _rescheduled, actors.rearm_release),
-    (MessageStatusChanged.type, _released, actors.deliver_message),
+# (event type, condition on its payload, actor, the payload key of the id the actor is given)
+RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor, str]] = [
+    (MessageAdded.type, _to_deliver, actors.deliver_message, "message_id"),
+    (MessageAdded.type, _with_media, actors.fetch_message_media, "message_id"),
+    (MessageAdded.type, _inbound, actors.analyse_message, "message_id"),
+    (MessageUpdated.type, _recorded, actors.transcribe_call, "message_id"),
+    (MessageUpdated.type, _rescheduled, actors.rearm_release, "message_id"),
+    (MessageStatusChanged.type, _released, actors.deliver_message, "message_id"),
+    (ComposeStarted.type, _always, actors.stream_compose, "session_id"),
 ]
 
 
 def jobs(rows: Sequence[Event]) -> list[tuple[dramatiq.Actor, str]]:
-    """The (actor, message id) each event calls for, in event order."""
+    """The (actor, id) each event calls for, in event order."""
     return [
-        (actor, str(row.payload["message_id"]))
+        (actor, str(row.payload[key]))
         for row in rows
-        for event_type, condition, actor in RULES
+        for event_type, condition, actor, key in RULES
         if row.type == event_type and condition(row.payload)
     ]
 
