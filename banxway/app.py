@@ -55,6 +55,7 @@ from banxway.context import (
 )
 from banxway.errors import DomainError, PermissionDenied
 from banxway.logs import get_logger
+from banxway.mcp import McpEndpoint
 from banxway.middleware import (
     GRAPHIQL_POLICY,
     STRICT_POLICY,
@@ -671,12 +672,15 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             return PlainTextResponse("Not Found", status_code=404)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    mcp = McpEndpoint()  # POST /mcp: AI agents, with a personal API token (banxway.mcp)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         app_state = state or await build_state(settings)
         maintenance = asyncio.create_task(run_event_maintenance(app_state))
         try:
-            yield {"app": app_state}
+            async with mcp.running():
+                yield {"app": app_state}
         finally:
             maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -726,6 +730,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/attachments/{attachment_id}", download_attachment),
             Route("/compose/{session_id}/stream", compose_stream_sse),
             Route("/metrics", metrics),
+            Route("/mcp", mcp),
             Route("/dev/outbox", dev_outbox_page),
             *WEBHOOK_ROUTES,
         ],

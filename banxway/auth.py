@@ -188,6 +188,7 @@ class Permission(enum.Enum):
     ACTION_MANAGE = "create and update actions (tasks)"
     THREAD_CREATE = "create threads and update their status, priority, tags"
     MESSAGE_SEND = "send messages to customers"
+    MESSAGE_DRAFT = "ask for AI drafts of replies (composeStart; a draft is sent only by someone with MESSAGE_SEND)"
     THREAD_ASSIGN_SELF = "assign a thread to oneself"
     THREAD_ASSIGN_ANY = "assign a thread to anyone"
     ACTION_APPROVE = "approve or reject quotes and documents on actions"
@@ -209,6 +210,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.ACTION_MANAGE,
             _P.THREAD_CREATE,
             _P.MESSAGE_SEND,
+            _P.MESSAGE_DRAFT,
             _P.THREAD_ASSIGN_SELF,
             _P.CUSTOMER_MANAGE,
         }

@@ -517,6 +517,38 @@ def seed(
         )
 
 
+@app.command("mcp")
+def mcp_command(
+    stdio: Annotated[
+        bool, typer.Option("--stdio", help="Speak MCP on standard input and output, for a desktop agent.")
+    ] = False,
+    url: Annotated[
+        str, typer.Option(help="The MCP endpoint of a running `banxway serve`.")
+    ] = "http://127.0.0.1:8000/mcp",
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="BANXWAY_API_TOKEN", help="A personal API token (bxp_...).", show_default=False),
+    ] = None,
+) -> None:
+    """Serve MCP to a desktop agent over stdio, bridged to a running server's POST /mcp with an API token."""
+    if not stdio:
+        raise _fail("Give --stdio (for a desktop agent); an HTTP agent connects to POST /mcp of `banxway serve`.")
+    if not token:
+        raise _fail("Give a personal API token with --token or BANXWAY_API_TOKEN (create one with apiTokenCreate).")
+    from banxway.mcp import BridgeError, describe_failure, run_stdio_bridge
+
+    # stdout carries the protocol: everything else goes to stderr, warnings only
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="banxway mcp: %(levelname)s %(message)s")
+    try:
+        _run(run_stdio_bridge(url, token))
+    except BridgeError as exc:
+        raise _fail(str(exc), code=1) from None
+    except KeyboardInterrupt:
+        return
+    except Exception as exc:
+        raise _fail(f"The MCP bridge stopped: {describe_failure(exc)}", code=1) from None
+
+
 @app.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL ('-' for standard output).")] = Path(

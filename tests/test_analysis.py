@@ -41,14 +41,14 @@ query($filter: ThreadFilter) { threads(first: 20, filter: $filter) { edges { nod
 """
 ACCEPT = """
 mutation($input: ShipmentSuggestionInput!) {
-  threadShipmentSuggestionAccept(input: $input) {
+  shipmentSuggestionAccept(input: $input) {
     thread { id shipment { reference } shipmentSuggestions { id } } userErrors { field code message }
   }
 }
 """
 DISMISS = """
 mutation($input: ShipmentSuggestionInput!) {
-  threadShipmentSuggestionDismiss(input: $input) { thread { id shipmentSuggestions { id } } userErrors { code } }
+  shipmentSuggestionDismiss(input: $input) { thread { id shipmentSuggestions { id } } userErrors { code } }
 }
 """
 
@@ -137,18 +137,18 @@ async def test_numbers_naming_two_shipments_make_suggestions_and_a_person_picks_
         ("SHP-B", "BILL_OF_LADING"),
     ]
     dismissed = await inbox.gql(DISMISS, {"input": {"suggestionId": suggestions[0]["id"]}})
-    assert len(dismissed["data"]["threadShipmentSuggestionDismiss"]["thread"]["shipmentSuggestions"]) == 1
+    assert len(dismissed["data"]["shipmentSuggestionDismiss"]["thread"]["shipmentSuggestions"]) == 1
     accepted = await inbox.gql(ACCEPT, {"input": {"suggestionId": suggestions[1]["id"]}})
-    payload = accepted["data"]["threadShipmentSuggestionAccept"]
+    payload = accepted["data"]["shipmentSuggestionAccept"]
     assert payload["userErrors"] == []
     assert payload["thread"]["shipment"]["reference"] == suggestions[1]["shipment"]["reference"]
     assert payload["thread"]["shipmentSuggestions"] == []
     again = await inbox.gql(ACCEPT, {"input": {"suggestionId": suggestions[1]["id"]}})
-    assert [e["code"] for e in again["data"]["threadShipmentSuggestionAccept"]["userErrors"]] == ["INVALID"]
+    assert [e["code"] for e in again["data"]["shipmentSuggestionAccept"]["userErrors"]] == ["INVALID"]
     other = await inbox.api.create_org("globex")
     stranger = await inbox.api.token(other.admin_email)
     foreign = await inbox.gql(ACCEPT, {"input": {"suggestionId": suggestions[0]["id"]}}, stranger)
-    assert [e["code"] for e in foreign["data"]["threadShipmentSuggestionAccept"]["userErrors"]] == ["NOT_FOUND"]
+    assert [e["code"] for e in foreign["data"]["shipmentSuggestionAccept"]["userErrors"]] == ["NOT_FOUND"]
 
 
 async def test_a_thread_a_person_linked_is_not_relinked_and_analysis_happens_once(inbox: Inbox, state: Any) -> None:

@@ -656,13 +656,13 @@ async def _fleet(inbox: Inbox) -> dict:
             },
         ),
         ("SHP-C", {"customerId": globe["id"], "status": "DELIVERED", "containerNumbers": ["MSCU1234566"]}),
-        ("SHP-D", {"status": "IN_TRANSIT", "blNumber": "BL-D", "bookingNumber": "BK-D"}),
+        ("SHP-D", {"status": "IN_TRANSIT", "blNumber": "BL-D", "bookingNumber": "BK-D", "awbNumber": "176-12345675"}),
     ]:
         await inbox.shipment(reference, **fields)
     return {"acme": acme["id"], "globe": globe["id"]}
 
 
-async def test_shipments_filtered_by_customer_status_container_bl_and_booking(inbox: Inbox) -> None:
+async def test_shipments_filtered_by_customer_status_container_bl_booking_awb_and_reference(inbox: Inbox) -> None:
     # given
     customers = await _fleet(inbox)
     # when / then
@@ -677,6 +677,10 @@ async def test_shipments_filtered_by_customer_status_container_bl_and_booking(in
     assert await _references(inbox, {"bookingNumber": " bk-b "}) == ["SHP-B"]
     assert await _references(inbox, {"customerId": customers["acme"], "status": ["IN_TRANSIT"]}) == ["SHP-B"]
     assert await _references(inbox, {"blNumber": "BL-NONE"}) == []
+    assert await _references(inbox, {"awbNumber": "176 1234 5675"}) == ["SHP-D"]  # compared on the digits
+    assert await _references(inbox, {"awbNumber": "17612345675"}) == ["SHP-D"]
+    assert await _references(inbox, {"reference": "shp-c"}) == ["SHP-C"]
+    assert await _references(inbox, {"reference": "SHP"}) == []  # exact, unlike `search`
 
 
 async def test_shipments_are_newest_first_and_paginated(inbox: Inbox) -> None:

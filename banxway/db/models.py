@@ -1108,3 +1108,27 @@ class AiUsage(TenantMixin, Base):
     @declared_attr
     def organization_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
         return mapped_column(UUID(as_uuid=True), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+
+
+# -- the audit log ---------------------------------------------------------------------------------------------
+
+
+class AuditEntry(TenantMixin, Base):
+    """Who did what, through which API token, with what outcome: every call an agent makes over MCP (and, as the
+    administration work lands, administrative changes with their before and after)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_org_created", "organization_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
+    api_token_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_tokens.id", ondelete="SET NULL")
+    )
+    token_name: Mapped[str | None] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(20), nullable=False)  # MCP, GRAPHQL, CLI
+    action: Mapped[str] = mapped_column(String(100), nullable=False)  # e.g. the tool's name
+    target: Mapped[str | None] = mapped_column(String(200))  # a global id or a reference
+    outcome: Mapped[str] = mapped_column(String(40), nullable=False)  # OK or an error code
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created_at()

@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from banxway import extraction
@@ -149,7 +149,10 @@ def _entity_json(entity: extraction.Entity) -> dict[str, Any]:
 async def _follow(
     ctx: SystemContext, session: AsyncSession, thread: Thread, message: Message, result: extraction.Analysis
 ) -> None:
-    """The thread's intent and sentiment become the message's, unless a later inbound message was analysed."""
+    """The thread's intent and sentiment become the message's, unless a later inbound message was analysed or the
+    message has no text (a photo says nothing of what the customer wants)."""
+    if not (message.body or "").strip() and not (message.subject or "").strip():
+        return
     later = await session.scalar(
         select(func.count())
         .select_from(MessageAnalysis)
@@ -157,7 +160,7 @@ async def _follow(
         .where(
             MessageAnalysis.thread_id == thread.id,
             Message.id != message.id,
-            (Message.created_at, Message.id) > (message.created_at, message.id),  # type: ignore[operator]
+            tuple_(Message.created_at, Message.id) > tuple_(literal(message.created_at), literal(message.id)),
         )
     )
     if later:

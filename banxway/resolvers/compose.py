@@ -134,7 +134,7 @@ async def compose_start(
 ) -> ComposeSession:
     """A new compose session for a reply on the thread; the drafts stream once the actor picks it up (from the
     COMPOSE_STARTED event). Needs MESSAGE_SEND: who may not reply may not draft."""
-    viewer = ctx.require(Permission.MESSAGE_SEND)
+    viewer = ctx.require(Permission.MESSAGE_DRAFT)
     if not 1 <= variants <= 3:
         raise DomainError("INVALID", "Ask for 1 to 3 variants.", "variants")
     clean = v.text(instructions, "instructions", max_length=MAX_INSTRUCTIONS) or ""
@@ -172,7 +172,7 @@ async def _own_session(session: AsyncSession, viewer_id: uuid.UUID, session_id: 
 async def compose_cancel(ctx: Context, session_id: uuid.UUID | None) -> ComposeSession:
     """Stop a session's drafting: the actor stops the upstream request within a second; readers get CANCELLED.
     A finished session stays as it is."""
-    viewer = ctx.require(Permission.MESSAGE_SEND)
+    viewer = ctx.require(Permission.MESSAGE_DRAFT)
     async with ctx.transaction() as session:
         row = await _own_session(session, viewer.user_id, session_id)
         if row.status in ACTIVE:
@@ -356,7 +356,6 @@ async def stream_compose(ctx: SystemContext, session_id: uuid.UUID) -> str | Non
         )
         if row is None:
             return None
-        context = await build_context(session, row, ctx.settings)
     redis = ctx.state.redis
     key = stream_key(row.id)
     texts = [""] * row.variants
@@ -365,6 +364,8 @@ async def stream_compose(ctx: SystemContext, session_id: uuid.UUID) -> str | Non
 
     async def consume() -> None:
         nonlocal usage
+        async with ctx.for_organization(row.organization_id).session() as session:
+            context = await build_context(session, row, ctx.settings)
         async for item in provider.stream(context, variants=row.variants):
             if isinstance(item, ai.ComposeUsage):
                 usage = item
@@ -437,7 +438,7 @@ async def _finish(
 
 async def compose_session_of(ctx: Context, session_id: uuid.UUID | None) -> ComposeSession:
     """The viewer's session, checked before a stream is opened (NOT_FOUND otherwise)."""
-    viewer = ctx.require(Permission.MESSAGE_SEND)
+    viewer = ctx.require(Permission.MESSAGE_DRAFT)
     async with ctx.transaction() as session:
         return await _own_session(session, viewer.user_id, session_id)
 
@@ -511,7 +512,7 @@ async def compose_sessions(
 ) -> list[ComposeSession]:
     """The viewer's own compose sessions, newest first (on one thread when given): to show a thread's drafts
     again, or to reopen a stream after a reload."""
-    viewer = ctx.require(Permission.MESSAGE_SEND)
+    viewer = ctx.require(Permission.MESSAGE_DRAFT)
     if not 1 <= first <= 100:
         raise DomainError("INVALID", "first must be between 1 and 100.", "first")
     query = select(ComposeSession).where(ComposeSession.user_id == viewer.user_id)
@@ -529,7 +530,7 @@ async def compose_feedback(
 ) -> ComposeSession:
     """What the agent thought of a draft (UP/DOWN) and what they finally sent: the edit distance from the draft
     (Levenshtein, in characters) is kept. Given again, it replaces the earlier feedback."""
-    viewer = ctx.require(Permission.MESSAGE_SEND)
+    viewer = ctx.require(Permission.MESSAGE_DRAFT)
     if rating not in (None, "UP", "DOWN"):
         raise DomainError("INVALID", "rating is UP or DOWN.", "rating")
     text = v.text(final_text, "finalText", max_length=100_000)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
@@ -215,6 +215,8 @@ def shipments_query(
     container_number: str | None = None,
     bl_number: str | None = None,
     booking_number: str | None = None,
+    awb_number: str | None = None,
+    reference: str | None = None,
     search: str | None = None,
 ) -> Select[Any]:
     ctx.require(Permission.READ)
@@ -229,6 +231,11 @@ def shipments_query(
         query = query.where(Shipment.bl_number == bl_number.strip().upper())
     if booking_number:
         query = query.where(Shipment.booking_number == booking_number.strip().upper())
+    if awb_number:  # stored as written (176-12345675, 176 1234 5675): compared on the digits
+        digits = "".join(ch for ch in awb_number if ch.isdigit())
+        query = query.where(func.regexp_replace(Shipment.awb_number, "[^0-9]", "", "g") == digits)
+    if reference:
+        query = query.where(Shipment.reference == reference.strip().upper())
     if search and search.strip():
         pattern = f"%{search.strip()}%"
         query = query.where(or_(Shipment.reference.ilike(pattern), Shipment.bl_number.ilike(pattern)))
@@ -245,6 +252,8 @@ async def shipments_page(
     container_number: str | None = None,
     bl_number: str | None = None,
     booking_number: str | None = None,
+    awb_number: str | None = None,
+    reference: str | None = None,
     search: str | None = None,
 ) -> Page[Shipment]:
     """Shipments, newest first, filtered as `shipments_query`."""
@@ -255,6 +264,8 @@ async def shipments_page(
         container_number=container_number,
         bl_number=bl_number,
         booking_number=booking_number,
+        awb_number=awb_number,
+        reference=reference,
         search=search,
     )
     return await paginate(ctx.db, query, SHIPMENT_ORDER, first=first, after=after, descending=True)

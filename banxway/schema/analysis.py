@@ -118,9 +118,7 @@ class AnalysisMutation:
     @strawberry.mutation(
         description="Link the thread to a suggested shipment (as threadUpdate would); its other suggestions go."
     )
-    async def thread_shipment_suggestion_accept(
-        self, info: Ctx, input: ShipmentSuggestionInput
-    ) -> ShipmentSuggestionPayload:
+    async def shipment_suggestion_accept(self, info: Ctx, input: ShipmentSuggestionInput) -> ShipmentSuggestionPayload:
         async def call() -> dict:
             suggestion_id = decode(input.suggestion_id, "ShipmentSuggestion", "suggestionId")
             return {"thread": await analysis_use_cases.suggestion_accept(info.context, suggestion_id)}
@@ -128,9 +126,7 @@ class AnalysisMutation:
         return await mutate(ShipmentSuggestionPayload, SuggestionError, SuggestionErrorCode, call)
 
     @strawberry.mutation(description="Leave a suggested shipment: it is no longer shown on the thread.")
-    async def thread_shipment_suggestion_dismiss(
-        self, info: Ctx, input: ShipmentSuggestionInput
-    ) -> ShipmentSuggestionPayload:
+    async def shipment_suggestion_dismiss(self, info: Ctx, input: ShipmentSuggestionInput) -> ShipmentSuggestionPayload:
         async def call() -> dict:
             suggestion_id = decode(input.suggestion_id, "ShipmentSuggestion", "suggestionId")
             return {"thread": await analysis_use_cases.suggestion_dismiss(info.context, suggestion_id)}

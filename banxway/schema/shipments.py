@@ -116,6 +116,8 @@ class ShipmentFilter:
     container_number: str | None = None
     bl_number: str | None = None
     booking_number: str | None = None
+    awb_number: str | None = strawberry.field(default=None, description="With or without its dash and spaces.")
+    reference: str | None = strawberry.field(default=None, description="The exact reference (any case).")
     search: str | None = strawberry.field(default=None, description="Part of the reference or BL number.")
 
 
@@ -234,6 +236,8 @@ def shipment_filter(where: ShipmentFilter | None) -> dict[str, Any]:
         "container_number": where.container_number,
         "bl_number": where.bl_number,
         "booking_number": where.booking_number,
+        "awb_number": where.awb_number,
+        "reference": where.reference,
         "search": where.search,
     }
 

@@ -68,7 +68,7 @@ class Thread(Node):
 
     @strawberry.field(
         description="Shipments the customer's messages named that the thread was not linked to (several matched, "
-        "or it is linked to another); take one with threadShipmentSuggestionAccept."
+        "or it is linked to another); take one with shipmentSuggestionAccept."
     )
     async def shipment_suggestions(self, info: Ctx) -> list[ShipmentSuggestion]:
         return await info.context.loaders.suggestions_by_thread_id.load(self.id)  # type: ignore[return-value]

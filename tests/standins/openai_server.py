@@ -27,17 +27,17 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.standins import serve_in_loop
 from tests.standins.providers import openai_error
 
 DEFAULT_REPLY = "Thank you for your message. We are checking and will revert shortly."
@@ -336,23 +336,9 @@ def _smallest(schema: dict[str, Any], root: dict[str, Any]) -> Any:
 async def openai_server() -> AsyncIterator[OpenAIStandIn]:
     """The stand-in served by uvicorn on 127.0.0.1 in the running loop."""
     standin = OpenAIStandIn()
-    config = uvicorn.Config(standin.app, host="127.0.0.1", port=0, lifespan="off", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server._serve())  # serve() would take over the process's signal handlers
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if task.done():
-                task.result()
-                raise AssertionError("uvicorn stopped before it started")
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-            await asyncio.sleep(0.01)
-        standin.base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
+    async with serve_in_loop(standin.app) as port:
+        standin.base_url = f"http://127.0.0.1:{port}/v1"
         yield standin
-    finally:
-        server.should_exit = True
-        with suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture

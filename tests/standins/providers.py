@@ -35,11 +35,12 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from tests.standins import serve_in_loop
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 WHATSAPP_CONTENT_TYPES = {"text", "template", "image", "document"}
@@ -494,23 +495,9 @@ def _whatsapp_problem(messages: Any) -> str | None:
 async def standin_server() -> AsyncIterator[StandIn]:
     """The stand-in served by uvicorn on 127.0.0.1 in the running loop."""
     standin = StandIn()
-    config = uvicorn.Config(standin.app, host="127.0.0.1", port=0, lifespan="off", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server._serve())  # serve() would take over the process's signal handlers
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if task.done():
-                task.result()
-                raise AssertionError("uvicorn stopped before it started")
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-            await asyncio.sleep(0.01)
-        standin.base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    async with serve_in_loop(standin.app) as port:
+        standin.base_url = f"http://127.0.0.1:{port}"
         yield standin
-    finally:
-        server.should_exit = True
-        with suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture
