@@ -347,6 +347,32 @@ class EmailAccountDeleted(DomainEvent):
     email_account_id: uuid.UUID
 
 
+class AgentTaskCreated(ThreadEvent):
+    """Someone asked an external agent (a tool of an MCP agent connection) to work on the thread
+    (agentTaskCreate); the `run_agent_task` actor follows."""
+
+    type = "AGENT_TASK_CREATED"
+    task_id: uuid.UUID
+
+
+class AgentTaskCompleted(ThreadEvent):
+    """An agent task's tool answered; its result was posted on the thread as the internal note `note_id`."""
+
+    type = "AGENT_TASK_COMPLETED"
+    task_id: uuid.UUID
+    note_id: uuid.UUID
+
+
+class AgentTaskFailed(ThreadEvent):
+    """An agent task stopped: the tool refused or errored, or it could not be reached after the retries, or it
+    was cancelled (agentTaskCancel: `cancelled` true); `error` says why."""
+
+    type = "AGENT_TASK_FAILED"
+    task_id: uuid.UUID
+    error: str
+    cancelled: bool = False
+
+
 def _registry() -> dict[str, type[DomainEvent]]:
     found: dict[str, type[DomainEvent]] = {}
     pending = list(DomainEvent.__subclasses__())

@@ -49,6 +49,8 @@ FIELDS = {
     "ComposeSession": "id status channel variants instructions provider createdAt thread { id }",
     "WorkflowInstance": "id status stepIndex waitingFor dueAt error depth triggerType createdAt finishedAt "
     "workflow { id } thread { id } steps { stepIndex stepType attempt status outcome error }",
+    "AgentTask": "id tool arguments status attempts result truncated error createdAt startedAt finishedAt "
+    "thread { id } connection { id } note { id } createdBy { id }",
 }
 
 
@@ -119,6 +121,7 @@ query ClientState {{
   users(first: 100) {{ edges {{ node {{ {_plain("User")} }} }} }}
   workflowInstances(first: 100) {{ edges {{ node {{ {_plain("WorkflowInstance")} }} }} }}
   composeSessions(first: 100) {{ {_plain("ComposeSession")} }}
+  agentTasks(first: 100) {{ edges {{ node {{ {_plain("AgentTask")} }} }} }}
 }}
 """
 ADMIN_STATE = f"""
@@ -157,6 +160,7 @@ TOP_LISTS = {
     "EmailAccount": "emailAccounts",
     "WorkflowInstance": "workflowInstances",
     "ComposeSession": "composeSessions",
+    "AgentTask": "agentTasks",
 }
 
 
@@ -200,6 +204,7 @@ ORDER = {
     "emailAccounts": (_created_order, False),
     "workflowInstances": (_created_order, True),
     "composeSessions": (_created_order, True),
+    "agentTasks": (_created_order, True),
 }
 
 

@@ -107,6 +107,18 @@ class Seeded:
         return {global_id for ids in self.ids.values() for global_id in ids}
 
 
+AGENT_CONNECTION_CREATE = """
+mutation($input: AgentConnectionCreateInput!) {
+  agentConnectionCreate(input: $input) { agentConnection { id } userErrors { field code message } }
+}
+"""
+AGENT_TASK_CREATE = """
+mutation($input: AgentTaskCreateInput!) {
+  agentTaskCreate(input: $input) { agentTask { id } userErrors { field code message } }
+}
+"""
+
+
 async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> Seeded:
     """Create organization `slug` with a user of every role, a colleague (mentioned, assigned, notified), and at
     least one object of every type that has an id: customer, two contacts, shipment (with a milestone), SLA policy, team,
@@ -305,6 +317,33 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         seeded.add("Integration", configured["integration"]["id"])
         for number in configured["integration"]["phoneNumbers"]:
             seeded.add("PhoneNumber", number["id"])
+
+    # an agent connection (an MCP server on the closed port) and an agent task on the thread (nothing runs it here)
+    connection = await inbox.ok(
+        AGENT_CONNECTION_CREATE,
+        {
+            "input": {
+                "name": f"{marker} agents",
+                "url": f"http://127.0.0.1:{port}/mcp",
+                "authHeader": f"Bearer {slug}-agent-secret",
+            }
+        },
+        "agentConnectionCreate",
+    )
+    seeded.add("AgentConnection", connection["agentConnection"]["id"])
+    task = await inbox.ok(
+        AGENT_TASK_CREATE,
+        {
+            "input": {
+                "threadId": thread["id"],
+                "connectionId": connection["agentConnection"]["id"],
+                "tool": "track_container",
+                "arguments": {"note": f"{marker} task"},
+            }
+        },
+        "agentTaskCreate",
+    )
+    seeded.add("AgentTask", task["agentTask"]["id"])
 
     # a personal API token of the admin (the id apiTokenRevoke takes)
     api_token = await inbox.ok(

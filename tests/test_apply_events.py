@@ -648,6 +648,58 @@ async def _compose_start(w: World) -> None:
     )
 
 
+AGENT_CONNECTION = """
+mutation($input: AgentConnectionCreateInput!) {
+  agentConnectionCreate(input: $input) { agentConnection { id } userErrors { code } }
+}
+"""
+AGENT_CONNECTION_UPDATE = """
+mutation($input: AgentConnectionUpdateInput!) {
+  agentConnectionUpdate(input: $input) { agentConnection { id } userErrors { code } }
+}
+"""
+AGENT_TASK_CREATE = """
+mutation($input: AgentTaskCreateInput!) { agentTaskCreate(input: $input) { agentTask { id } userErrors { code } } }
+"""
+AGENT_TASK_CANCEL = """
+mutation($id: ID!) { agentTaskCancel(input: {id: $id}) { agentTask { id } userErrors { code } } }
+"""
+
+
+async def _an_agent_connection(w: World) -> None:
+    await _inbox_with_a_contact(w)
+    values = {"name": "Tracker", "url": "https://agents.example.com/mcp"}
+    payload = await w.ok(AGENT_CONNECTION, {"input": values}, "agentConnectionCreate", by="admin")
+    w.ids["connection"] = payload["agentConnection"]["id"]
+
+
+async def _agent_task_create(w: World) -> None:
+    values = {"threadId": w.ids["older"], "connectionId": w.ids["connection"], "tool": "track_container"}
+    w.ids["task"] = (await w.ok(AGENT_TASK_CREATE, {"input": values}, "agentTaskCreate"))["agentTask"]["id"]
+
+
+async def _a_queued_agent_task(w: World) -> None:
+    await _an_agent_connection(w)
+    await _agent_task_create(w)
+
+
+async def _agent_task_cancel(w: World) -> None:
+    await w.ok(AGENT_TASK_CANCEL, {"id": w.ids["task"]}, "agentTaskCancel")
+
+
+async def _agent_task_runs(w: World) -> None:
+    # the connection is pointed at a local stand-in (no event: connections are administration), then the actor runs
+    from banxway.resolvers.agents import agent_task_run
+    from tests.standins.mcp_server import agent_standin
+
+    async with agent_standin() as (_, url):
+        values = {"id": w.ids["connection"], "url": url}
+        await w.ok(AGENT_CONNECTION_UPDATE, {"input": values}, "agentConnectionUpdate", by="admin")
+        status = await agent_task_run(system_context(w.inbox.api.state), local_uuid(w.ids["task"]))
+    tasks = await w.inbox.gql("{ agentTasks(first: 1) { edges { node { error } } } }")
+    assert status is not None and status.name == "COMPLETED", tasks
+
+
 CASES: dict[str, Case] = {
     "ACTION_CREATED": Case(_action_create, ("ACTION_CREATED",), _inbox_with_a_contact),
     "ACTION_UPDATED": Case(_action_update, ("ACTION_UPDATED",), _thread_with_an_action),
@@ -710,7 +762,17 @@ CASES: dict[str, Case] = {
     "EMAIL_ACCOUNT_DELETED": Case(
         _email_account_delete, ("EMAIL_ACCOUNT_DELETED",), _two_email_accounts, actor="admin"
     ),
+    "AGENT_TASK_CREATED": Case(_agent_task_create, ("AGENT_TASK_CREATED",), _an_agent_connection),
+    "AGENT_TASK_FAILED": Case(_agent_task_cancel, ("AGENT_TASK_FAILED",), _a_queued_agent_task),
+    # the note and the completion are by the task's creator (the manager), as the note is
+    "AGENT_TASK_COMPLETED": Case(_agent_task_runs, ("NOTE_ADDED", "AGENT_TASK_COMPLETED"), _a_queued_agent_task),
 }
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # the agent task cases call a local stand-in MCP server
+    return settings.model_copy(update={"allow_private_provider_urls": True})
 
 
 # -- fixtures -----------------------------------------------------------------------------------------------

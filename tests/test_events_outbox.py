@@ -17,6 +17,7 @@ from strawberry.relay import GlobalID
 from strawberry.utils.str_converters import to_camel_case
 
 from banxway.db.models import (
+    AgentTask,
     ComposeSession,
     Contact,
     ContactMerge,
@@ -110,6 +111,19 @@ mutation($input: MessageSendInput!) {
 
 WORKFLOW_CREATE = """
 mutation($input: WorkflowCreateInput!) { workflowCreate(input: $input) { workflow { id } userErrors { field message } } }
+"""
+AGENT_CONNECTION_CREATE = """
+mutation($input: AgentConnectionCreateInput!) {
+  agentConnectionCreate(input: $input) { agentConnection { id } userErrors { field code message } }
+}
+"""
+AGENT_TASK_CREATE = """
+mutation($input: AgentTaskCreateInput!) {
+  agentTaskCreate(input: $input) { agentTask { id } userErrors { field code message } }
+}
+"""
+AGENT_TASK_CANCEL = """
+mutation($id: ID!) { agentTaskCancel(input: {id: $id}) { agentTask { id status } userErrors { field code message } } }
 """
 WORKFLOW_INSTANCE_CANCEL = """
 mutation($id: ID!) { workflowInstanceCancel(instanceId: $id) { instance { id status } userErrors { field message } } }
@@ -304,6 +318,7 @@ NOT_PRODUCED_BY_MUTATIONS = {
     "WORKFLOW_STEP_COMPLETED",
     "WORKFLOW_FAILED",
     "ANALYSIS_COMPLETED",  # the analyse_message actor's (tests/test_analysis.py)
+    "AGENT_TASK_COMPLETED",  # the run_agent_task actor's (tests/test_agent_tasks.py)
 }
 
 
@@ -468,6 +483,30 @@ async def workflow_instance_cancel(s: Setup) -> list[Expected]:
     await s.ok(WORKFLOW_INSTANCE_CANCEL, {"id": gid}, "workflowInstanceCancel")
     fields = {"thread_id": _uuid(thread), "instance_id": instance_id}
     return [Expected("WORKFLOW_CANCELLED", fields, (WorkflowInstance, instance_id, "updated_at"))]
+
+
+async def _agent_task(s: Setup, thread: str) -> str:
+    values = {"name": "Tracker", "url": "https://agents.example.com/mcp"}
+    connection = (await s.ok(AGENT_CONNECTION_CREATE, {"input": values}, "agentConnectionCreate"))["agentConnection"]
+    values = {"threadId": thread, "connectionId": connection["id"], "tool": "track_container"}
+    return (await s.ok(AGENT_TASK_CREATE, {"input": values}, "agentTaskCreate"))["agentTask"]["id"]
+
+
+async def agent_task_create(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    await s.log.mark()
+    task_id = _uuid(await _agent_task(s, thread))
+    fields = {"thread_id": _uuid(thread), "task_id": task_id}
+    return [Expected("AGENT_TASK_CREATED", fields, (AgentTask, task_id, "created_at"))]
+
+
+async def agent_task_cancel(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    task = await _agent_task(s, thread)
+    await s.log.mark()
+    await s.ok(AGENT_TASK_CANCEL, {"id": task}, "agentTaskCancel")
+    fields = {"thread_id": _uuid(thread), "task_id": _uuid(task), "cancelled": True}
+    return [Expected("AGENT_TASK_FAILED", fields)]
 
 
 async def thread_archive(s: Setup) -> list[Expected]:
@@ -922,6 +961,8 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "threadSnooze": (thread_snooze, ["THREAD_UPDATED"]),
     "threadArchive": (thread_archive, ["THREAD_ARCHIVED"]),
     "workflowInstanceCancel": (workflow_instance_cancel, ["WORKFLOW_CANCELLED"]),
+    "agentTaskCreate": (agent_task_create, ["AGENT_TASK_CREATED"]),
+    "agentTaskCancel": (agent_task_cancel, ["AGENT_TASK_FAILED"]),
     "threadMarkRead": (thread_mark_read, ["THREAD_READ"]),
     "threadMarkUnread": (thread_mark_unread, ["THREAD_READ"]),
     "threadsBulkUpdate": (

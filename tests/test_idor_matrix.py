@@ -36,9 +36,11 @@ ID_TYPE_BY_ARGUMENT = {
     "assigneeId": "User",
     "reassignToId": "User",
     "memberIds": "User",
+    "actorId": "User",
     "instanceId": "WorkflowInstance",
     "sessionId": "ComposeSession",
     "suggestionId": "ShipmentSuggestion",
+    "connectionId": "AgentConnection",
 }
 ID_TYPE_EXCEPTIONS = {
     # EmailAccountIdInput is shared with the account's mutations; this one takes a quarantined mail's id

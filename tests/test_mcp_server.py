@@ -39,6 +39,13 @@ THREAD_NOTES = """
 query($id: ID!) { thread(id: $id) { reference notes { edges { node { body author { email } } } } } }
 """
 
+AUDIT_LOG = """
+query($filter: AuditLogFilter) {
+  auditLog(first: 10, filter: $filter) {
+    edges { node { channel action target outcome tokenName details createdAt actor { email } } }
+  }
+}
+"""
 READ_TOOLS = {"search_threads", "get_thread", "find_shipment"}
 WRITE_TOOLS = {"add_note", "create_action", "assign_thread", "link_shipment", "draft_reply"}
 SEND_TOOLS = {"send_message"}
@@ -208,6 +215,22 @@ async def test_an_agent_finds_the_thread_by_container_reads_it_drafts_a_reply_an
     assert rows[0].details["search"] == CONTAINER
     assert rows[3].details["body"] == {"characters": len("Drafted a tracking reply for Priya.")}  # not the text
     assert rows[2].details["instructions"] == {"characters": len("Offer the BL copy.")}
+    # and an admin reads the log through GraphQL, newest first; nobody else may, and another organization sees none
+    audit = await inbox.gql(AUDIT_LOG, {"filter": {"channel": "mcp"}})
+    entries = [edge["node"] for edge in audit["data"]["auditLog"]["edges"]]
+    assert [(e["action"], e["outcome"], e["tokenName"]) for e in entries] == [
+        ("add_note", "OK", "claude desktop"),
+        ("draft_reply", "OK", "claude desktop"),
+        ("get_thread", "OK", "claude desktop"),
+        ("search_threads", "OK", "claude desktop"),
+    ]
+    assert entries[0]["actor"]["email"] == inbox.org.admin_email and entries[3]["details"]["search"] == CONTAINER
+    await api.create_user(inbox.org, "manager@acme.test", "manager")
+    refused = await inbox.gql(AUDIT_LOG, {}, await api.token("manager@acme.test"))
+    assert refused["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    other = await api.create_org("globex")
+    theirs = await inbox.gql(AUDIT_LOG, {}, await api.token(other.admin_email))
+    assert theirs["data"]["auditLog"]["edges"] == []
 
 
 async def test_the_other_tools_act_through_the_mutations_use_cases(

@@ -18,6 +18,8 @@ from sqlalchemy import and_, func, or_, select
 from banxway.db.headers import MessageHeaders
 from banxway.db.models import (
     Action,
+    AgentConnection,
+    AgentTask,
     Attachment,
     ComposeSession,
     Contact,
@@ -170,6 +172,14 @@ class EmailAccountByIdLoader(_ByIdLoader):
 
 class IntegrationByIdLoader(_ByIdLoader):
     model = Integration
+
+
+class AgentConnectionByIdLoader(_ByIdLoader):
+    model = AgentConnection
+
+
+class AgentTaskByIdLoader(_ByIdLoader):
+    model = AgentTask
 
 
 class HeadersByMessageIdLoader(DataLoader[uuid.UUID, MessageHeaders | None]):
@@ -345,6 +355,8 @@ class Loaders:
     notification_by_id: NotificationByIdLoader = field(init=False)
     email_account_by_id: EmailAccountByIdLoader = field(init=False)
     integration_by_id: IntegrationByIdLoader = field(init=False)
+    agent_connection_by_id: AgentConnectionByIdLoader = field(init=False)
+    agent_task_by_id: AgentTaskByIdLoader = field(init=False)
     identities_by_contact_id: IdentitiesByContactIdLoader = field(init=False)
     milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
     attachments_by_message_id: AttachmentsByMessageIdLoader = field(init=False)
@@ -376,6 +388,8 @@ class Loaders:
         self.notification_by_id = NotificationByIdLoader(db, self.viewer_id)
         self.email_account_by_id = EmailAccountByIdLoader(db)
         self.integration_by_id = IntegrationByIdLoader(db)
+        self.agent_connection_by_id = AgentConnectionByIdLoader(db)
+        self.agent_task_by_id = AgentTaskByIdLoader(db)
         self.identities_by_contact_id = IdentitiesByContactIdLoader(db)
         self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
         self.attachments_by_message_id = AttachmentsByMessageIdLoader(db)

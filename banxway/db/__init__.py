@@ -2,6 +2,9 @@
 
 from banxway.db.models import (
     Action,
+    AgentConnection,
+    AgentTask,
+    AgentTaskStatus,
     AiUsage,
     ApiToken,
     Attachment,
@@ -75,6 +78,9 @@ __all__ = [
     "Action",
     "ActionStatus",
     "ActionType",
+    "AgentConnection",
+    "AgentTask",
+    "AgentTaskStatus",
     "AiUsage",
     "ApiToken",
     "Attachment",

@@ -1132,3 +1132,65 @@ class AuditEntry(TenantMixin, Base):
     outcome: Mapped[str] = mapped_column(String(40), nullable=False)  # OK or an error code
     details: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created_at()
+
+
+# -- agents over MCP (Banxway as an MCP client) -------------------------------------------------
+
+
+class AgentTaskStatus(enum.Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class AgentConnection(TenantMixin, Base):
+    """An external MCP server an organization connected (an agent platform, a carrier-tracking service): its
+    streamable HTTP URL, the auth header sent with every request (encrypted, SecretBox; never shown again) and the
+    tools agent tasks may call (`allowed_tools`; empty: every tool the server lists)."""
+
+    __tablename__ = "agent_connections"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    url: Mapped[str] = mapped_column(String(500), nullable=False)
+    auth_header_name: Mapped[str] = mapped_column(String(100), nullable=False, server_default=text("'Authorization'"))
+    auth_header: Mapped[str | None] = mapped_column(Text)  # encrypted value
+    allowed_tools: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    last_tested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class AgentTask(TenantMixin, Base):
+    """One call of a tool of an agent connection for a thread, run by the `run_agent_task` actor: QUEUED →
+    RUNNING → COMPLETED (the result posted as a note) or FAILED, or CANCELLED before it ran."""
+
+    __tablename__ = "agent_tasks"
+    __table_args__ = (Index("ix_agent_tasks_thread_created", "thread_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False
+    )
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("agent_connections.id", ondelete="SET NULL"), index=True
+    )
+    tool: Mapped[str] = mapped_column(String(200), nullable=False)
+    arguments: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default=text("'QUEUED'"))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    result: Mapped[str | None] = mapped_column(Text)
+    truncated: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    error: Mapped[str | None] = mapped_column(Text)
+    note_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("notes.id", ondelete="SET NULL"))
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _created_at()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,13 +1,17 @@
 """The audit log: one row per call an agent makes over MCP (tool, target, outcome, the API token's name), written
-in its own transaction so that a refused or failed call is recorded too."""
+in its own transaction so that a refused or failed call is recorded too; read by admins (`auditLog`)."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from banxway.auth import Permission
 from banxway.db.models import ApiToken, AuditEntry
+from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
     from banxway.context import Context
@@ -35,3 +39,28 @@ async def audit(
                 details=details or {},
             )
         )
+
+
+async def audit_log_page(
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    channel: str | None = None,
+    actor_id: uuid.UUID | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+) -> Page[AuditEntry]:
+    """The organization's audit log, newest first (ORG_MANAGE: admins only)."""
+    ctx.require(Permission.ORG_MANAGE)
+    query = select(AuditEntry)
+    if channel:
+        query = query.where(AuditEntry.channel == channel.strip().upper())
+    if actor_id is not None:
+        query = query.where(AuditEntry.actor_id == actor_id)
+    if action:
+        query = query.where(AuditEntry.action == action.strip())
+    if since is not None:
+        query = query.where(AuditEntry.created_at >= since)
+    keys = (AuditEntry.created_at, AuditEntry.id)
+    return await paginate(ctx.db, query, keys, first=first, after=after, descending=True)

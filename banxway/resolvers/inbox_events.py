@@ -23,6 +23,7 @@ from banxway.state import AppState
 
 # the payload key that names the event's subject → the loader that fetches it, and the subject's node type
 _SUBJECT_KEYS = (
+    ("task_id", "agent_task_by_id", "AgentTask"),  # before note_id: AGENT_TASK_COMPLETED is about its task
     ("message_id", "message_by_id", "Message"),
     ("note_id", "note_by_id", "Note"),
     ("action_id", "action_by_id", "Action"),

@@ -83,7 +83,7 @@ def _base_url(value: str) -> str:
     return url
 
 
-async def _refuse_private_address(url: str) -> None:
+async def refuse_private_address(url: str) -> None:
     """A provider is on the internet: a baseUrl on a loopback, private, link-local (cloud metadata) or otherwise
     reserved address — as written or as its name resolves now — would make our server call its own network on an
     admin's behalf (issue 16, item 5). BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS allows it (tests, stand-ins)."""
@@ -186,7 +186,7 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
     if fields.get("base_url") is not None:
         values["base_url"] = _base_url(fields["base_url"])
         if not ctx.settings.allow_private_provider_urls:
-            await _refuse_private_address(values["base_url"])
+            await refuse_private_address(values["base_url"])
     if fields.get("ip_allowlist") is not None:
         values["ip_allowlist"] = _allowlist(fields["ip_allowlist"])
     if fields.get("whatsapp_templates") is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from banxway import events
 from banxway.auth import Permission
 from banxway.db.models import (
     Note,
@@ -82,17 +83,37 @@ async def note_add(
     async with ctx.transaction() as session:
         thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
         mentioned = await _mentions(session, clean or "", mentioned_user_ids)
-        note = Note(
-            organization_id=viewer.organization_id,
-            thread_id=thread.id,
-            author_id=viewer.user_id,
-            body=clean,
-            mentioned_user_ids=mentioned,
-        )
-        session.add(note)
-        await session.flush()
-        ctx.record(session, NoteAdded(thread_id=thread.id, note_id=note.id, mentioned_user_ids=mentioned))
+        note = await add_note(session, thread, author_id=viewer.user_id, body=clean or "", mentioned_user_ids=mentioned)
         await _notify_mentioned(ctx, session, thread, note, mentioned)
+    return note
+
+
+async def add_note(
+    session: AsyncSession,
+    thread: Thread,
+    *,
+    author_id: uuid.UUID | None,
+    body: str,
+    mentioned_user_ids: list[uuid.UUID] | None = None,
+) -> Note:
+    """The one write of a note and its NOTE_ADDED (by its author), in the caller's transaction: noteAdd, and an
+    agent task's answer posted for whoever asked for it."""
+    mentioned = list(mentioned_user_ids or [])
+    note = Note(
+        organization_id=thread.organization_id,
+        thread_id=thread.id,
+        author_id=author_id,
+        body=body,
+        mentioned_user_ids=mentioned,
+    )
+    session.add(note)
+    await session.flush()
+    events.record(
+        session,
+        NoteAdded(thread_id=thread.id, note_id=note.id, mentioned_user_ids=mentioned),
+        organization_id=thread.organization_id,
+        actor_id=author_id,
+    )
     return note
 
 

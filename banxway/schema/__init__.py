@@ -13,8 +13,10 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from banxway.schema.actions import Action, ActionMutation
+from banxway.schema.agents import AgentConnection, AgentMutation, AgentQuery, AgentTask
 from banxway.schema.analysis import AnalysisMutation, ShipmentSuggestion
 from banxway.schema.api_tokens import ApiTokenMutation, ApiTokenQuery
+from banxway.schema.audit import AuditQuery
 from banxway.schema.auth import AuthMutation
 from banxway.schema.canned_responses import CannedResponseMutation, CannedResponseQuery
 from banxway.schema.compose import ComposeMutation, ComposeQuery, ComposeSession, ComposeSubscription
@@ -63,6 +65,8 @@ Query = merge_types(
         DevQuery,
         WorkflowQuery,
         ComposeQuery,
+        AuditQuery,
+        AgentQuery,
     ),
 )
 Mutation = merge_types(
@@ -89,6 +93,7 @@ Mutation = merge_types(
         ComposeMutation,
         AnalysisMutation,
         DevMutation,
+        AgentMutation,
     ),
 )
 Subscription = merge_types(
@@ -113,6 +118,8 @@ NODE_TYPES = (
     WorkflowInstance,
     ComposeSession,
     ShipmentSuggestion,
+    AgentConnection,
+    AgentTask,
 )
 
 

@@ -12,6 +12,7 @@ from banxway.enums import MessageStatus
 from banxway.integrations.email.imap import ImapError
 from banxway.logs import get_logger
 from banxway.resolvers.actions import action_remind, actions_due
+from banxway.resolvers.agents import RetryAgentTask, agent_task_run
 from banxway.resolvers.analysis import analyse_message as analyse
 from banxway.resolvers.auth import prune_refresh_tokens as prune_expired_refresh_tokens
 from banxway.resolvers.compose import stream_compose as stream_drafts
@@ -237,6 +238,26 @@ async def analyse_message(message_id: str) -> None:
     await analyse(context(), uuid.UUID(message_id))
 
 
+@dramatiq.actor(
+    queue_name="agents",
+    max_retries=3,
+    min_backoff=5_000,
+    max_backoff=120_000,
+    time_limit=300_000,
+    max_age=3_600_000,
+)
+async def run_agent_task(task_id: str) -> None:
+    """Call an agent task's tool and post its answer on the thread (banxway.resolvers.agents): runs at most once
+    however often it is delivered; a transient failure raises, and Dramatiq retries with back-off (the last
+    attempt's failure fails the task)."""
+    try:
+        status = await agent_task_run(context(), uuid.UUID(task_id))
+    except RetryAgentTask as exc:
+        log.info("agent task will be retried", task=task_id, error=str(exc))
+        raise
+    log.info("agent task", task=task_id, status=status)
+
+
 ALL = [
     prune_refresh_tokens,
     poll_mailbox,
@@ -261,6 +282,7 @@ ALL = [
     transcribe_call,
     stream_compose,
     analyse_message,
+    run_agent_task,
 ]
 
 

@@ -12,6 +12,7 @@ an event enqueued twice does no harm.
 | MESSAGE_STATUS_CHANGED | a scheduled message was released (`released`) | `deliver_message` |
 | MESSAGE_ADDED | an inbound message (not an internal one) | `analyse_message` |
 | COMPOSE_STARTED | someone asked for AI drafts | `stream_compose` |
+| AGENT_TASK_CREATED | someone asked an external agent's tool to work on a thread | `run_agent_task` |
 | the types of workflow_engine.TRIGGER_EVENTS | in an organization with an active workflow or a waiting instance | `start_workflows` |
 """
 
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 
 from banxway.enums import Channel, Direction, MessageStatus
-from banxway.events import ComposeStarted, MessageAdded, MessageStatusChanged, MessageUpdated
+from banxway.events import AgentTaskCreated, ComposeStarted, MessageAdded, MessageStatusChanged, MessageUpdated
 from banxway.resolvers.workflow_engine import TRIGGER_EVENTS, automated_organizations
 from banxway.settings import Settings
 from banxway.state import AppState, new_state
@@ -79,6 +80,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor, str]] =
     (MessageUpdated.type, _rescheduled, actors.rearm_release, "message_id"),
     (MessageStatusChanged.type, _released, actors.deliver_message, "message_id"),
     (ComposeStarted.type, _always, actors.stream_compose, "session_id"),
+    (AgentTaskCreated.type, _always, actors.run_agent_task, "task_id"),
 ]
 
 
