@@ -399,3 +399,49 @@ async def test_a_task_cancelled_while_running_posts_nothing(
     assert (await row(state, task_id)).status == "CANCELLED"
     assert await note_count(state) == 0
     assert await event_types(state, task_id) == ["AGENT_TASK_CREATED", "AGENT_TASK_FAILED"]
+
+
+WORKFLOW_CREATE = """
+mutation($input: WorkflowCreateInput!) {
+  workflowCreate(input: $input) { workflow { id } userErrors { field code message } }
+}
+"""
+
+
+async def test_a_workflow_step_asks_an_agent_and_its_answer_lands_on_the_new_thread(
+    inbox: Inbox, state: AppState, standin: tuple[AgentStandIn, str], worker: Any
+) -> None:
+    # given a workflow that asks the tracking tool about every new thread
+    server, url = standin
+    connection = await connect(inbox, url)
+    definition = {
+        "trigger": {"type": "THREAD_CREATED"},
+        "steps": [{"type": "CALL_AGENT", "connection": connection["id"], "tool": "track_container"}],
+    }
+    variables = {"input": {"name": "Track new threads", "definition": definition, "active": True}}
+    created = await inbox.gql(WORKFLOW_CREATE, variables)
+    assert created["data"]["workflowCreate"]["userErrors"] == [], created
+    # and a definition naming a connection of nobody's is refused with its path
+    broken = {**definition, "steps": [{**definition["steps"][0], "connection": local_id_of_nothing()}]}
+    refused = await inbox.gql(WORKFLOW_CREATE, {"input": {"name": "Broken", "definition": broken}})
+    assert [e["field"] for e in refused["data"]["workflowCreate"]["userErrors"]] == [
+        ["definition", "steps", "0", "connection"]
+    ]
+    # when a thread is created
+    shipment = await inbox.shipment("SHP-78", containerNumbers=["MSCU1234566"])
+    thread = await inbox.thread("Status of SHP-78?", shipmentId=shipment["id"])
+    # then the workflow queues an agent task, the worker runs it, and its answer is a note on the thread
+    deadline = time.monotonic() + 20
+    while not (notes := (await inbox.gql(THREAD_NOTES, {"id": thread["id"]}))["data"]["thread"]["notes"]["edges"]):
+        assert time.monotonic() < deadline, "no note from the agent"
+        await asyncio.sleep(0.1)
+    assert "discharged at Rotterdam" in notes[0]["node"]["body"]
+    assert [tool for tool, _ in server.calls] == ["track_container"]
+    assert server.calls[0][1]["shipment_reference"] == "SHP-78"
+
+
+def local_id_of_nothing() -> str:
+    import base64
+    import uuid
+
+    return base64.b64encode(f"AgentConnection:{uuid.uuid4()}".encode()).decode()

@@ -220,7 +220,23 @@ async def agent_task_create(
     tool: str,
     arguments: dict[str, Any] | None,
 ) -> AgentTask:
-    viewer = ctx.require(Permission.THREAD_CREATE)
+    ctx.require(Permission.THREAD_CREATE)
+    async with ctx.transaction() as session:
+        thread = await get_or_error(session, Thread, thread_id, "threadId", label="thread")
+        return await new_agent_task(ctx, session, thread, connection_id, tool, arguments)
+
+
+async def new_agent_task(
+    ctx: Context,
+    session: Any,
+    thread: Thread,
+    connection_id: uuid.UUID | None,
+    tool: str,
+    arguments: dict[str, Any] | None,
+) -> AgentTask:
+    """The one write of an agent task and its AGENT_TASK_CREATED (whose consequence runs it), in the caller's
+    transaction: agentTaskCreate, and a workflow's CALL_AGENT step (acting as the workflow's editor)."""
+    viewer = ctx.viewer
     name = (tool or "").strip()
     if not _TOOL.match(name):
         raise DomainError("INVALID", f"'{tool}' is not a tool name.", "tool")
@@ -229,28 +245,26 @@ async def agent_task_create(
         raise DomainError("INVALID", "arguments is a JSON object.", "arguments")
     if len(str(arguments)) > _MAX_ARGUMENTS:
         raise DomainError("INVALID", f"arguments is longer than {_MAX_ARGUMENTS} characters.", "arguments")
-    async with ctx.transaction() as session:
-        thread = await get_or_error(session, Thread, thread_id, "threadId", label="thread")
-        connection = await get_or_error(session, AgentConnection, connection_id, "connectionId", label="connection")
-        if not connection.active:
-            raise DomainError("INVALID", f"The connection {connection.name} is not active.", "connectionId")
-        if connection.allowed_tools and name not in connection.allowed_tools:
-            raise DomainError(
-                "TOOL_NOT_ALLOWED",
-                f"{connection.name} allows {', '.join(connection.allowed_tools)}, not {name}.",
-                "tool",
-            )
-        task = AgentTask(
-            organization_id=viewer.organization_id,
-            thread_id=thread.id,
-            connection_id=connection.id,
-            tool=name,
-            arguments=arguments,
-            created_by_id=viewer.user_id,
+    connection = await get_or_error(session, AgentConnection, connection_id, "connectionId", label="connection")
+    if not connection.active:
+        raise DomainError("INVALID", f"The connection {connection.name} is not active.", "connectionId")
+    if connection.allowed_tools and name not in connection.allowed_tools:
+        raise DomainError(
+            "TOOL_NOT_ALLOWED",
+            f"{connection.name} allows {', '.join(connection.allowed_tools)}, not {name}.",
+            "tool",
         )
-        session.add(task)
-        await session.flush()
-        ctx.record(session, AgentTaskCreated(thread_id=thread.id, task_id=task.id))
+    task = AgentTask(
+        organization_id=viewer.organization_id,
+        thread_id=thread.id,
+        connection_id=connection.id,
+        tool=name,
+        arguments=arguments,
+        created_by_id=viewer.user_id,
+    )
+    session.add(task)
+    await session.flush()
+    ctx.record(session, AgentTaskCreated(thread_id=thread.id, task_id=task.id))
     return task
 
 

@@ -71,6 +71,7 @@ from banxway.logs import get_logger
 from banxway.resolvers import canned_responses, teams, threads
 from banxway.resolvers import workflow_spec as spec
 from banxway.resolvers.actions import create_action
+from banxway.resolvers.agents import new_agent_task
 from banxway.resolvers.messages import message_send
 from banxway.resolvers.notifications import notify
 from banxway.resolvers.sla import organization_calendar
@@ -830,6 +831,10 @@ async def _run_in_transaction(run: _Run, session: AsyncSession) -> _Outcome:
             assignee = spec.parse_reference(step.assign_to, "User")
         action = await create_action(ctx, session, thread, step.title, step.action_type, due_at, assignee)
         return _Outcome("DONE", {"actionId": str(action.id)})
+    if isinstance(step, spec.CallAgentStep):
+        connection_id = spec.parse_reference(step.connection, "AgentConnection")
+        task = await new_agent_task(ctx, session, thread, connection_id, step.tool, step.arguments)
+        return _Outcome("QUEUED", {"agentTaskId": str(task.id)})
     if isinstance(step, spec.NotifyStep):
         wanted: list[uuid.UUID | None] = []
         if step.user:

@@ -88,6 +88,7 @@ TeamRef = _id("Team")
 UserRef = _id("User")
 CannedResponseRef = _id("CannedResponse")
 ShipmentRef = _id("Shipment")
+AgentConnectionRef = _id("AgentConnection")
 
 # -- triggers ---------------------------------------------------------------------------------------------------
 
@@ -410,8 +411,26 @@ class HttpStep(_Model):
         return value
 
 
+class CallAgentStep(_Model):
+    """Ask a tool of an external MCP server (an agent connection) to work on the thread: an agent task, run in the
+    background like agentTaskCreate's; its answer comes back as a note. The step ends once the task is queued."""
+
+    type: Literal["CALL_AGENT"]
+    connection: AgentConnectionRef
+    tool: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 Step = Annotated[
-    AssignStep | SetStep | CreateActionStep | SendReplyStep | NotifyStep | WaitStep | LinkShipmentStep | HttpStep,
+    AssignStep
+    | SetStep
+    | CreateActionStep
+    | SendReplyStep
+    | NotifyStep
+    | WaitStep
+    | LinkShipmentStep
+    | HttpStep
+    | CallAgentStep,
     Field(discriminator="type"),
 ]
 

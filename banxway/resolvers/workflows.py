@@ -16,6 +16,7 @@ from banxway import events
 from banxway.auth import Permission
 from banxway.context import Context
 from banxway.db.models import (
+    AgentConnection,
     CannedResponse,
     Shipment,
     Team,
@@ -72,6 +73,7 @@ _REFERENCES = (
     ("user", "user", User, "User"),
     ("cannedResponse", "canned_response", CannedResponse, "CannedResponse"),
     ("shipment", "shipment", Shipment, "Shipment"),
+    ("connection", "connection", AgentConnection, "AgentConnection"),
 )
 
 
@@ -289,6 +291,9 @@ async def _describe(session: Any, step: Any) -> str:
         return "link the shipment " + (
             await _name_of(session, Shipment, step.shipment, "Shipment") if step.shipment else "mentioned in the thread"
         )
+    if isinstance(step, spec.CallAgentStep):
+        connection = await _name_of(session, AgentConnection, step.connection, "AgentConnection")
+        return f"ask {step.tool} of {connection} (an agent task; its answer comes back as a note)"
     return f"POST the thread to {step.url}"
 
 
