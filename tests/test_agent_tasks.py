@@ -7,16 +7,17 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from banxway.context import SystemContext
 from banxway.db.models import AgentConnection, AgentTask, Event, Note
 from banxway.db.session import system_session
 from banxway.integrations.agents import RESULT_LIMIT
-from banxway.resolvers.agents import RetryAgentTask, agent_task_run
+from banxway.resolvers.agents import MAX_ATTEMPTS, RetryAgentTask, agent_task_run, agent_tasks_to_requeue
 from banxway.schema.ids import local_id
 from banxway.settings import Settings
 from banxway.state import AppState
@@ -445,3 +446,43 @@ def local_id_of_nothing() -> str:
     import uuid
 
     return base64.b64encode(f"AgentConnection:{uuid.uuid4()}".encode()).decode()
+
+
+async def test_a_task_whose_worker_died_mid_call_is_asked_again_then_failed(
+    inbox: Inbox, state: AppState, standin: tuple[AgentStandIn, str]
+) -> None:
+    # given a task claimed by a worker that then died (RUNNING, started long ago), and one whose job was lost
+    server, url = standin
+    thread = await inbox.thread()
+    connection = await connect(inbox, url)
+    stuck = (await create_task(inbox, thread["id"], connection["id"], "echo", text="a"))["agentTask"]["id"]
+    lost = (await create_task(inbox, thread["id"], connection["id"], "echo", text="b"))["agentTask"]["id"]
+    long_ago = datetime.now(UTC) - timedelta(minutes=30)
+    async with system_session(state.sessionmaker) as session, session.begin():
+        await session.execute(
+            update(AgentTask)
+            .where(AgentTask.id == local_id(stuck, "AgentTask"))
+            .values(status="RUNNING", attempts=1, started_at=long_ago)
+        )
+        await session.execute(
+            update(AgentTask).where(AgentTask.id == local_id(lost, "AgentTask")).values(created_at=long_ago)
+        )
+    # when the sweep runs
+    ids = await agent_tasks_to_requeue(SystemContext(state))
+    # then both are enqueued again, the stuck one QUEUED with an attempt spent, and they run once each
+    assert sorted(ids) == sorted(local_id(t, "AgentTask") for t in (stuck, lost))
+    assert (await row(state, stuck)).status == "QUEUED"
+    assert [(await run(state, t)).name for t in (stuck, lost)] == ["COMPLETED", "COMPLETED"]
+    assert sorted(text for _, arguments in server.calls for text in [arguments["text"]]) == ["a", "b"]
+    # and a task stuck on its last attempt fails, with AGENT_TASK_FAILED
+    last = (await create_task(inbox, thread["id"], connection["id"], "echo", text="c"))["agentTask"]["id"]
+    async with system_session(state.sessionmaker) as session, session.begin():
+        await session.execute(
+            update(AgentTask)
+            .where(AgentTask.id == local_id(last, "AgentTask"))
+            .values(status="RUNNING", attempts=MAX_ATTEMPTS, started_at=long_ago)
+        )
+    assert await agent_tasks_to_requeue(SystemContext(state)) == []
+    failed = await row(state, last)
+    assert failed.status == "FAILED" and "worker stopped" in (failed.error or "")
+    assert await event_types(state, last) == ["AGENT_TASK_CREATED", "AGENT_TASK_FAILED"]

@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from banxway import events
@@ -392,3 +392,43 @@ async def agent_task_run(ctx: SystemContext, task_id: uuid.UUID) -> AgentTaskSta
     if retry:
         raise RetryAgentTask(error.detail)
     return AgentTaskStatus.FAILED
+
+
+STUCK_AFTER = timedelta(minutes=10)  # far past the provider timeout: the worker that claimed it is gone
+LOST_AFTER = timedelta(minutes=5)  # QUEUED that long: its job was lost (Redis down when it was sent, say)
+
+
+async def agent_tasks_to_requeue(ctx: SystemContext, *, limit: int = 500) -> list[uuid.UUID]:
+    """The tasks to enqueue again: QUEUED ones whose job was lost, and RUNNING ones whose worker died mid-call —
+    those go back to QUEUED (an attempt spent), or FAILED (AGENT_TASK_FAILED) after the last attempt."""
+    now = datetime.now(UTC)
+    async with ctx.transaction() as session:
+        stuck = list(
+            await session.scalars(
+                select(AgentTask)
+                .where(AgentTask.status == AgentTaskStatus.RUNNING.value, AgentTask.started_at < now - STUCK_AFTER)
+                .with_for_update(skip_locked=True)
+                .limit(limit)
+            )
+        )
+        for task in stuck:
+            if task.attempts < MAX_ATTEMPTS:
+                task.status = AgentTaskStatus.QUEUED.value
+                task.error = "The worker stopped during the call; asked again."
+            else:
+                _finish(
+                    ctx.for_organization(task.organization_id),
+                    session,
+                    task,
+                    AgentTaskStatus.FAILED,
+                    f"The worker stopped during the call (after {task.attempts} attempts).",
+                )
+        lost = await session.scalars(
+            select(AgentTask.id)
+            .where(
+                AgentTask.status == AgentTaskStatus.QUEUED.value,
+                func.coalesce(AgentTask.started_at, AgentTask.created_at) < now - LOST_AFTER,
+            )
+            .limit(limit)
+        )
+        return sorted({*lost, *(task.id for task in stuck if task.status == AgentTaskStatus.QUEUED.value)})

@@ -12,7 +12,7 @@ from banxway.enums import MessageStatus
 from banxway.integrations.email.imap import ImapError
 from banxway.logs import get_logger
 from banxway.resolvers.actions import action_remind, actions_due
-from banxway.resolvers.agents import RetryAgentTask, agent_task_run
+from banxway.resolvers.agents import RetryAgentTask, agent_task_run, agent_tasks_to_requeue
 from banxway.resolvers.analysis import analyse_message as analyse
 from banxway.resolvers.auth import prune_refresh_tokens as prune_expired_refresh_tokens
 from banxway.resolvers.compose import stream_compose as stream_drafts
@@ -258,6 +258,16 @@ async def run_agent_task(task_id: str) -> None:
     log.info("agent task", task=task_id, status=status)
 
 
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def requeue_agent_tasks() -> None:
+    """Enqueue again the agent tasks whose job was lost or whose worker died mid-call."""
+    ids = await agent_tasks_to_requeue(context())
+    for task_id in ids:
+        run_agent_task.send(str(task_id))
+    if ids:
+        log.info("requeued agent tasks", count=len(ids))
+
+
 ALL = [
     prune_refresh_tokens,
     poll_mailbox,
@@ -283,6 +293,7 @@ ALL = [
     stream_compose,
     analyse_message,
     run_agent_task,
+    requeue_agent_tasks,
 ]
 
 

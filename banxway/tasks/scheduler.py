@@ -29,6 +29,7 @@ def schedule(settings: Settings) -> list[tuple[object, float]]:
         (actors.prune_refresh_tokens, 3600),
         (actors.poll_mailboxes, settings.email_poll_interval_seconds),
         (actors.requeue_messages, 60),
+        (actors.requeue_agent_tasks, 60),
         (actors.check_slas, 60),
         (actors.wake_threads, 60),
         (actors.release_messages, 60),
