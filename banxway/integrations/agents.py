@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +22,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from banxway.integrations.network import is_public
+from banxway.integrations.network import guarded_backend
 
 RESULT_LIMIT = 20_000  # characters of a tool's result kept (and posted on the thread)
 
@@ -59,51 +57,7 @@ class ToolResult:
     is_error: bool
 
 
-class _PublicAddressesOnly(httpcore2.AsyncNetworkBackend):
-    """httpcore2's network backend, connecting only to global addresses (see `banxway.integrations.network`)."""
-
-    def __init__(self) -> None:
-        self._backend = httpcore2.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
-            )
-        except (OSError, TimeoutError) as exc:
-            raise httpcore2.ConnectError(f"{host} could not be resolved: {exc}") from exc
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        refused = [address for address in addresses if not is_public(address)]
-        if refused:
-            raise httpcore2.ConnectError(
-                f"{host} resolves to {refused[0]}, a private or reserved address: not connecting "
-                "(BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS allows it, for development)"
-            )
-        error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
-                error = exc
-        raise httpcore2.ConnectError(str(error or f"{host} has no address"))
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        raise httpcore2.ConnectError("Unix sockets are not the internet")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
+_PublicAddressesOnly = guarded_backend(httpcore2)  # the guard of banxway.integrations.network, on httpcore2
 
 
 def _http_client(server: AgentServer) -> httpx2.AsyncClient:

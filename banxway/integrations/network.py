@@ -28,51 +28,60 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-class PublicAddressesOnly(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to global addresses (see the module)."""
+def guarded_backend(core: Any) -> type:
+    """The network backend class that connects only to global addresses, for `core`: httpcore, or its fork
+    httpcore2 (the HTTP stack of the MCP SDK's client, `banxway.integrations.agents`) — one guard for both."""
 
-    def __init__(self) -> None:
-        self._backend = httpcore.AnyIOBackend()
+    class PublicAddressesOnly(core.AsyncNetworkBackend):  # type: ignore[name-defined,misc]
+        """httpcore's network backend, connecting only to global addresses (see the module)."""
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
-            )
-        except (OSError, TimeoutError) as exc:
-            raise httpcore.ConnectError(f"{host} could not be resolved: {exc}") from exc
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        refused = [address for address in addresses if not is_public(address)]
-        if refused:
-            raise httpcore.ConnectError(
-                f"{host} resolves to {refused[0]}, a private or reserved address: not connecting "
-                "(BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS allows it, for development)"
-            )
-        error: httpcore.ConnectError | None = None
-        for address in addresses:
+        def __init__(self) -> None:
+            self._backend = core.AnyIOBackend()
+
+        async def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+            local_address: str | None = None,
+            socket_options: Iterable[Any] | None = None,
+        ) -> Any:
             try:
-                return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc if isinstance(exc, httpcore.ConnectError) else httpcore.ConnectError(str(exc))
-        raise error or httpcore.ConnectError(f"{host} has no address")
+                infos = await asyncio.wait_for(
+                    asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                raise core.ConnectError(f"{host} could not be resolved: {exc}") from exc
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            refused = [address for address in addresses if not is_public(address)]
+            if refused:
+                raise core.ConnectError(
+                    f"{host} resolves to {refused[0]}, a private or reserved address: not connecting "
+                    "(BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS allows it, for development)"
+                )
+            error: Exception | None = None
+            for address in addresses:
+                try:
+                    return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+                except (core.ConnectError, core.ConnectTimeout) as exc:
+                    error = exc if isinstance(exc, core.ConnectError) else core.ConnectError(str(exc))
+            raise error or core.ConnectError(f"{host} has no address")
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("Unix sockets are not the internet")
+        async def connect_unix_socket(
+            self,
+            path: str,
+            timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+            socket_options: Iterable[Any] | None = None,
+        ) -> Any:
+            raise core.ConnectError("Unix sockets are not the internet")
 
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
+        async def sleep(self, seconds: float) -> None:
+            await self._backend.sleep(seconds)
+
+    return PublicAddressesOnly
+
+
+PublicAddressesOnly = guarded_backend(httpcore)
 
 
 def transport(*, public_only: bool, **options: Any) -> httpx.AsyncHTTPTransport:
