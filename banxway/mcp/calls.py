@@ -119,7 +119,8 @@ async def call(
     kind: str = "tool",
     permission: Permission | None = None,
 ) -> AsyncIterator[Done]:
-    """Run one call as its caller; audit it whatever its outcome (OK, or the error's code)."""
+    """Run one call as its caller; audit it whatever its outcome (OK, or the error's code). A tool needs its
+    TOOL_PERMISSIONS entry; resources and prompts the `permission` given."""
     caller = caller_of(mcp_ctx.request_context.request)
     if caller is None:  # not through POST /mcp (which refuses a request without a valid API token)
         raise MCPError(code=INVALID_REQUEST, message="UNAUTHENTICATED: call Banxway over POST /mcp with an API token")
@@ -128,8 +129,9 @@ async def call(
     fail = ERRORS[kind]
     outcome = "OK"
     try:
-        if permission is not None:
-            ctx.require(permission)
+        needed = TOOL_PERMISSIONS[action] if kind == "tool" else permission
+        if needed is not None:
+            ctx.require(needed)
         yield done
     except DomainError as exc:
         outcome = exc.code

@@ -135,9 +135,7 @@ async def search_threads(
         "first": first,
         "after": after,
     }
-    async with call(
-        mcp_ctx, "search_threads", target=search, arguments=arguments, permission=TOOL_PERMISSIONS["search_threads"]
-    ) as done:
+    async with call(mcp_ctx, "search_threads", target=search, arguments=arguments) as done:
         ctx = done.ctx
         shipment_id = None
         if shipment is not None:
@@ -186,7 +184,6 @@ async def get_thread(
         "get_thread",
         target=thread,
         arguments={"thread": thread, "messages": messages},
-        permission=TOOL_PERMISSIONS["get_thread"],
     ) as done:
         found = await find_thread(done.ctx, thread)
         done.target = found.reference
@@ -218,9 +215,7 @@ async def find_shipment_tool(
     }
     given = {name: value.strip() for name, value in arguments.items() if value and value.strip()}
     target = next(iter(given.values()), None)
-    async with call(
-        mcp_ctx, "find_shipment", target=target, arguments=arguments, permission=TOOL_PERMISSIONS["find_shipment"]
-    ) as done:
+    async with call(mcp_ctx, "find_shipment", target=target, arguments=arguments) as done:
         if not given:
             raise DomainError("INVALID", "Give a number: reference, container, BL, AWB or booking.", "number")
         ctx = done.ctx
@@ -275,9 +270,7 @@ async def draft_reply(
     shipment and its milestones, open actions, the signature). Returns the draft text(s). Nothing is sent: a person
     sends it, or send_message does when the token may send."""
     arguments = {"thread": thread, "instructions": instructions, "tone": tone, "variants": variants, "channel": channel}
-    async with call(
-        mcp_ctx, "draft_reply", target=thread, arguments=arguments, permission=TOOL_PERMISSIONS["draft_reply"]
-    ) as done:
+    async with call(mcp_ctx, "draft_reply", target=thread, arguments=arguments) as done:
         ctx = done.ctx
         thread_id, done.target = await thread_key(ctx, thread)
         session = await compose_use_cases.compose_start(
@@ -312,7 +305,6 @@ async def add_note(
         "add_note",
         target=thread,
         arguments={"thread": thread, "body": body},
-        permission=TOOL_PERMISSIONS["add_note"],
     ) as done:
         thread_id, done.target = await thread_key(done.ctx, thread)
         note = await note_use_cases.note_add(done.ctx, thread_id=thread_id, body=body)
@@ -332,9 +324,7 @@ async def create_action(
 ) -> dict[str, Any]:
     """Create an action (a task) on a thread, optionally due at a time and for a colleague."""
     arguments = {"thread": thread, "title": title, "action_type": action_type, "due_at": due_at, "assignee": assignee}
-    async with call(
-        mcp_ctx, "create_action", target=thread, arguments=arguments, permission=TOOL_PERMISSIONS["create_action"]
-    ) as done:
+    async with call(mcp_ctx, "create_action", target=thread, arguments=arguments) as done:
         ctx = done.ctx
         thread_id, done.target = await thread_key(ctx, thread)
         action = await action_use_cases.action_create(
@@ -366,7 +356,6 @@ async def assign_thread(mcp_ctx: McpContext, thread: ThreadArgument, assignee: A
         "assign_thread",
         target=thread,
         arguments={"thread": thread, "assignee": assignee},
-        permission=TOOL_PERMISSIONS["assign_thread"],
     ) as done:
         ctx = done.ctx
         thread_id, done.target = await thread_key(ctx, thread)
@@ -391,7 +380,6 @@ async def link_shipment(
         "link_shipment",
         target=thread,
         arguments={"thread": thread, "shipment": shipment},
-        permission=TOOL_PERMISSIONS["link_shipment"],
     ) as done:
         ctx = done.ctx
         thread_id, done.target = await thread_key(ctx, thread)
@@ -430,9 +418,7 @@ async def send_message(
         "subject": subject,
         "idempotency_key": idempotency_key,
     }
-    async with call(
-        mcp_ctx, "send_message", target=thread, arguments=arguments, permission=TOOL_PERMISSIONS["send_message"]
-    ) as done:
+    async with call(mcp_ctx, "send_message", target=thread, arguments=arguments) as done:
         ctx = done.ctx
         found = await find_thread(ctx, thread)
         done.target = found.reference
