@@ -14,6 +14,8 @@ from banxway.db.models import ApiToken, AuditEntry
 from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from banxway.context import Context
 
 
@@ -39,6 +41,38 @@ async def audit(
                 details=details or {},
             )
         )
+
+
+async def audit_change(
+    ctx: Context,
+    session: AsyncSession,
+    *,
+    action: str,
+    target: str | None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    channel: str = "GRAPHQL",
+) -> None:
+    """Record an administrative change inside the transaction that makes it (so it exists exactly when the change
+    was committed): who (the viewer and their API token), what (`action`, e.g. "organizationUpdate", and `target`,
+    a global id), and the changed fields' values before and after. Secrets never go in `before`/`after`."""
+    viewer = ctx.viewer
+    token_name = None
+    if viewer.api_token_id is not None:
+        token_name = await session.scalar(select(ApiToken.name).where(ApiToken.id == viewer.api_token_id))
+    session.add(
+        AuditEntry(
+            organization_id=viewer.organization_id,
+            actor_id=viewer.user_id,
+            api_token_id=viewer.api_token_id,
+            token_name=token_name,
+            channel=channel,
+            action=action[:100],
+            target=target[:200] if target else None,
+            outcome="OK",
+            details={"before": before or {}, "after": after or {}},
+        )
+    )
 
 
 async def audit_log_page(
