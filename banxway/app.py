@@ -54,6 +54,7 @@ from banxway.context import (
     viewer_of,
 )
 from banxway.errors import DomainError, PermissionDenied
+from banxway.exports import ROUTES as EXPORT_ROUTES
 from banxway.logs import get_logger
 from banxway.mcp import McpEndpoint
 from banxway.middleware import (
@@ -733,6 +734,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/mcp", mcp),
             Route("/dev/outbox", dev_outbox_page),
             *WEBHOOK_ROUTES,
+            *EXPORT_ROUTES,
         ],
         middleware=middleware,
         lifespan=lifespan,

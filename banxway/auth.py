@@ -198,6 +198,7 @@ class Permission(enum.Enum):
     USER_MANAGE = "create users, change roles, deactivate users"
     ORG_MANAGE = "manage organization settings, email accounts and integrations"
     AUTOMATION_MANAGE = "manage workflows, SLA policies, business hours, teams and shared canned responses"
+    ANALYTICS_READ = "read the organization's analytics (dashboard, drill-down, per-agent figures, CSV exports)"
 
 
 _P = Permission
@@ -266,8 +267,8 @@ class ApiTokenScope(enum.Enum):
 
 _S = ApiTokenScope
 SCOPE_PERMISSIONS: dict[ApiTokenScope, frozenset[Permission]] = {
-    _S.READ: frozenset({_P.READ}),
-    _S.WRITE: frozenset(set(_P) - {_P.READ, _P.MESSAGE_SEND}),
+    _S.READ: frozenset({_P.READ, _P.ANALYTICS_READ}),
+    _S.WRITE: frozenset(set(_P) - {_P.READ, _P.ANALYTICS_READ, _P.MESSAGE_SEND}),
     _S.SEND: frozenset({_P.MESSAGE_SEND}),
 }
 

@@ -130,6 +130,7 @@ class NotificationType(enum.Enum):
     SLA_BREACHED = "sla_breached"
     ACTION_DUE = "action_due"
     WORKFLOW = "workflow"  # a workflow's NOTIFY step
+    WEBHOOK_DISABLED = "webhook_disabled"  # an outbound webhook endpoint failed for too long (admins)
 
 
 class IntegrationType(enum.Enum):

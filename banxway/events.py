@@ -52,6 +52,10 @@ class ThreadUpdated(ThreadEvent):
     changed: list[str]
     # why, when no person changed it: e.g. "CONTAINER MSCU1234565 in message <id>" (a shipment linked by analysis)
     evidence: str | None = None
+    # when `changed` names `status`: the status before and after (absent from events of earlier releases).
+    # Analytics counts resolutions and reopenings from them; `prune` keeps these events past the retention.
+    status: str | None = None
+    previous_status: str | None = None
 
 
 class ThreadAssigned(ThreadEvent):
@@ -62,6 +66,8 @@ class ThreadAssigned(ThreadEvent):
 
 class ThreadArchived(ThreadEvent):
     type = "THREAD_ARCHIVED"
+    # the status it left (absent from events of earlier releases): analytics counts an archiving as a resolution
+    previous_status: str | None = None
 
 
 class ThreadRead(ThreadEvent):
@@ -261,11 +267,36 @@ class ShipmentMilestoneAdded(DomainEvent):
     milestone_id: uuid.UUID
 
 
+class DocumentAdded(DomainEvent):
+    """A document was filed on a shipment (documentUpload, documentFileFromMessage); thread-scoped (`thread_id`)
+    when it came with a thread. Starts `extract_document_text`."""
+
+    type = "DOCUMENT_ADDED"
+    document_id: uuid.UUID
+    shipment_id: uuid.UUID
+    thread_id: uuid.UUID | None = None
+    document_type: str
+
+
+class DocumentUpdated(DomainEvent):
+    """A document changed; `changed` names what: `type` (documentClassify), `status`/`reviewer_id` (documentApprove,
+    documentReject), `superseded_by_id` (a newer version was filed), `text_state`/`text`/`entities` (the text was
+    read by `extract_document_text`)."""
+
+    type = "DOCUMENT_UPDATED"
+    document_id: uuid.UUID
+    shipment_id: uuid.UUID
+    thread_id: uuid.UUID | None = None
+    changed: list[str]
+
+
 class NotificationCreated(DomainEvent):
     type = "NOTIFICATION_CREATED"
     private = True
     user_id: uuid.UUID
     notification_id: uuid.UUID
+    # the user asked for this type by email (their notification preferences): `send_notification_email` follows
+    email: bool = False
 
 
 class NotificationsRead(DomainEvent):
@@ -291,6 +322,25 @@ class UserUpdated(DomainEvent):
 
     type = "USER_UPDATED"
     user_id: uuid.UUID
+    changed: list[str]
+
+
+class InvitationCreated(DomainEvent):
+    """An admin invited someone to join (userInvite); the `send_invitation` actor emails the token. Administration:
+    sent only to subscribers whose role has USER_MANAGE. Carries the id, never the token."""
+
+    type = "INVITATION_CREATED"
+    permission = Permission.USER_MANAGE
+    invitation_id: uuid.UUID
+
+
+class InvitationUpdated(DomainEvent):
+    """An invitation changed; `changed` names the fields: `status` when it was revoked (invitationRevoke, by the
+    admin) or accepted (invitationAccept, by the new user, with USER_CREATED). Administration: USER_MANAGE only."""
+
+    type = "INVITATION_UPDATED"
+    permission = Permission.USER_MANAGE
+    invitation_id: uuid.UUID
     changed: list[str]
 
 
@@ -345,6 +395,17 @@ class EmailAccountDeleted(DomainEvent):
     type = "EMAIL_ACCOUNT_DELETED"
     permission = Permission.ORG_MANAGE
     email_account_id: uuid.UUID
+
+
+class WebhookDeliveriesQueued(DomainEvent):
+    """An admin asked an outbound webhook endpoint's deliveries to be sent now (webhookDeliveryRetry: one;
+    webhookEndpointReplay: every subscribed event after a cursor); the `send_webhook_deliveries` actor follows.
+    Administration: sent only to subscribers whose role has ORG_MANAGE; never delivered to webhooks itself."""
+
+    type = "WEBHOOK_DELIVERIES_QUEUED"
+    permission = Permission.ORG_MANAGE
+    webhook_endpoint_id: uuid.UUID
+    count: int
 
 
 class AgentTaskCreated(ThreadEvent):
@@ -562,10 +623,21 @@ async def sweep(
     return sent
 
 
+# Status changes (THREAD_UPDATED / THREAD_ARCHIVED with `previous_status`) are the history analytics counts
+# resolutions, reopenings and the backlog from (banxway.resolvers.analytics): `prune` keeps them. The same predicate
+# is the partial index ix_events_status_changes (migration 0022).
+STATUS_CHANGE = (EventRow.type.in_(("THREAD_UPDATED", "THREAD_ARCHIVED"))) & (
+    EventRow.payload["previous_status"].astext.is_not(None)
+)
+
+
 async def prune(sessionmaker: async_sessionmaker[AsyncSession], retention: timedelta) -> int:
-    """Delete events older than the retention; a cursor pointing before it gets CURSOR_EXPIRED."""
+    """Delete events older than the retention, except status changes (analytics' history); a cursor pointing
+    before it gets CURSOR_EXPIRED."""
     async with system_session(sessionmaker) as session, session.begin():
-        result = await session.execute(delete(EventRow).where(EventRow.created_at < func.now() - retention))
+        result = await session.execute(
+            delete(EventRow).where(EventRow.created_at < func.now() - retention, ~STATUS_CHANGE)
+        )
     return result.rowcount or 0
 
 

@@ -226,6 +226,20 @@ class Settings(BaseSettings):
         description="Seconds a signed download URL (`Attachment.downloadUrl`, for `<img src>` and links without an "
         "Authorization header) stays valid.",
     )
+    document_text_max_pages: int = Field(
+        50,
+        ge=1,
+        le=2000,
+        alias="BANXWAY_DOCUMENT_TEXT_MAX_PAGES",
+        description="Pages of a shipment document's PDF whose text layer is read (searchable); the rest are not.",
+    )
+    document_text_max_chars: int = Field(
+        200_000,
+        ge=1000,
+        le=400_000,  # a tsvector holds at most 1 MB
+        alias="BANXWAY_DOCUMENT_TEXT_MAX_CHARS",
+        description="Characters of a shipment document's text that are kept (and searched); the rest are cut.",
+    )
     max_body_bytes: int = Field(
         1024 * 1024,
         ge=1024,
@@ -314,6 +328,33 @@ class Settings(BaseSettings):
         alias="BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS",
         description="Let an integration's baseUrl be a loopback, private or link-local address (tests and "
         "local stand-ins only: otherwise an admin could make the server call its own network).",
+    )
+    allow_private_webhooks: bool = Field(
+        False,
+        alias="BANXWAY_ALLOW_PRIVATE_WEBHOOKS",
+        description="Let an outbound webhook endpoint's URL be http:// and on a loopback, private or link-local "
+        "address (tests and local development only; otherwise refused when saved and again at connect time).",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        alias="BANXWAY_WEBHOOK_TIMEOUT",
+        description="Seconds an outbound webhook delivery may take to connect, and again to answer; then it is "
+        "retried.",
+    )
+    webhook_retry_base_seconds: float = Field(
+        60.0,
+        gt=0,
+        alias="BANXWAY_WEBHOOK_RETRY_BASE",
+        description="The first retry of a failed webhook delivery waits this long; each next one twice as long "
+        "(at most an hour).",
+    )
+    webhook_retry_window_seconds: float = Field(
+        24 * 3600.0,
+        gt=0,
+        alias="BANXWAY_WEBHOOK_RETRY_WINDOW",
+        description="How long a webhook delivery is retried; an endpoint whose deliveries failed for that long "
+        "without a success is disabled and the organization's admins are notified.",
     )
     provider_media_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

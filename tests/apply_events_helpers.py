@@ -12,11 +12,11 @@ import base64
 import copy
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from graphql import build_schema
 
+from banxway.schema import schema_sdl
 from tests.live_helpers import GraphQLSocket
 
 # The fields a client shows, the same in the state query and in the events (links as `{ id }`, as a
@@ -51,6 +51,12 @@ FIELDS = {
     "workflow { id } thread { id } steps { stepIndex stepType attempt status outcome error }",
     "AgentTask": "id tool arguments status attempts result truncated error createdAt startedAt finishedAt "
     "thread { id } connection { id } note { id } createdBy { id }",
+    "Invitation": "id email name role status expiresAt emailedAt acceptedAt revokedAt createdAt invitedBy { id } "
+    "user { id }",
+    "WebhookEndpoint": "id url description eventTypes enabled disabledReason failingSince createdAt pendingDeliveries",
+    "Document": "id type status version isCurrent textState textError pages text rejectionReason reviewedAt "
+    "createdAt updatedAt entities { kind value } shipment { id } thread { id } message { id } reviewer { id } "
+    "uploadedBy { id } supersededBy { id }",
 }
 
 
@@ -74,7 +80,8 @@ def _top_level(kind: str) -> list[tuple[str, str]]:
 def _clashing() -> set[str]:
     """Fields selected on several node types with different types (ThreadStatus! and MessageStatus!, Thread! and
     Thread): under `node` they may not share a response name (GraphQL's "fields in set can merge")."""
-    schema = build_schema((Path(__file__).parents[1] / "schema.graphql").read_text())
+    # the running schema (the committed schema.graphql may lag behind a type being added; test_schema_file checks it)
+    schema = build_schema(schema_sdl())
     types: dict[str, set[str]] = {}
     for kind in FIELDS:
         for name, _ in _top_level(kind):
@@ -122,12 +129,15 @@ query ClientState {{
   workflowInstances(first: 100) {{ edges {{ node {{ {_plain("WorkflowInstance")} }} }} }}
   composeSessions(first: 100) {{ {_plain("ComposeSession")} }}
   agentTasks(first: 100) {{ edges {{ node {{ {_plain("AgentTask")} }} }} }}
+  documents(first: 100) {{ edges {{ node {{ {_plain("Document")} }} }} }}
 }}
 """
 ADMIN_STATE = f"""
 query AdminState {{
   integrations {{ {_plain("Integration")} }}
   emailAccounts {{ {_plain("EmailAccount")} }}
+  invitations {{ {_plain("Invitation")} }}
+  webhookEndpoints {{ {_plain("WebhookEndpoint")} }}
 }}
 """
 
@@ -161,6 +171,9 @@ TOP_LISTS = {
     "WorkflowInstance": "workflowInstances",
     "ComposeSession": "composeSessions",
     "AgentTask": "agentTasks",
+    "Invitation": "invitations",
+    "WebhookEndpoint": "webhookEndpoints",
+    "Document": "documents",
 }
 
 
@@ -205,6 +218,9 @@ ORDER = {
     "workflowInstances": (_created_order, True),
     "composeSessions": (_created_order, True),
     "agentTasks": (_created_order, True),
+    "invitations": (_created_order, True),
+    "webhookEndpoints": (_created_order, False),
+    "documents": (_created_order, True),
 }
 
 
@@ -256,6 +272,8 @@ def put_object(state: dict[str, Any], obj: dict[str, Any]) -> None:
             _put(siblings, obj, obj["id"], name)
     elif kind == "Contact":  # a merged-away contact leaves the list
         _put(state["contacts"], None if obj["mergedInto"] else obj, obj["id"], "contacts")
+    elif kind == "Document":  # the list shows current versions: a superseded one leaves it
+        _put(state["documents"], None if obj["supersededBy"] else obj, obj["id"], "documents")
     elif kind in TOP_LISTS:
         _put(state[TOP_LISTS[kind]], obj, obj["id"], TOP_LISTS[kind])
         if kind == "Notification":

@@ -76,6 +76,9 @@ WORKFLOW_DEACTIVATE = """
 mutation($id: ID!) { workflowDeactivate(workflowId: $id) { workflow { id } userErrors { field message } } }
 """
 NOTIFICATIONS = "{ notifications(first: 10) { edges { node { id } } } }"
+DOCUMENT_UPLOAD = """
+mutation($input: DocumentUploadInput!) { documentUpload(input: $input) { document { id } userErrors { field code message } } }
+"""
 
 
 def closed_port() -> int:
@@ -116,6 +119,21 @@ AGENT_TASK_CREATE = """
 mutation($input: AgentTaskCreateInput!) {
   agentTaskCreate(input: $input) { agentTask { id } userErrors { field code message } }
 }
+"""
+
+
+WEBHOOK_ENDPOINT_CREATE = """
+mutation($input: WebhookEndpointCreateInput!) {
+  webhookEndpointCreate(input: $input) { webhookEndpoint { id } userErrors { field code message } }
+}
+"""
+WEBHOOK_ENDPOINT_REPLAY = """
+mutation($input: WebhookEndpointReplayInput!) {
+  webhookEndpointReplay(input: $input) { queued userErrors { field code message } }
+}
+"""
+WEBHOOK_DELIVERIES = """
+query($id: ID!) { webhookDeliveries(endpointId: $id, first: 50) { edges { node { id } } } }
 """
 
 
@@ -225,6 +243,27 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
     )
     assert uploaded.status_code == 201, uploaded.text
     seeded.add("Attachment", uploaded.json()["id"])
+    # a shipment document: a file of its own, filed on the shipment with the thread
+    filed = await api.http.post(
+        f"/attachments?filename={slug}-bl.pdf",
+        content=f"%PDF {marker} bill of lading".encode(),
+        headers={"authorization": f"Bearer {tokens['ADMIN']}", "content-type": "application/pdf"},
+    )
+    assert filed.status_code == 201, filed.text
+    seeded.add("Attachment", filed.json()["id"])
+    document = await inbox.ok(
+        DOCUMENT_UPLOAD,
+        {
+            "input": {
+                "shipmentId": shipment["id"],
+                "attachmentId": filed.json()["id"],
+                "type": "BILL_OF_LADING",
+                "threadId": thread["id"],
+            }
+        },
+        "documentUpload",
+    )
+    seeded.add("Document", document["document"]["id"])
     message = await inbox.send(thread["id"], f"{marker} internal message")
     seeded.add("Message", message["id"])
     note = await inbox.ok(
@@ -344,6 +383,34 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         "agentTaskCreate",
     )
     seeded.add("AgentTask", task["agentTask"]["id"])
+
+    # an outbound webhook endpoint (an internet address nothing here calls: no worker runs) and its deliveries of the
+    # organization's thread events, written by a replay
+    endpoint = await inbox.ok(
+        WEBHOOK_ENDPOINT_CREATE,
+        {
+            "input": {
+                "url": f"https://93.184.216.34/{slug}/hooks",
+                "eventTypes": ["THREAD_CREATED"],
+                "description": f"{marker} hooks",
+            }
+        },
+        "webhookEndpointCreate",
+    )
+    endpoint_id = seeded.add("WebhookEndpoint", endpoint["webhookEndpoint"]["id"])
+    await inbox.ok(WEBHOOK_ENDPOINT_REPLAY, {"input": {"endpointId": endpoint_id}}, "webhookEndpointReplay")
+    logged = await inbox.gql(WEBHOOK_DELIVERIES, {"id": endpoint_id})
+    for edge in logged["data"]["webhookDeliveries"]["edges"]:
+        seeded.add("WebhookDelivery", edge["node"]["id"])
+    assert seeded.ids.get("WebhookDelivery"), logged
+
+    # a pending invitation (the id invitationRevoke takes; no worker runs, so it is not mailed)
+    invitation = await inbox.ok(
+        "mutation($input: UserInviteInput!) { userInvite(input: $input) { invitation { id } userErrors { code } } }",
+        {"input": {"email": f"invited@{slug}.test", "name": f"{marker} Invitee", "role": "SUPPORT"}},
+        "userInvite",
+    )
+    seeded.add("Invitation", invitation["invitation"]["id"])
 
     # a personal API token of the admin (the id apiTokenRevoke takes)
     api_token = await inbox.ok(

@@ -44,6 +44,7 @@ from tests.test_events_outbox import (
     CONTACT_UPDATE,
     CUSTOMER_CREATE,
     CUSTOMER_UPDATE,
+    DOCUMENT_UPLOAD,
     EMAIL_ACCOUNT_CREATE,
     EMAIL_ACCOUNT_DELETE,
     EMAIL_ACCOUNT_UPDATE,
@@ -523,6 +524,37 @@ async def _shipment_milestone_add(w: World) -> None:
     await w.ok(SHIPMENT_MILESTONE_ADD, variables, "shipmentMilestoneAdd")
 
 
+# -- shipment documents ---------------------------------------------------------------------------------------
+
+
+async def _a_shipment_thread(w: World) -> None:
+    await _a_shipment(w)
+    w.ids["thread"] = await w.thread("Draft BL for SHP-1", shipmentId=w.ids["shipment"])
+
+
+async def _file_a_bill_of_lading(w: World) -> None:
+    uploaded = await w.inbox.api.http.post(
+        "/attachments?filename=bl.pdf",
+        content=f"%PDF-1.4 bill of lading {len(w.ids)}".encode(),
+        headers={"authorization": f"Bearer {w.tokens['manager']}", "content-type": "application/pdf"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    variables = {
+        "input": {
+            "shipmentId": w.ids["shipment"],
+            "attachmentId": uploaded.json()["id"],
+            "type": "BILL_OF_LADING",
+            "threadId": w.ids["thread"],
+        }
+    }
+    w.ids[f"document{len(w.ids)}"] = (await w.ok(DOCUMENT_UPLOAD, variables, "documentUpload"))["document"]["id"]
+
+
+async def _a_filed_bill_of_lading(w: World) -> None:
+    await _a_shipment_thread(w)
+    await _file_a_bill_of_lading(w)
+
+
 # -- notifications --------------------------------------------------------------------------------------------
 
 
@@ -700,6 +732,53 @@ async def _agent_task_runs(w: World) -> None:
     assert status is not None and status.name == "COMPLETED", tasks
 
 
+WEBHOOK_ENDPOINT_CREATE = """
+mutation($input: WebhookEndpointCreateInput!) {
+  webhookEndpointCreate(input: $input) { webhookEndpoint { id } userErrors { field code message } }
+}
+"""
+WEBHOOK_ENDPOINT_REPLAY = """
+mutation($input: WebhookEndpointReplayInput!) {
+  webhookEndpointReplay(input: $input) { queued userErrors { field code message } }
+}
+"""
+
+
+async def _a_webhook_endpoint(w: World) -> None:
+    """Two threads, then an endpoint for new threads (created after them: nothing was delivered to it yet)."""
+    for subject in ("Rates for May", "Rates for June"):
+        await w.thread(subject)
+    values = {"url": "https://hooks.example.com/banxway", "eventTypes": ["THREAD_CREATED"]}
+    payload = await w.ok(WEBHOOK_ENDPOINT_CREATE, {"input": values}, "webhookEndpointCreate", by="admin")
+    w.ids["endpoint"] = payload["webhookEndpoint"]["id"]
+
+
+async def _webhook_endpoint_replay(w: World) -> None:
+    # the endpoint's pending deliveries go from none to both threads' events
+    replay = {"input": {"endpointId": w.ids["endpoint"]}}
+    payload = await w.ok(WEBHOOK_ENDPOINT_REPLAY, replay, "webhookEndpointReplay", by="admin")
+    assert payload["queued"] == 2, payload
+
+
+# -- administration (invitations; tests/test_administration.py has the rest) ------------------------------------
+
+USER_INVITE = """
+mutation($input: UserInviteInput!) { userInvite(input: $input) { invitation { id } userErrors { code } } }
+"""
+INVITATION_REVOKE = """
+mutation($id: ID!) { invitationRevoke(input: {id: $id}) { invitation { id } userErrors { code } } }
+"""
+
+
+async def _user_invite(w: World) -> None:
+    variables = {"input": {"email": f"invited{len(w.ids)}@acme.test", "name": "Invited", "role": "SUPPORT"}}
+    w.ids["invitation"] = (await w.ok(USER_INVITE, variables, "userInvite", by="admin"))["invitation"]["id"]
+
+
+async def _invitation_revoke(w: World) -> None:
+    await w.ok(INVITATION_REVOKE, {"id": w.ids["invitation"]}, "invitationRevoke", by="admin")
+
+
 CASES: dict[str, Case] = {
     "ACTION_CREATED": Case(_action_create, ("ACTION_CREATED",), _inbox_with_a_contact),
     "ACTION_UPDATED": Case(_action_update, ("ACTION_UPDATED",), _thread_with_an_action),
@@ -763,9 +842,17 @@ CASES: dict[str, Case] = {
         _email_account_delete, ("EMAIL_ACCOUNT_DELETED",), _two_email_accounts, actor="admin"
     ),
     "AGENT_TASK_CREATED": Case(_agent_task_create, ("AGENT_TASK_CREATED",), _an_agent_connection),
+    "INVITATION_CREATED": Case(_user_invite, ("INVITATION_CREATED",), actor="admin"),
+    "INVITATION_UPDATED": Case(_invitation_revoke, ("INVITATION_UPDATED",), _user_invite, actor="admin"),
     "AGENT_TASK_FAILED": Case(_agent_task_cancel, ("AGENT_TASK_FAILED",), _a_queued_agent_task),
     # the note and the completion are by the task's creator (the manager), as the note is
     "AGENT_TASK_COMPLETED": Case(_agent_task_runs, ("NOTE_ADDED", "AGENT_TASK_COMPLETED"), _a_queued_agent_task),
+    "WEBHOOK_DELIVERIES_QUEUED": Case(
+        _webhook_endpoint_replay, ("WEBHOOK_DELIVERIES_QUEUED",), _a_webhook_endpoint, actor="admin"
+    ),
+    "DOCUMENT_ADDED": Case(_file_a_bill_of_lading, ("DOCUMENT_ADDED",), _a_shipment_thread),
+    # a second BL: the new version, then the first one superseded (it leaves the list of current documents)
+    "DOCUMENT_UPDATED": Case(_file_a_bill_of_lading, ("DOCUMENT_ADDED", "DOCUMENT_UPDATED"), _a_filed_bill_of_lading),
 }
 
 
@@ -794,7 +881,7 @@ async def world(inbox: Inbox, api: Api) -> World:
 async def server(settings: Settings, state: AppState, api: Api, org: Org) -> AsyncIterator[str]:
     # The client's subscription selects every kind of node at once, with an alias for each field whose type
     # differs between kinds: more than the default limit of 30 (a real client selects what it shows).
-    wide = settings.model_copy(update={"graphql_max_aliases": 40})
+    wide = settings.model_copy(update={"graphql_max_aliases": 50})
     async with uvicorn_server(wide, state) as url:
         yield url
 

@@ -50,6 +50,26 @@ def test_the_rules_pick_the_work_each_event_calls_for() -> None:
     ]
 
 
+def test_a_webhook_retry_or_replay_sends_the_endpoints_due_deliveries() -> None:
+    endpoint = str(uuid.uuid4())
+    queued = Event(type="WEBHOOK_DELIVERIES_QUEUED", payload={"webhook_endpoint_id": endpoint, "count": 2})
+    assert consequences.jobs([queued]) == [(actors.send_webhook_deliveries, endpoint)]
+
+
+def test_an_invitation_is_mailed_and_a_notification_only_when_its_user_asked_for_email() -> None:
+    invitation, mailed, in_app = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    rows = [
+        Event(type="INVITATION_CREATED", payload={"invitation_id": invitation}),
+        Event(type="NOTIFICATION_CREATED", payload={"user_id": "u", "notification_id": mailed, "email": True}),
+        Event(type="NOTIFICATION_CREATED", payload={"user_id": "u", "notification_id": in_app, "email": False}),
+        Event(type="NOTIFICATION_CREATED", payload={"user_id": "u", "notification_id": in_app}),  # older events
+    ]
+    assert consequences.jobs(rows) == [
+        (actors.send_invitation, invitation),
+        (actors.send_notification_email, mailed),
+    ]
+
+
 async def _queued_ids(state: AppState, queue: str) -> set[str]:
     """The message ids of the jobs waiting in a Dramatiq queue of the test's Redis."""
     jobs = await state.redis.hvals(f"banxway:{queue}.msgs")
@@ -100,3 +120,26 @@ def _uuid(global_id: str) -> uuid.UUID:
     found = local_id(global_id, "Message")
     assert found is not None
     return found
+
+
+WEBHOOK_ENDPOINT_CREATE = """
+mutation($input: WebhookEndpointCreateInput!) {
+  webhookEndpointCreate(input: $input) { webhookEndpoint { id } userErrors { field code message } }
+}
+"""
+
+
+async def test_an_event_an_enabled_webhook_endpoint_subscribes_to_is_enqueued_for_delivery(
+    inbox: Inbox, state: AppState
+) -> None:
+    # given an endpoint for new threads
+    values = {"url": "https://hooks.example.com/banxway", "eventTypes": ["THREAD_CREATED"]}
+    await inbox.ok(WEBHOOK_ENDPOINT_CREATE, {"input": values}, "webhookEndpointCreate")
+    # when a thread and a customer are created
+    thread = await inbox.thread()
+    await inbox.customer()
+    # then the thread's event waits in the webhooks queue, and the customer's does not
+    async with system_session(state.sessionmaker) as session:
+        rows = {row.type: row.id for row in await session.scalars(select(Event))}
+    waiting = await _queued_ids(state, "webhooks")
+    assert waiting == {rows["THREAD_CREATED"]}, (waiting, rows, thread)

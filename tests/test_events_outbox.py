@@ -22,15 +22,18 @@ from banxway.db.models import (
     Contact,
     ContactMerge,
     Customer,
+    Document,
     EmailAccount,
     Event,
     Integration,
+    Invitation,
     Message,
     Note,
     Shipment,
     ShipmentMilestone,
     Thread,
     User,
+    WebhookDelivery,
     WorkflowInstance,
 )
 from banxway.db.session import system_session
@@ -953,6 +956,198 @@ async def email_account_delete(s: Setup) -> list[Expected]:
     return [Expected("EMAIL_ACCOUNT_DELETED", {"email_account_id": _uuid(account)})]
 
 
+# -- shipment documents (tests/test_documents.py has the rest; the text's DOCUMENT_UPDATED is the actor's) --------
+
+DOCUMENT_UPLOAD = """
+mutation($input: DocumentUploadInput!) {
+  documentUpload(input: $input) { document { id } userErrors { field code message } }
+}
+"""
+DOCUMENT_CLASSIFY = """
+mutation($input: DocumentClassifyInput!) {
+  documentClassify(input: $input) { document { id } userErrors { field code message } }
+}
+"""
+DOCUMENT_APPROVE = """
+mutation($input: DocumentApproveInput!) {
+  documentApprove(input: $input) { document { id } userErrors { field code message } }
+}
+"""
+DOCUMENT_REJECT = """
+mutation($input: DocumentRejectInput!) {
+  documentReject(input: $input) { document { id } userErrors { field code message } }
+}
+"""
+
+
+async def _document(s: Setup, shipment: str, type: str = "BILL_OF_LADING", **fields: Any) -> str:
+    uploaded = await s.inbox.api.http.post(
+        f"/attachments?filename={uuid.uuid4().hex}.pdf",
+        content=f"%PDF-1.4 {uuid.uuid4()}".encode(),
+        headers={"authorization": f"Bearer {s.inbox.token}", "content-type": "application/pdf"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    variables = {"input": {"shipmentId": shipment, "attachmentId": uploaded.json()["id"], "type": type, **fields}}
+    return (await s.ok(DOCUMENT_UPLOAD, variables, "documentUpload"))["document"]["id"]
+
+
+async def document_upload(s: Setup) -> list[Expected]:
+    shipment = await s.shipment()
+    thread = await s.thread(shipmentId=shipment)
+    await s.log.mark()
+    document = _uuid(await _document(s, shipment, threadId=thread))
+    fields = {
+        "document_id": document,
+        "shipment_id": _uuid(shipment),
+        "thread_id": _uuid(thread),
+        "document_type": "BILL_OF_LADING",
+    }
+    return [Expected("DOCUMENT_ADDED", fields, (Document, document, "created_at"))]
+
+
+async def document_upload_version(s: Setup) -> list[Expected]:
+    shipment = await s.shipment()
+    first = _uuid(await _document(s, shipment))
+    await s.log.mark()
+    second = _uuid(await _document(s, shipment))
+    sid = _uuid(shipment)
+    return [
+        Expected("DOCUMENT_ADDED", {"document_id": second, "thread_id": None}, (Document, second, "created_at")),
+        Expected(
+            "DOCUMENT_UPDATED",
+            {"document_id": first, "shipment_id": sid, "changed": ["superseded_by_id"]},
+            (Document, first, "updated_at"),
+        ),
+    ]
+
+
+async def document_classify(s: Setup) -> list[Expected]:
+    document = await _document(s, await s.shipment(), "OTHER")
+    await s.log.mark()
+    await s.ok(DOCUMENT_CLASSIFY, {"input": {"id": document, "type": "PACKING_LIST"}}, "documentClassify")
+    did = _uuid(document)
+    return [Expected("DOCUMENT_UPDATED", {"document_id": did, "changed": ["type"]}, (Document, did, "updated_at"))]
+
+
+async def document_approve(s: Setup) -> list[Expected]:
+    document = await _document(s, await s.shipment())
+    await s.log.mark()
+    await s.ok(DOCUMENT_APPROVE, {"input": {"id": document}}, "documentApprove")
+    did = _uuid(document)
+    changed = ["status", "reviewer_id"]
+    return [Expected("DOCUMENT_UPDATED", {"document_id": did, "changed": changed}, (Document, did, "updated_at"))]
+
+
+async def document_reject(s: Setup) -> list[Expected]:
+    document = await _document(s, await s.shipment())
+    await s.log.mark()
+    await s.ok(DOCUMENT_REJECT, {"input": {"id": document, "reason": "Unsigned"}}, "documentReject")
+    did = _uuid(document)
+    changed = ["status", "reviewer_id", "rejection_reason"]
+    return [Expected("DOCUMENT_UPDATED", {"document_id": did, "changed": changed}, (Document, did, "updated_at"))]
+
+
+# -- outbound webhooks (tests/test_outbound_webhooks.py has the rest; deliveries themselves record no event) ------
+
+WEBHOOK_ENDPOINT_CREATE = """
+mutation($input: WebhookEndpointCreateInput!) {
+  webhookEndpointCreate(input: $input) { webhookEndpoint { id } userErrors { field code message } }
+}
+"""
+WEBHOOK_ENDPOINT_REPLAY = """
+mutation($input: WebhookEndpointReplayInput!) {
+  webhookEndpointReplay(input: $input) { queued userErrors { field code message } }
+}
+"""
+WEBHOOK_DELIVERIES = """
+query($id: ID!) { webhookDeliveries(endpointId: $id, first: 10) { edges { node { id } } } }
+"""
+WEBHOOK_DELIVERY_RETRY = """
+mutation($id: ID!) {
+  webhookDeliveryRetry(input: {id: $id}) { webhookDelivery { id } userErrors { field code message } }
+}
+"""
+
+
+async def _webhook_endpoint(s: Setup) -> str:
+    """An endpoint (nowhere: nothing runs the deliveries here) subscribed to new threads, after one was created."""
+    await s.thread()
+    values = {"url": "https://hooks.example.com/banxway", "eventTypes": ["THREAD_CREATED"]}
+    return (await s.ok(WEBHOOK_ENDPOINT_CREATE, {"input": values}, "webhookEndpointCreate"))["webhookEndpoint"]["id"]
+
+
+async def webhook_endpoint_replay(s: Setup) -> list[Expected]:
+    endpoint = await _webhook_endpoint(s)
+    await s.log.mark()
+    await s.ok(WEBHOOK_ENDPOINT_REPLAY, {"input": {"endpointId": endpoint}}, "webhookEndpointReplay")
+    return [Expected("WEBHOOK_DELIVERIES_QUEUED", {"webhook_endpoint_id": _uuid(endpoint), "count": 1})]
+
+
+async def webhook_delivery_retry(s: Setup) -> list[Expected]:
+    endpoint = await _webhook_endpoint(s)
+    await s.ok(WEBHOOK_ENDPOINT_REPLAY, {"input": {"endpointId": endpoint}}, "webhookEndpointReplay")
+    listed = await s.inbox.gql(WEBHOOK_DELIVERIES, {"id": endpoint})
+    [delivery] = [edge["node"]["id"] for edge in listed["data"]["webhookDeliveries"]["edges"]]
+    await s.log.mark()
+    await s.ok(WEBHOOK_DELIVERY_RETRY, {"id": delivery}, "webhookDeliveryRetry")
+    fields = {"webhook_endpoint_id": _uuid(endpoint), "count": 1}
+    return [Expected("WEBHOOK_DELIVERIES_QUEUED", fields, (WebhookDelivery, _uuid(delivery), "updated_at"))]
+
+
+# -- administration (tests/test_administration.py has the rest; invitationAccept's events are the new user's) ----
+
+USER_INVITE = """
+mutation($input: UserInviteInput!) {
+  userInvite(input: $input) { invitation { id } token userErrors { field code message } }
+}
+"""
+INVITATION_REVOKE = """
+mutation($id: ID!) { invitationRevoke(input: {id: $id}) { invitation { id } userErrors { field code message } } }
+"""
+USER_DEACTIVATE = """
+mutation($id: ID!) { userDeactivate(input: {id: $id}) { user { id } userErrors { field code message } } }
+"""
+ME_UPDATE = """
+mutation($input: MeUpdateInput!) { meUpdate(input: $input) { user { id } userErrors { field code message } } }
+"""
+
+
+async def _invite(s: Setup, email: str = "new@acme.test") -> str:
+    variables = {"input": {"email": email, "name": "New", "role": "SUPPORT"}}
+    return (await s.ok(USER_INVITE, variables, "userInvite"))["invitation"]["id"]
+
+
+async def user_invite(s: Setup) -> list[Expected]:
+    await s.log.mark()
+    iid = _uuid(await _invite(s))
+    return [Expected("INVITATION_CREATED", {"invitation_id": iid}, (Invitation, iid, "created_at"))]
+
+
+async def invitation_revoke(s: Setup) -> list[Expected]:
+    invitation = await _invite(s)
+    await s.log.mark()
+    await s.ok(INVITATION_REVOKE, {"id": invitation}, "invitationRevoke")
+    iid = _uuid(invitation)
+    return [
+        Expected("INVITATION_UPDATED", {"invitation_id": iid, "changed": ["status"]}, (Invitation, iid, "updated_at"))
+    ]
+
+
+async def user_deactivate_mutation(s: Setup) -> list[Expected]:
+    support = await s.member("support", "support@acme.test")
+    await s.log.mark()
+    await s.ok(USER_DEACTIVATE, {"id": support}, "userDeactivate")
+    return [Expected("USER_UPDATED", {"user_id": _uuid(support), "changed": ["active"]})]
+
+
+async def me_update(s: Setup) -> list[Expected]:
+    await s.log.mark()
+    # the preferences change too, but they are the user's own (no one's view of the user changes)
+    prefs = [{"type": "MENTION", "email": True}]
+    await s.ok(ME_UPDATE, {"input": {"name": "Ada Admin", "notificationPreferences": prefs}}, "meUpdate")
+    return [Expected("USER_UPDATED", {"user_id": s.ids["me"], "changed": ["name"]}, (User, s.ids["me"], "updated_at"))]
+
+
 CASES: dict[str, tuple[Case, list[str]]] = {
     "threadCreate": (thread_create, ["THREAD_CREATED"]),
     "threadUpdate": (thread_update, ["THREAD_UPDATED"]),
@@ -990,9 +1185,18 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "shipmentCreate": (shipment_create, ["SHIPMENT_CREATED"]),
     "shipmentUpdate": (shipment_update, ["SHIPMENT_UPDATED"]),
     "shipmentMilestoneAdd": (shipment_milestone_add, ["SHIPMENT_MILESTONE_ADDED", "SHIPMENT_UPDATED"]),
+    "documentUpload": (document_upload, ["DOCUMENT_ADDED"]),
+    "documentUpload-version": (document_upload_version, ["DOCUMENT_ADDED", "DOCUMENT_UPDATED"]),
+    "documentClassify": (document_classify, ["DOCUMENT_UPDATED"]),
+    "documentApprove": (document_approve, ["DOCUMENT_UPDATED"]),
+    "documentReject": (document_reject, ["DOCUMENT_UPDATED"]),
     "userCreate": (user_create, ["USER_CREATED"]),
     "userUpdate": (user_update, ["USER_UPDATED"]),
     "userUpdate-deactivate": (user_deactivate, ["USER_UPDATED"]),
+    "userDeactivate": (user_deactivate_mutation, ["USER_UPDATED"]),
+    "meUpdate": (me_update, ["USER_UPDATED"]),
+    "userInvite": (user_invite, ["INVITATION_CREATED"]),
+    "invitationRevoke": (invitation_revoke, ["INVITATION_UPDATED"]),
     "integrationConfigure": (integration_configure, ["INTEGRATION_CONFIGURED"]),
     "integrationConfigure-update": (integration_reconfigure, ["INTEGRATION_UPDATED"]),
     "integrationRotateWebhookToken": (integration_rotate_webhook_token, ["INTEGRATION_UPDATED"]),
@@ -1001,6 +1205,8 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "emailAccountCreate": (email_account_create, ["EMAIL_ACCOUNT_CREATED"]),
     "emailAccountUpdate": (email_account_update, ["EMAIL_ACCOUNT_UPDATED"]),
     "emailAccountDelete": (email_account_delete, ["EMAIL_ACCOUNT_DELETED"]),
+    "webhookEndpointReplay": (webhook_endpoint_replay, ["WEBHOOK_DELIVERIES_QUEUED"]),
+    "webhookDeliveryRetry": (webhook_delivery_retry, ["WEBHOOK_DELIVERIES_QUEUED"]),
 }
 
 
@@ -1163,6 +1369,38 @@ async def _shipment_taken_reference(s: Setup) -> tuple[str, dict, str, str | Non
     return SHIPMENT_UPDATE, {"input": {"id": other, "reference": "shp-1"}}, "shipmentUpdate", None
 
 
+async def _document_rejected_without_reason(s: Setup) -> tuple[str, dict, str, str | None]:
+    document = await _document(s, await s.shipment())
+    return DOCUMENT_REJECT, {"input": {"id": document, "reason": " "}}, "documentReject", None
+
+
+async def _document_approved_twice(s: Setup) -> tuple[str, dict, str]:
+    document = await _document(s, await s.shipment())
+    await s.ok(DOCUMENT_APPROVE, {"input": {"id": document}}, "documentApprove")
+    return DOCUMENT_APPROVE, {"input": {"id": document}}, "documentApprove"
+
+
+async def _invite_a_member(s: Setup) -> tuple[str, dict, str, str | None]:
+    await s.member("support", "support@acme.test")
+    variables = {"input": {"email": "support@acme.test", "name": "Again", "role": "SUPPORT"}}
+    return USER_INVITE, variables, "userInvite", None
+
+
+async def _rename_with_a_wrong_password(s: Setup) -> tuple[str, dict, str, str | None]:
+    variables = {"input": {"name": "Renamed", "currentPassword": "wrong-password", "newPassword": "long-enough"}}
+    return ME_UPDATE, variables, "meUpdate", None
+
+
+async def _webhook_retry_on_a_disabled_endpoint(s: Setup) -> tuple[str, dict, str, str | None]:
+    endpoint = await _webhook_endpoint(s)
+    await s.ok(WEBHOOK_ENDPOINT_REPLAY, {"input": {"endpointId": endpoint}}, "webhookEndpointReplay")
+    listed = await s.inbox.gql(WEBHOOK_DELIVERIES, {"id": endpoint})
+    [delivery] = [edge["node"]["id"] for edge in listed["data"]["webhookDeliveries"]["edges"]]
+    disable = "mutation($id: ID!) { webhookEndpointUpdate(input: {id: $id, enabled: false}) { userErrors { code } } }"
+    await s.ok(disable, {"id": endpoint}, "webhookEndpointUpdate")
+    return WEBHOOK_DELIVERY_RETRY, {"id": delivery}, "webhookDeliveryRetry", None
+
+
 FAILURES: dict[str, Failure] = {
     "threadCreate-unknown-contact": _unknown_contact,
     "threadUpdate-back-to-new": _back_to_new,
@@ -1180,6 +1418,10 @@ FAILURES: dict[str, Failure] = {
     "contactMerge-itself": _merge_into_itself,
     "shipmentMilestoneAdd-no-time": _milestone_without_time,
     "shipmentUpdate-taken-reference": _shipment_taken_reference,
+    "userInvite-existing-user": _invite_a_member,
+    "meUpdate-wrong-password": _rename_with_a_wrong_password,
+    "documentReject-no-reason": _document_rejected_without_reason,
+    "webhookDeliveryRetry-disabled-endpoint": _webhook_retry_on_a_disabled_endpoint,
 }
 
 
@@ -1298,6 +1540,7 @@ NO_OPS.update(
         "integrationConfigure-same-values": _same_integration_values,
         "integrationTest-same-result": _same_test_result,
         "emailAccountUpdate-same-values": _same_email_account_values,
+        "documentApprove-approved-already": _document_approved_twice,
     }
 )
 

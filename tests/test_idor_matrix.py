@@ -41,6 +41,8 @@ ID_TYPE_BY_ARGUMENT = {
     "sessionId": "ComposeSession",
     "suggestionId": "ShipmentSuggestion",
     "connectionId": "AgentConnection",
+    "endpointId": "WebhookEndpoint",
+    "agentId": "User",  # analyticsThreads(bucket: {agentId})
 }
 ID_TYPE_EXCEPTIONS = {
     # EmailAccountIdInput is shared with the account's mutations; this one takes a quarantined mail's id
@@ -150,6 +152,7 @@ _SCALARS: dict[str, Any] = {
     "Float": 1.0,
     "Boolean": False,
     "DateTime": "2026-01-02T03:04:05+00:00",
+    "Date": "2026-01-02",
     "JSON": {},
 }
 

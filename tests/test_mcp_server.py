@@ -97,8 +97,11 @@ async def tool_error(client: Client, name: str, **arguments: Any) -> str:
 
 
 async def audit_rows(state: AppState) -> list[AuditEntry]:
+    """The agents' calls (the log also holds administrative changes made over GraphQL: a role change here)."""
     async with system_session(state.sessionmaker) as session:
-        return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+        return list(
+            await session.scalars(select(AuditEntry).where(AuditEntry.channel == "MCP").order_by(AuditEntry.id))
+        )
 
 
 async def names(client: Client) -> set[str]:

@@ -25,8 +25,10 @@ from banxway.db.models import (
     Contact,
     ContactIdentity,
     Customer,
+    Document,
     EmailAccount,
     Integration,
+    Invitation,
     Message,
     MessageAnalysis,
     Note,
@@ -42,6 +44,7 @@ from banxway.db.models import (
     Thread,
     ThreadRead,
     User,
+    WebhookEndpoint,
     Workflow,
     WorkflowInstance,
     WorkflowStepRun,
@@ -182,6 +185,14 @@ class AgentTaskByIdLoader(_ByIdLoader):
     model = AgentTask
 
 
+class InvitationByIdLoader(_ByIdLoader):
+    model = Invitation
+
+
+class WebhookEndpointByIdLoader(_ByIdLoader):
+    model = WebhookEndpoint
+
+
 class HeadersByMessageIdLoader(DataLoader[uuid.UUID, MessageHeaders | None]):
     """A message's (deferred) provider headers, typed: a call's status, length, recording and transcript."""
 
@@ -307,6 +318,54 @@ class MilestonesByShipmentIdLoader(_ManyByKeyLoader):
         return (func.coalesce(ShipmentMilestone.actual_at, ShipmentMilestone.planned_at), ShipmentMilestone.created_at)
 
 
+# -- shipment documents ----------------------------------------------------------------------------------------
+
+
+class DocumentByIdLoader(_ByIdLoader):
+    model = Document
+
+
+class AttachmentByIdLoader(_ByIdLoader):
+    model = Attachment
+
+
+class DocumentsByShipmentIdLoader(_ManyByKeyLoader):
+    """A shipment's current documents (not superseded), oldest first."""
+
+    model = Document
+    key_column = "shipment_id"
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[list[Any]]:
+        rows = await self.db.scalars(
+            select(Document)
+            .where(Document.shipment_id.in_(keys), Document.superseded_by_id.is_(None))
+            .order_by(Document.created_at, Document.id)
+        )
+        grouped: dict[uuid.UUID, list[Any]] = {key: [] for key in keys}
+        for row in rows:
+            grouped[row.shipment_id].append(row)
+        return [grouped[key] for key in keys]
+
+
+class DocumentsByLineageIdLoader(_ManyByKeyLoader):
+    """Every version of a document, first version first."""
+
+    model = Document
+    key_column = "lineage_id"
+
+    def order_by(self) -> tuple[Any, ...]:
+        return (Document.version, Document.created_at)
+
+
+class DocumentTextByIdLoader(DataLoader[uuid.UUID, str | None]):
+    """A document's (deferred) extracted text."""
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[str | None]:
+        rows = await self.db.execute(select(Document.id, Document.extracted_text).where(Document.id.in_(keys)))
+        by_id = {row[0]: row[1] for row in rows}
+        return [by_id.get(key) for key in keys]
+
+
 class UnreadCountByThreadIdLoader(DataLoader[uuid.UUID, int]):
     """Messages in a thread after the viewer's read position, not written by the viewer."""
 
@@ -357,6 +416,8 @@ class Loaders:
     integration_by_id: IntegrationByIdLoader = field(init=False)
     agent_connection_by_id: AgentConnectionByIdLoader = field(init=False)
     agent_task_by_id: AgentTaskByIdLoader = field(init=False)
+    invitation_by_id: InvitationByIdLoader = field(init=False)
+    webhook_endpoint_by_id: WebhookEndpointByIdLoader = field(init=False)
     identities_by_contact_id: IdentitiesByContactIdLoader = field(init=False)
     milestones_by_shipment_id: MilestonesByShipmentIdLoader = field(init=False)
     attachments_by_message_id: AttachmentsByMessageIdLoader = field(init=False)
@@ -373,6 +434,11 @@ class Loaders:
     analysis_by_message_id: AnalysisByMessageIdLoader = field(init=False)
     suggestions_by_thread_id: SuggestionsByThreadIdLoader = field(init=False)
     shipment_suggestion_by_id: ShipmentSuggestionByIdLoader = field(init=False)
+    document_by_id: DocumentByIdLoader = field(init=False)
+    attachment_by_id: AttachmentByIdLoader = field(init=False)
+    documents_by_shipment_id: DocumentsByShipmentIdLoader = field(init=False)
+    documents_by_lineage_id: DocumentsByLineageIdLoader = field(init=False)
+    document_text_by_id: DocumentTextByIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
         db = self.db
@@ -390,6 +456,8 @@ class Loaders:
         self.integration_by_id = IntegrationByIdLoader(db)
         self.agent_connection_by_id = AgentConnectionByIdLoader(db)
         self.agent_task_by_id = AgentTaskByIdLoader(db)
+        self.invitation_by_id = InvitationByIdLoader(db)
+        self.webhook_endpoint_by_id = WebhookEndpointByIdLoader(db)
         self.identities_by_contact_id = IdentitiesByContactIdLoader(db)
         self.milestones_by_shipment_id = MilestonesByShipmentIdLoader(db)
         self.attachments_by_message_id = AttachmentsByMessageIdLoader(db)
@@ -406,3 +474,8 @@ class Loaders:
         self.analysis_by_message_id = AnalysisByMessageIdLoader(db)
         self.suggestions_by_thread_id = SuggestionsByThreadIdLoader(db)
         self.shipment_suggestion_by_id = ShipmentSuggestionByIdLoader(db)
+        self.document_by_id = DocumentByIdLoader(db)
+        self.attachment_by_id = AttachmentByIdLoader(db)
+        self.documents_by_shipment_id = DocumentsByShipmentIdLoader(db)
+        self.documents_by_lineage_id = DocumentsByLineageIdLoader(db)
+        self.document_text_by_id = DocumentTextByIdLoader(db)

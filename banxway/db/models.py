@@ -101,6 +101,11 @@ class Organization(Base):
     slug: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     # The business calendar SLA policies count in (banxway.calendar's JSON form); null: around the clock, UTC.
     business_hours: Mapped[dict | None] = mapped_column(JSONB)
+    # Administration (organizationUpdate, migration 0021): the organization's time zone (IANA), its default email
+    # signature (a mailbox's own signature wins) and its logo (an uploaded attachment).
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")
+    signature: Mapped[str | None] = mapped_column(Text)
+    logo_attachment_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))  # no FK: see migration 0021
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -127,6 +132,10 @@ class User(TenantMixin, Base):
     # Assignment rules: at most this many open threads (null: no cap), and whether the agent takes new ones now.
     max_open_threads: Mapped[int | None] = mapped_column(Integer)
     available: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # meUpdate (migration 0021): {"MENTION": {"in_app": bool, "email": bool}, ...} (a type left out: in-app only),
+    # and {"start": "HH:MM", "end": "HH:MM", "timezone": IANA} when no notification email is sent (null: none).
+    notification_preferences: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    quiet_hours: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True),
@@ -781,6 +790,7 @@ class Notification(TenantMixin, Base):
     actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
     summary: Mapped[str] = mapped_column(String(300), nullable=False)
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    emailed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # sent by email (migration 0021)
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -1194,3 +1204,266 @@ class AgentTask(TenantMixin, Base):
     created_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# -- administration: invitations (migration 0021) -------------------------------------------------------------
+
+
+class Invitation(TenantMixin, Base):
+    """An invitation to join the organization (userInvite): PENDING until accepted (the user is created), revoked,
+    or past `expires_at`. The token is stored as its SHA-256; its encrypted copy (`token_secret`, SecretBox) lives
+    only until the invitation email has gone out."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        Index(
+            "uq_invitations_pending_email",
+            "organization_id",
+            "email",
+            unique=True,
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    role: Mapped[Role] = mapped_column(_pg_enum(Role, "user_role"), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    token_secret: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="PENDING")
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    invited_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
+    emailed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+# -- analytics: per-day rollups (banxway.resolvers.analytics) ---------------------------------------------------
+
+
+class AnalyticsDaily(TenantMixin, Base):
+    """One organization's figures for one local day (in `timezone`) and one dimension key, precomputed by the
+    `rollup_analytics` actor from the same SQL the dashboard runs on the fly. `dimension` is ALL (key ''), CHANNEL,
+    AGENT, TEAM, CUSTOMER or THREAD_TYPE (key: the enum name or the id; '' for none). Durations are kept whole, as
+    sorted arrays of seconds, so that percentiles over any set of days equal the on-the-fly ones; the business-hours
+    arrays are null when the organization had no calendar. A day is rolled up when its ALL row exists."""
+
+    __tablename__ = "analytics_daily"
+
+    timezone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    threads_opened: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    threads_resolved: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    threads_reopened: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    messages_in: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    messages_out: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    first_response_seconds: Mapped[list[float]] = mapped_column(
+        ARRAY(Float), nullable=False, server_default=text("'{}'")
+    )
+    first_response_business_seconds: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
+    resolution_seconds: Mapped[list[float]] = mapped_column(ARRAY(Float), nullable=False, server_default=text("'{}'"))
+    resolution_business_seconds: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
+    # SLA targets met (and never breached) and breached, by the day they were met or breached
+    sla: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    computed_at: Mapped[datetime] = _created_at()
+
+    @declared_attr
+    def organization_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
+        return mapped_column(UUID(as_uuid=True), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+
+
+# What the analytics queries range over (migration 0022): messages and threads by time, and status changes (the
+# events `banxway.events.prune` keeps).
+Index("ix_messages_org_created", Message.organization_id, Message.created_at)
+Index("ix_threads_org_created", Thread.organization_id, Thread.created_at)
+Index(
+    "ix_threads_org_first_response",
+    Thread.organization_id,
+    Thread.first_response_at,
+    postgresql_where=text("first_response_at IS NOT NULL"),
+)
+Index(
+    "ix_events_status_changes",
+    Event.organization_id,
+    Event.created_at,
+    postgresql_where=text(
+        "type IN ('THREAD_UPDATED', 'THREAD_ARCHIVED') AND (payload ->> 'previous_status') IS NOT NULL"
+    ),
+)
+Index("ix_sla_targets_org_started", SlaTarget.organization_id, SlaTarget.started_at)
+
+
+# -- shipment documents (migration 0020) ------------------------------------------------------------------------
+
+
+class DocumentType(enum.Enum):
+    BILL_OF_LADING = "BILL_OF_LADING"
+    HOUSE_BL = "HOUSE_BL"
+    AIR_WAYBILL = "AIR_WAYBILL"
+    COMMERCIAL_INVOICE = "COMMERCIAL_INVOICE"
+    PACKING_LIST = "PACKING_LIST"
+    CERTIFICATE_OF_ORIGIN = "CERTIFICATE_OF_ORIGIN"
+    CUSTOMS_DECLARATION = "CUSTOMS_DECLARATION"
+    DELIVERY_ORDER = "DELIVERY_ORDER"
+    OTHER = "OTHER"
+
+
+class DocumentStatus(enum.Enum):
+    DRAFT = "DRAFT"
+    RECEIVED = "RECEIVED"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class DocumentTextState(enum.Enum):
+    PENDING = "PENDING"  # the extract_document_text actor has not read it yet
+    EXTRACTED = "EXTRACTED"
+    NO_TEXT = "NO_TEXT"  # an image, or a PDF without a text layer (a scan): OCR is not done here
+    FAILED = "FAILED"  # encrypted, broken or unreadable: `text_error` says why
+
+
+class Document(TenantMixin, Base):
+    """A file filed on a shipment (and optionally the thread and message it came with): its type, review status,
+    and version. A newer document of the same type on the shipment supersedes the current one (`superseded_by_id`),
+    which stays readable; all versions share the `lineage_id` of the first. The text read from the file (pypdf's
+    text layer, plain text) is searchable (`search`) and its freight entities are kept (`entities`)."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        Index("ix_documents_shipment_created", "shipment_id", "created_at", "id"),
+        Index("ix_documents_org_created", "organization_id", "created_at", "id"),
+        Index("ix_documents_search", "search", postgresql_using="gin"),
+        Index(
+            "uq_documents_current_type",
+            "shipment_id",
+            "type",
+            unique=True,
+            postgresql_where=text("superseded_by_id IS NULL AND type <> 'OTHER'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    shipment_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("shipments.id", ondelete="CASCADE"), nullable=False
+    )
+    thread_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="SET NULL"), index=True
+    )
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    attachment_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("attachments.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    type: Mapped[DocumentType] = mapped_column(_pg_enum(DocumentType, "document_type"), nullable=False)
+    status: Mapped[DocumentStatus] = mapped_column(
+        _pg_enum(DocumentStatus, "document_status"), nullable=False, server_default="RECEIVED"
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    lineage_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    # deferred: a new version is written after the current one points at it (the one-current-per-type index)
+    superseded_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("documents.id", ondelete="SET NULL", deferrable=True, initially="DEFERRED")
+    )
+    reviewer_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    text_state: Mapped[DocumentTextState] = mapped_column(
+        _pg_enum(DocumentTextState, "document_text_state"), nullable=False, server_default="PENDING"
+    )
+    text_error: Mapped[str | None] = mapped_column(Text)
+    extracted_text: Mapped[str | None] = mapped_column(Text, deferred=True, deferred_raiseload=True)
+    pages: Mapped[int | None] = mapped_column(Integer)
+    # [{kind, value, text, start, end}]: what banxway.extraction found in the text
+    entities: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    search: Mapped[str] = mapped_column(
+        TSVECTOR,
+        Computed("to_tsvector('simple', coalesce(extracted_text, ''))", persisted=True),
+        deferred=True,
+        deferred_raiseload=True,
+    )
+
+
+# -- outbound webhooks (issue 15) -------------------------------------------------------------------------------
+
+
+class WebhookDeliveryStatus(enum.Enum):
+    PENDING = "PENDING"  # not tried yet (or asked again: webhookDeliveryRetry, webhookEndpointReplay)
+    RETRYING = "RETRYING"  # failed transiently; tried again at `next_attempt_at`
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class WebhookEndpoint(TenantMixin, Base):
+    """A URL of the organization's that relayed events of `event_types` are POSTed to, signed with `secret`
+    (encrypted, SecretBox; shown once). `failing_since`: the first failure since the last success; an endpoint
+    failing for BANXWAY_WEBHOOK_RETRY_WINDOW is disabled (`disabled_reason`)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    url: Mapped[str] = mapped_column(String(500), nullable=False)
+    description: Mapped[str | None] = mapped_column(String(500))
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    secret: Mapped[str] = mapped_column(Text, nullable=False)  # encrypted value
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class WebhookDelivery(TenantMixin, Base):
+    """One event for one endpoint (unique: a relayed event is delivered once per endpoint, however often its job
+    runs). `body` is the JSON sent, kept so that a retry sends the same bytes after the event was pruned; it is
+    signed anew at each attempt. `locked_until`: an attempt in flight (a worker that died leaves it to expire)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('PENDING', 'RETRYING')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False
+    )
+    event_id: Mapped[int] = mapped_column(BigInteger, nullable=False)  # no foreign key: events are pruned
+    event_type: Mapped[str] = mapped_column(String(60), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default=text("'PENDING'"))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retry_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)  # the first 1 KB
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()

@@ -83,6 +83,12 @@ async def _issue(ctx: Context, session: AsyncSession, user: User, family_id: uui
     return AuthResult(access, token, user)
 
 
+async def issue_tokens(ctx: Context, session: AsyncSession, user: User) -> AuthResult:
+    """A new login (token family) for `user`, in `session`'s transaction: invitationAccept, and meUpdate after a
+    password change (which ended the user's other sessions)."""
+    return await _issue(ctx, session, user, uuid.uuid4())
+
+
 async def auth_login(ctx: Context, email: str, password: str, organization: str | None = None) -> AuthResult:
     email = normalize_email(email)
     key = _failures_key(email)

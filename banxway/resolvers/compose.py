@@ -207,7 +207,7 @@ async def build_context(session: AsyncSession, row: ComposeSession, settings: Se
     organization = await session.get_one(Organization, row.organization_id)
     agent = await session.get(User, row.user_id)
     calendar = await organization_calendar(session, row.organization_id)
-    zone_name = calendar.timezone if calendar else "UTC"
+    zone_name = calendar.timezone if calendar else organization.timezone
     zone = ZoneInfo(zone_name)
     contact = await session.get(Contact, thread.contact_id) if thread.contact_id else None
     customer = await session.get(Customer, thread.customer_id) if thread.customer_id else None
@@ -256,7 +256,7 @@ async def build_context(session: AsyncSession, row: ComposeSession, settings: Se
         f"{a.title} (due {a.due_at.astimezone(zone):%Y-%m-%d %H:%M})" if a.due_at else a.title for a in actions
     )
     agent_name = agent.name if agent else "The team"
-    signature = await _signature(session, messages, agent_name, organization.name)
+    signature = await _signature(session, messages, agent_name, organization.name, organization.signature)
     return ai.ComposeContext(
         organization_name=organization.name,
         signature=signature,
@@ -277,13 +277,18 @@ async def build_context(session: AsyncSession, row: ComposeSession, settings: Se
     )
 
 
-async def _signature(session: AsyncSession, messages: list[Message], agent_name: str, organization: str) -> str:
-    """The signature of the mailbox the thread's mail went through, else the agent's name and the organization."""
+async def _signature(
+    session: AsyncSession, messages: list[Message], agent_name: str, organization: str, default: str | None = None
+) -> str:
+    """The signature of the mailbox the thread's mail went through, else the organization's default signature
+    (organizationUpdate), else the agent's name and the organization."""
     account_ids = [m.email_account_id for m in reversed(messages) if m.email_account_id]
     if account_ids:
         signature = await session.scalar(select(EmailAccount.signature).where(EmailAccount.id == account_ids[0]))
         if signature and signature.strip():
             return signature.strip()
+    if default and default.strip():
+        return default.strip()
     return f"{agent_name}\n{organization}"
 
 

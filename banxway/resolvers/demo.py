@@ -19,15 +19,17 @@ from sqlalchemy import func, select
 from banxway import db
 from banxway.auth import hash_password
 from banxway.context import Context, Viewer
-from banxway.db.models import Organization, User
+from banxway.db.models import DocumentStatus, DocumentType, Organization, User
 from banxway.db.session import system_session, write_transaction
 from banxway.enums import Role
 from banxway.errors import DomainError
 from banxway.extraction import container_check_digit
 from banxway.resolvers import (
     actions,
+    attachments,
     contacts,
     customers,
+    documents,
     messages,
     notes,
     shipments,
@@ -423,10 +425,105 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> int:
                 await threads.thread_archive(ctx, thread.id)
             elif status is not None:
                 await threads.thread_update(ctx, thread.id, {"status": status})
+        await _seed_documents(ctx, sea, textiles, air)
         await _seed_workflow(ctx)
     finally:
         await ctx.aclose()
     return skipped
+
+
+def _demo_pdf(*lines: str) -> bytes:
+    """A one-page PDF whose text layer holds `lines` (the demo's documents, read by extract_document_text)."""
+    stream = "BT /F1 11 Tf 14 TL 72 740 Td " + " ".join(
+        "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines
+    )
+    stream += " ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
+        "/Contents 5 0 R >>",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< /Length {len(stream.encode('latin-1'))} >>\nstream\n{stream}\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+async def _seed_documents(ctx: Context, sea: db.Shipment, textiles: db.Shipment, air: db.Shipment) -> None:
+    """Shipment documents: the sea export's BL (approved) and invoice, a draft packing list; the customs hold's
+    invoice, rejected; the air import's AWB. Their text is read by the worker (extract_document_text)."""
+    sea_containers = " ".join(sea.container_numbers)
+    filed = [
+        (
+            sea,
+            "BL MEDUIN123456.pdf",
+            DocumentType.BILL_OF_LADING,
+            DocumentStatus.RECEIVED,
+            (
+                "BILL OF LADING",
+                "B/L No. MEDUIN123456",
+                "Shipper: Tata Steel Exports",
+                f"Containers: {sea_containers}",
+                "Port of loading: Nhava Sheva  Port of discharge: Hamburg",
+                "Vessel: MSC Gulsun  Voyage FL614W",
+            ),
+        ),
+        (
+            sea,
+            "Commercial invoice TSE-4471.pdf",
+            DocumentType.COMMERCIAL_INVOICE,
+            DocumentStatus.RECEIVED,
+            (
+                "COMMERCIAL INVOICE TSE-4471",
+                "Seller: Tata Steel Exports",
+                "Buyer: Hamburg Machinery GmbH",
+                "Hot rolled steel coils, 42 MT, FOB Nhava Sheva",
+            ),
+        ),
+        (
+            sea,
+            "Packing list draft.pdf",
+            DocumentType.PACKING_LIST,
+            DocumentStatus.DRAFT,
+            ("PACKING LIST (DRAFT)", "24 coils, gross weight 42500 KG"),
+        ),
+        (
+            textiles,
+            "Invoice SUNTEX-0912.pdf",
+            DocumentType.COMMERCIAL_INVOICE,
+            DocumentStatus.RECEIVED,
+            ("COMMERCIAL INVOICE SUNTEX-0912", "Cotton yarn, 18 MT", f"Container {textiles.container_numbers[0]}"),
+        ),
+        (
+            air,
+            "AWB 618-12345675.pdf",
+            DocumentType.AIR_WAYBILL,
+            DocumentStatus.RECEIVED,
+            ("AIR WAYBILL 618-12345675", "Singapore Airlines Cargo SQ7424", "Singapore to Mumbai"),
+        ),
+    ]
+    found = {}
+    for shipment, filename, kind, status, lines in filed:
+        attachment = await attachments.attachment_upload(
+            ctx, filename=filename, content_type="application/pdf", data=_demo_pdf(*lines)
+        )
+        document = await documents.document_upload(
+            ctx, shipment_id=shipment.id, attachment_id=attachment.id, type=kind, status=status
+        )
+        found[filename] = document
+    await documents.document_approve(ctx, found["BL MEDUIN123456.pdf"].id)
+    await documents.document_reject(
+        ctx, found["Invoice SUNTEX-0912.pdf"].id, "The HS code is missing; customs needs the amended invoice."
+    )
 
 
 async def _seed_workflow(ctx: Context) -> None:

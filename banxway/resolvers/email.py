@@ -21,8 +21,10 @@ from banxway.integrations.email import imap, smtp
 from banxway.integrations.email.connection import StepResult
 from banxway.integrations.email.parse import MalformedEmail
 from banxway.resolvers import validation as v
+from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import get_or_error
 from banxway.resolvers.email_ingest import ingest_mail
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.mailboxes import imap_config, smtp_config
 from banxway.resolvers.pagination import Page, paginate
 from banxway.secrets import SecretBox
@@ -45,6 +47,13 @@ _LIMITS = {
 _REQUIRED = {"name", "email", "imap_host", "imap_port", "imap_security", "imap_username", "imap_password"}
 _REQUIRED |= {"smtp_host", "smtp_port", "smtp_security"}
 _PASSWORDS = ("imap_password", "smtp_password")
+
+
+def _audited(account: EmailAccount, names: Any) -> dict[str, Any]:
+    """The audit log's view of an account's fields: a password as whether one is set, never its value."""
+    return {
+        name: (getattr(account, name) is not None if name in _PASSWORDS else getattr(account, name)) for name in names
+    }
 
 
 def _camel(name: str) -> str:
@@ -100,6 +109,13 @@ async def email_account_create(ctx: Context, fields: dict[str, Any]) -> EmailAcc
             session.add(account)
             await session.flush()
             ctx.record(session, EmailAccountCreated(email_account_id=account.id))
+            await audit_change(
+                ctx,
+                session,
+                action="emailAccountCreate",
+                target=to_global_id("EmailAccount", account.id),
+                after=_audited(account, values),
+            )
     except IntegrityError:
         raise DomainError("TAKEN", "This organization already has an account for that address.", "email") from None
     return account
@@ -139,6 +155,7 @@ async def email_account_update(ctx: Context, account_id: uuid.UUID | None, field
                 for name in ("imap_host", "imap_port", "imap_username", "imap_folder")
             )
             changed = []
+            before = _audited(account, values)
             for name, value in values.items():
                 if name in _PASSWORDS:  # encrypted anew each time: compare what they hide
                     old = getattr(account, name)
@@ -155,6 +172,17 @@ async def email_account_update(ctx: Context, account_id: uuid.UUID | None, field
                 account.last_uid = 0
             if changed:
                 ctx.record(session, EmailAccountUpdated(email_account_id=account.id, changed=changed))
+                after = _audited(account, changed)
+                if any(name in _PASSWORDS for name in changed):  # a new password: say so, never what it is
+                    after.update({name: "changed" for name in changed if name in _PASSWORDS})
+                await audit_change(
+                    ctx,
+                    session,
+                    action="emailAccountUpdate",
+                    target=to_global_id("EmailAccount", account.id),
+                    before={name: before[name] for name in changed},
+                    after=after,
+                )
     except IntegrityError:
         raise DomainError("TAKEN", "This organization already has an account for that address.", "email") from None
     return account
@@ -165,6 +193,13 @@ async def email_account_delete(ctx: Context, account_id: uuid.UUID | None) -> uu
     ctx.require(Permission.ORG_MANAGE)
     async with ctx.transaction() as session:
         account = await get_or_error(session, EmailAccount, account_id, "id", lock=True, label="email account")
+        await audit_change(
+            ctx,
+            session,
+            action="emailAccountDelete",
+            target=to_global_id("EmailAccount", account.id),
+            before={"name": account.name, "email": account.email},
+        )
         await session.delete(account)
         ctx.record(session, EmailAccountDeleted(email_account_id=account.id))
     return account.id

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.context import SystemContext
-from banxway.db.models import Attachment, EmailAccount, Message, Thread
+from banxway.db.models import Attachment, EmailAccount, Message, Organization, Thread
 from banxway.enums import Channel, Direction, MessageStatus
 from banxway.integrations.email import smtp
 from banxway.integrations.email.compose import Outbound, OutboundAttachment, compose, new_message_id
@@ -78,6 +78,11 @@ async def prepare_email(session: AsyncSession, message: Message, ctx: SystemCont
             select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.created_at)
         )
     ]
+    signature = account.signature
+    if not (signature and signature.strip()):  # the organization's default (organizationUpdate)
+        signature = await session.scalar(
+            select(Organization.signature).where(Organization.id == thread.organization_id)
+        )
     outbound = Outbound(
         from_address=account.email,
         from_name=account.from_name,
@@ -86,7 +91,7 @@ async def prepare_email(session: AsyncSession, message: Message, ctx: SystemCont
         reference=thread.reference,
         body=message.body,
         html=message.html,
-        signature=account.signature,
+        signature=signature,
         in_reply_to=in_reply_to,
         references=references,
         message_id=message.provider_message_id,

@@ -144,7 +144,9 @@ async def message_receive(
         thread.status = ThreadStatus.OPEN
         events.record(
             session,
-            ThreadUpdated(thread_id=thread.id, changed=["status"]),
+            ThreadUpdated(
+                thread_id=thread.id, changed=["status"], status=thread.status.name, previous_status=previous_status.name
+            ),
             organization_id=organization_id,
             actor_id=None,
         )

@@ -23,6 +23,7 @@ from banxway.state import AppState
 
 # the payload key that names the event's subject → the loader that fetches it, and the subject's node type
 _SUBJECT_KEYS = (
+    ("document_id", "document_by_id", "Document"),  # before shipment_id and thread_id: a document's events are about it
     ("task_id", "agent_task_by_id", "AgentTask"),  # before note_id: AGENT_TASK_COMPLETED is about its task
     ("message_id", "message_by_id", "Message"),
     ("note_id", "note_by_id", "Note"),
@@ -36,6 +37,8 @@ _SUBJECT_KEYS = (
     ("email_account_id", "email_account_by_id", "EmailAccount"),
     ("instance_id", "workflow_instance_by_id", "WorkflowInstance"),
     ("session_id", "compose_session_by_id", "ComposeSession"),
+    ("invitation_id", "invitation_by_id", "Invitation"),
+    ("webhook_endpoint_id", "webhook_endpoint_by_id", "WebhookEndpoint"),
 )
 # events whose subject is a user (elsewhere `user_id` names whom a private event is for, not its subject)
 _USER_SUBJECT = ("user_id", "user_by_id", "User")

@@ -28,7 +28,9 @@ from banxway.errors import DomainError
 from banxway.events import IntegrationConfigured, IntegrationUpdated
 from banxway.integrations import messaging as providers
 from banxway.resolvers import validation as v
+from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import active_user, get_or_error
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.secrets import SecretBox
 from banxway.settings import Settings
 
@@ -167,6 +169,19 @@ def _numbers(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return cleaned
 
 
+# What the audit log shows of an integration's fields: these by value; the others (credentials, templates, numbers)
+# as "changed" only
+_AUDITED_VALUES = ("account_sid", "base_url", "ip_allowlist", "active")
+
+
+def _audited(integration: Integration, names: Iterable[str], *, values: bool = True) -> dict[str, Any]:
+    return {
+        name: (getattr(integration, name) if name in _AUDITED_VALUES else "changed")
+        for name in names
+        if values or name in _AUDITED_VALUES
+    }
+
+
 async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integration:
     """Create or update the organization's integration of `type`; only the fields given change."""
     viewer = ctx.require(Permission.ORG_MANAGE)
@@ -215,6 +230,14 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
                 if numbers is not None:
                     await _replace_numbers(session, integration, numbers)
                 ctx.record(session, IntegrationConfigured(integration_id=integration.id))
+                after = _audited(integration, [*values, *(["phone_numbers"] if numbers is not None else [])])
+                await audit_change(
+                    ctx,
+                    session,
+                    action="integrationConfigure",
+                    target=to_global_id("Integration", integration.id),
+                    after={"type": kind.value, **after},
+                )
             else:
                 if "base_url" in values and values["base_url"] != integration.base_url and api_token is None:
                     # the kept token goes wherever baseUrl points: moving it needs the token again (issue 16, item 7)
@@ -224,6 +247,7 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
                         "apiToken",
                     )
                 changed = []
+                before = _audited(integration, values, values=False)
                 for name, value in values.items():
                     same = (
                         box.decrypt(integration.api_token) == api_token  # a new ciphertext for the same token
@@ -237,6 +261,14 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
                     changed.append("phone_numbers")
                 if changed:
                     ctx.record(session, IntegrationUpdated(integration_id=integration.id, changed=changed))
+                    await audit_change(
+                        ctx,
+                        session,
+                        action="integrationConfigure",
+                        target=to_global_id("Integration", integration.id),
+                        before={name: before[name] for name in changed if name in before},
+                        after=_audited(integration, changed),
+                    )
     except IntegrityError:
         raise DomainError("TAKEN", "One of these numbers belongs to another integration.", "phoneNumbers") from None
     return integration
@@ -279,6 +311,13 @@ async def integration_rotate_webhook_token(ctx: Context, integration_id: uuid.UU
         integration.webhook_token = secrets.token_urlsafe(32)
         changed = ["webhook_urls", "previous_webhook_token_expires_at"]
         ctx.record(session, IntegrationUpdated(integration_id=integration.id, changed=changed))
+        await audit_change(
+            ctx,
+            session,
+            action="integrationRotateWebhookToken",
+            target=to_global_id("Integration", integration.id),
+            after={"webhook_token": "changed"},
+        )
     return integration
 
 

@@ -167,7 +167,7 @@ async def _went_out(session: AsyncSession, thread: Thread, at: datetime, actor_i
         thread.status = ThreadStatus.OPEN
         events.record(
             session,
-            ThreadUpdated(thread_id=thread.id, changed=["status"]),
+            ThreadUpdated(thread_id=thread.id, changed=["status"], status="OPEN", previous_status="NEW"),
             organization_id=thread.organization_id,
             actor_id=actor_id,
         )

@@ -38,7 +38,9 @@ from banxway.db.models import Customer, Organization, SlaPolicy, SlaTarget, Thre
 from banxway.enums import Channel, NotificationType, Priority, Role, SlaStatus, SlaTargetKind, ThreadStatus, ThreadType
 from banxway.errors import DomainError
 from banxway.resolvers import validation as v
+from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import active_user, get_or_error
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:
@@ -78,11 +80,22 @@ async def business_hours_set(ctx: Context, data: dict[str, Any] | None) -> Busin
     viewer = ctx.require(Permission.AUTOMATION_MANAGE)
     calendar = BusinessCalendar.from_dict(data) if data is not None else None  # DomainError names the field
     async with ctx.transaction() as session:
-        await session.execute(
-            update(Organization)
-            .where(Organization.id == viewer.organization_id)
-            .values(business_hours=calendar.to_dict() if calendar else None)
+        before = await session.scalar(
+            select(Organization.business_hours).where(Organization.id == viewer.organization_id).with_for_update()
         )
+        after = calendar.to_dict() if calendar else None
+        await session.execute(
+            update(Organization).where(Organization.id == viewer.organization_id).values(business_hours=after)
+        )
+        if before != after:
+            await audit_change(
+                ctx,
+                session,
+                action="businessHoursSet",
+                target=to_global_id("Organization", viewer.organization_id),
+                before={"business_hours": before},
+                after={"business_hours": after},
+            )
     return calendar
 
 
@@ -179,6 +192,11 @@ async def _apply_policy_values(session: AsyncSession, policy: SlaPolicy, values:
         )
 
 
+def _policy_values(policy: SlaPolicy) -> dict[str, Any]:
+    """A policy's settings as the audit log records them."""
+    return {name: getattr(policy, name) for name in _POLICY_FIELDS}
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -193,6 +211,8 @@ async def sla_policy_create(ctx: Context, values: dict[str, Any]) -> SlaPolicy:
         await _unique_name(session, policy)
         session.add(policy)
         await session.flush()
+        target = to_global_id("SlaPolicy", policy.id)
+        await audit_change(ctx, session, action="slaPolicyCreate", target=target, after=_policy_values(policy))
     return policy
 
 
@@ -201,8 +221,20 @@ async def sla_policy_update(ctx: Context, policy_id: uuid.UUID | None, values: d
     ctx.require(Permission.AUTOMATION_MANAGE)
     async with ctx.transaction() as session:
         policy = await get_or_error(session, SlaPolicy, policy_id, "id", lock=True, label="SLA policy")
+        before = _policy_values(policy)
         await _apply_policy_values(session, policy, values)
         await _unique_name(session, policy)
+        after = _policy_values(policy)
+        changed = [name for name in after if after[name] != before[name]]
+        if changed:
+            await audit_change(
+                ctx,
+                session,
+                action="slaPolicyUpdate",
+                target=to_global_id("SlaPolicy", policy.id),
+                before={name: before[name] for name in changed},
+                after={name: after[name] for name in changed},
+            )
     return policy
 
 
@@ -211,6 +243,8 @@ async def sla_policy_delete(ctx: Context, policy_id: uuid.UUID | None) -> uuid.U
     ctx.require(Permission.AUTOMATION_MANAGE)
     async with ctx.transaction() as session:
         policy = await get_or_error(session, SlaPolicy, policy_id, "id", lock=True, label="SLA policy")
+        target = to_global_id("SlaPolicy", policy.id)
+        await audit_change(ctx, session, action="slaPolicyDelete", target=target, before=_policy_values(policy))
         await session.delete(policy)
     return policy.id
 

@@ -21,7 +21,9 @@ from banxway.enums import NotificationType, ThreadStatus
 from banxway.errors import DomainError
 from banxway.events import ThreadAssigned, ThreadUpdated
 from banxway.resolvers import validation as v
+from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import get_or_error
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:
@@ -97,6 +99,8 @@ async def team_create(ctx: Context, name: str, member_ids: list[uuid.UUID | None
         session.add(team)
         await session.flush()
         await _set_members(session, team, members)
+        after = {"name": team.name, "members": sorted(to_global_id("User", m) for m in members)}
+        await audit_change(ctx, session, action="teamCreate", target=to_global_id("Team", team.id), after=after)
     return team
 
 
@@ -105,11 +109,29 @@ async def team_update(ctx: Context, team_id: uuid.UUID | None, changes: dict[str
     ctx.require(Permission.AUTOMATION_MANAGE)
     async with ctx.transaction() as session:
         team = await get_or_error(session, Team, team_id, "id", lock=True, label="team")
+        before: dict[str, Any] = {"name": team.name, "members": await _member_list(session, team.id)}
         if "name" in changes:
             team.name = await _name(session, changes["name"], team.id)
         if "member_ids" in changes:
             await _set_members(session, team, await _members(session, changes["member_ids"] or []))
+        after: dict[str, Any] = {"name": team.name, "members": await _member_list(session, team.id)}
+        changed = [key for key in before if before[key] != after[key]]
+        if changed:
+            await audit_change(
+                ctx,
+                session,
+                action="teamUpdate",
+                target=to_global_id("Team", team.id),
+                before={key: before[key] for key in changed},
+                after={key: after[key] for key in changed},
+            )
     return team
+
+
+async def _member_list(session: AsyncSession, team_id: uuid.UUID) -> list[str]:
+    await session.flush()
+    rows = await session.scalars(select(TeamMember.user_id).where(TeamMember.team_id == team_id))
+    return sorted(to_global_id("User", user_id) for user_id in rows)
 
 
 async def team_delete(ctx: Context, team_id: uuid.UUID | None) -> uuid.UUID:
@@ -117,6 +139,8 @@ async def team_delete(ctx: Context, team_id: uuid.UUID | None) -> uuid.UUID:
     ctx.require(Permission.AUTOMATION_MANAGE)
     async with ctx.transaction() as session:
         team = await get_or_error(session, Team, team_id, "id", lock=True, label="team")
+        before = {"name": team.name, "members": await _member_list(session, team.id)}
+        await audit_change(ctx, session, action="teamDelete", target=to_global_id("Team", team.id), before=before)
         await session.delete(team)
     return team.id
 

@@ -200,7 +200,17 @@ async def update_thread(
     previous_status = thread.status
     changed = apply_changes(thread, values)
     if changed:
-        ctx.record(session, ThreadUpdated(thread_id=thread.id, changed=changed, evidence=evidence))
+        moved = "status" in changed
+        ctx.record(
+            session,
+            ThreadUpdated(
+                thread_id=thread.id,
+                changed=changed,
+                evidence=evidence,
+                status=thread.status.name if moved else None,
+                previous_status=previous_status.name if moved else None,
+            ),
+        )
     if "status" in changed:
         await sla.status_changed(session, thread, previous_status)
     if {"priority", "type", "primary_channel", "customer_id"} & set(changed):
@@ -269,7 +279,7 @@ async def archive_thread(ctx: Context, session: AsyncSession, thread: Thread) ->
     caller holds the thread's row lock and checked THREAD_ARCHIVE."""
     if thread.status != ThreadStatus.ARCHIVED:
         previous_status, thread.status = thread.status, ThreadStatus.ARCHIVED
-        ctx.record(session, ThreadArchived(thread_id=thread.id))
+        ctx.record(session, ThreadArchived(thread_id=thread.id, previous_status=previous_status.name))
         await sla.status_changed(session, thread, previous_status)
 
 

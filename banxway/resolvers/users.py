@@ -16,7 +16,9 @@ from banxway.enums import Role
 from banxway.errors import DomainError
 from banxway.events import UserCreated, UserUpdated
 from banxway.resolvers.api_tokens import revoke_user_api_tokens
+from banxway.resolvers.audit import audit_change
 from banxway.resolvers.auth import normalize_email, revoke_user_tokens
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.pagination import Page, paginate
 
 if TYPE_CHECKING:
@@ -150,6 +152,13 @@ async def user_create(ctx: Context, *, email: str, name: str, role: Role, passwo
                 session, viewer.organization_id, email=email, name=name, role=role, password_hash=password_hash
             )
             ctx.record(session, UserCreated(user_id=user.id))
+            await audit_change(
+                ctx,
+                session,
+                action="userCreate",
+                target=to_global_id("User", user.id),
+                after={"email": email, "name": name, "role": role.name, "active": True},
+            )
     except IntegrityError:  # a concurrent create won the race
         raise DomainError("TAKEN", f"A user with email '{email}' already exists.", "email") from None
     return user
@@ -163,8 +172,10 @@ async def user_update(
     role: Role | None = None,
     active: bool | None = None,
     password: str | None = None,
+    action: str = "userUpdate",
 ) -> User:
-    """Change a user; records USER_UPDATED naming what changed of name, role and active (a password is no event).
+    """Change a user; records USER_UPDATED naming what changed of name, role and active (a password is no event),
+    and audits it as `action` (before → after; a new password as the fact, never the value).
 
     A new password revokes all the user's refresh tokens, as deactivation does."""
     viewer = ctx.require(Permission.USER_MANAGE)
@@ -179,6 +190,7 @@ async def user_update(
         if user is None:
             raise DomainError("NOT_FOUND", "No such user.", "id")
         changed: list[str] = []
+        before = {"name": user.name, "role": user.role.name, "active": user.active}
         if name is not None:
             name = _check_name(name)
             if name != user.name:
@@ -216,6 +228,20 @@ async def user_update(
             await revoke_user_api_tokens(session, user.id)
         if changed:
             ctx.record(session, UserUpdated(user_id=user.id, changed=changed))
+        if changed or password is not None:
+            after = {"name": user.name, "role": user.role.name, "active": user.active}
+            audited_before = {key: before[key] for key in changed}
+            audited_after = {key: after[key] for key in changed}
+            if password is not None:
+                audited_after["password"] = "changed"
+            await audit_change(
+                ctx,
+                session,
+                action=action,
+                target=to_global_id("User", user.id),
+                before=audited_before,
+                after=audited_after,
+            )
     return user
 
 

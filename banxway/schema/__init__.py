@@ -15,6 +15,7 @@ from strawberry.tools import merge_types
 from banxway.schema.actions import Action, ActionMutation
 from banxway.schema.agents import AgentConnection, AgentMutation, AgentQuery, AgentTask
 from banxway.schema.analysis import AnalysisMutation, ShipmentSuggestion
+from banxway.schema.analytics import AnalyticsQuery
 from banxway.schema.api_tokens import ApiTokenMutation, ApiTokenQuery
 from banxway.schema.audit import AuditQuery
 from banxway.schema.auth import AuthMutation
@@ -23,6 +24,7 @@ from banxway.schema.compose import ComposeMutation, ComposeQuery, ComposeSession
 from banxway.schema.contacts import Contact, ContactMutation, ContactQuery
 from banxway.schema.customers import Customer, CustomerMutation, CustomerQuery
 from banxway.schema.dev import DevMutation, DevQuery
+from banxway.schema.documents import Document, DocumentMutation, DocumentQuery
 from banxway.schema.email import EmailMutation, EmailQuery
 from banxway.schema.extensions import schema_extensions
 from banxway.schema.integrations import IntegrationMutation, IntegrationQuery
@@ -42,6 +44,7 @@ from banxway.schema.subscriptions import EventSubscription
 from banxway.schema.teams import Team, TeamMutation, TeamQuery
 from banxway.schema.threads import Thread, ThreadMutation, ThreadQuery
 from banxway.schema.users import Organization, User, UserMutation, UserQuery
+from banxway.schema.webhook_endpoints import WebhookMutation, WebhookQuery
 from banxway.schema.workflows import Workflow, WorkflowInstance, WorkflowMutation, WorkflowQuery
 from banxway.settings import Settings
 
@@ -52,6 +55,7 @@ Query = merge_types(
         CustomerQuery,
         ContactQuery,
         ShipmentQuery,
+        DocumentQuery,
         NotificationQuery,
         LiveQuery,
         EmailQuery,
@@ -67,6 +71,8 @@ Query = merge_types(
         ComposeQuery,
         AuditQuery,
         AgentQuery,
+        WebhookQuery,
+        AnalyticsQuery,
     ),
 )
 Mutation = merge_types(
@@ -75,6 +81,7 @@ Mutation = merge_types(
         CustomerMutation,
         ContactMutation,
         ShipmentMutation,
+        DocumentMutation,
         ThreadMutation,
         MessageMutation,
         NoteMutation,
@@ -94,6 +101,7 @@ Mutation = merge_types(
         AnalysisMutation,
         DevMutation,
         AgentMutation,
+        WebhookMutation,
     ),
 )
 Subscription = merge_types(
@@ -107,6 +115,7 @@ NODE_TYPES = (
     Customer,
     Contact,
     Shipment,
+    Document,
     Thread,
     Message,
     Note,

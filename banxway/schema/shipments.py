@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from banxway import db
+from banxway.resolvers import documents as document_use_cases
 from banxway.resolvers import shipments as shipment_use_cases
 from banxway.resolvers import threads as thread_use_cases
 from banxway.schema.customers import Customer
@@ -17,9 +18,12 @@ from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of, _node_res
 from banxway.schema.pagination import Connection, connection
 
 if TYPE_CHECKING:
+    from banxway.schema.documents import Document, DocumentType
     from banxway.schema.threads import Thread
 
 ThreadRef = Annotated["Thread", strawberry.lazy("banxway.schema.threads")]
+DocumentRef = Annotated["Document", strawberry.lazy("banxway.schema.documents")]
+DocumentTypeRef = Annotated["DocumentType", strawberry.lazy("banxway.schema.documents")]
 
 ShipmentMode = strawberry.enum(db.ShipmentMode)
 ShipmentDirection = strawberry.enum(db.ShipmentDirection)
@@ -99,6 +103,18 @@ class Shipment(Node):
         page = await thread_use_cases.shipment_threads_page(info.context, self.id, first=first, after=after)  # type: ignore[arg-type]
         return connection(page)
 
+    @strawberry.field(description="The shipment's documents, current versions only, the oldest first.")
+    async def documents(self, info: Ctx) -> list[DocumentRef]:
+        return await info.context.loaders.documents_by_shipment_id.load(self.id)  # type: ignore[arg-type,return-value]
+
+    @strawberry.field(
+        description="The document types the shipment's mode and direction call for that no current RECEIVED or "
+        "APPROVED document covers yet."
+    )
+    async def missing_documents(self, info: Ctx) -> list[DocumentTypeRef]:
+        current = await info.context.loaders.documents_by_shipment_id.load(self.id)  # type: ignore[arg-type]
+        return document_use_cases.missing_documents(self, current or [])  # type: ignore[arg-type,return-value]
+
 
 # Columns read by Shipment's fields that are not simply a column or a link's key (`lookahead.columns_for`).
 SHIPMENT_FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -106,6 +122,8 @@ SHIPMENT_FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
     "destination": ("destination_code", "destination_name"),
     "milestones": (),
     "threads": (),
+    "documents": (),
+    "missingDocuments": ("mode", "direction"),
 }
 
 

@@ -12,18 +12,27 @@ from banxway.enums import MessageStatus
 from banxway.integrations.email.imap import ImapError
 from banxway.logs import get_logger
 from banxway.resolvers.actions import action_remind, actions_due
+from banxway.resolvers.administration import invitation_email_send
 from banxway.resolvers.agents import RetryAgentTask, agent_task_run, agent_tasks_to_requeue
 from banxway.resolvers.analysis import analyse_message as analyse
+from banxway.resolvers.analytics import rollup_analytics as recompute_rollups
 from banxway.resolvers.auth import prune_refresh_tokens as prune_expired_refresh_tokens
 from banxway.resolvers.compose import stream_compose as stream_drafts
 from banxway.resolvers.delivery import deliver, messages_to_requeue
 from banxway.resolvers.dev_sink import SinkStep, dev_sink_advance, dev_sink_next_step
+from banxway.resolvers.documents import document_extract_text
 from banxway.resolvers.email_ingest import active_account_ids, poll_account, record_poll_failure
 from banxway.resolvers.media import fetch_media, transcribe
 from banxway.resolvers.messages import release_scheduled, scheduled_due
+from banxway.resolvers.notifications import notification_email_send
 from banxway.resolvers.sending import RetryLater
 from banxway.resolvers.sla import sla_check, sla_checks_due
 from banxway.resolvers.threads import snoozes_ending, thread_wake
+from banxway.resolvers.webhook_endpoints import (
+    webhook_deliveries_create,
+    webhook_deliveries_due,
+    webhook_delivery_send,
+)
 from banxway.resolvers.workflow_engine import (
     RetryStep,
     workflow_run,
@@ -258,6 +267,14 @@ async def run_agent_task(task_id: str) -> None:
     log.info("agent task", task=task_id, status=status)
 
 
+@dramatiq.actor(queue_name="documents", max_retries=3, min_backoff=5_000, max_backoff=60_000, time_limit=120_000)
+async def extract_document_text(document_id: str) -> None:
+    """Read a new shipment document's text (pypdf's text layer; NO_TEXT for images, FAILED with the reason for an
+    encrypted or broken PDF, which is not retried) and the entities in it; idempotent."""
+    state = await document_extract_text(context(), uuid.UUID(document_id))
+    log.info("document text", document=document_id, state=state.name if state else None)
+
+
 @dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
 async def requeue_agent_tasks() -> None:
     """Enqueue again the agent tasks whose job was lost or whose worker died mid-call."""
@@ -268,7 +285,68 @@ async def requeue_agent_tasks() -> None:
         log.info("requeued agent tasks", count=len(ids))
 
 
+@dramatiq.actor(queue_name="email", max_retries=10, min_backoff=15_000, max_backoff=600_000, time_limit=120_000)
+async def send_invitation(invitation_id: str) -> None:
+    """Mail an invitation's token to the invited address (banxway.resolvers.administration); at most once. A
+    transient SMTP failure raises, and Dramatiq retries with back-off."""
+    sent = await invitation_email_send(context(), uuid.UUID(invitation_id))
+    log.info("invitation email", invitation=invitation_id, sent=sent)
+
+
+@dramatiq.actor(queue_name="email", max_retries=10, min_backoff=15_000, max_backoff=600_000, time_limit=120_000)
+async def send_notification_email(notification_id: str) -> None:
+    """Mail a notification to a user who asked for its type by email (banxway.resolvers.notifications); at most
+    once. In the user's quiet hours it comes back at their end (a delayed job); a transient SMTP failure raises,
+    and Dramatiq retries with back-off."""
+    later = await notification_email_send(context(), uuid.UUID(notification_id))
+    if later is not None:
+        delay = max(int((later - datetime.now(UTC)).total_seconds() * 1000), 1_000)
+        send_notification_email.send_with_options(args=(notification_id,), delay=delay)
+
+
+@dramatiq.actor(queue_name="webhooks", max_retries=5, min_backoff=1_000, max_backoff=60_000, time_limit=60_000)
+async def deliver_webhooks(event_id: int) -> None:
+    """A relayed event that an outbound webhook endpoint subscribes to: its deliveries are written (once per
+    endpoint, however often this runs) and each is sent (banxway.resolvers.webhook_endpoints)."""
+    for delivery_id in await webhook_deliveries_create(context(), event_id):
+        send_webhook.send(str(delivery_id))
+
+
+@dramatiq.actor(queue_name="webhooks", max_retries=3, min_backoff=5_000, max_backoff=60_000, time_limit=180_000)
+async def send_webhook(delivery_id: str) -> None:
+    """One attempt of a webhook delivery that is due (claimed first: never sent twice for one attempt); a transient
+    failure schedules the next attempt, delayed to its time (the `requeue_webhook_deliveries` sweep also finds it,
+    so a lost job or a killed worker loses nothing)."""
+    outcome = await webhook_delivery_send(context(), uuid.UUID(delivery_id))
+    if outcome is not None and outcome.next_attempt_at is not None:
+        _send_at(send_webhook, [(uuid.UUID(delivery_id), outcome.next_attempt_at)])
+    if outcome is not None:
+        log.info("webhook delivery", delivery=delivery_id, status=outcome.status.name)
+
+
+@dramatiq.actor(queue_name="webhooks", max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=60_000)
+async def send_webhook_deliveries(endpoint_id: str) -> None:
+    """An admin asked an endpoint's deliveries to go now (webhookDeliveryRetry, webhookEndpointReplay)."""
+    _send_at(send_webhook, await webhook_deliveries_due(context(), timedelta(0), uuid.UUID(endpoint_id)))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def requeue_webhook_deliveries() -> None:
+    """The scheduler's timer of webhook retries (every minute): a `send_webhook` for every delivery due before the
+    next run, delayed to its time; overdue ones (a lost job, a worker that died mid-attempt) at once."""
+    _send_at(send_webhook, await webhook_deliveries_due(context(), TIMER_LOOKAHEAD))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=900_000, max_age=3_600_000)
+async def rollup_analytics(days: int = 2) -> None:
+    """Recompute the analytics rollups (`analytics_daily`) of the last `days` complete local days of every
+    organization (the scheduler: hourly; idempotent, the rows of a day are replaced)."""
+    written = await recompute_rollups(context(), days)
+    log.info("analytics rolled up", rows=written, days=days)
+
+
 ALL = [
+    rollup_analytics,
     prune_refresh_tokens,
     poll_mailbox,
     poll_mailboxes,
@@ -294,6 +372,13 @@ ALL = [
     analyse_message,
     run_agent_task,
     requeue_agent_tasks,
+    deliver_webhooks,
+    send_webhook,
+    send_webhook_deliveries,
+    requeue_webhook_deliveries,
+    send_invitation,
+    send_notification_email,
+    extract_document_text,
 ]
 
 

@@ -13,7 +13,12 @@ an event enqueued twice does no harm.
 | MESSAGE_ADDED | an inbound message (not an internal one) | `analyse_message` |
 | COMPOSE_STARTED | someone asked for AI drafts | `stream_compose` |
 | AGENT_TASK_CREATED | someone asked an external agent's tool to work on a thread | `run_agent_task` |
+| INVITATION_CREATED | an admin invited someone (userInvite) | `send_invitation` |
+| NOTIFICATION_CREATED | its user asked for its type by email (`email`) | `send_notification_email` |
+| DOCUMENT_ADDED | a document was filed on a shipment | `extract_document_text` |
 | the types of workflow_engine.TRIGGER_EVENTS | in an organization with an active workflow or a waiting instance | `start_workflows` |
+| WEBHOOK_DELIVERIES_QUEUED | an admin retried a webhook delivery or replayed an endpoint | `send_webhook_deliveries` |
+| any public type | in an organization with an enabled webhook endpoint subscribed to it | `deliver_webhooks` |
 """
 
 from __future__ import annotations
@@ -25,7 +30,18 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 
 from banxway.enums import Channel, Direction, MessageStatus
-from banxway.events import AgentTaskCreated, ComposeStarted, MessageAdded, MessageStatusChanged, MessageUpdated
+from banxway.events import (
+    AgentTaskCreated,
+    ComposeStarted,
+    DocumentAdded,
+    InvitationCreated,
+    MessageAdded,
+    MessageStatusChanged,
+    MessageUpdated,
+    NotificationCreated,
+    WebhookDeliveriesQueued,
+)
+from banxway.resolvers.webhook_endpoints import webhook_event_ids
 from banxway.resolvers.workflow_engine import TRIGGER_EVENTS, automated_organizations
 from banxway.settings import Settings
 from banxway.state import AppState, new_state
@@ -71,6 +87,10 @@ def _rescheduled(payload: dict[str, Any]) -> bool:
     return "send_at" in (payload.get("changed") or [])
 
 
+def _by_email(payload: dict[str, Any]) -> bool:
+    return bool(payload.get("email"))
+
+
 # (event type, condition on its payload, actor, the payload key of the id the actor is given)
 RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor, str]] = [
     (MessageAdded.type, _to_deliver, actors.deliver_message, "message_id"),
@@ -81,6 +101,10 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor, str]] =
     (MessageStatusChanged.type, _released, actors.deliver_message, "message_id"),
     (ComposeStarted.type, _always, actors.stream_compose, "session_id"),
     (AgentTaskCreated.type, _always, actors.run_agent_task, "task_id"),
+    (WebhookDeliveriesQueued.type, _always, actors.send_webhook_deliveries, "webhook_endpoint_id"),
+    (InvitationCreated.type, _always, actors.send_invitation, "invitation_id"),
+    (NotificationCreated.type, _by_email, actors.send_notification_email, "notification_id"),
+    (DocumentAdded.type, _always, actors.extract_document_text, "document_id"),
 ]
 
 
@@ -102,6 +126,7 @@ async def start(session: AsyncSession, rows: Sequence[Event]) -> None:
     if candidates:
         automated = await automated_organizations(session, {row.organization_id for row in candidates})
         found += [(actors.start_workflows, row.id) for row in candidates if row.organization_id in automated]
+    found += [(actors.deliver_webhooks, event_id) for event_id in await webhook_event_ids(session, rows)]
     if not found:
         return
 

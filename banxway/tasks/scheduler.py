@@ -27,9 +27,11 @@ def schedule(settings: Settings) -> list[tuple[object, float]]:
     """(actor, seconds between runs)"""
     return [
         (actors.prune_refresh_tokens, 3600),
+        (actors.rollup_analytics, 3600),  # yesterday's rollups soon after midnight in every time zone
         (actors.poll_mailboxes, settings.email_poll_interval_seconds),
         (actors.requeue_messages, 60),
         (actors.requeue_agent_tasks, 60),
+        (actors.requeue_webhook_deliveries, 60),
         (actors.check_slas, 60),
         (actors.wake_threads, 60),
         (actors.release_messages, 60),
