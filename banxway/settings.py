@@ -332,8 +332,9 @@ class Settings(BaseSettings):
     allow_private_webhooks: bool = Field(
         False,
         alias="BANXWAY_ALLOW_PRIVATE_WEBHOOKS",
-        description="Let an outbound webhook endpoint's URL be http:// and on a loopback, private or link-local "
-        "address (tests and local development only; otherwise refused when saved and again at connect time).",
+        description="Let the URLs users give us to call — outbound webhook endpoints (also http://), workflow HTTP "
+        "steps, agent connections — be on a loopback, private or link-local address (tests and local development "
+        "only; otherwise refused when saved and again at connect time).",
     )
     webhook_timeout_seconds: float = Field(
         10.0,

@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("BANXWAY_PASSWORD_HASHING", "fast-insecure")
 os.environ.setdefault("BANXWAY_GRAPHQL_COMPILED", "verify")  # every query of the suite checks the compiled path
 os.environ.setdefault("BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS", "true")  # the provider stand-ins listen on 127.0.0.1
+os.environ.setdefault("BANXWAY_ALLOW_PRIVATE_WEBHOOKS", "true")  # so do webhook receivers, MCP and HTTP-step servers
 # Every test of a worker calls from 127.0.0.1, some hundreds of times a minute: rate limits far above that, so that
 # the limiter runs on every request and limits none (tests/test_rate_limits.py sets its own).
 os.environ.update(

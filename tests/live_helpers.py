@@ -257,6 +257,7 @@ def serve_env(settings: Settings, data_dir: Path) -> dict[str, str]:
             "BANXWAY_PASSWORD_HASHING": "fast-insecure",
             "BANXWAY_ENV": "development",
             "BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS": str(settings.allow_private_provider_urls).lower(),  # stand-ins
+            "BANXWAY_ALLOW_PRIVATE_WEBHOOKS": str(settings.allow_private_webhooks).lower(),  # local receivers
             "PYTHONUNBUFFERED": "1",
         }
     )

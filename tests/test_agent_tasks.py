@@ -80,7 +80,7 @@ query($id: ID!) { thread(id: $id) { notes { edges { node { body author { email }
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # the stand-in is on 127.0.0.1; a tool that hangs gives up after 1.5 s
-    return settings.model_copy(update={"allow_private_provider_urls": True, "provider_timeout_seconds": 1.5})
+    return settings.model_copy(update={"allow_private_webhooks": True, "provider_timeout_seconds": 1.5})
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ async def test_a_failed_test_is_recorded_on_the_connection(inbox: Inbox) -> None
 
 async def test_a_private_url_is_refused_unless_allowed(settings: Settings, state: AppState, org: Org) -> None:
     # given the production setting (private addresses refused)
-    strict = dataclasses.replace(state, settings=settings.model_copy(update={"allow_private_provider_urls": False}))
+    strict = dataclasses.replace(state, settings=settings.model_copy(update={"allow_private_webhooks": False}))
     async with http_client(strict.settings, strict) as http:
         inbox = Inbox(Api(http, strict), org, await Api(http, strict).token(org.admin_email))
         # when an admin connects a server on a loopback or cloud-metadata address
@@ -369,7 +369,7 @@ async def test_the_connection_itself_is_refused_on_a_private_address_and_not_ret
     thread = await inbox.thread()
     connection = await connect(inbox, url)
     task_id = (await create_task(inbox, thread["id"], connection["id"], "echo", text="x"))["agentTask"]["id"]
-    strict = dataclasses.replace(state, settings=settings.model_copy(update={"allow_private_provider_urls": False}))
+    strict = dataclasses.replace(state, settings=settings.model_copy(update={"allow_private_webhooks": False}))
     # when the task runs
     status = await agent_task_run(SystemContext(strict), local_id(task_id, "AgentTask"))  # type: ignore[arg-type]
     # then nothing reached the stand-in, and the task failed at once

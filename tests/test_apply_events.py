@@ -859,7 +859,7 @@ CASES: dict[str, Case] = {
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # the agent task cases call a local stand-in MCP server
-    return settings.model_copy(update={"allow_private_provider_urls": True})
+    return settings.model_copy(update={"allow_private_webhooks": True})
 
 
 # -- fixtures -----------------------------------------------------------------------------------------------

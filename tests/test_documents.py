@@ -19,6 +19,7 @@ from banxway.db.models import Document, EmailAccount, Event
 from banxway.db.session import system_session, tenant_session
 from banxway.events import parse
 from banxway.extraction import container_check_digit
+from banxway.resolvers.demo import pdf_with_text
 from banxway.resolvers.documents import document_extract_text
 from banxway.resolvers.email_ingest import ingest_mail
 from banxway.schema.ids import local_id, to_global_id
@@ -76,33 +77,6 @@ ME = "{ me { id } }"
 
 
 # -- files ------------------------------------------------------------------------------------------------------
-
-
-def pdf_with_text(*lines: str) -> bytes:
-    """A one-page PDF whose text layer holds `lines` (Helvetica), written object by object with its xref table."""
-
-    def escaped(line: str) -> str:
-        return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-
-    stream = "BT /F1 12 Tf 14 TL 72 720 Td " + " ".join(f"({escaped(line)}) Tj T*" for line in lines) + " ET"
-    objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
-        "/Contents 5 0 R >>",
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        f"<< /Length {len(stream.encode('latin-1'))} >>\nstream\n{stream}\nendstream",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
 
 
 def pdf_pages(*pdfs: bytes) -> bytes:

@@ -48,6 +48,7 @@ from banxway.schema.notes import NoteMutation
 from banxway.schema.shipments import ShipmentMutation
 from banxway.schema.threads import ThreadMutation
 from tests.inbox_helpers import Inbox, system_context
+from tests.seed_helpers import WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINT_CREATE, WEBHOOK_ENDPOINT_REPLAY
 
 ME_ID = "{ me { id } }"
 
@@ -1049,19 +1050,6 @@ async def document_reject(s: Setup) -> list[Expected]:
 
 # -- outbound webhooks (tests/test_outbound_webhooks.py has the rest; deliveries themselves record no event) ------
 
-WEBHOOK_ENDPOINT_CREATE = """
-mutation($input: WebhookEndpointCreateInput!) {
-  webhookEndpointCreate(input: $input) { webhookEndpoint { id } userErrors { field code message } }
-}
-"""
-WEBHOOK_ENDPOINT_REPLAY = """
-mutation($input: WebhookEndpointReplayInput!) {
-  webhookEndpointReplay(input: $input) { queued userErrors { field code message } }
-}
-"""
-WEBHOOK_DELIVERIES = """
-query($id: ID!) { webhookDeliveries(endpointId: $id, first: 10) { edges { node { id } } } }
-"""
 WEBHOOK_DELIVERY_RETRY = """
 mutation($id: ID!) {
   webhookDeliveryRetry(input: {id: $id}) { webhookDelivery { id } userErrors { field code message } }

@@ -28,6 +28,7 @@ from banxway.resolvers.workflow_engine import (
 )
 from banxway.schema.ids import local_id
 from banxway.state import AppState
+from tests.conftest import Api, Org, http_client
 from tests.inbox_helpers import Inbox, _foreign, _member, configure_channels, system_context
 from tests.messaging_helpers import CUSTOMER_PHONE, configure_exotel, exotel_inbound
 
@@ -609,7 +610,7 @@ async def test_the_http_step_posts_a_signed_body(inbox: Inbox, state: AppState, 
     import dataclasses
 
     settings = state.settings.model_copy(
-        update={"outbound_ca_file": mail_certs.ca_path, "allow_private_provider_urls": True}
+        update={"outbound_ca_file": mail_certs.ca_path, "allow_private_webhooks": True}
     )
     local = dataclasses.replace(state, settings=settings)
     receiver = _HttpsReceiver(mail_certs.server_context())
@@ -636,9 +637,7 @@ async def test_the_http_step_refuses_a_private_address_and_fails_after_its_retri
 ) -> None:
     import dataclasses
 
-    local = dataclasses.replace(
-        state, settings=state.settings.model_copy(update={"allow_private_provider_urls": False})
-    )
+    local = dataclasses.replace(state, settings=state.settings.model_copy(update={"allow_private_webhooks": False}))
     await _create(
         inbox,
         "Internal",
@@ -658,6 +657,28 @@ async def test_the_http_step_refuses_a_private_address_and_fails_after_its_retri
             await session.scalars(select(WorkflowStepRun.status).where(WorkflowStepRun.instance_id == instance_id))
         )
     assert statuses == ["FAILED", "FAILED", "FAILED"]
+
+
+async def test_an_http_step_to_a_private_address_is_refused_when_saved(state: AppState, org: Org) -> None:
+    import dataclasses
+
+    # given the production setting (user-given URLs must be on the internet)
+    strict = dataclasses.replace(state, settings=state.settings.model_copy(update={"allow_private_webhooks": False}))
+    async with http_client(strict.settings, strict) as http:
+        api = Api(http, strict)
+        inbox = Inbox(api, org, await api.token(org.admin_email))
+        for url in ("https://127.0.0.1:9/x", "https://169.254.169.254/latest/meta-data", "https://[::1]/x"):
+            definition = {"trigger": {"type": "THREAD_CREATED"}, "steps": [{"type": "HTTP", "url": url}]}
+            # when an automation manager validates or saves a workflow whose HTTP step calls it
+            result = (await inbox.gql(VALIDATE, {"d": definition}))["data"]["workflowValidate"]
+            created = await inbox.gql(CREATE, {"input": {"name": "Internal", "definition": definition}})
+            # then both name the step's url, and nothing is saved
+            assert not result["valid"]
+            assert [p["path"] for p in result["problems"]] == ["steps.0.url"], result
+            assert "private or reserved" in result["problems"][0]["message"]
+            assert created["data"]["workflowCreate"]["workflow"] is None, created
+    async with system_session(state.sessionmaker) as session:
+        assert await session.scalar(select(func.count()).select_from(Workflow)) == 0
 
 
 async def test_the_demo_routes_a_key_accounts_whatsapp_message_to_sea_export(state: AppState) -> None:

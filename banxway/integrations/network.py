@@ -1,5 +1,6 @@
-"""Outbound HTTP that reaches only the internet: for calls to addresses an organization's admin chose (a provider's
-`baseUrl`, the media it points at), so that our server never calls its own network on their behalf (SSRF).
+"""Outbound HTTP that reaches only the internet: for calls to addresses an organization's users chose (a provider's
+`baseUrl` and the media it points at; outbound webhooks, workflow HTTP steps, agent connections), so that our
+server never calls its own network on their behalf (SSRF).
 
 A `baseUrl` on a private address is refused when it is saved; this is the check at connect time, where it holds:
 the name is resolved here, every address it resolves to must be global, and the connection is made to one of the
@@ -15,6 +16,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -26,6 +28,22 @@ def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0])
     ip = getattr(ip, "ipv4_mapped", None) or ip
     return ip.is_global and not ip.is_multicast
+
+
+async def private_address(url: str) -> str | None:
+    """The save-time check (the connect-time one is the guarded backend below): the first loopback, private,
+    link-local or otherwise reserved address the URL's host is, or resolves to now; None when all are on the
+    internet, or when the name does not resolve now (nothing to call either; the guard checks again at connect)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            return None
+        addresses = [str(info[4][0]) for info in infos]
+    return next((address for address in addresses if not is_public(address)), None)
 
 
 def guarded_backend(core: Any) -> type:
@@ -57,7 +75,8 @@ def guarded_backend(core: Any) -> type:
             if refused:
                 raise core.ConnectError(
                     f"{host} resolves to {refused[0]}, a private or reserved address: not connecting "
-                    "(BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS allows it, for development)"
+                    "(allowed only for development: BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS for providers, "
+                    "BANXWAY_ALLOW_PRIVATE_WEBHOOKS for webhooks, workflow HTTP steps and agent connections)"
                 )
             error: Exception | None = None
             for address in addresses:
@@ -86,7 +105,7 @@ PublicAddressesOnly = guarded_backend(httpcore)
 
 def transport(*, public_only: bool, **options: Any) -> httpx.AsyncHTTPTransport:
     """An httpx transport; with `public_only`, one that connects only to global addresses. (httpx takes no network
-    backend of its own: it is set on the transport's httpcore pool, which `tests/test_network_guard.py` pins.)"""
+    backend of its own: it is set on the transport's httpcore pool, which the connect-time refusals in tests/test_integrations.py and tests/test_outbound_webhooks.py exercise.)"""
     result = httpx.AsyncHTTPTransport(**options)
     if public_only:
         result._pool._network_backend = PublicAddressesOnly()

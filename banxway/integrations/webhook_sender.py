@@ -94,10 +94,7 @@ async def post(target: WebhookTarget, event_id: str, body: bytes) -> WebhookResp
         )
     except httpx.HTTPError as exc:  # the connection failed, or the address guard refused it
         refused = "private or reserved address" in str(exc)
-        detail = str(exc).replace(
-            "BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS", "BANXWAY_ALLOW_PRIVATE_WEBHOOKS"
-        )  # the guard's hint
-        return WebhookResponse(False, None, None, elapsed(), f"Could not connect: {detail}", not refused)
+        return WebhookResponse(False, None, None, elapsed(), f"Could not connect: {exc}", not refused)
     text = bytes(kept[:RESPONSE_LIMIT]).decode("utf-8", errors="replace")
     if 200 <= status < 300:
         return WebhookResponse(True, status, text, elapsed(), None, False)

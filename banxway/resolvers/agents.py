@@ -2,7 +2,7 @@
 carrier-tracking service) and asks their tools to work on a thread; the answer comes back as an internal note.
 
 Connections (AUTOMATION_MANAGE): a name unique in the organization, the server's streamable HTTP URL (refused on a
-private or reserved address unless BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS, checked again at connect time), an auth
+private or reserved address unless BANXWAY_ALLOW_PRIVATE_WEBHOOKS, checked again at connect time), an auth
 header stored encrypted (SecretBox) and never shown again, and an allow-list of tools: empty means every tool the
 server lists. Connection changes record no event (administration; nothing live shows them).
 
@@ -34,9 +34,9 @@ from banxway.events import AgentTaskCompleted, AgentTaskCreated, AgentTaskFailed
 from banxway.integrations import agents as adapter
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
-from banxway.resolvers.integrations import refuse_private_address
 from banxway.resolvers.notes import add_note
 from banxway.resolvers.pagination import Page, paginate
+from banxway.resolvers.validation import refuse_private_url
 
 if TYPE_CHECKING:
     from banxway.context import Context, SystemContext
@@ -66,11 +66,8 @@ async def _url(ctx: Context, value: str) -> str:
     url = (value or "").strip()
     if not _URL.match(url) or len(url) > 500:
         raise DomainError("INVALID", f"'{value}' is not an http:// or https:// address.", "url")
-    if not ctx.settings.allow_private_provider_urls:
-        try:
-            await refuse_private_address(url)
-        except DomainError as exc:
-            raise DomainError(exc.code, exc.message.replace("baseUrl", "url"), "url") from None
+    if not ctx.settings.allow_private_webhooks:
+        await refuse_private_url(url, "url", "an agent's server is on the internet")
     return url
 
 
@@ -178,7 +175,7 @@ def server_of(ctx: Context | SystemContext, connection: AgentConnection) -> adap
         url=connection.url,
         headers=headers,
         timeout=ctx.state.settings.provider_timeout_seconds,
-        public_only=not ctx.state.settings.allow_private_provider_urls,
+        public_only=not ctx.state.settings.allow_private_webhooks,
     )
 
 

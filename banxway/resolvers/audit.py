@@ -22,25 +22,10 @@ if TYPE_CHECKING:
 async def audit(
     ctx: Context, *, channel: str, action: str, target: str | None, outcome: str, details: dict[str, Any] | None = None
 ) -> None:
-    """Record what the viewer just did (or tried): `outcome` is OK or the error's code."""
-    viewer = ctx.viewer
+    """Record what the viewer just did (or tried), in a transaction of its own: `outcome` is OK or the error's
+    code."""
     async with ctx.transaction() as session:
-        token_name = None
-        if viewer.api_token_id is not None:
-            token_name = await session.scalar(select(ApiToken.name).where(ApiToken.id == viewer.api_token_id))
-        session.add(
-            AuditEntry(
-                organization_id=viewer.organization_id,
-                actor_id=viewer.user_id,
-                api_token_id=viewer.api_token_id,
-                token_name=token_name,
-                channel=channel,
-                action=action[:100],
-                target=target[:200] if target else None,
-                outcome=outcome[:40],
-                details=details or {},
-            )
-        )
+        await _add(ctx, session, channel=channel, action=action, target=target, outcome=outcome, details=details)
 
 
 async def audit_change(
@@ -56,6 +41,20 @@ async def audit_change(
     """Record an administrative change inside the transaction that makes it (so it exists exactly when the change
     was committed): who (the viewer and their API token), what (`action`, e.g. "organizationUpdate", and `target`,
     a global id), and the changed fields' values before and after. Secrets never go in `before`/`after`."""
+    details = {"before": before or {}, "after": after or {}}
+    await _add(ctx, session, channel=channel, action=action, target=target, outcome="OK", details=details)
+
+
+async def _add(
+    ctx: Context,
+    session: AsyncSession,
+    *,
+    channel: str,
+    action: str,
+    target: str | None,
+    outcome: str,
+    details: dict[str, Any] | None,
+) -> None:
     viewer = ctx.viewer
     token_name = None
     if viewer.api_token_id is not None:
@@ -69,8 +68,8 @@ async def audit_change(
             channel=channel,
             action=action[:100],
             target=target[:200] if target else None,
-            outcome="OK",
-            details={"before": before or {}, "after": after or {}},
+            outcome=outcome[:40],
+            details=details or {},
         )
     )
 

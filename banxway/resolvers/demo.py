@@ -432,8 +432,9 @@ async def _seed_dataset(state: AppState, organization_id, admin: User) -> int:
     return skipped
 
 
-def _demo_pdf(*lines: str) -> bytes:
-    """A one-page PDF whose text layer holds `lines` (the demo's documents, read by extract_document_text)."""
+def pdf_with_text(*lines: str) -> bytes:
+    """A one-page PDF whose text layer holds `lines` (Helvetica), written object by object with its xref table:
+    the demo's documents (read by extract_document_text), and the test suite's."""
     stream = "BT /F1 11 Tf 14 TL 72 740 Td " + " ".join(
         "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines
     )
@@ -514,7 +515,7 @@ async def _seed_documents(ctx: Context, sea: db.Shipment, textiles: db.Shipment,
     found = {}
     for shipment, filename, kind, status, lines in filed:
         attachment = await attachments.attachment_upload(
-            ctx, filename=filename, content_type="application/pdf", data=_demo_pdf(*lines)
+            ctx, filename=filename, content_type="application/pdf", data=pdf_with_text(*lines)
         )
         document = await documents.document_upload(
             ctx, shipment_id=shipment.id, attachment_id=attachment.id, type=kind, status=status

@@ -7,7 +7,6 @@ INTEGRATION_UPDATED with `changed` otherwise; assigning a number is an INTEGRATI
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
 import secrets
@@ -16,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -89,23 +87,7 @@ async def refuse_private_address(url: str) -> None:
     """A provider is on the internet: a baseUrl on a loopback, private, link-local (cloud metadata) or otherwise
     reserved address — as written or as its name resolves now — would make our server call its own network on an
     admin's behalf (issue 16, item 5). BANXWAY_ALLOW_PRIVATE_PROVIDER_URLS allows it (tests, stand-ins)."""
-    host = urlsplit(url).hostname or ""
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-        except OSError:
-            return  # not resolvable now: nothing to call either
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        mapped = getattr(address, "ipv4_mapped", None) or address
-        if not mapped.is_global or mapped.is_multicast:
-            raise DomainError(
-                "INVALID",
-                f"baseUrl {url} is on a private or reserved address ({mapped}): a provider's API is on the internet.",
-                "baseUrl",
-            )
+    await v.refuse_private_url(url, "baseUrl", "a provider's API is on the internet")
 
 
 def _allowlist(values: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ import phonenumbers
 from banxway.enums import Channel
 from banxway.errors import DomainError
 from banxway.extraction import container_check_digit
+from banxway.integrations import network
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")
@@ -158,3 +159,12 @@ def json_object(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DomainError("INVALID", f"{field} must be a JSON object.", field)
     return value
+
+
+async def refuse_private_url(url: str, field: str, why: str) -> None:
+    """A URL someone gave us to call must be on the internet: its host, as written or as it resolves now, may not
+    be a loopback, private, link-local (cloud metadata) or otherwise reserved address — our server would call its
+    own network on their behalf (SSRF). The connect-time guard (`banxway.integrations.network`) checks again."""
+    address = await network.private_address(url)
+    if address is not None:
+        raise DomainError("INVALID", f"{field} {url} is on a private or reserved address ({address}): {why}.", field)

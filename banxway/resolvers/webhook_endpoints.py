@@ -22,9 +22,7 @@ whose consequence (`send_webhook_deliveries`) enqueues them: side effects start 
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import ipaddress
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -44,7 +42,6 @@ from banxway.db.models import User, WebhookDelivery, WebhookDeliveryStatus, Webh
 from banxway.enums import NotificationType, Role
 from banxway.errors import DomainError
 from banxway.events import WebhookDeliveriesQueued
-from banxway.integrations import network
 from banxway.integrations import webhook_sender as sender
 from banxway.resolvers import validation as v
 from banxway.resolvers.audit import audit_change
@@ -98,29 +95,8 @@ async def _url(ctx: Context, value: str | None) -> str:
     if parts.scheme == "http" and not (private_ok or not ctx.settings.production):
         raise DomainError("INVALID", f"{url} is not https://: webhooks carry your data, so they are encrypted.", "url")
     if not private_ok:
-        await _refuse_private(url, host)
+        await v.refuse_private_url(url, "url", "webhooks go to the internet")
     return url
-
-
-async def _refuse_private(url: str, host: str) -> None:
-    """The save-time check (the connect-time one is `banxway.integrations.network`'s guard): the host, as written
-    or as it resolves now, must be on the internet."""
-    try:
-        addresses = [str(ipaddress.ip_address(host))]
-    except ValueError:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-        except OSError:
-            return  # not resolvable now: the connect-time guard checks it at each delivery
-        addresses = [str(info[4][0]) for info in infos]
-    for address in addresses:
-        if not network.is_public(address):
-            raise DomainError(
-                "INVALID",
-                f"url {url} is on a private or reserved address ({address}): webhooks go to the internet "
-                "(BANXWAY_ALLOW_PRIVATE_WEBHOOKS allows it, for development).",
-                "url",
-            )
 
 
 def _event_types(values: Sequence[str] | None) -> list[str]:

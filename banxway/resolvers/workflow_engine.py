@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import ssl
 import time
@@ -66,7 +64,7 @@ from banxway.enums import (
 from banxway.enums import WorkflowInstanceStatus as Status
 from banxway.enums import WorkflowStepStatus as StepStatus
 from banxway.errors import DomainError, PermissionDenied
-from banxway.integrations import network
+from banxway.integrations import network, webhook_sender
 from banxway.logs import get_logger
 from banxway.resolvers import canned_responses, teams, threads
 from banxway.resolvers import workflow_spec as spec
@@ -949,12 +947,6 @@ async def _shipment_for(session: AsyncSession, thread: Thread, step: spec.LinkSh
     )
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """X-Banxway-Signature's value: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
 async def _call(run: _Run) -> _Outcome:
     settings = run.state.settings
     thread = run.thread
@@ -978,13 +970,13 @@ async def _call(run: _Run) -> _Outcome:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Banxway-Workflows/1",
-        "X-Banxway-Signature": signature(secret, int(time.time()), body),
+        "X-Banxway-Signature": webhook_sender.sign(secret, int(time.time()), body),
         "X-Banxway-Delivery": f"{run.instance.id}:{run.index}",
     }
     verify: ssl.SSLContext | bool = True
     if settings.outbound_ca_file:
         verify = ssl.create_default_context(cafile=settings.outbound_ca_file)
-    transport = network.transport(public_only=not settings.allow_private_provider_urls, verify=verify)
+    transport = network.transport(public_only=not settings.allow_private_webhooks, verify=verify)
     try:
         async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT_S, follow_redirects=False) as client:
             response = await client.post(run.step.url, content=body, headers=headers)

@@ -28,6 +28,7 @@ from banxway.db.models import (
 )
 from banxway.enums import WorkflowInstanceStatus as Status
 from banxway.errors import DomainError
+from banxway.integrations import network
 from banxway.resolvers import validation as v
 from banxway.resolvers import workflow_spec as spec
 from banxway.resolvers.common import get_or_error
@@ -92,6 +93,11 @@ async def _problems(ctx: Context, data: Any) -> tuple[spec.Definition | None, li
             row = await ctx.db.scalar(select(model.id).where(model.id == row_id))
             if row is None:
                 found.append(spec.Problem(path=f"steps.{index}.{name}", message=f"no such {type_name}"))
+        if isinstance(step, spec.HttpStep) and not ctx.settings.allow_private_webhooks:
+            address = await network.private_address(step.url)
+            if address is not None:
+                message = f"{step.url} is on a private or reserved address ({address}): HTTP steps call the internet"
+                found.append(spec.Problem(path=f"steps.{index}.url", message=message))
         assign_to = getattr(step, "assign_to", None)
         if assign_to not in (None, "THREAD_ASSIGNEE", "NOBODY"):
             row_id = spec.parse_reference(assign_to, "User")
