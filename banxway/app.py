@@ -76,6 +76,7 @@ from banxway.resolvers.attachments import (
     signed_query,
 )
 from banxway.resolvers.compose import DeltaEvent, DoneEvent, ErrorEvent, compose_events, compose_session_of
+from banxway.resolvers.web_chat import visitor_claims_of
 from banxway.schema import build_schema
 from banxway.schema.dev import dev_outbox_page
 from banxway.schema.ids import local_id, to_global_id
@@ -84,6 +85,8 @@ from banxway.settings import Settings
 from banxway.state import AppState, new_state
 from banxway.tasks import consequences
 from banxway.tasks.actors import setup_broker
+from banxway.webchat import ROUTES as WEBCHAT_ROUTES
+from banxway.webchat import WIDGET_ORIGIN, widget_websocket_scope
 from banxway.webhooks import ROUTES as WEBHOOK_ROUTES
 
 log = get_logger("banxway.http")
@@ -378,6 +381,8 @@ class GraphQLApp(GraphQL):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                scope = await widget_websocket_scope(scope)  # a web chat widget's page (banxway.webchat)
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
@@ -445,6 +450,10 @@ class GraphQLApp(GraphQL):
         """Not for a persisted query sent by GET (APQ): it has `extensions` and no `query`."""
         return "extensions" not in request.query_params and super().should_render_graphql_ide(request)
 
+    def is_websocket_origin_allowed(self, request: Any, origin: str) -> bool:  # type: ignore[override]
+        """Cross-origin handshakes: only a chat widget's page, to /graphql?widget=<key> (`widget_websocket_scope`)."""
+        return request.scope.get(WIDGET_ORIGIN) == origin or super().is_websocket_origin_allowed(request, origin)
+
     def encode_json(self, data: object) -> str:  # type: ignore[override]
         return orjson.dumps(data).decode()  # text frames on WebSocket, as browser clients expect
 
@@ -464,8 +473,11 @@ class GraphQLApp(GraphQL):
         return ctx
 
     async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
-        claims, viewer, error = await authenticate_claims(context.state, _authorization(context.connection_params))
+        authorization = _authorization(context.connection_params)
+        claims, viewer, error = await authenticate_claims(context.state, authorization)
         if error is not None:
+            if visitor_claims_of(context.state.secret_key, authorization) is not None:
+                return UNSET  # a web chat visitor: only the visitor fields take it (banxway.schema.web_chat)
             raise ConnectionRejectionError({"message": error})
         context.viewer_or_none, context.claims = viewer, claims
         return UNSET
@@ -734,6 +746,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             Route("/mcp", mcp),
             Route("/dev/outbox", dev_outbox_page),
             *WEBHOOK_ROUTES,
+            *WEBCHAT_ROUTES,
             *EXPORT_ROUTES,
         ],
         middleware=middleware,

@@ -20,6 +20,8 @@ class Channel(enum.Enum):
     VOICE = "VOICE"
     WEB_CHAT = "WEB_CHAT"
     INTERNAL = "INTERNAL"
+    MESSENGER = "MESSENGER"  # Facebook Messenger, through a META integration
+    INSTAGRAM = "INSTAGRAM"  # Instagram Direct, through a META integration
 
 
 class Direction(enum.Enum):
@@ -131,11 +133,13 @@ class NotificationType(enum.Enum):
     ACTION_DUE = "action_due"
     WORKFLOW = "workflow"  # a workflow's NOTIFY step
     WEBHOOK_DISABLED = "webhook_disabled"  # an outbound webhook endpoint failed for too long (admins)
+    INTEGRATION_TOKEN_FAILED = "integration_token_failed"  # a Meta page token could not be refreshed (admins)
 
 
 class IntegrationType(enum.Enum):
     EXOTEL = "EXOTEL"
     TWILIO = "TWILIO"
+    META = "META"  # Facebook Messenger and Instagram through the Graph API
 
 
 class MailSecurity(enum.StrEnum):

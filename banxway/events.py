@@ -250,6 +250,27 @@ class ContactUnmerged(DomainEvent):
     message_ids: list[uuid.UUID] = []
 
 
+class ContactMergeSuggested(DomainEvent):
+    """The contact resolver found `contact_id` and `other_contact_id` sharing `address`: a merge is suggested
+    (contactMergeSuggestions), not done."""
+
+    type = "CONTACT_MERGE_SUGGESTED"
+    suggestion_id: uuid.UUID
+    contact_id: uuid.UUID
+    other_contact_id: uuid.UUID
+    address: str
+
+
+class ContactMergeSuggestionResolved(DomainEvent):
+    """A merge suggestion was ACCEPTED (the merge's own CONTACT_MERGED follows) or DISMISSED."""
+
+    type = "CONTACT_MERGE_SUGGESTION_RESOLVED"
+    suggestion_id: uuid.UUID
+    contact_id: uuid.UUID
+    other_contact_id: uuid.UUID
+    status: str
+
+
 class ShipmentCreated(DomainEvent):
     type = "SHIPMENT_CREATED"
     shipment_id: uuid.UUID

@@ -289,6 +289,26 @@ class Settings(BaseSettings):
         description="Provider callbacks one client address may send in a sliding minute, to any webhook URL. "
         "0: no limit.",
     )
+    webchat_token_ttl_seconds: int = Field(
+        3600,
+        ge=60,
+        alias="BANXWAY_WEBCHAT_TOKEN_TTL",
+        description="Seconds a web chat visitor token lasts; the widget renews it (POST /widget/<key>/session with "
+        "the old token) before, or up to a day after, it expires.",
+    )
+    webchat_messages_per_minute: int = Field(
+        20,
+        ge=0,
+        alias="BANXWAY_WEBCHAT_MESSAGES_PER_MINUTE",
+        description="Messages one web chat visitor may send in a sliding minute; then RATE_LIMITED. 0: no limit.",
+    )
+    webchat_per_ip_per_minute: int = Field(
+        60,
+        ge=0,
+        alias="BANXWAY_WEBCHAT_PER_IP_PER_MINUTE",
+        description="Web chat messages and new visitor sessions one client address may make in a sliding minute; "
+        "then RATE_LIMITED (429 for a session). 0: no limit.",
+    )
     metrics_token: str | None = Field(
         None,
         alias="BANXWAY_METRICS_TOKEN",
@@ -406,6 +426,32 @@ class Settings(BaseSettings):
         ge=0,
         alias="BANXWAY_COMPOSE_WORD_DELAY",
         description="Seconds between the words the built-in composer streams (0: as fast as possible).",
+    )
+    agent_model: str | None = Field(
+        None,
+        alias="BANXWAY_AGENT_MODEL",
+        description="The chat model of the AI agent's generative answers (with OPENAI_API_KEY; unset: "
+        "BANXWAY_COMPOSE_MODEL). Without a key the agent answers extractively: the best-matching passage, quoted.",
+    )
+    embeddings_model: str | None = Field(
+        None,
+        alias="BANXWAY_EMBEDDINGS_MODEL",
+        description="An embeddings model of the OpenAI-compatible API (e.g. text-embedding-3-small): with "
+        "OPENAI_API_KEY, knowledge chunks get embeddings and retrieval ranks full text and cosine similarity "
+        "together (reciprocal rank fusion). Unset: PostgreSQL full-text search alone.",
+    )
+    agent_suspend_minutes: int = Field(
+        1440,
+        ge=1,
+        alias="BANXWAY_AGENT_SUSPEND_MINUTES",
+        description="Minutes the AI agent stays silent on a thread after a person replied on it (threadBotResume "
+        "lifts it sooner).",
+    )
+    knowledge_url_max_bytes: int = Field(
+        2_000_000,
+        ge=1_000,
+        alias="BANXWAY_KNOWLEDGE_URL_MAX_BYTES",
+        description="The largest page a URL knowledge source may be (bytes); a larger one is TOO_LARGE.",
     )
     password_hashing: Literal["standard", "fast-insecure"] = Field(
         "standard",

@@ -23,7 +23,7 @@ from tests.live_helpers import GraphQLSocket
 # normalized client cache keeps them).
 FIELDS = {
     "Thread": "id reference subject type status priority primaryChannel tags lastMessageAt firstResponseAt slaDueAt "
-    "slaStatus snoozedUntil intent sentiment createdAt updatedAt unreadCount assignee { id } customer { id } "
+    "slaStatus snoozedUntil botSuspendedUntil intent sentiment createdAt updatedAt unreadCount assignee { id } customer { id } "
     "contact { id } "
     "shipment { id } team { id } slaPolicy { id }",
     "Message": "id channel direction status body subject sender recipients error createdAt "

@@ -417,4 +417,44 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
         API_TOKEN_CREATE, {"input": {"name": f"{marker} script", "scopes": ["READ"]}}, "apiTokenCreate"
     )
     seeded.add("ApiToken", api_token["apiToken"]["id"])
+
+    # a web chat widget (the id chatWidgetUpdate/Delete take)
+    chat_widget = await inbox.ok(
+        "mutation($input: ChatWidgetCreateInput!) { chatWidgetCreate(input: $input) { chatWidget { id } "
+        "userErrors { code } } }",
+        {"input": {"name": f"{marker} website chat", "allowedOrigins": [f"https://{slug}.example"]}},
+        "chatWidgetCreate",
+    )
+    seeded.add("ChatWidget", chat_widget["chatWidget"]["id"])
+    # a visitor's view of a message carries the message's own global id (it is no object of its own)
+    for message_id in seeded.ids["Message"]:
+        seeded.add("VisitorMessage", message_id)
+
+    # a merge suggestion of the contact resolver between the two contacts (the id contactMergeSuggestion* take)
+    from banxway.resolvers.contact_resolver import suggest_merge
+
+    first, second = (local_uuid(c) for c in seeded.ids["Contact"][:2])
+    async with tenant_session(api.state.sessionmaker, org.id) as session:
+        async with session.begin():
+            merge = await suggest_merge(session, org.id, first, second, f"contact1@{slug}.test")
+            assert merge is not None
+            merge_id = merge.id
+        await events.relay(api.state.broadcast, api.state.sessionmaker, events.take_recorded(session))
+    seeded.add("ContactMergeSuggestion", to_global_id("ContactMergeSuggestion", merge_id))
+
+    # a knowledge source and an AI agent (the ids knowledgeSourceDelete and aiAgentUpdate/Delete take)
+    source = await inbox.ok(
+        "mutation($input: KnowledgeSourceCreateInput!) { knowledgeSourceCreate(input: $input) { "
+        "knowledgeSource { id } userErrors { field code message } } }",
+        {"input": {"kind": "TEXT", "title": f"{marker} FAQ", "text": f"{marker} is open Monday to Friday."}},
+        "knowledgeSourceCreate",
+    )
+    seeded.add("KnowledgeSource", source["knowledgeSource"]["id"])
+    ai_agent = await inbox.ok(
+        "mutation($input: AiAgentCreateInput!) { aiAgentCreate(input: $input) { aiAgent { id } "
+        "userErrors { field code message } } }",
+        {"input": {"name": f"{marker} assistant", "channels": ["WHATSAPP"]}},
+        "aiAgentCreate",
+    )
+    seeded.add("AiAgent", ai_agent["aiAgent"]["id"])
     return seeded

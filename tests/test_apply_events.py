@@ -475,6 +475,39 @@ async def _contact_unmerge(w: World) -> None:
     await w.ok(CONTACT_UNMERGE, {"input": {"contactId": w.ids["duplicate"]}}, "contactUnmerge")
 
 
+# the contact resolver (tests/test_contact_resolver.py): one number on two contacts, a call from it
+SHARED_NUMBER = "+919820054321"
+MERGE_SUGGESTIONS = "{ contactMergeSuggestions { id } }"
+MERGE_SUGGESTION_ACCEPT = """
+mutation($id: ID!) { contactMergeSuggestionAccept(input: {id: $id}) { userErrors { field code message } } }
+"""
+
+
+async def _contacts_sharing_a_number(w: World) -> None:
+    w.ids["older"] = await w.contact("Priya Shah", identities=[{"channel": "WHATSAPP", "address": SHARED_NUMBER}])
+    w.ids["newer"] = await w.contact("P. Shah", identities=[{"channel": "SMS", "address": SHARED_NUMBER}])
+
+
+async def _a_call_from_the_shared_number(w: World) -> None:
+    from banxway.resolvers.contact_resolver import resolve_contact
+
+    org_id = w.inbox.org.id
+    async with system_context(w.inbox.api.state).for_organization(org_id).transaction() as session:
+        await resolve_contact(session, org_id, Channel.VOICE, SHARED_NUMBER)
+
+
+async def _a_merge_suggestion(w: World) -> None:
+    await _contacts_sharing_a_number(w)
+    await _a_call_from_the_shared_number(w)
+    result = await w.inbox.gql(MERGE_SUGGESTIONS, token=w.tokens["manager"])
+    [suggestion] = result["data"]["contactMergeSuggestions"]
+    w.ids["suggestion"] = suggestion["id"]
+
+
+async def _merge_suggestion_accept(w: World) -> None:
+    await w.ok(MERGE_SUGGESTION_ACCEPT, {"id": w.ids["suggestion"]}, "contactMergeSuggestionAccept")
+
+
 # -- shipments ------------------------------------------------------------------------------------------------
 
 
@@ -786,6 +819,16 @@ CASES: dict[str, Case] = {
     "CONTACT_MERGED": Case(_contact_merge, ("CONTACT_MERGED",), _duplicate_contacts),
     "CONTACT_UNMERGED": Case(_contact_unmerge, ("CONTACT_UNMERGED",), _merged_contacts),
     "CONTACT_UPDATED": Case(_contact_update, ("CONTACT_UPDATED",), _customer_and_contacts),
+    # the call's VOICE identity goes to the older contact; the other one is suggested, not merged
+    "CONTACT_MERGE_SUGGESTED": Case(
+        _a_call_from_the_shared_number,
+        ("CONTACT_UPDATED", "CONTACT_MERGE_SUGGESTED"),
+        _contacts_sharing_a_number,
+        actor=None,
+    ),
+    "CONTACT_MERGE_SUGGESTION_RESOLVED": Case(
+        _merge_suggestion_accept, ("CONTACT_MERGED", "CONTACT_MERGE_SUGGESTION_RESOLVED"), _a_merge_suggestion
+    ),
     "CUSTOMER_CREATED": Case(_customer_create, ("CUSTOMER_CREATED",), _two_customers),
     "CUSTOMER_UPDATED": Case(_customer_update, ("CUSTOMER_UPDATED",), _two_customers),
     "MESSAGE_ADDED": Case(_message_send, ("MESSAGE_ADDED", "THREAD_UPDATED"), _thread_with_a_contact),

@@ -41,9 +41,12 @@ def test_the_rules_pick_the_work_each_event_calls_for() -> None:
     # then exactly the delivery, the download, the analyses of inbound messages, the transcription and the drafts
     assert jobs == [
         (actors.deliver_message, queued.payload["message_id"]),
+        (actors.run_ai_agent, queued.payload["message_id"]),  # a person's reply suspends the AI agent
         (actors.fetch_message_media, with_media.payload["message_id"]),
         (actors.analyse_message, with_media.payload["message_id"]),
+        (actors.run_ai_agent, with_media.payload["message_id"]),
         (actors.analyse_message, plain_inbound.payload["message_id"]),
+        (actors.run_ai_agent, plain_inbound.payload["message_id"]),
         (actors.transcribe_call, recorded.payload["message_id"]),
         (actors.deliver_message, released.payload["message_id"]),
         (actors.stream_compose, compose.payload["session_id"]),

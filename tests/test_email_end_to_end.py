@@ -205,7 +205,8 @@ async def test_an_uploaded_file_goes_out_attached_to_the_reply(
     uploaded = await api.http.post("/attachments?filename=draft-bl.pdf", content=draft, headers=auth)
     assert uploaded.status_code == 201, uploaded.text
     file_id = uploaded.json()["id"]
-    # when the agent sends it by email (and tries it on WhatsApp, and with a file that does not exist)
+    # when the agent sends it by email (and tries it on WhatsApp — which takes media, tests/test_outbound_media.py,
+    # but is not configured here — and with a file that does not exist)
     whatsapp = await api.gql(
         SEND_WITH_FILES, {"threadId": edge["node"]["id"], "channel": "WHATSAPP", "files": [file_id]}, token=inbox.token
     )
@@ -218,7 +219,7 @@ async def test_an_uploaded_file_goes_out_attached_to_the_reply(
         SEND_WITH_FILES, {"threadId": edge["node"]["id"], "channel": "EMAIL", "files": [file_id]}, token=inbox.token
     )
     # then only the email is accepted, with the file, and the mail carries it
-    assert whatsapp["data"]["messageSend"]["userErrors"][0]["code"] == "INVALID"
+    assert whatsapp["data"]["messageSend"]["userErrors"][0]["code"] == "CHANNEL_NOT_CONFIGURED"
     assert missing["data"]["messageSend"]["userErrors"][0]["field"] == ["attachmentIds", "0"]
     payload = sent["data"]["messageSend"]
     assert payload["userErrors"] == []

@@ -323,6 +323,7 @@ NOT_PRODUCED_BY_MUTATIONS = {
     "WORKFLOW_FAILED",
     "ANALYSIS_COMPLETED",  # the analyse_message actor's (tests/test_analysis.py)
     "AGENT_TASK_COMPLETED",  # the run_agent_task actor's (tests/test_agent_tasks.py)
+    "CONTACT_MERGE_SUGGESTED",  # the inbound paths' contact resolver (tests/test_contact_resolver.py)
 }
 
 
@@ -471,6 +472,25 @@ async def thread_snooze(s: Setup) -> list[Expected]:
     return [Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["snoozed_until"]}, (Thread, tid, "updated_at"))]
 
 
+THREAD_BOT_RESUME = """
+mutation($input: ThreadBotResumeInput!) { threadBotResume(input: $input) { thread { id } userErrors { field } } }
+"""
+
+
+async def thread_bot_resume(s: Setup) -> list[Expected]:
+    thread = await s.thread()
+    tid = _uuid(thread)
+    async with system_session(s.inbox.api.state.sessionmaker) as session, session.begin():
+        row = await session.get(Thread, tid)
+        assert row is not None
+        row.bot_suspended_until = datetime.now(UTC) + timedelta(days=1)  # as a person's reply leaves it
+    await s.log.mark()
+    await s.ok(THREAD_BOT_RESUME, {"input": {"threadId": thread}}, "threadBotResume")
+    return [
+        Expected("THREAD_UPDATED", {"thread_id": tid, "changed": ["bot_suspended_until"]}, (Thread, tid, "updated_at"))
+    ]
+
+
 async def workflow_instance_cancel(s: Setup) -> list[Expected]:
     definition = {"trigger": {"type": "THREAD_CREATED"}, "steps": [{"type": "WAIT", "minutes": 60}]}
     await s.ok(
@@ -589,6 +609,28 @@ async def message_cancel_scheduled(s: Setup) -> list[Expected]:
     mid = _uuid(payload["message"]["id"])
     await s.ok(MESSAGE_CANCEL_SCHEDULED, {"input": {"messageId": payload["message"]["id"]}}, "messageCancelScheduled")
     return [Expected("MESSAGE_STATUS_CHANGED", {"message_id": mid, "status": "CANCELLED", "released": False})]
+
+
+MESSAGE_RETRY = """
+mutation($input: MessageRetryInput!) { messageRetry(input: $input) { message { id } userErrors { field code message } } }
+"""
+
+
+async def message_retry(s: Setup) -> list[Expected]:
+    from sqlalchemy import update
+
+    from banxway.enums import MessageStatus
+
+    await s.email_account()
+    thread = await s.thread()
+    values = {"threadId": thread, "channel": "EMAIL", "body": "Hi", "to": ["ops@acme.example"]}
+    payload = await s.ok(MESSAGE_SEND, {"input": values}, "messageSend")
+    mid = _uuid(payload["message"]["id"])
+    async with system_session(s.inbox.api.state.sessionmaker) as session, session.begin():  # the delivery failed
+        await session.execute(update(Message).where(Message.id == mid).values(status=MessageStatus.FAILED, error="x"))
+    await s.log.mark()
+    await s.ok(MESSAGE_RETRY, {"input": {"messageId": payload["message"]["id"]}}, "messageRetry")
+    return [Expected("MESSAGE_STATUS_CHANGED", {"message_id": mid, "status": "QUEUED", "released": True})]
 
 
 async def message_update_scheduled(s: Setup) -> list[Expected]:
@@ -784,6 +826,71 @@ async def contact_merge(s: Setup) -> list[Expected]:
                 "thread_ids": [_uuid(thread)],
             },
             (ContactMerge, merge_id, "created_at"),
+        )
+    ]
+
+
+CONTACT_MERGE_SUGGESTION_ACCEPT = """
+mutation($id: ID!) { contactMergeSuggestionAccept(input: {id: $id}) { userErrors { field code message } } }
+"""
+CONTACT_MERGE_SUGGESTION_DISMISS = """
+mutation($id: ID!) { contactMergeSuggestionDismiss(input: {id: $id}) { userErrors { field code message } } }
+"""
+
+
+async def _merge_suggestion(s: Setup) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """Two contacts with one number (WhatsApp, SMS); a call from it suggests merging them. (older, newer, id)"""
+    from banxway.db.models import ContactMergeSuggestion
+    from banxway.enums import Channel
+    from banxway.resolvers.contact_resolver import resolve_contact
+
+    older = await s.contact("Priya Shah", identities=[{"channel": "WHATSAPP", "address": "+919820054321"}])
+    newer = await s.contact("P. Shah", identities=[{"channel": "SMS", "address": "+919820054321"}])
+    org_id = s.inbox.org.id
+    async with system_context(s.inbox.api.state).for_organization(org_id).transaction() as session:
+        await resolve_contact(session, org_id, Channel.VOICE, "+919820054321")
+    suggestion_id = await s.log._session_scalar(
+        select(ContactMergeSuggestion.id).where(ContactMergeSuggestion.organization_id == org_id)
+    )
+    return _uuid(older), _uuid(newer), suggestion_id
+
+
+async def contact_merge_suggestion_accept(s: Setup) -> list[Expected]:
+    from banxway.db.models import ContactMergeSuggestion
+
+    older, newer, suggestion_id = await _merge_suggestion(s)
+    await s.log.mark()
+    variables = {"id": to_global_id("ContactMergeSuggestion", suggestion_id)}
+    await s.ok(CONTACT_MERGE_SUGGESTION_ACCEPT, variables, "contactMergeSuggestionAccept")
+    merge_id = await s.log._session_scalar(select(ContactMerge.id).where(ContactMerge.kept_contact_id == older))
+    low, high = sorted((older, newer))
+    return [
+        Expected(
+            "CONTACT_MERGED",
+            {"merge_id": merge_id, "kept_contact_id": older, "merged_contact_id": newer, "thread_ids": []},
+            (ContactMerge, merge_id, "created_at"),
+        ),
+        Expected(
+            "CONTACT_MERGE_SUGGESTION_RESOLVED",
+            {"suggestion_id": suggestion_id, "contact_id": low, "other_contact_id": high, "status": "ACCEPTED"},
+            (ContactMergeSuggestion, suggestion_id, "resolved_at"),
+        ),
+    ]
+
+
+async def contact_merge_suggestion_dismiss(s: Setup) -> list[Expected]:
+    from banxway.db.models import ContactMergeSuggestion
+
+    older, newer, suggestion_id = await _merge_suggestion(s)
+    await s.log.mark()
+    variables = {"id": to_global_id("ContactMergeSuggestion", suggestion_id)}
+    await s.ok(CONTACT_MERGE_SUGGESTION_DISMISS, variables, "contactMergeSuggestionDismiss")
+    low, high = sorted((older, newer))
+    return [
+        Expected(
+            "CONTACT_MERGE_SUGGESTION_RESOLVED",
+            {"suggestion_id": suggestion_id, "contact_id": low, "other_contact_id": high, "status": "DISMISSED"},
+            (ContactMergeSuggestion, suggestion_id, "resolved_at"),
         )
     ]
 
@@ -1142,6 +1249,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "threadAssign": (thread_assign, ["THREAD_ASSIGNED", "NOTIFICATION_CREATED"]),
     "threadAssignTeam": (thread_assign_team, ["THREAD_UPDATED", "THREAD_ASSIGNED", "NOTIFICATION_CREATED"]),
     "threadSnooze": (thread_snooze, ["THREAD_UPDATED"]),
+    "threadBotResume": (thread_bot_resume, ["THREAD_UPDATED"]),
     "threadArchive": (thread_archive, ["THREAD_ARCHIVED"]),
     "workflowInstanceCancel": (workflow_instance_cancel, ["WORKFLOW_CANCELLED"]),
     "agentTaskCreate": (agent_task_create, ["AGENT_TASK_CREATED"]),
@@ -1155,6 +1263,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "messageSend": (message_send, ["MESSAGE_ADDED", "THREAD_UPDATED"]),
     "messageSend-internal": (message_send_internal, ["MESSAGE_ADDED"]),
     "messageCancelScheduled": (message_cancel_scheduled, ["MESSAGE_STATUS_CHANGED"]),
+    "messageRetry": (message_retry, ["MESSAGE_STATUS_CHANGED"]),
     "messageUpdateScheduled": (message_update_scheduled, ["MESSAGE_UPDATED"]),
     "attachmentUpload": (attachment_upload, []),
     "noteAdd": (note_add, ["NOTE_ADDED", "NOTIFICATION_CREATED"]),
@@ -1170,6 +1279,11 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "contactUpdate": (contact_update, ["CONTACT_UPDATED"]),
     "contactMerge": (contact_merge, ["CONTACT_MERGED"]),
     "contactUnmerge": (contact_unmerge, ["CONTACT_UNMERGED"]),
+    "contactMergeSuggestionAccept": (
+        contact_merge_suggestion_accept,
+        ["CONTACT_MERGED", "CONTACT_MERGE_SUGGESTION_RESOLVED"],
+    ),
+    "contactMergeSuggestionDismiss": (contact_merge_suggestion_dismiss, ["CONTACT_MERGE_SUGGESTION_RESOLVED"]),
     "shipmentCreate": (shipment_create, ["SHIPMENT_CREATED"]),
     "shipmentUpdate": (shipment_update, ["SHIPMENT_UPDATED"]),
     "shipmentMilestoneAdd": (shipment_milestone_add, ["SHIPMENT_MILESTONE_ADDED", "SHIPMENT_UPDATED"]),

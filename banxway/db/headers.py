@@ -59,6 +59,7 @@ class MessageHeaders(_Part):
     profile_name: str | None = None
     media: list[MediaItem] = []
     template: TemplateUse | None = None
+    message_tag: str | None = None  # Messenger/Instagram: the tag of a send outside the 24-hour window
     # calls
     agent_number: str | None = None
     call_status: str | None = None

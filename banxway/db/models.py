@@ -11,6 +11,7 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import (
+    REAL,
     BigInteger,
     Boolean,
     Computed,
@@ -406,6 +407,8 @@ class Thread(TenantMixin, Base):
     sla_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Hidden from the default inbox until then, or until the customer writes (threadSnooze).
     snoozed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The AI agent does not answer on this thread until then: a person replied (threadBotResume lifts it).
+    bot_suspended_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # what the customer's latest analysed message asks for, and how they sound (message analysis)
     intent: Mapped[Intent | None] = mapped_column(_pg_enum(Intent, "intent"))
     sentiment: Mapped[Sentiment | None] = mapped_column(_pg_enum(Sentiment, "sentiment"))
@@ -1467,3 +1470,211 @@ class WebhookDelivery(TenantMixin, Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+
+
+# -- Facebook Messenger and Instagram (issue 17) ------------------------------------------------------------------
+
+
+class MetaAccount(TenantMixin, Base):
+    """What a META integration needs besides the page id (`Integration.account_sid`) and the page access token
+    (`Integration.api_token`): the app secret that signs webhooks (X-Hub-Signature-256, encrypted), the verify token
+    of the subscription handshake (encrypted), the Instagram account, and the long-lived token's expiry."""
+
+    __tablename__ = "meta_accounts"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("integrations.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    app_secret: Mapped[str] = mapped_column(Text, nullable=False)
+    verify_token: Mapped[str] = mapped_column(Text, nullable=False)
+    instagram_account_id: Mapped[str | None] = mapped_column(String(100))
+    token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    token_refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    token_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+# -- contact resolver across channels (issue 17, migration 0025) ---------------------------------------------------
+
+
+class ContactMergeSuggestion(TenantMixin, Base):
+    """Two contacts found to share an address (`banxway.resolvers.contact_resolver`): a suggestion to merge them
+    (status OPEN, ACCEPTED or DISMISSED), never an automatic merge. `contact_id` < `other_contact_id`, so that a
+    pair is suggested once per address."""
+
+    __tablename__ = "contact_merge_suggestions"
+    __table_args__ = (
+        UniqueConstraint(
+            "organization_id",
+            "contact_id",
+            "other_contact_id",
+            "address",
+            name="uq_contact_merge_suggestions_pair_address",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    other_contact_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    address: Mapped[str] = mapped_column(String(320), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default=text("'OPEN'"))
+    resolved_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
+# -- web chat widget (issue 17) ---------------------------------------------------------------------------------
+
+
+class ChatWidget(TenantMixin, Base):
+    """An embeddable chat widget of the organization: `widget_key` (public, random) names it in the snippet; a
+    visitor session is opened only from one of `allowed_origins` (exact origins, or `https://*.example.com`)."""
+
+    __tablename__ = "chat_widgets"
+    __table_args__ = (UniqueConstraint("widget_key"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    widget_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    allowed_origins: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    greeting: Mapped[str | None] = mapped_column(Text)
+    primary_color: Mapped[str] = mapped_column(String(7), nullable=False, server_default=text("'#1f6feb'"))
+    business_hours_message: Mapped[str | None] = mapped_column(Text)
+    ai_agent_first: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    pre_chat_name: Mapped[str] = mapped_column(String(10), nullable=False, server_default=text("'OPTIONAL'"))
+    pre_chat_email: Mapped[str] = mapped_column(String(10), nullable=False, server_default=text("'OPTIONAL'"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class ChatVisitor(TenantMixin, Base):
+    """A visitor of a widget: `public_id` is their WEB_CHAT identity's address; `thread_id` their conversation
+    (set by their first message)."""
+
+    __tablename__ = "chat_visitors"
+    __table_args__ = (UniqueConstraint("public_id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    widget_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("chat_widgets.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    public_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    thread_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="SET NULL")
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = _created_at()
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    # the last transcript mailed to `email` (replies the visitor never saw, after they left)
+    transcript_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# -- AI agent with a knowledge base (migration 0024) ------------------------------------------------------------
+
+
+class KnowledgeSource(TenantMixin, Base):
+    """A text the AI agent answers from: typed or uploaded (TEXT, MARKDOWN, HTML, PDF) or a web page fetched once
+    (URL); its text is kept only as `KnowledgeChunk`s."""
+
+    __tablename__ = "knowledge_sources"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # TEXT, MARKDOWN, HTML, PDF, URL
+    url: Mapped[str | None] = mapped_column(Text)
+    attachment_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("attachments.id", ondelete="SET NULL")
+    )
+    characters: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    embedding_model: Mapped[str | None] = mapped_column(String(100))  # the model of the chunks' embeddings, if any
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class KnowledgeChunk(TenantMixin, Base):
+    """About 800 characters of a source, cut on paragraph or sentence boundaries, with its full-text vector and
+    (when an embeddings API is configured) its embedding."""
+
+    __tablename__ = "knowledge_chunks"
+    __table_args__ = (Index("ix_knowledge_chunks_search", "search", postgresql_using="gin"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    source_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("knowledge_sources.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)  # the source's, searched with the text
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    embedding: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    search: Mapped[str] = mapped_column(
+        TSVECTOR,
+        Computed("to_tsvector('english', title || ' ' || text)", persisted=True),
+        deferred=True,
+        deferred_raiseload=True,
+    )
+
+
+class AiAgent(TenantMixin, Base):
+    """An AI agent answering inbound messages on `channels` (Channel names) during `active_hours` (banxway.calendar's
+    JSON form; null: always), handing over below `min_confidence`, on a `handover_keywords` word, a complaint, or
+    after `max_turns` answers on a thread. It sends as `run_as_id` (whoever last saved it), named after the agent."""
+
+    __tablename__ = "ai_agents"
+    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_ai_agents_organization_id_name"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    channels: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    active_hours: Mapped[dict | None] = mapped_column(JSONB)
+    min_confidence: Mapped[float] = mapped_column(Float, nullable=False, server_default=text("0.35"))
+    handover_keywords: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    tone: Mapped[str] = mapped_column(String(20), nullable=False, server_default=text("'FRIENDLY'"))
+    max_turns: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("5"))
+    handover_team_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("teams.id", ondelete="SET NULL")
+    )
+    run_as_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class AiAgentTurn(TenantMixin, Base):
+    """What an agent did with one inbound message: ANSWERED (`reply_message_id`, the `sources` cited), HANDED_OVER
+    (`reason`) or SKIPPED (`reason`); unique per message, so a redelivered job does nothing twice."""
+
+    __tablename__ = "ai_agent_turns"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("ai_agents.id", ondelete="SET NULL")
+    )
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    outcome: Mapped[str] = mapped_column(String(20), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    reply_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    sources: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    tools: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = _created_at()

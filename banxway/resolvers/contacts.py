@@ -147,40 +147,48 @@ async def contact_update(
 
 async def contact_merge(ctx: Context, kept_id: uuid.UUID | None, merged_id: uuid.UUID | None) -> ContactMerge:
     """Move the identities, threads and messages of `merged_id` to `kept_id`; recorded so it can be undone."""
-    viewer = ctx.require(Permission.CONTACT_MERGE)
+    ctx.require(Permission.CONTACT_MERGE)
     if kept_id is not None and kept_id == merged_id:
         raise DomainError("INVALID", "A contact cannot be merged into itself.", "mergedContactId")
     async with ctx.transaction() as session:
-        kept = await get_or_error(session, Contact, kept_id, "keptContactId", lock=True, label="contact")
-        merged = await get_or_error(session, Contact, merged_id, "mergedContactId", lock=True, label="contact")
-        for contact, field in ((kept, "keptContactId"), (merged, "mergedContactId")):
-            if contact.merged_into_id is not None:
-                raise DomainError("INVALID", "That contact has already been merged into another.", field)
-        moved = {
-            "identities": await _move(session, ContactIdentity, merged.id, kept.id),
-            "threads": await _move(session, Thread, merged.id, kept.id),
-            "messages": await _move(session, Message, merged.id, kept.id),
-        }
-        merged.merged_into_id = kept.id
-        merge = ContactMerge(
-            organization_id=viewer.organization_id,
+        return await merge_in(ctx, session, kept_id, merged_id)
+
+
+async def merge_in(
+    ctx: Context, session: AsyncSession, kept_id: uuid.UUID | None, merged_id: uuid.UUID | None
+) -> ContactMerge:
+    """`contact_merge`'s work inside the caller's transaction (also run by contactMergeSuggestionAccept)."""
+    viewer = ctx.viewer
+    kept = await get_or_error(session, Contact, kept_id, "keptContactId", lock=True, label="contact")
+    merged = await get_or_error(session, Contact, merged_id, "mergedContactId", lock=True, label="contact")
+    for contact, field in ((kept, "keptContactId"), (merged, "mergedContactId")):
+        if contact.merged_into_id is not None:
+            raise DomainError("INVALID", "That contact has already been merged into another.", field)
+    moved = {
+        "identities": await _move(session, ContactIdentity, merged.id, kept.id),
+        "threads": await _move(session, Thread, merged.id, kept.id),
+        "messages": await _move(session, Message, merged.id, kept.id),
+    }
+    merged.merged_into_id = kept.id
+    merge = ContactMerge(
+        organization_id=viewer.organization_id,
+        kept_contact_id=kept.id,
+        merged_contact_id=merged.id,
+        actor_id=viewer.user_id,
+        moved=moved,
+    )
+    session.add(merge)
+    await session.flush()
+    ctx.record(
+        session,
+        ContactMerged(
+            merge_id=merge.id,
             kept_contact_id=kept.id,
             merged_contact_id=merged.id,
-            actor_id=viewer.user_id,
-            moved=moved,
-        )
-        session.add(merge)
-        await session.flush()
-        ctx.record(
-            session,
-            ContactMerged(
-                merge_id=merge.id,
-                kept_contact_id=kept.id,
-                merged_contact_id=merged.id,
-                thread_ids=[uuid.UUID(t) for t in moved["threads"]],
-                message_ids=[uuid.UUID(m) for m in moved["messages"]],
-            ),
-        )
+            thread_ids=[uuid.UUID(t) for t in moved["threads"]],
+            message_ids=[uuid.UUID(m) for m in moved["messages"]],
+        ),
+    )
     return merge
 
 

@@ -38,10 +38,14 @@ from banxway.resolvers.sending import (
     merge_headers,
     set_status,
 )
+from banxway.resolvers.web_chat import WEB_CHAT_SENDER
 
 log = get_logger("banxway.delivery")
+_META_SENDERS = {Channel.MESSENGER: MESSAGING, Channel.INSTAGRAM: MESSAGING}  # the Send API (resolvers.meta)
 
 _SENDERS = {Channel.EMAIL: EMAIL, Channel.WHATSAPP: MESSAGING, Channel.SMS: MESSAGING, Channel.VOICE: MESSAGING}
+_SENDERS.update(_META_SENDERS)
+_SENDERS[Channel.WEB_CHAT] = WEB_CHAT_SENDER  # no provider: SENT, then read live by the visitor (resolvers.web_chat)
 
 
 async def deliver(ctx: SystemContext, message_id: uuid.UUID) -> MessageStatus | None:

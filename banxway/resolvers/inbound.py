@@ -16,18 +16,18 @@ from typing import Any
 
 import phonenumbers
 from sqlalchemy import exists, or_, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway import events
 from banxway.db.headers import checked
-from banxway.db.models import Contact, ContactIdentity, Integration, Message, Thread
+from banxway.db.models import Contact, Integration, Message, Thread
 from banxway.enums import Channel, Direction, MessageStatus, NotificationType, ThreadStatus
 from banxway.events import MessageAdded, ThreadUpdated
 from banxway.integrations.messaging import Inbound, provider
 from banxway.resolvers import sla
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
+from banxway.resolvers.contact_resolver import resolve_contact
 from banxway.resolvers.notifications import notify
 from banxway.resolvers.threads import new_thread, wake_up
 
@@ -35,31 +35,9 @@ from banxway.resolvers.threads import new_thread, wake_up
 async def contact_for_address(
     session: AsyncSession, organization_id: uuid.UUID, channel: Channel, address: str, name: str | None
 ) -> Contact:
-    """The contact owning `address` on `channel` (following merges), or a new unverified one."""
-    contact = await session.scalar(
-        select(Contact)
-        .join(ContactIdentity, ContactIdentity.contact_id == Contact.id)
-        .where(ContactIdentity.channel == channel, ContactIdentity.address == address)
-    )
-    while contact is not None and contact.merged_into_id is not None:
-        contact = await session.get(Contact, contact.merged_into_id)
-    if contact is not None:
-        return contact
-    try:
-        async with session.begin_nested():
-            contact = Contact(organization_id=organization_id, name=(name or address)[:200], verified=False)
-            session.add(contact)
-            await session.flush()
-            session.add(
-                ContactIdentity(
-                    organization_id=organization_id, contact_id=contact.id, channel=channel, address=address
-                )
-            )
-            await session.flush()
-    except IntegrityError:  # a concurrent message from the same new sender created it first
-        return await contact_for_address(session, organization_id, channel, address, name)
-    events.record(session, events.ContactCreated(contact_id=contact.id), organization_id=organization_id, actor_id=None)
-    return contact
+    """The contact owning `address`, matched across channels by the contact resolver (the same number on WhatsApp,
+    SMS and voice, an email in any case; merges followed), or a new unverified one."""
+    return await resolve_contact(session, organization_id, channel, address, name=name)
 
 
 async def new_inbound_thread(

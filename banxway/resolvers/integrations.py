@@ -25,6 +25,7 @@ from banxway.enums import Channel, IntegrationType
 from banxway.errors import DomainError
 from banxway.events import IntegrationConfigured, IntegrationUpdated
 from banxway.integrations import messaging as providers
+from banxway.resolvers import meta_accounts
 from banxway.resolvers import validation as v
 from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import active_user, get_or_error
@@ -191,6 +192,7 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
     if fields.get("active") is not None:
         values["active"] = bool(fields["active"])
     numbers = _numbers(fields["phone_numbers"]) if fields.get("phone_numbers") is not None else None
+    meta_values = meta_accounts.clean(kind, fields)  # META: app secret, verify token, Instagram account
     try:
         async with ctx.transaction() as session:
             integration = await session.scalar(select(Integration).where(Integration.type == kind).with_for_update())
@@ -211,6 +213,8 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
                 await session.flush()
                 if numbers is not None:
                     await _replace_numbers(session, integration, numbers)
+                if kind == IntegrationType.META:
+                    await meta_accounts.store(session, box, integration, meta_values, created=True)
                 ctx.record(session, IntegrationConfigured(integration_id=integration.id))
                 after = _audited(integration, [*values, *(["phone_numbers"] if numbers is not None else [])])
                 await audit_change(
@@ -241,6 +245,8 @@ async def integration_configure(ctx: Context, fields: dict[str, Any]) -> Integra
                         changed.append(name)
                 if numbers is not None and await _replace_numbers(session, integration, numbers):
                     changed.append("phone_numbers")
+                if kind == IntegrationType.META:
+                    changed += await meta_accounts.store(session, box, integration, meta_values, created=False)
                 if changed:
                     ctx.record(session, IntegrationUpdated(integration_id=integration.id, changed=changed))
                     await audit_change(
@@ -398,7 +404,11 @@ async def channel_gaps(session: Any, settings: Settings, channels: Iterable[Chan
         email += [Gap(f"{a.email}: {a.last_error}", False) for a in accounts if a.last_error]
         gaps[Channel.EMAIL] = email
     if any(channel in MESSAGING_CHANNELS for channel in wanted):
-        active = list(await session.scalars(select(Integration).where(Integration.active.is_(True))))
+        active = list(
+            await session.scalars(
+                select(Integration).where(Integration.active.is_(True), Integration.type != IntegrationType.META)
+            )
+        )
         numbers = list(await session.scalars(select(PhoneNumber)))
         active_ids = {i.id for i in active}
         for channel in (c for c in wanted if c in MESSAGING_CHANNELS):
@@ -416,13 +426,17 @@ async def channel_gaps(session: Any, settings: Settings, channels: Iterable[Chan
             if not settings.public_url:
                 missing.append(Gap("BANXWAY_PUBLIC_URL, so that the provider can reach the webhooks", False))
             gaps[channel] = missing
+    meta_wanted = [channel for channel in wanted if channel in meta_accounts.META_CHANNELS]
+    if meta_wanted:  # Messenger and Instagram: a META integration
+        for channel, found in (await meta_accounts.channel_gaps(session, settings.public_url, meta_wanted)).items():
+            gaps[channel] = [Gap(what, blocks) for what, blocks in found]
     return {channel: gaps[channel] for channel in wanted if channel in gaps}
 
 
 async def configuration_status(ctx: Context) -> list[ChannelReadiness]:
     """For each customer channel: can messages be sent and received on it, and if not, what is missing."""
     ctx.require(Permission.READ)
-    gaps = await channel_gaps(ctx.db, ctx.settings, [Channel.EMAIL, *MESSAGING_CHANNELS])
+    gaps = await channel_gaps(ctx.db, ctx.settings, [Channel.EMAIL, *MESSAGING_CHANNELS, *meta_accounts.META_CHANNELS])
     return [ChannelReadiness(channel, not found, [gap.what for gap in found]) for channel, found in gaps.items()]
 
 

@@ -27,7 +27,15 @@ from banxway.resolvers import validation as v
 from banxway.resolvers.attachments import FileUpload, prepare_uploads
 from banxway.resolvers.common import apply_changes, get_or_error
 from banxway.resolvers.integrations import require_configured
-from banxway.resolvers.outbound import add_outbound, open_thread, prepare_outbound, require_body
+from banxway.resolvers.meta import META_CHANNELS, meta_outbound
+from banxway.resolvers.outbound import (
+    MEDIA_CHANNELS,
+    add_outbound,
+    check_media,
+    open_thread,
+    prepare_outbound,
+    require_body,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,6 +78,7 @@ async def message_send(
     force: bool = False,
     template: Any = None,
     send_at: datetime | None = None,
+    message_tag: str | None = None,
 ) -> Message:
     """Store an outbound message: QUEUED for delivery on its channel, or SENT at once when INTERNAL; with
     `send_at`, SCHEDULED until then (`release_scheduled` queues it; `message_cancel_scheduled` cancels it).
@@ -95,7 +104,7 @@ async def message_send(
         v.body_for_channel(channel, html, "html")
     if subject is not None and len(subject) > v.EMAIL_SUBJECT_LIMIT:
         raise DomainError("TOO_LONG", f"The subject may have at most {v.EMAIL_SUBJECT_LIMIT} characters.", "subject")
-    if attachment_ids and channel != Channel.EMAIL:
+    if attachment_ids and channel != Channel.EMAIL and channel not in MEDIA_CHANNELS:
         raise DomainError("INVALID", f"Attachments cannot be sent on {channel.name} yet.", "attachmentIds")
     if files and channel != Channel.EMAIL:
         raise DomainError("INVALID", f"Attachments cannot be sent on {channel.name} yet.", "files")
@@ -122,6 +131,10 @@ async def message_send(
                 provider_fields = await prepare_outbound(
                     session, thread, channel, viewer.user_id, body, template, recipients[0]
                 )
+            if attachment_ids and channel in MEDIA_CHANNELS:  # the provider's limits, before anything is stored
+                await check_media(session, channel, attachment_ids, provider_fields, recipients[0])
+            elif channel in META_CHANNELS:  # Messenger/Instagram: the 24-hour window, message tags
+                provider_fields = await meta_outbound(session, channel, body, message_tag, recipients[0])
             now = datetime.now(UTC)
             if send_at is not None:
                 status = MessageStatus.SCHEDULED

@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.context import SystemContext
-from banxway.db.models import Integration, Message
+from banxway.db.models import Attachment, Integration, Message
 from banxway.enums import Channel
 from banxway.integrations import messaging as providers
+from banxway.integrations.messaging import media_limits
+from banxway.resolvers.attachments import signed_query
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.integrations import provider_config, webhook_url
 from banxway.resolvers.receipts import apply_pending
 from banxway.resolvers.sending import (
@@ -64,6 +68,7 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
         body=message.body,
         status_callback=webhook_url(ctx.settings, integration, provider.status_path(message.channel)),
         reference=reference,
+        tag=headers.message_tag,
         template=providers.Template(
             name=template.name,
             language=template.language,
@@ -72,6 +77,7 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
         )
         if template
         else None,
+        media=await _media(session, message, ctx),
     )
 
     async def send() -> Sent:
@@ -80,6 +86,25 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
         return Sent(provider_message_id=sid)
 
     return send
+
+
+async def _media(session: AsyncSession, message: Message, ctx: SystemContext) -> providers.OutgoingMedia | None:
+    """The message's file (WhatsApp, MMS) as the provider fetches it: a signed public download URL on
+    BANXWAY_PUBLIC_URL (`Attachment.downloadUrl`), valid for BANXWAY_ATTACHMENT_URL_TTL."""
+    attachment = await session.scalar(
+        select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.created_at).limit(1)
+    )
+    if attachment is None:
+        return None
+    root = (ctx.settings.public_url or "http://127.0.0.1:8000").rstrip("/")
+    query = signed_query(ctx, attachment)  # type: ignore[arg-type]  # a SystemContext has its settings and key
+    url = f"{root}/attachments/{to_global_id('Attachment', attachment.id)}?{query}"
+    return providers.OutgoingMedia(
+        url=url,
+        content_type=attachment.content_type,
+        filename=attachment.filename,
+        kind=media_limits.media_kind(message.channel, attachment.content_type),
+    )
 
 
 @contextmanager

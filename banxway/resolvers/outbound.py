@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.db.headers import checked
 from banxway.db.models import (
+    Attachment,
     Integration,
     Message,
     PhoneNumber,
@@ -22,7 +23,7 @@ from banxway.db.models import (
 from banxway.enums import Channel, Direction, ThreadStatus
 from banxway.errors import DomainError
 from banxway.events import MessageAdded
-from banxway.integrations.messaging import sms
+from banxway.integrations.messaging import media_limits, provider, sms
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
 from banxway.resolvers.integrations import render_template, template_parameter_count
@@ -150,6 +151,47 @@ async def _template(session: AsyncSession, choice: TemplateChoice) -> dict[str, 
 
 
 CUSTOMER_CARE_WINDOW = timedelta(hours=24)
+
+# Channels whose messages may carry a file through a provider (attachmentIds), within `messaging.media_limits`.
+MEDIA_CHANNELS = (Channel.WHATSAPP, Channel.SMS)
+
+
+async def check_media(
+    session: AsyncSession,
+    channel: Channel,
+    attachment_ids: list[uuid.UUID | None],
+    provider_fields: dict[str, Any],
+    recipient: str,
+) -> None:
+    """INVALID naming `attachmentIds[.i]` when the files cannot go on `channel` through the message's provider:
+    more than one, a type or size past the table in `messaging.media_limits`, a template, SMS without MMS."""
+    if len(attachment_ids) > media_limits.MEDIA_PER_MESSAGE:
+        raise DomainError(
+            "INVALID", f"A {channel.name} message carries one media file; send the others separately.", "attachmentIds"
+        )
+    if "template" in (provider_fields.get("headers") or {}):
+        raise DomainError("INVALID", "A template message carries no media here.", "attachmentIds")
+    integration_id = provider_fields.get("integration_id")
+    integration = await session.get(Integration, integration_id) if integration_id else None
+    if integration is None:
+        raise DomainError(
+            "INVALID", f"No {channel.name} number to send media from: configure one (integrationConfigure).", "to"
+        )
+    kind = provider(integration.type)
+    for index, attachment_id in enumerate(attachment_ids):
+        found = await session.get(Attachment, attachment_id) if attachment_id else None
+        if found is None:
+            raise DomainError("NOT_FOUND", "No such attachment.", f"attachmentIds.{index}")
+        problem = media_limits.media_problem(
+            channel,
+            found.content_type,
+            found.size,
+            provider=integration.type.value,
+            mms_regions=kind.mms_regions,
+            to=recipient,
+        )
+        if problem:
+            raise DomainError("INVALID", problem, f"attachmentIds.{index}")
 
 
 async def open_thread(session: AsyncSession, thread_id: uuid.UUID | None) -> Thread:

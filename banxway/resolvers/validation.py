@@ -25,6 +25,8 @@ BODY_LIMITS: dict[Channel, int] = {
     Channel.VOICE: 1_000_000,
     Channel.WEB_CHAT: 10_000,
     Channel.INTERNAL: 100_000,
+    Channel.MESSENGER: 2000,  # the Send API's text limit
+    Channel.INSTAGRAM: 1000,  # Instagram's text limit (in the Send API docs)
 }
 EMAIL_SUBJECT_LIMIT = 998
 
@@ -92,6 +94,10 @@ def identity_address(channel: Channel, address: str, field: str) -> str:
         normalized = phone(address, field)
     elif channel == Channel.WEB_CHAT:
         normalized = text(address, field, max_length=320)
+    elif channel in (Channel.MESSENGER, Channel.INSTAGRAM):  # a page-scoped id (PSID) or Instagram-scoped id
+        normalized = text(address, field, max_length=100)
+        if normalized is not None and not normalized.isdigit():
+            raise DomainError("INVALID", f"'{address}' is not a {channel.name.title()} user id (digits).", field)
     else:
         raise DomainError("INVALID", f"A contact cannot have an identity on channel {channel.name}.", field)
     if normalized is None:

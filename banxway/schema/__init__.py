@@ -21,6 +21,7 @@ from banxway.schema.audit import AuditQuery
 from banxway.schema.auth import AuthMutation
 from banxway.schema.canned_responses import CannedResponseMutation, CannedResponseQuery
 from banxway.schema.compose import ComposeMutation, ComposeQuery, ComposeSession, ComposeSubscription
+from banxway.schema.contact_merge_suggestions import ContactMergeSuggestionMutation, ContactMergeSuggestionQuery
 from banxway.schema.contacts import Contact, ContactMutation, ContactQuery
 from banxway.schema.customers import Customer, CustomerMutation, CustomerQuery
 from banxway.schema.dev import DevMutation, DevQuery
@@ -28,6 +29,7 @@ from banxway.schema.documents import Document, DocumentMutation, DocumentQuery
 from banxway.schema.email import EmailMutation, EmailQuery
 from banxway.schema.extensions import schema_extensions
 from banxway.schema.integrations import IntegrationMutation, IntegrationQuery
+from banxway.schema.knowledge import KnowledgeMutation, KnowledgeQuery
 from banxway.schema.live import LiveMutation, LiveQuery, LiveSubscription
 from banxway.schema.messages import Message, MessageMutation
 from banxway.schema.nodes import NodeQuery
@@ -44,6 +46,13 @@ from banxway.schema.subscriptions import EventSubscription
 from banxway.schema.teams import Team, TeamMutation, TeamQuery
 from banxway.schema.threads import Thread, ThreadMutation, ThreadQuery
 from banxway.schema.users import Organization, User, UserMutation, UserQuery
+from banxway.schema.web_chat import (
+    ChatWidgetMutation,
+    ChatWidgetQuery,
+    VisitorMutation,
+    VisitorQuery,
+    VisitorSubscription,
+)
 from banxway.schema.webhook_endpoints import WebhookMutation, WebhookQuery
 from banxway.schema.workflows import Workflow, WorkflowInstance, WorkflowMutation, WorkflowQuery
 from banxway.settings import Settings
@@ -54,6 +63,7 @@ Query = merge_types(
         ThreadQuery,
         CustomerQuery,
         ContactQuery,
+        ContactMergeSuggestionQuery,
         ShipmentQuery,
         DocumentQuery,
         NotificationQuery,
@@ -71,8 +81,11 @@ Query = merge_types(
         ComposeQuery,
         AuditQuery,
         AgentQuery,
+        KnowledgeQuery,
         WebhookQuery,
         AnalyticsQuery,
+        ChatWidgetQuery,
+        VisitorQuery,
     ),
 )
 Mutation = merge_types(
@@ -80,6 +93,7 @@ Mutation = merge_types(
     (
         CustomerMutation,
         ContactMutation,
+        ContactMergeSuggestionMutation,
         ShipmentMutation,
         DocumentMutation,
         ThreadMutation,
@@ -101,11 +115,15 @@ Mutation = merge_types(
         AnalysisMutation,
         DevMutation,
         AgentMutation,
+        KnowledgeMutation,
         WebhookMutation,
+        ChatWidgetMutation,
+        VisitorMutation,
     ),
 )
 Subscription = merge_types(
-    "Subscription", (EventSubscription, NotificationSubscription, LiveSubscription, ComposeSubscription)
+    "Subscription",
+    (EventSubscription, NotificationSubscription, LiveSubscription, ComposeSubscription, VisitorSubscription),
 )
 
 # The types `node(id:)` fetches (those with `resolve_nodes`), listed so that each is in the schema.

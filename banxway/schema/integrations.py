@@ -10,6 +10,7 @@ import strawberry
 from banxway import db
 from banxway.resolvers import calls as call_use_cases
 from banxway.resolvers import integrations as use_cases
+from banxway.resolvers import meta_accounts as meta_use_cases
 from banxway.schema.enums import Channel
 from banxway.schema.errors import error_type, mutate
 from banxway.schema.ids import decode, given
@@ -57,6 +58,14 @@ class WhatsAppTemplate:
     provider: IntegrationType  # type: ignore[valid-type]
 
 
+@strawberry.type(description="A META integration's own settings; the app secret and verify token are never shown.")
+class MetaSettings:
+    instagram_account_id: str | None
+    token_expires_at: datetime | None = strawberry.field(description="When the page access token expires.")
+    token_refreshed_at: datetime | None = strawberry.field(description="When the scheduler last renewed it.")
+    token_error: str | None = strawberry.field(description="Why the last renewal failed (null: it worked).")
+
+
 @strawberry.type(description="A WhatsApp/SMS/voice provider account; the API token is never shown.")
 class Integration(Node):
     id: strawberry.ID = _id_field("Integration")
@@ -76,6 +85,20 @@ class Integration(Node):
     created_at: datetime
 
     is_type_of = _model_type_of(db.Integration)
+
+    @strawberry.field(description="META: the Instagram account and the page token's state; null for others.")
+    async def meta(self, info: Ctx) -> MetaSettings | None:
+        if self.type != db.IntegrationType.META:
+            return None
+        row = await meta_use_cases.meta_settings(info.context, self.id)
+        if row is None:
+            return None
+        return MetaSettings(
+            instagram_account_id=row.instagram_account_id,
+            token_expires_at=row.token_expires_at,
+            token_refreshed_at=row.token_refreshed_at,
+            token_error=row.token_error,
+        )
 
     @strawberry.field(description="The URLs to configure in the provider's console.")
     def webhook_urls(self, info: Ctx) -> list[WebhookUrl]:
@@ -142,6 +165,15 @@ class IntegrationConfigureInput:
     )
     whatsapp_templates: list[WhatsAppTemplateInput] | None = None
     active: bool | None = None
+    app_secret: str | None = strawberry.field(
+        default=None, description="META: the app secret that signs webhooks (X-Hub-Signature-256); stored encrypted."
+    )
+    verify_token: str | None = strawberry.field(
+        default=None, description="META: the verify token of the webhook subscription handshake; stored encrypted."
+    )
+    instagram_account_id: str | None = strawberry.field(
+        default=None, description="META: the Instagram professional account linked to the page (Instagram messages)."
+    )
 
 
 @strawberry.input

@@ -15,6 +15,7 @@ from banxway.resolvers import attachments as attachment_use_cases
 from banxway.resolvers import inbox as inbox_use_cases
 from banxway.resolvers import messages as message_use_cases
 from banxway.resolvers import outbound as outbound_use_cases
+from banxway.resolvers import retries as retry_use_cases
 from banxway.schema.analysis import MessageAnalysis
 from banxway.schema.contacts import Contact
 from banxway.schema.enums import Channel
@@ -69,6 +70,13 @@ class Message(Node):
     @strawberry.field
     def contact(self, info: Ctx) -> Contact | None:
         return related(self, info, "contact", "contact_by_id", self.contact_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(
+        description="Sent by an AI agent (its answer to the customer's message), not by a person; `author` is the "
+        "user the agent acts as."
+    )
+    def sent_by_agent(self) -> bool:
+        return (self.idempotency_key or "").startswith("aiagent:")  # type: ignore[attr-defined]
 
     @strawberry.field(
         description="What analysis found in an inbound message (language, sentiment, intent, freight entities); null "
@@ -177,6 +185,11 @@ class MessageCancelScheduledInput:
     message_id: strawberry.ID
 
 
+@strawberry.input
+class MessageRetryInput:
+    message_id: strawberry.ID
+
+
 @strawberry.input(description="What to change of a scheduled message; what is left out stays.")
 class MessageUpdateScheduledInput:
     message_id: strawberry.ID
@@ -237,6 +250,11 @@ class MessageSendInput:
         description="Send later (within a year): the message is SCHEDULED until then, cancellable with "
         "messageCancelScheduled; it counts as the reply (first response, SLA) when it goes.",
     )
+    message_tag: str | None = strawberry.field(
+        default=None,
+        description="MESSENGER/INSTAGRAM: the message tag (ACCOUNT_UPDATE, CONFIRMED_EVENT_UPDATE, "
+        "POST_PURCHASE_UPDATE, HUMAN_AGENT) that allows a send outside the 24-hour window.",
+    )
 
 
 @strawberry.type
@@ -270,8 +288,20 @@ class MessageMutation:
                 force=input.force,
                 template=input.template.choice() if input.template is not None else None,
                 send_at=input.send_at,
+                message_tag=input.message_tag,
             )
             return {"message": message}
+
+        return await mutate(MessagePayload, MessageError, MessageErrorCode, call)
+
+    @strawberry.mutation(
+        description="Send a FAILED outbound message again (e.g. after a provider outage): QUEUED, then delivered "
+        "as any message; INVALID_TRANSITION for a message that did not fail."
+    )
+    async def message_retry(self, info: Ctx, input: MessageRetryInput) -> MessagePayload:
+        async def call() -> dict:
+            message_id = decode(input.message_id, "Message", "messageId")
+            return {"message": await retry_use_cases.message_retry(info.context, message_id)}
 
         return await mutate(MessagePayload, MessageError, MessageErrorCode, call)
 

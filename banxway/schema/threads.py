@@ -60,6 +60,10 @@ class Thread(Node):
         description="What the customer's latest analysed message asks for; null until one is analysed."
     )
     sentiment: Sentiment | None = strawberry.field(description="How the customer's latest analysed message sounds.")
+    bot_suspended_until: datetime | None = strawberry.field(
+        description="The AI agent does not answer on this thread until then (a person replied, or it handed the "
+        "thread over); threadBotResume lifts it."
+    )
     created_at: datetime
     updated_at: datetime
 

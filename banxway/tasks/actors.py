@@ -14,6 +14,7 @@ from banxway.logs import get_logger
 from banxway.resolvers.actions import action_remind, actions_due
 from banxway.resolvers.administration import invitation_email_send
 from banxway.resolvers.agents import RetryAgentTask, agent_task_run, agent_tasks_to_requeue
+from banxway.resolvers.ai_agent import agent_handle_message
 from banxway.resolvers.analysis import analyse_message as analyse
 from banxway.resolvers.analytics import rollup_analytics as recompute_rollups
 from banxway.resolvers.auth import prune_refresh_tokens as prune_expired_refresh_tokens
@@ -24,10 +25,12 @@ from banxway.resolvers.documents import document_extract_text
 from banxway.resolvers.email_ingest import active_account_ids, poll_account, record_poll_failure
 from banxway.resolvers.media import fetch_media, transcribe
 from banxway.resolvers.messages import release_scheduled, scheduled_due
+from banxway.resolvers.meta import refresh_page_token, tokens_to_refresh
 from banxway.resolvers.notifications import notification_email_send
 from banxway.resolvers.sending import RetryLater
 from banxway.resolvers.sla import sla_check, sla_checks_due
 from banxway.resolvers.threads import snoozes_ending, thread_wake
+from banxway.resolvers.web_chat import chat_transcript_send, chat_transcripts_due
 from banxway.resolvers.webhook_endpoints import (
     webhook_deliveries_create,
     webhook_deliveries_due,
@@ -248,6 +251,22 @@ async def analyse_message(message_id: str) -> None:
 
 
 @dramatiq.actor(
+    queue_name="ai_agent",
+    max_retries=3,
+    min_backoff=2_000,
+    max_backoff=60_000,
+    time_limit=120_000,
+    max_age=900_000,
+)
+async def run_ai_agent(message_id: str) -> None:
+    """Let the AI agent answer an inbound message or hand it over, or suspend it on a thread a person replied on
+    (banxway.resolvers.ai_agent); once per message however often it is delivered. An answer older than 15 minutes
+    is not worth sending: max_age drops it."""
+    outcome = await agent_handle_message(context(), uuid.UUID(message_id))
+    log.info("ai agent", message=message_id, outcome=outcome)
+
+
+@dramatiq.actor(
     queue_name="agents",
     max_retries=3,
     min_backoff=5_000,
@@ -337,12 +356,38 @@ async def requeue_webhook_deliveries() -> None:
     _send_at(send_webhook, await webhook_deliveries_due(context(), TIMER_LOOKAHEAD))
 
 
+@dramatiq.actor(queue_name="email", max_retries=0, time_limit=300_000, max_age=300_000)
+async def send_chat_transcripts() -> None:
+    """The scheduler's (every minute): mail web chat visitors who gave an email and left agents' replies unseen
+    their transcript (banxway.resolvers.web_chat); once per batch of replies. A failure waits for the next run."""
+    for visitor_id in await chat_transcripts_due(context()):
+        try:
+            await chat_transcript_send(context(), visitor_id)
+        except Exception as exc:  # a transient SMTP failure: the next run tries again
+            log.warning("chat transcript not sent", visitor=str(visitor_id), error=str(exc))
+
+
 @dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=900_000, max_age=3_600_000)
 async def rollup_analytics(days: int = 2) -> None:
     """Recompute the analytics rollups (`analytics_daily`) of the last `days` complete local days of every
     organization (the scheduler: hourly; idempotent, the rows of a day are replaced)."""
     written = await recompute_rollups(context(), days)
     log.info("analytics rolled up", rows=written, days=days)
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+async def refresh_meta_tokens() -> None:
+    """The scheduler's timer of Meta page tokens (hourly): a `refresh_meta_token` for each META integration whose
+    long-lived token expires within ten days (or whose expiry is unknown)."""
+    for integration_id in await tokens_to_refresh(context()):
+        refresh_meta_token.send(str(integration_id))
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=60_000, max_age=3_600_000)
+async def refresh_meta_token(integration_id: str) -> None:
+    """Exchange a META integration's page token for a new long-lived one (fb_exchange_token); a failure keeps the
+    old token and notifies the organization's admins (the next hourly run tries again)."""
+    await refresh_page_token(context(), uuid.UUID(integration_id))
 
 
 ALL = [
@@ -370,6 +415,7 @@ ALL = [
     transcribe_call,
     stream_compose,
     analyse_message,
+    run_ai_agent,
     run_agent_task,
     requeue_agent_tasks,
     deliver_webhooks,
@@ -378,7 +424,10 @@ ALL = [
     requeue_webhook_deliveries,
     send_invitation,
     send_notification_email,
+    send_chat_transcripts,
     extract_document_text,
+    refresh_meta_tokens,
+    refresh_meta_token,
 ]
 
 

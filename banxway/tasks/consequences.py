@@ -11,6 +11,7 @@ an event enqueued twice does no harm.
 | MESSAGE_UPDATED | a scheduled message's time was moved (`send_at`) | `rearm_release` |
 | MESSAGE_STATUS_CHANGED | a scheduled message was released (`released`) | `deliver_message` |
 | MESSAGE_ADDED | an inbound message (not an internal one) | `analyse_message` |
+| MESSAGE_ADDED | a message on a customer channel (not internal, not a call): an AI agent may answer an inbound one; a person's reply suspends it | `run_ai_agent` |
 | COMPOSE_STARTED | someone asked for AI drafts | `stream_compose` |
 | AGENT_TASK_CREATED | someone asked an external agent's tool to work on a thread | `run_agent_task` |
 | INVITATION_CREATED | an admin invited someone (userInvite) | `send_invitation` |
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from banxway.db.models import Event
 
 DELIVERED_CHANNELS = {Channel.EMAIL.name, Channel.WHATSAPP.name, Channel.SMS.name, Channel.VOICE.name}
+DELIVERED_CHANNELS |= {Channel.MESSENGER.name, Channel.INSTAGRAM.name}  # through the Meta Send API
+DELIVERED_CHANNELS.add(Channel.WEB_CHAT.name)  # the web chat "sender" marks it SENT (resolvers.web_chat)
 
 
 def _to_deliver(payload: dict[str, Any]) -> bool:
@@ -69,6 +72,10 @@ def _with_media(payload: dict[str, Any]) -> bool:
 
 def _inbound(payload: dict[str, Any]) -> bool:
     return payload.get("direction") == Direction.INBOUND.name and payload.get("channel") != Channel.INTERNAL.name
+
+
+def _for_ai_agent(payload: dict[str, Any]) -> bool:
+    return payload.get("channel") not in (None, Channel.INTERNAL.name, Channel.VOICE.name)
 
 
 def _always(payload: dict[str, Any]) -> bool:
@@ -96,6 +103,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor, str]] =
     (MessageAdded.type, _to_deliver, actors.deliver_message, "message_id"),
     (MessageAdded.type, _with_media, actors.fetch_message_media, "message_id"),
     (MessageAdded.type, _inbound, actors.analyse_message, "message_id"),
+    (MessageAdded.type, _for_ai_agent, actors.run_ai_agent, "message_id"),
     (MessageUpdated.type, _recorded, actors.transcribe_call, "message_id"),
     (MessageUpdated.type, _rescheduled, actors.rearm_release, "message_id"),
     (MessageStatusChanged.type, _released, actors.deliver_message, "message_id"),

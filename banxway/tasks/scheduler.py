@@ -38,6 +38,8 @@ def schedule(settings: Settings) -> list[tuple[object, float]]:
         (actors.remind_actions, 60),
         (actors.resume_workflows, 60),
         (actors.run_scheduled_workflows, 60),
+        (actors.refresh_meta_tokens, 3600),  # Meta page tokens expiring within ten days
+        (actors.send_chat_transcripts, 60),  # web chat visitors who left replies unseen
     ]
 
 

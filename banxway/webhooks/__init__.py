@@ -5,5 +5,10 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from banxway.webhooks.messaging import webhook
+from banxway.webhooks.meta import meta_webhook
 
-ROUTES = [Route("/webhooks/{provider}/{token}/{kind}", webhook, methods=["POST"])]
+ROUTES = [
+    # Meta's callback URL answers the GET handshake too; listed first, so the generic POST route never sees it
+    Route("/webhooks/meta/{token}/events", meta_webhook, methods=["GET", "POST"]),
+    Route("/webhooks/{provider}/{token}/{kind}", webhook, methods=["POST"]),
+]

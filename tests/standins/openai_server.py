@@ -13,6 +13,8 @@ the test's event loop, answering `POST /v1/chat/completions` in OpenAI's documen
   with the assistant role, the content word by word for each of the `n` choices (interleaved, with their
   `index`), a chunk per choice with `finish_reason: "stop"`, with `stream_options.include_usage` a last chunk with
   `choices: []` and the `usage`, then `data: [DONE]`.
+* `POST /v1/embeddings`: deterministic embeddings (`hashed_embedding`: a hashed bag of words), recorded in
+  `embedding_requests`; scripted failures apply to it too.
 * Scripted trouble, first in first out: `fail_next(status, retry_after=...)` (429 with Retry-After, 500, 400, ...
   with OpenAI's error JSON), `cut_next()` (a stream that stops part-way: the connection dropped, or with
   `abrupt=False` a body that ends without finish_reason or [DONE]), `slow_first_token(seconds)`; `chunk_delay`
@@ -23,8 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -90,9 +95,15 @@ class OpenAIStandIn:
     _failures: deque[_Failure] = field(default_factory=deque)
     _cuts: deque[_Cut] = field(default_factory=deque)
     _slow: deque[float] = field(default_factory=deque)
+    embedding_requests: list[ChatRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.app = Starlette(routes=[Route("/v1/chat/completions", self._handle, methods=["POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._handle, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            ]
+        )
 
     # -- scripting --
 
@@ -151,6 +162,39 @@ class OpenAIStandIn:
             response = self._stream(recorded) if payload.get("stream") else self._completion(recorded)
         recorded.status = response.status_code
         return response
+
+    async def _embeddings(self, request: Request) -> Response:
+        """`POST /v1/embeddings`: one vector per input, the hashed bag of its words (EMBEDDING_DIMENSIONS, unit
+        length), so that texts sharing words are close; recorded in `embedding_requests`."""
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            payload = None
+        recorded = ChatRequest({k.lower(): v for k, v in request.headers.items()}, payload, time.monotonic())
+        self.embedding_requests.append(recorded)
+        if recorded.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+        if self._failures:
+            failure = self._failures.popleft()
+            return _error(failure.status, failure.message, headers=failure.headers)
+        if not isinstance(payload, dict) or not isinstance(payload.get("model"), str) or not payload["model"]:
+            return _error(400, "you must provide a model parameter", param="model")
+        inputs = payload.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
+            return _error(400, "'input' must be a non-empty string or array of strings.", param="input")
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_embedding(text)} for i, text in enumerate(inputs)
+        ]
+        tokens = sum(_tokens(text) for text in inputs)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": payload["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     def _refusal(self, recorded: ChatRequest) -> Response | None:
         """The error answer to this request, if it gets one."""
@@ -287,6 +331,20 @@ def _error(
     body = openai_error(status, message, code)
     body["error"]["param"] = param
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+EMBEDDING_DIMENSIONS = 256
+
+
+def hashed_embedding(text: str) -> list[float]:
+    """A deterministic embedding: each word (lower-cased, a trailing "s" dropped) adds 1 to a dimension picked by
+    its CRC32; normalised to unit length."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        if len(word) > 2:
+            vector[zlib.crc32(word.rstrip("s").encode()) % EMBEDDING_DIMENSIONS] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 def _words(text: str) -> list[str]:

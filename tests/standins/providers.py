@@ -43,7 +43,8 @@ from starlette.routing import Route
 from tests.standins import serve_in_loop
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
-WHATSAPP_CONTENT_TYPES = {"text", "template", "image", "document"}
+WHATSAPP_CONTENT_TYPES = {"text", "template", "image", "document", "audio", "video"}
+WHATSAPP_MEDIA_TYPES = {"image", "document", "audio", "video"}
 WHATSAPP_TEXT_LIMIT = 4096
 DEFAULT_TRANSCRIPT = "Hello, this is a test call."
 
@@ -488,6 +489,12 @@ def _whatsapp_problem(messages: Any) -> str | None:
                 return f"messages[{index}]: content.text.body is longer than {WHATSAPP_TEXT_LIMIT} characters"
         if kind == "template" and not (content.get("template") or {}).get("name"):
             return f"messages[{index}]: content.template.name is required"
+        if kind in WHATSAPP_MEDIA_TYPES:
+            media = content.get(kind)
+            if not isinstance(media, dict) or not str(media.get("link") or "").startswith(("http://", "https://")):
+                return f"messages[{index}]: content.{kind}.link must be an http(s) URL"
+            if kind == "audio" and "caption" in media:
+                return f"messages[{index}]: content.audio takes no caption"
     return None
 
 

@@ -10,6 +10,7 @@ from banxway.integrations.messaging.base import (
     Media,
     OutcomeUnknown,
     Outgoing,
+    OutgoingMedia,
     PermanentProviderError,
     Provider,
     ProviderConfig,
@@ -21,9 +22,14 @@ from banxway.integrations.messaging.base import (
     origin,
 )
 from banxway.integrations.messaging.exotel import Exotel
+from banxway.integrations.messaging.meta import Meta
 from banxway.integrations.messaging.twilio import Twilio
 
-PROVIDERS: dict[IntegrationType, Provider] = {IntegrationType.EXOTEL: Exotel(), IntegrationType.TWILIO: Twilio()}
+PROVIDERS: dict[IntegrationType, Provider] = {
+    IntegrationType.EXOTEL: Exotel(),
+    IntegrationType.TWILIO: Twilio(),
+    IntegrationType.META: Meta(),
+}
 
 
 def provider(kind: IntegrationType) -> Provider:
@@ -38,6 +44,7 @@ __all__ = [
     "Media",
     "OutcomeUnknown",
     "Outgoing",
+    "OutgoingMedia",
     "PermanentProviderError",
     "Provider",
     "ProviderConfig",

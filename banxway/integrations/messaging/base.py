@@ -71,6 +71,16 @@ class Template:
 
 
 @dataclass(frozen=True)
+class OutgoingMedia:
+    """A file sent with a message: a URL the provider downloads it from (signed, public), its type and name."""
+
+    url: str
+    content_type: str
+    filename: str
+    kind: str  # WhatsApp's media type: image, audio, video or document
+
+
+@dataclass(frozen=True)
 class Outgoing:
     channel: Channel
     from_number: str
@@ -79,6 +89,8 @@ class Outgoing:
     status_callback: str
     reference: str  # our message id, echoed back by the provider where it can be
     template: Template | None = None
+    tag: str | None = None  # Messenger/Instagram: the message tag that allows a send outside the 24-hour window
+    media: OutgoingMedia | None = None  # one file, the body as its caption (`messaging.media_limits`)
 
 
 # One client per event loop and provider account, kept open: a new client costs ~40 ms of CPU (its SSL
@@ -137,6 +149,9 @@ def _error_text(payload: Any) -> str | None:
             return f"{words} (code {error.get('code')})" if error.get("code") else str(words)
     if "message" in payload and ("code" in payload or "status" in payload):  # Twilio
         return f"{payload['message']} (code {payload.get('code')})"
+    if isinstance(payload.get("error"), dict) and "fbtrace_id" in payload["error"]:  # Meta's Graph API
+        error = payload["error"]
+        return f"{error.get('message')} (code {error.get('code')})" if error.get("code") else str(error.get("message"))
     if isinstance(payload.get("error"), dict):  # OpenAI
         return str(payload["error"].get("message"))
     return None
@@ -321,6 +336,7 @@ class Provider(Protocol):
     webhook_paths: ClassVar[list[tuple[str, str]]]  # (purpose, path after /webhooks/<provider>/<token>/)
     calls: ClassVar[bool]  # whether callStart can go through it
     signature_header: ClassVar[str | None]  # the header its webhooks are signed in (None: it signs nothing)
+    mms_regions: ClassVar[frozenset[str]]  # where its SMS may carry media (MMS); empty: nowhere
 
     def status_path(self, channel: Channel) -> str:
         """The webhook path its status callbacks for a message on `channel` are sent to."""

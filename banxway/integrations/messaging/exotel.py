@@ -44,6 +44,7 @@ class Exotel:
     webhook_paths = [("WhatsApp messages and statuses", "whatsapp"), ("SMS", "sms"), ("Calls", "voice")]
     calls = True
     signature_header = None
+    mms_regions: frozenset[str] = frozenset()  # Exotel sends no MMS
 
     def status_path(self, channel: Channel) -> str:
         return {Channel.WHATSAPP: "whatsapp", Channel.SMS: "sms", Channel.VOICE: "voice"}[channel]
@@ -52,6 +53,8 @@ class Exotel:
         """Send a WhatsApp or SMS message; Exotel's id for it."""
         sid = config.account_sid
         if out.channel == Channel.SMS:
+            if out.media is not None:
+                raise PermanentProviderError("SMS on Exotel carries no media (no MMS).")
             form = {
                 "From": out.from_number,
                 "To": out.to,
@@ -71,6 +74,13 @@ class Exotel:
                     "components": [{"type": "body", "parameters": parameters}] if parameters else [],
                 },
             }
+        elif out.media is not None:  # one media item, the body as its caption (audio takes none)
+            media: dict[str, Any] = {"link": out.media.url}
+            if out.media.kind != "audio" and out.body.strip():
+                media["caption"] = out.body
+            if out.media.kind == "document":
+                media["filename"] = out.media.filename
+            content = {"type": out.media.kind, out.media.kind: media}
         else:
             content = {"type": "text", "text": {"body": out.body}}
         payload = {

@@ -43,6 +43,7 @@ class Twilio:
     webhook_paths = [("Incoming messages", "messages"), ("Message statuses", "status"), ("Calls", "voice")]
     calls = False
     signature_header = "X-Twilio-Signature"
+    mms_regions = frozenset({"US", "CA"})  # Twilio sends MMS to US and Canadian numbers
 
     def status_path(self, channel: Channel) -> str:
         return "voice" if channel == Channel.VOICE else "status"
@@ -59,6 +60,8 @@ class Twilio:
             form["ContentVariables"] = json.dumps({str(i + 1): p for i, p in enumerate(out.template.parameters)})
         else:
             form["Body"] = out.body
+        if out.media is not None:  # the provider downloads it; the body is its caption
+            form["MediaUrl"] = out.media.url
         reply = await request(config, "POST", f"/2010-04-01/Accounts/{config.account_sid}/Messages.json", data=form)
         return _field(reply, "sid")
 

@@ -1,0 +1,256 @@
+"""The contact resolver: which contact an address belongs to, across every channel of the organization.
+
+For other modules (every inbound path calls it; the web chat widget calls it when a visitor gives an email):
+
+    contact = await resolve_contact(session, organization_id, channel, address, name=None)
+
+inside the caller's tenant transaction. `address` is the channel's address: an E.164 number for WHATSAPP, SMS and
+VOICE (normalise a provider's national form first, `inbound.normalise_number`), an email for EMAIL (any case), the
+channel's own id otherwise (WEB_CHAT visitor, Messenger/Instagram sender). It returns the live contact (merges
+followed) and guarantees that contact has an identity on (channel, address), adding one (CONTACT_UPDATED) or creating
+an unverified contact (CONTACT_CREATED) when needed. `find_contacts(session, channel, address)` answers without
+writing. A known contact that gives another address (a web chat visitor typing their email):
+
+    owner = await link_address(session, organization_id, contact.id, Channel.EMAIL, email)
+
+adds it to that contact when nobody has it, else returns the contact that has it and suggests merging the two.
+
+Matching: a phone number matches the same number on WHATSAPP, SMS and VOICE (one person, three identities); an email
+matches email identities case-insensitively; other channels match their own channel only. When several live contacts
+own the address (the same number as one contact's WhatsApp and another's SMS), the one with the identity on this very
+channel wins, else the oldest; nothing is merged automatically: a merge suggestion is recorded per pair and address,
+once (CONTACT_MERGE_SUGGESTED), for a person to accept (the contactMerge use-case) or dismiss.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from banxway import events
+from banxway.auth import Permission
+from banxway.db.models import Contact, ContactIdentity, ContactMergeSuggestion
+from banxway.enums import Channel
+from banxway.errors import DomainError
+from banxway.events import ContactMergeSuggested, ContactMergeSuggestionResolved
+from banxway.resolvers.common import get_or_error
+from banxway.resolvers.contacts import merge_in
+
+if TYPE_CHECKING:
+    from banxway.context import Context
+
+PHONE_CHANNELS = (Channel.WHATSAPP, Channel.SMS, Channel.VOICE)
+SUGGESTION_STATUSES = ("OPEN", "ACCEPTED", "DISMISSED")
+
+
+def _family(channel: Channel) -> tuple[Channel, ...]:
+    """The channels whose identities an address on `channel` is matched against."""
+    return PHONE_CHANNELS if channel in PHONE_CHANNELS else (channel,)
+
+
+def normalise_address(channel: Channel, address: str) -> str:
+    """How an address is stored and compared: emails lower-cased, everything else trimmed."""
+    cleaned = address.strip()
+    return cleaned.lower() if channel == Channel.EMAIL else cleaned
+
+
+async def _live(session: AsyncSession, contact: Contact | None) -> Contact | None:
+    seen: set[uuid.UUID] = set()
+    while contact is not None and contact.merged_into_id is not None and contact.id not in seen:
+        seen.add(contact.id)
+        contact = await session.get(Contact, contact.merged_into_id)
+    return contact
+
+
+async def find_contacts(session: AsyncSession, channel: Channel, address: str) -> list[Contact]:
+    """The live contacts owning `address` on `channel` or a channel of its family (merges followed), the one with
+    an identity on `channel` itself first, then by age. Scoped to the session's organization."""
+    value = normalise_address(channel, address)
+    # email identities are stored lower-cased (contactCreate/contactUpdate, the mail parser, this module): an exact
+    # match on the normalised value is case-insensitive and uses the (organization, channel, address) index
+    rows = await session.execute(
+        select(Contact, ContactIdentity.channel)
+        .join(ContactIdentity, ContactIdentity.contact_id == Contact.id)
+        .where(ContactIdentity.channel.in_(_family(channel)), ContactIdentity.address == value)
+        .order_by((ContactIdentity.channel == channel).desc(), Contact.created_at, Contact.id)
+    )
+    found: list[Contact] = []
+    for contact, _ in rows.all():
+        live = await _live(session, contact)
+        if live is not None and all(live.id != c.id for c in found):
+            found.append(live)
+    return found
+
+
+async def resolve_contact(
+    session: AsyncSession, organization_id: uuid.UUID, channel: Channel, address: str, *, name: str | None = None
+) -> Contact:
+    """The contact `address` on `channel` belongs to (see the module's docstring); created when there is none."""
+    value = normalise_address(channel, address)
+    found = await find_contacts(session, channel, value)
+    if not found:
+        try:
+            async with session.begin_nested():
+                contact = Contact(organization_id=organization_id, name=(name or value)[:200], verified=False)
+                session.add(contact)
+                await session.flush()
+                session.add(
+                    ContactIdentity(
+                        organization_id=organization_id, contact_id=contact.id, channel=channel, address=value
+                    )
+                )
+                await session.flush()
+        except IntegrityError:  # a concurrent message from the same new sender created it first
+            return await resolve_contact(session, organization_id, channel, value, name=name)
+        events.record(
+            session, events.ContactCreated(contact_id=contact.id), organization_id=organization_id, actor_id=None
+        )
+        return contact
+    contact = found[0]
+    await _ensure_identity(session, organization_id, contact, channel, value)
+    for other in found[1:]:
+        await suggest_merge(session, organization_id, contact.id, other.id, value)
+    return contact
+
+
+async def link_address(
+    session: AsyncSession, organization_id: uuid.UUID, contact_id: uuid.UUID, channel: Channel, address: str
+) -> Contact:
+    """A known contact (a web chat visitor's) gives another address (an email): the contact that owns it now.
+    Nobody has it: it becomes an identity of `contact_id`'s contact (CONTACT_UPDATED). Another contact has it: that
+    contact is returned, and a merge of the two is suggested (CONTACT_MERGE_SUGGESTED), never done automatically."""
+    contact = await _live(session, await session.get(Contact, contact_id))
+    if contact is None:
+        raise DomainError("NOT_FOUND", "No such contact.", "contactId")
+    value = normalise_address(channel, address)
+    owners = await find_contacts(session, channel, value)
+    if not owners or any(owner.id == contact.id for owner in owners):
+        await _ensure_identity(session, organization_id, contact, channel, value)
+        return contact
+    await suggest_merge(session, organization_id, owners[0].id, contact.id, value)
+    return owners[0]
+
+
+async def _ensure_identity(
+    session: AsyncSession, organization_id: uuid.UUID, contact: Contact, channel: Channel, address: str
+) -> None:
+    exists = await session.scalar(
+        select(ContactIdentity.id)
+        .where(ContactIdentity.channel == channel, ContactIdentity.address == address)
+        .limit(1)
+    )
+    if exists is not None:
+        return
+    try:
+        async with session.begin_nested():
+            session.add(
+                ContactIdentity(
+                    organization_id=organization_id, contact_id=contact.id, channel=channel, address=address
+                )
+            )
+            await session.flush()
+    except IntegrityError:  # added concurrently
+        return
+    events.record(
+        session,
+        events.ContactUpdated(contact_id=contact.id, changed=["identities"]),
+        organization_id=organization_id,
+        actor_id=None,
+    )
+
+
+async def suggest_merge(
+    session: AsyncSession, organization_id: uuid.UUID, first: uuid.UUID, second: uuid.UUID, address: str
+) -> ContactMergeSuggestion | None:
+    """Record that two contacts share `address` (once per pair and address); the new suggestion, or None."""
+    if first == second:
+        return None
+    low, high = sorted((first, second))
+    suggestion_id = await session.scalar(
+        insert(ContactMergeSuggestion)
+        .values(organization_id=organization_id, contact_id=low, other_contact_id=high, address=address)
+        .on_conflict_do_nothing(constraint="uq_contact_merge_suggestions_pair_address")
+        .returning(ContactMergeSuggestion.id)
+    )
+    if suggestion_id is None:
+        return None
+    events.record(
+        session,
+        ContactMergeSuggested(suggestion_id=suggestion_id, contact_id=low, other_contact_id=high, address=address),
+        organization_id=organization_id,
+        actor_id=None,
+    )
+    return await session.get(ContactMergeSuggestion, suggestion_id)
+
+
+# -- the suggestions, for people ------------------------------------------------------------------------------------
+
+
+async def contact_merge_suggestions(ctx: Context, status: str | None = "OPEN") -> list[ContactMergeSuggestion]:
+    """The organization's merge suggestions with `status` (None: all), newest first (at most 500)."""
+    ctx.require(Permission.READ)
+    query = select(ContactMergeSuggestion)
+    if status is not None:
+        if status not in SUGGESTION_STATUSES:
+            raise DomainError("INVALID", f"status must be one of {', '.join(SUGGESTION_STATUSES)}.", "status")
+        query = query.where(ContactMergeSuggestion.status == status)
+    query = query.order_by(ContactMergeSuggestion.created_at.desc(), ContactMergeSuggestion.id).limit(500)
+    return list(await ctx.db.scalars(query))
+
+
+async def _open_suggestion(session: AsyncSession, suggestion_id: uuid.UUID | None) -> ContactMergeSuggestion:
+    suggestion = await get_or_error(
+        session, ContactMergeSuggestion, suggestion_id, "id", lock=True, label="merge suggestion"
+    )
+    if suggestion.status != "OPEN":
+        raise DomainError("INVALID_TRANSITION", f"This suggestion was already {suggestion.status.lower()}.", "id")
+    return suggestion
+
+
+def _resolved(ctx: Context, suggestion: ContactMergeSuggestion, status: str) -> ContactMergeSuggestionResolved:
+    suggestion.status = status
+    suggestion.resolved_by_id = ctx.viewer.user_id
+    suggestion.resolved_at = func.now()  # type: ignore[assignment]  # the transaction's time, as the event's
+    return ContactMergeSuggestionResolved(
+        suggestion_id=suggestion.id,
+        contact_id=suggestion.contact_id,
+        other_contact_id=suggestion.other_contact_id,
+        status=status,
+    )
+
+
+async def contact_merge_suggestion_accept(
+    ctx: Context, suggestion_id: uuid.UUID | None
+) -> tuple[ContactMergeSuggestion, uuid.UUID, uuid.UUID]:
+    """Merge the suggestion's two contacts (the contactMerge use-case: the older contact is kept, undo with
+    contactUnmerge) and mark it ACCEPTED: (suggestion, kept contact id, merged contact id)."""
+    ctx.require(Permission.CONTACT_MERGE)
+    async with ctx.transaction() as session:
+        suggestion = await _open_suggestion(session, suggestion_id)
+        pair = list(
+            await session.scalars(
+                select(Contact).where(Contact.id.in_([suggestion.contact_id, suggestion.other_contact_id]))
+            )
+        )
+        if len(pair) != 2 or any(c.merged_into_id is not None for c in pair):
+            raise DomainError(
+                "INVALID", "One of these contacts was merged into another since; dismiss the suggestion.", "id"
+            )
+        kept, merged = sorted(pair, key=lambda c: (c.created_at, c.id))
+        await merge_in(ctx, session, kept.id, merged.id)
+        ctx.record(session, _resolved(ctx, suggestion, "ACCEPTED"))
+    return suggestion, kept.id, merged.id
+
+
+async def contact_merge_suggestion_dismiss(ctx: Context, suggestion_id: uuid.UUID | None) -> ContactMergeSuggestion:
+    """Mark the suggestion DISMISSED: it leaves the OPEN list, and the same pair and address is not suggested again."""
+    ctx.require(Permission.CONTACT_MERGE)
+    async with ctx.transaction() as session:
+        suggestion = await _open_suggestion(session, suggestion_id)
+        ctx.record(session, _resolved(ctx, suggestion, "DISMISSED"))
+    return suggestion
