@@ -41,12 +41,9 @@ def test_the_rules_pick_the_work_each_event_calls_for() -> None:
     # then exactly the delivery, the download, the analyses of inbound messages, the transcription and the drafts
     assert jobs == [
         (actors.deliver_message, queued.payload["message_id"]),
-        (actors.run_ai_agent, queued.payload["message_id"]),  # a person's reply suspends the AI agent
         (actors.fetch_message_media, with_media.payload["message_id"]),
         (actors.analyse_message, with_media.payload["message_id"]),
-        (actors.run_ai_agent, with_media.payload["message_id"]),
         (actors.analyse_message, plain_inbound.payload["message_id"]),
-        (actors.run_ai_agent, plain_inbound.payload["message_id"]),
         (actors.transcribe_call, recorded.payload["message_id"]),
         (actors.deliver_message, released.payload["message_id"]),
         (actors.stream_compose, compose.payload["session_id"]),
@@ -146,3 +143,24 @@ async def test_an_event_an_enabled_webhook_endpoint_subscribes_to_is_enqueued_fo
         rows = {row.type: row.id for row in await session.scalars(select(Event))}
     waiting = await _queued_ids(state, "webhooks")
     assert waiting == {rows["THREAD_CREATED"]}, (waiting, rows, thread)
+
+
+AI_AGENT_CREATE = """
+mutation($input: AiAgentCreateInput!) { aiAgentCreate(input: $input) { aiAgent { id } userErrors { field code } } }
+"""
+
+
+async def test_messages_are_enqueued_for_the_ai_agent_only_where_an_organization_has_one(
+    inbox: Inbox, state: AppState
+) -> None:
+    # given an organization without an AI agent
+    await configure_channels(inbox, "EMAIL")
+    thread = await inbox.thread()
+    # when an email goes out, then no job waits for an agent (no work per message where nothing answers)
+    before = await inbox.send(thread["id"], "Our quote", channel="EMAIL", to=["buyer@example.com"])
+    assert str(_uuid(before["id"])) not in await _queued_ids(state, "ai_agent")
+    # when it gets an agent on email and sends again (a person's reply suspends the agent on the thread)
+    await inbox.ok(AI_AGENT_CREATE, {"input": {"name": "Ava", "channels": ["EMAIL"]}}, "aiAgentCreate")
+    after = await inbox.send(thread["id"], "Updated quote", channel="EMAIL", to=["buyer@example.com"])
+    # then that message waits for the agent
+    assert str(_uuid(after["id"])) in await _queued_ids(state, "ai_agent")

@@ -95,6 +95,17 @@ def sent_by_agent(message: Message) -> bool:
 # -- administration --------------------------------------------------------------------------------------------
 
 
+async def organizations_with_agents(session: AsyncSession, organization_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of the organizations have an enabled AI agent (their customer-channel messages are worth a
+    `run_ai_agent` job: an inbound one may be answered, a person's reply suspends the agent)."""
+    if not organization_ids:
+        return set()
+    query = select(AiAgent.organization_id).where(
+        AiAgent.organization_id.in_(organization_ids), AiAgent.enabled.is_(True)
+    )
+    return set(await session.scalars(query.distinct()))
+
+
 async def ai_agents(ctx: Context) -> list[AiAgent]:
     ctx.require(Permission.ORG_MANAGE)
     return list(await ctx.db.scalars(select(AiAgent).order_by(AiAgent.name, AiAgent.id)))

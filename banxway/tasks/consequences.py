@@ -11,7 +11,7 @@ an event enqueued twice does no harm.
 | MESSAGE_UPDATED | a scheduled message's time was moved (`send_at`) | `rearm_release` |
 | MESSAGE_STATUS_CHANGED | a scheduled message was released (`released`) | `deliver_message` |
 | MESSAGE_ADDED | an inbound message (not an internal one) | `analyse_message` |
-| MESSAGE_ADDED | a message on a customer channel (not internal, not a call): an AI agent may answer an inbound one; a person's reply suspends it | `run_ai_agent` |
+| MESSAGE_ADDED | a message on a customer channel (not internal, not a call), in an organization with an enabled AI agent: it may answer an inbound one; a person's reply suspends it | `run_ai_agent` |
 | COMPOSE_STARTED | someone asked for AI drafts | `stream_compose` |
 | AGENT_TASK_CREATED | someone asked an external agent's tool to work on a thread | `run_agent_task` |
 | INVITATION_CREATED | an admin invited someone (userInvite) | `send_invitation` |
@@ -42,6 +42,7 @@ from banxway.events import (
     NotificationCreated,
     WebhookDeliveriesQueued,
 )
+from banxway.resolvers.ai_agent import organizations_with_agents
 from banxway.resolvers.webhook_endpoints import webhook_event_ids
 from banxway.resolvers.workflow_engine import TRIGGER_EVENTS, automated_organizations
 from banxway.settings import Settings
@@ -103,7 +104,6 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], bool], dramatiq.Actor, str]] =
     (MessageAdded.type, _to_deliver, actors.deliver_message, "message_id"),
     (MessageAdded.type, _with_media, actors.fetch_message_media, "message_id"),
     (MessageAdded.type, _inbound, actors.analyse_message, "message_id"),
-    (MessageAdded.type, _for_ai_agent, actors.run_ai_agent, "message_id"),
     (MessageUpdated.type, _recorded, actors.transcribe_call, "message_id"),
     (MessageUpdated.type, _rescheduled, actors.rearm_release, "message_id"),
     (MessageStatusChanged.type, _released, actors.deliver_message, "message_id"),
@@ -134,6 +134,14 @@ async def start(session: AsyncSession, rows: Sequence[Event]) -> None:
     if candidates:
         automated = await automated_organizations(session, {row.organization_id for row in candidates})
         found += [(actors.start_workflows, row.id) for row in candidates if row.organization_id in automated]
+    for_agents = [row for row in rows if row.type == MessageAdded.type and _for_ai_agent(row.payload)]
+    if for_agents:
+        answered = await organizations_with_agents(session, {row.organization_id for row in for_agents})
+        found += [
+            (actors.run_ai_agent, str(row.payload["message_id"]))
+            for row in for_agents
+            if row.organization_id in answered
+        ]
     found += [(actors.deliver_webhooks, event_id) for event_id in await webhook_event_ids(session, rows)]
     if not found:
         return
