@@ -48,6 +48,9 @@ mutation($input: ThreadBotResumeInput!) {
 }
 """
 THREAD = "query($id: ID!) { thread(id: $id) { id type assignee { id } botSuspendedUntil } }"
+THREAD_UPDATE = """
+mutation($input: ThreadUpdateInput!) { threadUpdate(input: $input) { thread { id } userErrors { field code } } }
+"""
 TEAM_CREATE = """
 mutation($input: TeamCreateInput!) { teamCreate(input: $input) { team { id } userErrors { field code message } } }
 """
@@ -303,9 +306,18 @@ async def test_a_container_number_is_answered_with_the_shipments_status_and_eta_
     thread_id, message_id = await _inbound(inbox, configured, f"Where is container {CONTAINER}?")
     assert await _handle(inbox, message_id) == "HANDED_OVER"
     assert "OTHER-1" not in str([n.body for n in await _rows(inbox, Note, Note.thread_id == thread_id)])
-    # our own
-    await inbox.shipment("SHP-7", containerNumbers=[CONTAINER], eta="2026-12-18T06:30:00Z")
-    await inbox.gql(RESUME, {"input": {"threadId": to_global_id("Thread", thread_id)}})
+    # another customer's shipment of our own organization is never told either
+    customer, someone_else = await inbox.customer("Tata Steel"), await inbox.customer("Someone Else")
+    await inbox.shipment("THEIRS-1", containerNumbers=[CONTAINER], customerId=someone_else["id"])
+    thread_gid = to_global_id("Thread", thread_id)
+    await inbox.ok(THREAD_UPDATE, {"input": {"threadId": thread_gid, "customerId": customer["id"]}}, "threadUpdate")
+    await inbox.gql(RESUME, {"input": {"threadId": thread_gid}})
+    _, theirs = await _inbound(inbox, configured, f"Status of container {CONTAINER} please")
+    assert await _handle(inbox, theirs) == "HANDED_OVER"
+    assert "THEIRS-1" not in str([m.body for m in await _agent_replies(inbox, thread_id)])
+    # the thread's customer's own
+    await inbox.shipment("SHP-7", containerNumbers=[CONTAINER], eta="2026-12-18T06:30:00Z", customerId=customer["id"])
+    await inbox.gql(RESUME, {"input": {"threadId": thread_gid}})
     _, again = await _inbound(inbox, configured, f"Any update on container {CONTAINER}?")
     assert await _handle(inbox, again) == "ANSWERED"
     [reply] = [r for r in await _agent_replies(inbox, thread_id) if r.idempotency_key == f"aiagent:{again}"]
@@ -404,6 +416,22 @@ async def test_with_a_model_the_answer_is_generated_from_the_retrieved_chunks(
         assert await _handle(inbox, again, refusing) == "HANDED_OVER"
     [turn] = await _rows(inbox, AiAgentTurn, AiAgentTurn.message_id == again)
     assert turn.reason == "the AI provider did not answer (AI_REFUSED)"
+    # an organization whose monthly AI tokens are spent hands over without calling the provider
+    async with openai_server() as standin:
+        spent = settings.model_copy(
+            update={
+                "openai_api_key": standin.api_key,
+                "openai_base_url": standin.base_url,
+                "agent_model": "gpt-x",
+                "ai_monthly_token_budget": 1,  # the first answer above already spent more
+            }
+        )
+        await inbox.gql(RESUME, {"input": {"threadId": to_global_id("Thread", thread_id)}})
+        _, third = await _inbound(inbox, configured, "What time does your office open on Sunday?")
+        assert await _handle(inbox, third, spent) == "HANDED_OVER"
+        assert standin.requests == []
+    [turn] = await _rows(inbox, AiAgentTurn, AiAgentTurn.message_id == third)
+    assert turn.reason == "the AI budget is spent (BUDGET_EXCEEDED)"
 
 
 # -- the corpus --------------------------------------------------------------------------------------------------

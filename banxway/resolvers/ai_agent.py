@@ -25,7 +25,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from banxway.calendar import BusinessCalendar
 from banxway.context import Context, Viewer
 from banxway.db.models import AiAgent, AiAgentTurn, Message, Organization, Shipment, Team, TeamMember, Thread, User
 from banxway.enums import Channel, Direction, EntityKind, Intent, NotificationType, Role, ThreadStatus, ThreadType
-from banxway.errors import DomainError
+from banxway.errors import DomainError, PermissionDenied
 from banxway.events import ThreadUpdated
 from banxway.extraction.text import _joined, _new_part
 from banxway.integrations.ai import AIError
@@ -53,6 +52,7 @@ from banxway.resolvers.actions import create_action
 from banxway.resolvers.analysis import LINKING_KINDS, _compact, _normalised
 from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import get_or_error
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.knowledge import hit_json, retrieve
 from banxway.resolvers.messages import message_send
 from banxway.resolvers.notes import add_note
@@ -63,11 +63,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from banxway.context import SystemContext
-
-
-def _global_id(type_name: str, local: object) -> str:
-    """The GraphQL global id of a row (audit targets)."""
-    return base64.b64encode(f"{type_name}:{local}".encode()).decode()
 
 
 log = get_logger("banxway.ai_agent")
@@ -183,7 +178,7 @@ async def ai_agent_create(ctx: Context, values: dict[str, Any]) -> AiAgent:
         session.add(agent)
         await session.flush()
         await audit_change(
-            ctx, session, action="aiAgentCreate", target=_global_id("AiAgent", agent.id), after=_public(agent)
+            ctx, session, action="aiAgentCreate", target=to_global_id("AiAgent", agent.id), after=_public(agent)
         )
     return agent
 
@@ -209,7 +204,7 @@ async def ai_agent_update(ctx: Context, agent_id: uuid.UUID | None, values: dict
             ctx,
             session,
             action="aiAgentUpdate",
-            target=_global_id("AiAgent", agent.id),
+            target=to_global_id("AiAgent", agent.id),
             before={name: before[name] for name in changed},
             after={name: after[name] for name in changed},
         )
@@ -222,7 +217,9 @@ async def ai_agent_delete(ctx: Context, agent_id: uuid.UUID | None) -> uuid.UUID
         agent = await get_or_error(session, AiAgent, agent_id, "id", lock=True, label="agent")
         before = _public(agent)
         await session.delete(agent)
-        await audit_change(ctx, session, action="aiAgentDelete", target=_global_id("AiAgent", agent.id), before=before)
+        await audit_change(
+            ctx, session, action="aiAgentDelete", target=to_global_id("AiAgent", agent.id), before=before
+        )
     return agent.id
 
 
@@ -277,8 +274,14 @@ def _in_hours(agent: AiAgent, now: datetime) -> bool:
         return True
 
 
-async def _shipment_answer(session: AsyncSession, analysis: extraction.Analysis) -> tuple[str, dict] | None:
-    """The status and ETA of the one shipment (of the session's organization) the message's numbers name."""
+async def _shipment_answer(
+    session: AsyncSession, analysis: extraction.Analysis, thread: Thread
+) -> tuple[str, dict] | None:
+    """The status and ETA of the one shipment the message's numbers name, among the shipments of the customer the
+    thread is with (the session is the organization's): whoever writes a number — an anonymous web chat visitor
+    too — learns nothing of another customer's shipment. A thread with no customer gets no shipment answer."""
+    if thread.customer_id is None:
+        return None
     wanted: dict[EntityKind, set[str]] = {kind: set() for kind in LINKING_KINDS}
     for entity in analysis.entities:
         if entity.kind in wanted:
@@ -295,7 +298,11 @@ async def _shipment_answer(session: AsyncSession, analysis: extraction.Analysis)
     ):
         if wanted[kind]:
             conditions.append(_normalised(column).in_(sorted(wanted[kind])))
-    shipments = list(await session.scalars(select(Shipment).where(or_(*conditions)).limit(2)))
+    shipments = list(
+        await session.scalars(
+            select(Shipment).where(Shipment.customer_id == thread.customer_id, or_(*conditions)).limit(2)
+        )
+    )
     if len(shipments) != 1:
         return None
     shipment = shipments[0]
@@ -334,10 +341,14 @@ async def _decide(
     )
     if (answered or 0) >= agent.max_turns:
         return Decision("HANDED_OVER", f"the agent answered {answered} times already (max turns)", tools=tools)
-    found = await _shipment_answer(session, analysis)
+    found = await _shipment_answer(session, analysis, thread)
     if found is not None:
         answer, call = found
         return Decision("ANSWERED", text=answer, confidence=1.0, tools=[*tools, call], thread_type=thread_type)
+    try:  # embeddings and generative answers spend the organization's monthly AI tokens
+        await ai_budget.check(session, ctx.settings, thread.organization_id)
+    except DomainError as exc:
+        return Decision("HANDED_OVER", f"the AI budget is spent ({exc.code})", tools=tools, thread_type=thread_type)
     hits, spent = await retrieve(session, ctx.settings, text, 3)
     confidence = hits[0].confidence if hits else 0.0
     if not hits or confidence < agent.min_confidence:
@@ -560,9 +571,10 @@ async def agent_handle_message(ctx: SystemContext, message_id: uuid.UUID) -> str
                 to=[message.sender] if thread.contact_id is None and message.sender else None,
                 idempotency_key=f"{AGENT_KEY_PREFIX}{message.id}",
             )
-        except DomainError as exc:
-            log.warning("AI agent could not answer; handing over", message_id=str(message.id), error=exc.message)
-            decision = Decision("HANDED_OVER", f"the answer could not be sent ({exc.message})", tools=decision.tools)
+        except (DomainError, PermissionDenied) as exc:  # e.g. the user it acts as may no longer send
+            reason = exc.message if isinstance(exc, DomainError) else str(exc)
+            log.warning("AI agent could not answer; handing over", message_id=str(message.id), error=reason)
+            decision = Decision("HANDED_OVER", f"the answer could not be sent ({reason})", tools=decision.tools)
             await _hand_over(ctx, acting, agent, message, decision)
             return "HANDED_OVER"
         async with acting.transaction() as session:

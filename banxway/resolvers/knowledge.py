@@ -12,7 +12,6 @@ larger of the coverage and the cosine. Everything is scoped to the viewer's orga
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
 import re
 import uuid
@@ -38,17 +37,13 @@ from banxway.resolvers import ai_budget
 from banxway.resolvers import validation as v
 from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import get_or_error
+from banxway.resolvers.inbox_events import to_global_id
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from banxway.context import Context
     from banxway.settings import Settings
-
-
-def _global_id(type_name: str, local: object) -> str:
-    """The GraphQL global id of a row (audit targets)."""
-    return base64.b64encode(f"{type_name}:{local}".encode()).decode()
 
 
 log = get_logger("banxway.knowledge")
@@ -222,7 +217,7 @@ async def knowledge_source_create(
             ctx,
             session,
             action="knowledgeSourceCreate",
-            target=_global_id("KnowledgeSource", source.id),
+            target=to_global_id("KnowledgeSource", source.id),
             after={"title": source.title, "kind": kind, "url": source.url, "chunks": len(chunks)},
         )
     return source
@@ -236,7 +231,11 @@ async def knowledge_source_delete(ctx: Context, source_id: uuid.UUID | None) -> 
         await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.source_id == source.id))
         await session.delete(source)
         await audit_change(
-            ctx, session, action="knowledgeSourceDelete", target=_global_id("KnowledgeSource", source.id), before=before
+            ctx,
+            session,
+            action="knowledgeSourceDelete",
+            target=to_global_id("KnowledgeSource", source.id),
+            before=before,
         )
     return source.id
 

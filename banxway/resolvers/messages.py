@@ -27,7 +27,8 @@ from banxway.resolvers import validation as v
 from banxway.resolvers.attachments import FileUpload, prepare_uploads
 from banxway.resolvers.common import apply_changes, get_or_error
 from banxway.resolvers.integrations import require_configured
-from banxway.resolvers.meta import META_CHANNELS, meta_outbound
+from banxway.resolvers.meta import meta_outbound
+from banxway.resolvers.meta_accounts import META_CHANNELS
 from banxway.resolvers.outbound import (
     MEDIA_CHANNELS,
     add_outbound,

@@ -26,6 +26,7 @@ from banxway.integrations.messaging import meta as graph
 from banxway.logs import get_logger
 from banxway.resolvers import inbound, receipts
 from banxway.resolvers.integrations import integration_for_webhook, provider_config
+from banxway.resolvers.meta_accounts import account_of
 from banxway.resolvers.notifications import notify
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = get_logger("banxway.meta")
 
-META_CHANNELS = (Channel.MESSENGER, Channel.INSTAGRAM)
 MESSAGING_WINDOW = timedelta(hours=24)
 REFRESH_BEFORE = timedelta(days=10)  # a token expiring sooner than this is exchanged for a new one
 
@@ -54,7 +54,7 @@ async def account_for_webhook(ctx: SystemContext, token: str) -> WebhookAccount 
     if integration is None:
         return None
     async with ctx.for_organization(integration.organization_id).session() as session:
-        account = await session.scalar(select(MetaAccount).where(MetaAccount.integration_id == integration.id))
+        account = await account_of(session, integration.id)
     if account is None:
         return None
     return WebhookAccount(
@@ -105,7 +105,12 @@ async def apply_watermark(session: AsyncSession, integration: Integration, mark:
     if mark.provider_id is not None:
         query = query.where(Message.provider_message_id == mark.provider_id)
     else:
-        query = query.where(Message.recipients.contains([mark.customer]), Message.created_at <= mark.at)
+        # a read watermark covers what Meta accepted: a message it refused (no mid) stays FAILED, retryable
+        query = query.where(
+            Message.recipients.contains([mark.customer]),
+            Message.created_at <= mark.at,
+            Message.provider_message_id.is_not(None),
+        )
     changed = 0
     for message in await session.scalars(query.order_by(Message.created_at).with_for_update()):
         changed += receipts.apply_status(session, message, mark.status, None)
@@ -121,11 +126,7 @@ async def meta_outbound(
     integration = await session.scalar(
         select(Integration).where(Integration.type == IntegrationType.META, Integration.active.is_(True))
     )
-    account = (
-        await session.scalar(select(MetaAccount).where(MetaAccount.integration_id == integration.id))
-        if (integration is not None)
-        else None
-    )
+    account = await account_of(session, integration.id) if (integration is not None) else None
     if integration is None or account is None:
         raise DomainError(
             "CHANNEL_NOT_CONFIGURED",
@@ -194,7 +195,7 @@ async def refresh_page_token(ctx: SystemContext, integration_id: uuid.UUID) -> b
         integration = await session.get(Integration, integration_id)
         if integration is None or integration.type != IntegrationType.META:
             return False
-        account = await session.scalar(select(MetaAccount).where(MetaAccount.integration_id == integration.id))
+        account = await account_of(session, integration.id)
         if account is None:
             return False
         organization_id = integration.organization_id

@@ -89,7 +89,7 @@ async def account_of(session: AsyncSession, integration_id: Any) -> MetaAccount 
 async def meta_settings(ctx: Context, integration_id: Any) -> MetaAccount | None:
     """A META integration's own settings (admins): the Instagram account and the page token's state."""
     ctx.require(Permission.ORG_MANAGE)
-    return await ctx.db.scalar(select(MetaAccount).where(MetaAccount.integration_id == integration_id))
+    return await account_of(ctx.db, integration_id)
 
 
 META_CHANNELS = (Channel.MESSENGER, Channel.INSTAGRAM)

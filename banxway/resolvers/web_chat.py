@@ -57,6 +57,7 @@ from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import get_or_error
 from banxway.resolvers.contact_resolver import link_address
 from banxway.resolvers.inbound import contact_for_address, message_receive, new_inbound_thread
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.receipts import apply_status
 from banxway.resolvers.sending import ChannelSender, Send, Sent
 from banxway.resolvers.system_mail import NoMailAccount, send_system_mail
@@ -209,10 +210,6 @@ _AUDITED = (
 )
 
 
-def _global_id(local: object) -> str:
-    return base64.b64encode(f"ChatWidget:{local}".encode()).decode()
-
-
 def _snapshot(widget: ChatWidget) -> dict[str, Any]:
     return {name: getattr(widget, name) for name in _AUDITED}
 
@@ -263,7 +260,11 @@ async def chat_widget_create(ctx: Context, fields: dict[str, Any]) -> ChatWidget
         session.add(widget)
         await session.flush()
         await audit_change(
-            ctx, session, action="chatWidgetCreate", target=_global_id(widget.id), after=_snapshot(widget)
+            ctx,
+            session,
+            action="chatWidgetCreate",
+            target=to_global_id("ChatWidget", widget.id),
+            after=_snapshot(widget),
         )
     return widget
 
@@ -284,7 +285,7 @@ async def chat_widget_update(ctx: Context, widget_id: uuid.UUID, fields: dict[st
                 ctx,
                 session,
                 action="chatWidgetUpdate",
-                target=_global_id(widget.id),
+                target=to_global_id("ChatWidget", widget.id),
                 before={name: before[name] for name in changed},
                 after={name: after[name] for name in changed},
             )
@@ -298,7 +299,9 @@ async def chat_widget_delete(ctx: Context, widget_id: uuid.UUID) -> None:
         widget = await get_or_error(session, ChatWidget, widget_id, "id", lock=True, label="chat widget")
         before = _snapshot(widget)
         await session.delete(widget)
-        await audit_change(ctx, session, action="chatWidgetDelete", target=_global_id(widget_id), before=before)
+        await audit_change(
+            ctx, session, action="chatWidgetDelete", target=to_global_id("ChatWidget", widget_id), before=before
+        )
 
 
 # -- visitor sessions -------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ whose consequence (`send_webhook_deliveries`) enqueues them: side effects start 
 
 from __future__ import annotations
 
-import base64
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from banxway.integrations import webhook_sender as sender
 from banxway.resolvers import validation as v
 from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import get_or_error
+from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.notifications import notify
 from banxway.resolvers.pagination import Page, paginate
 from banxway.secrets import SecretError
@@ -70,10 +70,6 @@ def subscribable_types() -> list[str]:
 
 def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
-
-
-def _global_id(type_name: str, local: object) -> str:
-    return base64.b64encode(f"{type_name}:{local}".encode()).decode()
 
 
 # -- endpoints ----------------------------------------------------------------------------------------------------
@@ -143,7 +139,7 @@ def _shown(endpoint: WebhookEndpoint) -> dict[str, Any]:
 
 
 def _target(endpoint: WebhookEndpoint) -> str:
-    return _global_id("WebhookEndpoint", endpoint.id)
+    return to_global_id("WebhookEndpoint", endpoint.id)
 
 
 async def webhook_endpoint_create(ctx: Context, fields: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
@@ -291,7 +287,7 @@ async def webhook_delivery_retry(ctx: Context, delivery_id: uuid.UUID | None) ->
             ctx,
             session,
             action="webhookDeliveryRetry",
-            target=_global_id("WebhookDelivery", delivery.id),
+            target=to_global_id("WebhookDelivery", delivery.id),
             before=before,
             after={"status": delivery.status},
         )
@@ -408,9 +404,9 @@ def _object(payload: dict[str, Any]) -> dict[str, Any]:
         )
         type_name = _NODE_TYPES.get(stem)
         if type_name and plural and isinstance(value, list):
-            value = [_global_id(type_name, item) for item in value]
+            value = [to_global_id(type_name, item) for item in value]
         elif type_name and not plural and value is not None:
-            value = _global_id(type_name, value)
+            value = to_global_id(type_name, value)
         found[_camel(key)] = value
     return found
 
@@ -422,7 +418,7 @@ def event_body(row: EventRow) -> str:
         "type": row.type,
         "cursor": events.encode_cursor(row.seq, row.id, row.created_at) if row.seq is not None else None,
         "createdAt": row.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "organizationId": _global_id("Organization", row.organization_id),
+        "organizationId": to_global_id("Organization", row.organization_id),
         "object": _object(row.payload),
     }
     return orjson.dumps(body).decode()
