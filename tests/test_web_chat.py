@@ -603,7 +603,8 @@ async def test_a_visitor_who_left_replies_unseen_gets_the_transcript_by_email_on
     mail = BytesParser(policy=default_policy).parsebytes(received.raw)
     assert mail["Subject"] == "Your chat transcript: Acme Website"
     text = mail.get_content()
-    assert "You: Can you quote 2x40HC to Hamburg?" in text and "Agent: USD 2,150 per container." in text
+    # our replies only: the visitor's own (unverified) words are never mailed under the organization's name
+    assert "USD 2,150 per container." in text and "Can you quote 2x40HC to Hamburg?" not in text
     assert "Hello?" not in text  # the other visitor's conversation
 
 

@@ -627,7 +627,7 @@ async def chat_transcripts_due(ctx: SystemContext, *, limit: int = 500) -> list[
 
 
 async def chat_transcript_send(ctx: SystemContext, visitor_id: uuid.UUID) -> bool:
-    """Mail the visitor their conversation through the organization's first email account (the
+    """Mail the visitor the replies of their conversation through the organization's first email account (the
     `send_chat_transcripts` actor); True when sent. Once per batch of unseen replies: `transcript_sent_at` moves on
     in the transaction that sends. A transient SMTP failure raises (the next run tries again)."""
     before = datetime.now(UTC) - OFFLINE_AFTER
@@ -646,10 +646,12 @@ async def chat_transcript_send(ctx: SystemContext, visitor_id: uuid.UUID) -> boo
                 select(Message).where(_visible(visitor.thread_id)).order_by(Message.created_at, Message.id).limit(500)
             )
         )
-        lines = [f"Your conversation with {widget.name if widget else 'us'}:", ""]
+        # Only our side's words: the visitor's email is unverified, so their own text is never mailed from the
+        # organization's mailbox (it would let anyone send any text to any address under the forwarder's name).
+        lines = [f"Replies from {widget.name if widget else 'us'} in your web chat:", ""]
         for message in messages:
-            who = "You" if message.direction == Direction.INBOUND else "Agent"
-            lines.append(f"[{message.created_at:%Y-%m-%d %H:%M} UTC] {who}: {message.body}")
+            if message.direction == Direction.OUTBOUND:
+                lines.append(f"[{message.created_at:%Y-%m-%d %H:%M} UTC] {message.body}")
         lines += ["", "Reply on the website's chat to continue the conversation."]
         try:
             await send_system_mail(
