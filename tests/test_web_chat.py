@@ -27,7 +27,15 @@ from banxway.db.session import system_session
 from banxway.enums import Channel, MessageStatus
 from banxway.events import MessageAdded
 from banxway.resolvers.delivery import deliver
-from banxway.resolvers.web_chat import chat_transcript_send, chat_transcripts_due, clean_origin, origin_allowed
+from banxway.resolvers.web_chat import (
+    InvalidVisitorToken,
+    chat_transcript_send,
+    chat_transcripts_due,
+    clean_origin,
+    origin_allowed,
+    visitor_claims_of,
+    visitor_events,
+)
 from banxway.settings import Settings
 from banxway.state import AppState
 from banxway.tasks import actors
@@ -444,6 +452,26 @@ async def test_a_deleted_widget_refuses_its_visitors_tokens(inbox: Inbox, client
     # then
     assert _code(result) == "UNAUTHENTICATED"
     assert (await _session(client, widget["widgetKey"])).status_code == 404
+
+
+async def test_a_deleted_widgets_open_visitor_subscription_hears_nothing_more(
+    inbox: Inbox, client: httpx.AsyncClient, api: Api, state: AppState
+) -> None:
+    # given a visitor with a conversation, listening to its events
+    widget = await _widget(inbox)
+    visitor = await _visitor(client, widget["widgetKey"])
+    said = await _visitor_says(api, visitor["token"], "Is anyone there?")
+    thread = await _thread_of(inbox, said["id"])
+    claims = visitor_claims_of(state.secret_key, f"Bearer {visitor['token']}")
+    assert claims is not None
+    listening = asyncio.create_task(anext(aiter(visitor_events(state, claims))))
+    await _wait_listening(state, inbox.org.id)
+    # when the admin deletes the widget, and something happens on the visitor's thread
+    await inbox.ok(CHAT_WIDGET_DELETE, {"id": widget["id"]}, "chatWidgetDelete")
+    await inbox.send(thread["thread"]["id"], "Internal: close this one", channel="INTERNAL")
+    # then the subscription ends refusing the token, telling nothing
+    with pytest.raises(InvalidVisitorToken):
+        await asyncio.wait_for(listening, 10)
 
 
 async def test_a_visitor_sending_too_fast_gets_a_clear_error(inbox: Inbox, settings: Settings, state: AppState) -> None:

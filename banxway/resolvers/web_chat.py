@@ -566,6 +566,7 @@ async def visitor_events(state: AppState, claims: VisitorClaims) -> AsyncIterato
                     thread_id = (await _visitor(session, claims)).thread_id
                 if thread_id is None or envelope.get("thread_id") != str(thread_id):
                     continue
+                await _visitor(session, claims)  # still there: a deleted widget's visitors hear nothing more
                 payload = envelope.get("payload") or {}
                 if kind == "THREAD_UPDATED":
                     if "status" in (payload.get("changed") or []):
