@@ -29,6 +29,7 @@ from banxway.db.models import (
     EmailAccount,
     Integration,
     Invitation,
+    KnowledgeChunk,
     Message,
     MessageAnalysis,
     Note,
@@ -44,6 +45,8 @@ from banxway.db.models import (
     Thread,
     ThreadRead,
     User,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
     WebhookEndpoint,
     Workflow,
     WorkflowInstance,
@@ -257,6 +260,41 @@ class _ManyByKeyLoader(DataLoader[uuid.UUID, list[Any]]):
         return [grouped[key] for key in keys]
 
 
+class _CountByKeyLoader(DataLoader[uuid.UUID, int]):
+    """How many rows have each key in `key_column` (and meet `where`), one grouped count for a whole list."""
+
+    model: Any
+    key_column: str
+
+    def where(self) -> tuple[Any, ...]:
+        return ()
+
+    async def batch_load(self, keys: Sequence[uuid.UUID]) -> list[int]:
+        column = getattr(self.model, self.key_column)
+        rows = await self.db.execute(
+            select(column, func.count()).where(column.in_(keys), *self.where()).group_by(column)
+        )
+        counts = dict(rows.tuples().all())
+        return [counts.get(key, 0) for key in keys]
+
+
+class ChunkCountBySourceIdLoader(_CountByKeyLoader):
+    model = KnowledgeChunk
+    key_column = "source_id"
+
+
+class OpenDeliveryCountByEndpointIdLoader(_CountByKeyLoader):
+    """Deliveries still to be sent (PENDING or RETRYING)."""
+
+    model = WebhookDelivery
+    key_column = "endpoint_id"
+
+    def where(self) -> tuple[Any, ...]:
+        return (
+            WebhookDelivery.status.in_((WebhookDeliveryStatus.PENDING.value, WebhookDeliveryStatus.RETRYING.value)),
+        )
+
+
 class IdentitiesByContactIdLoader(_ManyByKeyLoader):
     model = ContactIdentity
     key_column = "contact_id"
@@ -439,6 +477,8 @@ class Loaders:
     documents_by_shipment_id: DocumentsByShipmentIdLoader = field(init=False)
     documents_by_lineage_id: DocumentsByLineageIdLoader = field(init=False)
     document_text_by_id: DocumentTextByIdLoader = field(init=False)
+    chunk_count_by_source_id: ChunkCountBySourceIdLoader = field(init=False)
+    open_delivery_count_by_endpoint_id: OpenDeliveryCountByEndpointIdLoader = field(init=False)
 
     def __post_init__(self) -> None:
         db = self.db
@@ -479,3 +519,5 @@ class Loaders:
         self.documents_by_shipment_id = DocumentsByShipmentIdLoader(db)
         self.documents_by_lineage_id = DocumentsByLineageIdLoader(db)
         self.document_text_by_id = DocumentTextByIdLoader(db)
+        self.chunk_count_by_source_id = ChunkCountBySourceIdLoader(db)
+        self.open_delivery_count_by_endpoint_id = OpenDeliveryCountByEndpointIdLoader(db)

@@ -63,15 +63,6 @@ async def knowledge_sources(ctx: Context) -> list[KnowledgeSource]:
     return list(await ctx.db.scalars(select(KnowledgeSource).order_by(KnowledgeSource.created_at, KnowledgeSource.id)))
 
 
-async def chunk_counts(ctx: Context, source_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    rows = await ctx.db.execute(
-        select(KnowledgeChunk.source_id, func.count())
-        .where(KnowledgeChunk.source_id.in_(source_ids))
-        .group_by(KnowledgeChunk.source_id)
-    )
-    return {source_id: count for source_id, count in rows}
-
-
 async def _fetch_url(settings: Settings, url: str) -> tuple[str, str | None]:
     """(the page's text, its title) — fetched once through the SSRF guard, with a timeout and a size cap."""
     public_only = not settings.allow_private_webhooks

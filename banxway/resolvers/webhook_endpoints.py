@@ -232,17 +232,6 @@ async def webhook_endpoints(ctx: Context) -> list[WebhookEndpoint]:
     return list(await ctx.db.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)))
 
 
-async def webhook_endpoint_pending(ctx: Context, endpoint_id: uuid.UUID) -> int:
-    """How many of the endpoint's deliveries are still to be sent (PENDING or RETRYING)."""
-    ctx.require(Permission.ORG_MANAGE)
-    statement = (
-        select(func.count())
-        .select_from(WebhookDelivery)
-        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status.in_(OPEN))
-    )
-    return int(await ctx.db.scalar(statement) or 0)
-
-
 async def webhook_deliveries_page(
     ctx: Context,
     endpoint_id: uuid.UUID | None,

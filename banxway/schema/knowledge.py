@@ -56,8 +56,7 @@ class KnowledgeSource:
 
     @strawberry.field(description="How many chunks it was cut into.")
     async def chunk_count(self, info: Ctx) -> int:
-        counts = await knowledge_use_cases.chunk_counts(info.context, [self.id])  # type: ignore[attr-defined]
-        return counts.get(self.id, 0)  # type: ignore[attr-defined]
+        return await info.context.loaders.chunk_count_by_source_id.load(self.id)  # type: ignore[attr-defined,return-value]
 
 
 @strawberry.type(description="A chunk of a knowledge source that matched a search, with its scores.")

@@ -42,7 +42,7 @@ class WebhookEndpoint(Node):
 
     @strawberry.field(description="Deliveries still to be sent (PENDING or RETRYING).")
     async def pending_deliveries(self, info: Ctx) -> int:
-        return await use_cases.webhook_endpoint_pending(info.context, self.id)  # type: ignore[arg-type]
+        return await info.context.loaders.open_delivery_count_by_endpoint_id.load(self.id)  # type: ignore[arg-type,return-value]
 
 
 @strawberry.type(description="One event sent (or to be sent) to one webhook endpoint.")
