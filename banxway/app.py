@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -53,13 +53,13 @@ from banxway.context import (
     operation_scope,
     viewer_of,
 )
+from banxway.downloads import sandboxed_file
 from banxway.errors import DomainError, PermissionDenied
 from banxway.exports import ROUTES as EXPORT_ROUTES
 from banxway.logs import get_logger
 from banxway.mcp import McpEndpoint
 from banxway.middleware import (
     GRAPHIQL_POLICY,
-    STRICT_POLICY,
     BodyLimitMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
@@ -72,7 +72,6 @@ from banxway.resolvers.attachments import (
     attachment_file,
     attachment_file_signed,
     attachment_upload,
-    media_type,
     signed_query,
 )
 from banxway.resolvers.compose import DeltaEvent, DoneEvent, ErrorEvent, compose_events, compose_session_of
@@ -501,12 +500,6 @@ async def _viewer_context(request: Request) -> Context | Response:
     return Context(state, viewer)
 
 
-# Shown in the page (`<img src>`, opened in a tab): raster images only. Everything else — HTML, SVG (it runs
-# scripts), XML, PDF, text — is a download, so that a file a customer sent never runs as a page of this origin; and
-# every answer is sandboxed by its own Content-Security-Policy besides.
-INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"})
-
-
 async def download_attachment(request: Request) -> Response:
     """An attachment's bytes: for a signed-in user of its organization (Authorization: Bearer <token>), or through
     a signed link (`Attachment.downloadUrl`: `?expires=&signature=`, no header; 403 once expired or altered)."""
@@ -531,18 +524,8 @@ async def download_attachment(request: Request) -> Response:
     if found is None:
         return JSONResponse({"error": "No such attachment"}, status_code=404)
     row, path = found
-    media = media_type(row.content_type)
-    return FileResponse(
-        path,
-        media_type=media,
-        filename=row.filename,
-        content_disposition_type="inline" if media in INLINE_TYPES else "attachment",
-        headers={
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": f"private, max-age={max_age}",  # a signed link: no longer than it stays valid
-            "Content-Security-Policy": f"{STRICT_POLICY}; sandbox",
-        },
-    )
+    # raster images shown, everything else a download; nosniff and sandboxed (banxway.downloads)
+    return sandboxed_file(path, content_type=row.content_type, filename=row.filename, max_age=max_age)
 
 
 SSE_EVENT_NAMES = {DeltaEvent: "delta", DoneEvent: "done", ErrorEvent: "error"}

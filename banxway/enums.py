@@ -150,6 +150,28 @@ class MailSecurity(enum.StrEnum):
     TLS = "TLS"  # TLS from the first byte (IMAP 993, SMTP 465)
 
 
+class EmailAuthMethod(enum.StrEnum):
+    """How an email account logs in to IMAP and SMTP."""
+
+    PASSWORD = "PASSWORD"  # LOGIN / AUTH PLAIN with the stored passwords
+    OAUTH = "OAUTH"  # XOAUTH2 with an access token from the provider (Gmail, Microsoft 365)
+
+
+class OAuthProvider(enum.StrEnum):
+    """A mailbox provider whose accounts connect with OAuth 2.0 (banxway.resolvers.email_oauth)."""
+
+    GOOGLE = "GOOGLE"
+    MICROSOFT = "MICROSOFT"
+
+
+class EmailAccountStatus(enum.StrEnum):
+    """Whether an email account can log in: REAUTHORIZATION_REQUIRED when its OAuth grant was revoked or expired
+    (polling and sending stop until an admin authorizes it again: emailAccountOAuthStart with its id)."""
+
+    ACTIVE = "ACTIVE"
+    REAUTHORIZATION_REQUIRED = "REAUTHORIZATION_REQUIRED"
+
+
 class SlaStatus(enum.Enum):
     """Where a thread stands against its SLA policy (the worst of its open targets)."""
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from banxway.auth import Permission
@@ -572,29 +572,42 @@ async def _dispatch(
     (subscribers dedupe by id; actors are idempotent)."""
     async with system_session(sessionmaker) as session, session.begin():
         await lock_delivery_order(session, organization_id)
-        rows = list(
-            await session.scalars(
-                select(EventRow)
-                .where(EventRow.id.in_(ids), EventRow.dispatched_at.is_(None))
-                .order_by(EventRow.id)
-                .with_for_update(skip_locked=True)
-            )
+        rows = sorted(
+            await session.scalars(_number_statement(ids), execution_options={"synchronize_session": False}),
+            key=lambda row: row.seq,
         )
         if not rows:
             return 0
-        seqs = list(
-            await session.scalars(select(func.nextval("events_seq")).select_from(func.generate_series(1, len(rows))))
-        )
-        now = datetime.now(UTC)
-        for row, seq in zip(rows, sorted(seqs), strict=True):
-            row.seq = seq
-            row.dispatched_at = now
-        await session.flush()
         for row in rows:
             await broadcast.publish(channel(organization_id), envelope(row))
         if consequences is not None:
             await consequences(session, rows)
     return len(rows)
+
+
+def _number_statement(ids: list[int]) -> Any:
+    """One statement: lock the undispatched events among `ids` (skipping those another relay holds), give them the
+    next `seq` values in the order of their ids, mark them dispatched, and return them."""
+    locked = (
+        select(EventRow.id)
+        .where(EventRow.id.in_(ids), EventRow.dispatched_at.is_(None))
+        .with_for_update(skip_locked=True)
+        .cte("locked")
+    )
+    picked = select(locked.c.id, func.row_number().over(order_by=locked.c.id).label("n")).subquery("picked")
+    drawn = (
+        select(func.nextval("events_seq").label("seq"))
+        .select_from(func.generate_series(1, select(func.count()).select_from(locked).scalar_subquery()))
+        .subquery("drawn")
+    )
+    seqs = select(drawn.c.seq, func.row_number().over(order_by=drawn.c.seq).label("n")).subquery("seqs")
+    numbered = select(picked.c.id, seqs.c.seq).join_from(picked, seqs, picked.c.n == seqs.c.n).cte("numbered")
+    return (
+        update(EventRow)
+        .where(EventRow.id == numbered.c.id)
+        .values(seq=numbered.c.seq, dispatched_at=datetime.now(UTC))
+        .returning(EventRow)
+    )
 
 
 async def relay(

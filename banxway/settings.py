@@ -324,6 +324,86 @@ class Settings(BaseSettings):
         alias="BANXWAY_EMAIL_CA_FILE",
         description="A PEM file of extra certificate authorities to trust for IMAP and SMTP (self-hosted servers).",
     )
+    # -- Gmail and Microsoft 365 mailboxes by OAuth 2.0 (banxway.resolvers.email_oauth) --
+    google_client_id: str | None = Field(
+        None,
+        alias="BANXWAY_GOOGLE_CLIENT_ID",
+        description="OAuth client id of a Google Cloud web application (redirect URI "
+        "`<BANXWAY_PUBLIC_URL>/oauth/google/callback`): lets admins connect Gmail mailboxes "
+        "(emailAccountOAuthStart). Unset: Gmail by OAuth is off.",
+    )
+    google_client_secret: str | None = Field(
+        None,
+        alias="BANXWAY_GOOGLE_CLIENT_SECRET",
+        description="The client secret of BANXWAY_GOOGLE_CLIENT_ID.",
+        repr=False,
+    )
+    google_authorize_url: str = Field(
+        "https://accounts.google.com/o/oauth2/v2/auth",
+        alias="BANXWAY_GOOGLE_AUTHORIZE_URL",
+        description="Google's authorization endpoint (the consent page).",
+    )
+    google_token_url: str = Field(
+        "https://oauth2.googleapis.com/token",
+        alias="BANXWAY_GOOGLE_TOKEN_URL",
+        description="Google's token endpoint (code exchange and refresh).",
+    )
+    google_imap_host: str = Field(
+        "imap.gmail.com", alias="BANXWAY_GOOGLE_IMAP_HOST", description="IMAP host of Gmail accounts (TLS)."
+    )
+    google_imap_port: int = Field(
+        993, ge=1, le=65535, alias="BANXWAY_GOOGLE_IMAP_PORT", description="IMAP port of Gmail accounts."
+    )
+    google_smtp_host: str = Field(
+        "smtp.gmail.com", alias="BANXWAY_GOOGLE_SMTP_HOST", description="SMTP host of Gmail accounts (TLS)."
+    )
+    google_smtp_port: int = Field(
+        465, ge=1, le=65535, alias="BANXWAY_GOOGLE_SMTP_PORT", description="SMTP port of Gmail accounts."
+    )
+    microsoft_client_id: str | None = Field(
+        None,
+        alias="BANXWAY_MICROSOFT_CLIENT_ID",
+        description="Application (client) id of a Microsoft Entra app registration (redirect URI "
+        "`<BANXWAY_PUBLIC_URL>/oauth/microsoft/callback`): lets admins connect Microsoft 365 mailboxes. Unset: "
+        "Microsoft 365 by OAuth is off.",
+    )
+    microsoft_client_secret: str | None = Field(
+        None,
+        alias="BANXWAY_MICROSOFT_CLIENT_SECRET",
+        description="A client secret of BANXWAY_MICROSOFT_CLIENT_ID.",
+        repr=False,
+    )
+    microsoft_tenant: str = Field(
+        "common",
+        alias="BANXWAY_MICROSOFT_TENANT",
+        description="The Entra tenant in the Microsoft endpoints: common, organizations, or a tenant id/domain.",
+    )
+    microsoft_authorize_url: str = Field(
+        "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
+        alias="BANXWAY_MICROSOFT_AUTHORIZE_URL",
+        description="Microsoft's authorization endpoint; `{tenant}` is replaced by BANXWAY_MICROSOFT_TENANT.",
+    )
+    microsoft_token_url: str = Field(
+        "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+        alias="BANXWAY_MICROSOFT_TOKEN_URL",
+        description="Microsoft's token endpoint; `{tenant}` is replaced by BANXWAY_MICROSOFT_TENANT.",
+    )
+    microsoft_imap_host: str = Field(
+        "outlook.office365.com",
+        alias="BANXWAY_MICROSOFT_IMAP_HOST",
+        description="IMAP host of Microsoft 365 accounts (TLS).",
+    )
+    microsoft_imap_port: int = Field(
+        993, ge=1, le=65535, alias="BANXWAY_MICROSOFT_IMAP_PORT", description="IMAP port of Microsoft 365 accounts."
+    )
+    microsoft_smtp_host: str = Field(
+        "smtp.office365.com",
+        alias="BANXWAY_MICROSOFT_SMTP_HOST",
+        description="SMTP host of Microsoft 365 accounts (STARTTLS).",
+    )
+    microsoft_smtp_port: int = Field(
+        587, ge=1, le=65535, alias="BANXWAY_MICROSOFT_SMTP_PORT", description="SMTP port of Microsoft 365 accounts."
+    )
     outbound_ca_file: str | None = Field(
         None,
         alias="BANXWAY_OUTBOUND_CA_FILE",

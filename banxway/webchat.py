@@ -2,12 +2,20 @@
 
 * `GET /widget.js` — the embeddable, dependency-free script (banxway/static/widget.js), versioned by
   `?v=<SCRIPT_VERSION>`, served with `Access-Control-Allow-Origin: *` so that a page can check it with SRI
-  (`integrity="sha384-..."`, `crossorigin="anonymous"`). `GET /widget.js.json` says its version and hash.
+  (`integrity="sha384-..."`, `crossorigin="anonymous"`). `GET /widget.js.json` says its version and hash. An older
+  version (`?v=1`) is still served as it was, so that pages embedding it with its hash keep working.
 * `POST /widget/{widgetKey}/session` — a visitor token for a page on one of the widget's allowed origins: 404 for
   an unknown key, 403 for another origin (or none), 429 when one address opens too many, 400 for bad JSON. The body
   is JSON (any content type: the script sends `text/plain`, a CORS "simple request", so no preflight is needed):
   `{"token"?: old visitor token (renewal), "name"?, "email"?}`. The answer carries
   `Access-Control-Allow-Origin: <that origin>` only for an allowed origin.
+* `GET /widget/{widgetKey}/attachments/{id}` — a file an agent sent the visitor (`resolvers.web_chat_files`): with
+  `Authorization: Bearer <visitor token>`, or through the signed link `visitorMessages` gives (`?visitor=&expires=
+  &signature=`, what the widget's `<img>` and links use). 401 without either, 403 for an altered or expired link,
+  404 for a file that is not in this visitor's conversation on this widget. Served with `X-Content-Type-Options:
+  nosniff`, a sandboxing CSP, `Cross-Origin-Resource-Policy: cross-origin` (the widget's page shows it), and
+  `Content-Disposition: attachment` (and `application/octet-stream`) for everything but raster images
+  (`banxway.downloads`).
 """
 
 from __future__ import annotations
@@ -21,27 +29,35 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from banxway.downloads import sandboxed_file
 from banxway.resolvers.web_chat import (
+    OLDER_SCRIPTS,
     SCRIPT_VERSION,
     SessionRefused,
     script,
+    visitor_claims_of,
     visitor_session_open,
     widget_allows_origin,
 )
+from banxway.resolvers.web_chat_files import LinkRefused, visitor_file
+from banxway.schema.ids import local_id
 from banxway.state import AppState
 
 MAX_SESSION_BODY = 4096
+_OLDER_BY_NAME = {str(version): version for version in OLDER_SCRIPTS}
 
 
 async def widget_script(request: Request) -> Response:
-    content, integrity = script()
+    # looked up as text: `?v=` is anyone's input ("²" is a digit to str.isdigit, 5000 digits no int)
+    version = _OLDER_BY_NAME.get(request.query_params.get("v", ""), SCRIPT_VERSION)
+    content, integrity = script(version)
     etag = '"' + integrity.removeprefix("sha384-")[:27] + '"'
     headers = {
         "access-control-allow-origin": "*",
         "cross-origin-resource-policy": "cross-origin",
         "cache-control": "public, max-age=300",
         "etag": etag,
-        "x-widget-version": str(SCRIPT_VERSION),
+        "x-widget-version": str(version),
     }
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
@@ -96,6 +112,45 @@ async def visitor_session(request: Request) -> Response:
     return JSONResponse(session, headers={**_cors(origin), "cache-control": "no-store"})
 
 
+async def visitor_attachment(request: Request) -> Response:
+    state: AppState = request.state.app
+    params = request.query_params
+    attachment_id = local_id(request.path_params["attachment_id"], "Attachment")
+    widget_key = request.path_params["widget_key"]
+    try:
+        if "signature" in params or "expires" in params or "visitor" in params:
+            found = await visitor_file(
+                state,
+                widget_key,
+                attachment_id,
+                visitor=params.get("visitor"),
+                expires=params.get("expires"),
+                signature=params.get("signature"),
+            )
+        else:
+            claims = visitor_claims_of(state.secret_key, request.headers.get("authorization"))
+            if claims is None:
+                return JSONResponse(
+                    {"error": "This needs a web chat visitor token (Authorization: Bearer) or a signed link."},
+                    status_code=401,
+                    headers={"www-authenticate": "Bearer"},
+                )
+            found = await visitor_file(state, widget_key, attachment_id, claims=claims)
+    except LinkRefused as exc:
+        return JSONResponse({"error": str(exc)}, status_code=403)
+    if found is None:
+        return JSONResponse({"error": "No such attachment"}, status_code=404)
+    row, path, max_age = found
+    return sandboxed_file(
+        path,
+        content_type=row.content_type,  # normalised as the listing (`visitor_files`) is: `image/PNG; name=x` shows
+        filename=row.filename,
+        max_age=max_age,
+        opaque=True,
+        headers={"cross-origin-resource-policy": "cross-origin"},
+    )
+
+
 WIDGET_ORIGIN = "banxway.widget_origin"
 
 
@@ -118,4 +173,5 @@ ROUTES = [
     Route("/widget.js", widget_script, methods=["GET"]),
     Route("/widget.js.json", widget_script_info, methods=["GET"]),
     Route("/widget/{widget_key}/session", visitor_session, methods=["POST", "OPTIONS"]),
+    Route("/widget/{widget_key}/attachments/{attachment_id}", visitor_attachment, methods=["GET"]),
 ]

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from banxway import events  # noqa: E402
 from banxway.app import build_state, create_app, run_event_maintenance  # noqa: E402
-from banxway.db.models import Attachment, Contact, EmailAccount, EmailQuarantine, Message, Thread  # noqa: E402
+from banxway.db.models import Attachment, Contact, EmailAccount, EmailQuarantine, Event, Message, Thread  # noqa: E402
 from banxway.db.session import system_session  # noqa: E402
 from banxway.integrations.email import imap  # noqa: E402
 from banxway.logs import configure_logging  # noqa: E402
@@ -299,15 +299,15 @@ async def counts(state: Any, organization_id: uuid.UUID) -> dict[str, int]:
 
 
 async def page_rates(state: Any, organization_id: uuid.UUID) -> tuple[float | None, float | None]:
-    """mails/s over the first and the last tenth of poll_account's pages. A page is one transaction, and a
-    message's created_at is its transaction's start (now()), so consecutive timestamps bound each page."""
+    """mails/s over the first and the last tenth of poll_account's pages. A page is one transaction, and its
+    MESSAGE_ADDED events' created_at is that transaction's start (now()), so consecutive timestamps bound each page."""
     async with system_session(state.sessionmaker) as session:
         rows = (
             await session.execute(
-                select(Message.created_at, func.count())
-                .where(Message.organization_id == organization_id)
-                .group_by(Message.created_at)
-                .order_by(Message.created_at)
+                select(Event.created_at, func.count())
+                .where(Event.organization_id == organization_id, Event.type == "MESSAGE_ADDED")
+                .group_by(Event.created_at)
+                .order_by(Event.created_at)
             )
         ).all()
     if len(rows) < 3:

@@ -95,6 +95,37 @@ mutation($input: MessageSendInput!) {
 """
 
 
+HISTORY = """
+WITH org AS (INSERT INTO organizations (name, slug) VALUES ('History', 'bench-history') RETURNING id),
+contacts AS (
+  INSERT INTO contacts (organization_id, name, verified)
+  SELECT org.id, 'Customer ' || n, false FROM org, generate_series(1, :count) AS n RETURNING id, organization_id, name
+),
+identities AS (
+  INSERT INTO contact_identities (organization_id, contact_id, channel, address)
+  SELECT organization_id, id, 'WHATSAPP', '+91983' || lpad(split_part(name, ' ', 2), 7, '0') FROM contacts
+),
+threads AS (
+  INSERT INTO threads (organization_id, reference, subject, type, status, priority, primary_channel, contact_id)
+  SELECT organization_id, 'BX-2020-' || split_part(name, ' ', 2), 'Whatsapp: booking', 'GENERAL', 'RESOLVED',
+         'NORMAL', 'WHATSAPP', id
+  FROM contacts RETURNING id, organization_id, contact_id
+)
+INSERT INTO messages (organization_id, thread_id, contact_id, channel, direction, status, body, sender)
+SELECT organization_id, id, contact_id, 'WHATSAPP', d, 'RECEIVED', 'Has my booking sailed?', 'history'
+FROM threads, unnest(ARRAY['INBOUND', 'OUTBOUND', 'INBOUND', 'OUTBOUND']::direction[]) AS d
+"""
+
+
+async def seed_history(state: Any, count: int) -> None:
+    """`count` conversations of another organization (a contact with a WhatsApp number, a resolved thread, four
+    messages each), then ANALYZE, as autovacuum does on a live database."""
+    async with state.engine.begin() as connection:
+        await connection.execute(text(HISTORY), {"count": count})
+    async with state.engine.begin() as connection:
+        await connection.execute(text("ANALYZE"))
+
+
 def customer_phone(index: int) -> str:
     """A valid Indian mobile number per customer: +91 982 and seven digits."""
     return f"+91982{1_000_000 + index:07d}"
@@ -331,6 +362,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 env="development",
                 log_level="WARNING",
                 password_hashing="fast-insecure",
+                allow_private_provider_urls=True,  # the stand-in provider listens on 127.0.0.1
                 # no rate limits: the bench sends and posts callbacks from one address as fast as they go
                 **{name: 0 for name in Settings.model_fields if name.startswith("rate_limit_")},
             )
@@ -360,6 +392,12 @@ async def _measure(
     n, concurrency = args.messages, args.workers * args.threads
     warmup = concurrency
     organization_id, hook = await setup(api, state, provider)
+
+    # 0. a database in use: another organization's history, analysed (a storm never hits empty tables, whose
+    # plans PostgreSQL would keep after they grew: the webhooks slowed by half from the first tenth to the last)
+    if args.history:
+        notes.print(f"seeding another organization's history: {args.history:,} conversations…")
+        await seed_history(state, args.history)
 
     # 1. the 24-hour window: one inbound WhatsApp message per customer (the warm-up customers included)
     notes.print(f"{n + warmup:,} inbound webhooks…")
@@ -640,6 +678,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000, help="WhatsApp sends (default 1000)")
     parser.add_argument("--workers", type=int, default=2, help="`banxway worker` processes (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=20_000,
+        help="conversations of another organization seeded (and analysed) first: a database in use (default 20000)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the report")
     args = parser.parse_args()
     if args.messages < 1 or args.workers < 1 or args.threads < 1:

@@ -429,6 +429,9 @@ async def seed_organization(api: Api, slug: str, *, port: int | None = None) -> 
     # a visitor's view of a message carries the message's own global id (it is no object of its own)
     for message_id in seeded.ids["Message"]:
         seeded.add("VisitorMessage", message_id)
+    # and a visitor's view of an agent's file carries the attachment's own global id
+    for attachment_id in seeded.ids["Attachment"]:
+        seeded.add("VisitorAttachment", attachment_id)
 
     # a merge suggestion of the contact resolver between the two contacts (the id contactMergeSuggestion* take)
     from banxway.resolvers.contact_resolver import suggest_merge

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from banxway.db.models import AuditEntry, Event, Invitation, Notification, Organization, User
 from banxway.db.session import system_session
 from banxway.resolvers.administration import invitation_email_send
-from banxway.resolvers.notifications import notification_email_send, quiet_until
+from banxway.resolvers.notification_emails import notification_email_send, quiet_until
 from banxway.state import AppState
 from tests.conftest import PASSWORD
 from tests.inbox_helpers import Inbox, system_context

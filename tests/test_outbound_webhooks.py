@@ -574,7 +574,7 @@ def test_the_object_carries_global_ids() -> None:
 async def test_only_subscribed_events_of_enabled_endpoints_are_enqueued(
     inbox: Inbox, org: Org, state: AppState
 ) -> None:
-    from banxway.resolvers.webhook_endpoints import webhook_event_ids
+    from banxway.resolvers.webhook_endpoints import subscribed_types, webhook_event_ids
 
     await create_endpoint(inbox, "https://hooks.example.com/a", ["THREAD_CREATED"])
     await create_endpoint(inbox, "https://hooks.example.com/b", ["CUSTOMER_CREATED"], enabled=False)
@@ -582,7 +582,9 @@ async def test_only_subscribed_events_of_enabled_endpoints_are_enqueued(
     await inbox.customer()
     async with system_session(state.sessionmaker) as session:
         rows = list(await session.scalars(select(Event).where(Event.organization_id == org.id).order_by(Event.id)))
-        wanted = await webhook_event_ids(session, rows)
+        types = await session.scalar(select(subscribed_types(org.id)))
+    assert types == ["THREAD_CREATED"]  # the disabled endpoint's CUSTOMER_CREATED is not among them
+    wanted = webhook_event_ids(rows, {org.id: set(types)})
     assert wanted == [(await thread_event(state, thread)).id]
 
 

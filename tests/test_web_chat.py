@@ -527,14 +527,14 @@ README = Path(__file__).parent.parent / "README.md"
 
 async def test_widget_js_is_served_with_the_documented_sri_hash(client: httpx.AsyncClient) -> None:
     # when
-    response = await client.get("/widget.js?v=1")
+    response = await client.get("/widget.js?v=2")
     info = (await client.get("/widget.js.json")).json()
     # then
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     assert response.headers["access-control-allow-origin"] == "*"  # SRI on another origin needs CORS
     digest = "sha384-" + base64.b64encode(hashlib.sha384(response.content).digest()).decode()
-    assert info == {"version": 1, "integrity": digest, "path": "/widget.js?v=1"}
+    assert info == {"version": 2, "integrity": digest, "path": "/widget.js?v=2"}
     # the README's command gives the same hash for the file the server serves
     ran = await asyncio.to_thread(
         subprocess.run,
@@ -549,7 +549,7 @@ async def test_widget_js_is_served_with_the_documented_sri_hash(client: httpx.As
     if "/widget.js" in README.read_text():  # (once the widget's section is merged into the README)
         assert "openssl dgst -sha384 -binary banxway/static/widget.js | openssl base64 -A" in README.read_text()
     assert re.search(r"document\.currentScript", response.text)
-    cached = await client.get("/widget.js?v=1", headers={"if-none-match": response.headers["etag"]})
+    cached = await client.get("/widget.js?v=2", headers={"if-none-match": response.headers["etag"]})
     assert cached.status_code == 304
 
 

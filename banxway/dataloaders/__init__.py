@@ -274,7 +274,7 @@ class _CountByKeyLoader(DataLoader[uuid.UUID, int]):
         rows = await self.db.execute(
             select(column, func.count()).where(column.in_(keys), *self.where()).group_by(column)
         )
-        counts = dict(rows.tuples().all())
+        counts = {key: count for key, count in rows}
         return [counts.get(key, 0) for key in keys]
 
 

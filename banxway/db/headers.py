@@ -60,6 +60,7 @@ class MessageHeaders(_Part):
     media: list[MediaItem] = []
     template: TemplateUse | None = None
     message_tag: str | None = None  # Messenger/Instagram: the tag of a send outside the 24-hour window
+    text_message_id: str | None = None  # Messenger/Instagram: the id of the text sent before the message's file
     # calls
     agent_number: str | None = None
     call_status: str | None = None

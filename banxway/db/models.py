@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import date, datetime
+from typing import ClassVar
 
 from sqlalchemy import (
     REAL,
@@ -74,7 +75,15 @@ class Base(DeclarativeBase):
 
 
 def _uuid_pk() -> Mapped[uuid.UUID]:
-    return mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
+    # made here (the ORM's rows) or by the database (SQL): an id known before the INSERT lets many rows of a table go
+    # in one multi-row INSERT … RETURNING (SQLAlchemy's "insertmanyvalues" needs it to match the rows it gets back)
+    return mapped_column(
+        UUID(as_uuid=True),
+        primary_key=True,
+        default=uuid.uuid4,
+        server_default=text("gen_random_uuid()"),
+        insert_sentinel=True,
+    )
 
 
 def _created_at() -> Mapped[datetime]:
@@ -84,13 +93,18 @@ def _created_at() -> Mapped[datetime]:
 class TenantMixin:
     """A row that belongs to one organization."""
 
+    # an index on organization_id alone; off where a unique index starts with it: with one, PostgreSQL may pick the
+    # single-column index for a lookup by the whole key when its statistics are stale for the organization (a new
+    # one, growing), and scan every row of the organization per lookup (migration 0028)
+    organization_index: ClassVar[bool] = True
+
     @declared_attr
     def organization_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
         return mapped_column(
             UUID(as_uuid=True),
             ForeignKey("organizations.id", ondelete="CASCADE"),
             nullable=False,
-            index=True,
+            index=cls.organization_index,
         )
 
 
@@ -247,6 +261,7 @@ class Contact(TenantMixin, Base):
 
 class ContactIdentity(TenantMixin, Base):
     __tablename__ = "contact_identities"
+    organization_index = False  # uq_contact_identities_organization_id_channel_address starts with it
     __table_args__ = (
         UniqueConstraint(
             "organization_id", "channel", "address", name="uq_contact_identities_organization_id_channel_address"
@@ -712,7 +727,7 @@ class EmailAccount(TenantMixin, Base):
     imap_port: Mapped[int] = mapped_column(Integer, nullable=False)
     imap_security: Mapped[str] = mapped_column(String(10), nullable=False)
     imap_username: Mapped[str] = mapped_column(String(320), nullable=False)
-    imap_password: Mapped[str] = mapped_column(Text, nullable=False)
+    imap_password: Mapped[str | None] = mapped_column(Text)  # required for PASSWORD accounts (the resolver)
     imap_folder: Mapped[str] = mapped_column(String(255), nullable=False, server_default="INBOX")
     smtp_host: Mapped[str] = mapped_column(String(255), nullable=False)
     smtp_port: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -725,8 +740,38 @@ class EmailAccount(TenantMixin, Base):
     last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
     last_polled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # OAuth 2.0 (Gmail, Microsoft 365: banxway.resolvers.email_oauth, migration 0027); tokens encrypted (SecretBox)
+    auth_method: Mapped[str] = mapped_column(String(10), nullable=False, server_default="PASSWORD")
+    oauth_provider: Mapped[str | None] = mapped_column(String(20))
+    oauth_refresh_token: Mapped[str | None] = mapped_column(Text)
+    oauth_access_token: Mapped[str | None] = mapped_column(Text)
+    oauth_token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(30), nullable=False, server_default="ACTIVE")
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+
+
+class EmailOAuthState(TenantMixin, Base):
+    """A pending OAuth authorization (emailAccountOAuthStart): the `state` (stored as its SHA-256), single-use
+    and short-lived, binding the callback to the organization, the admin who started it, the provider and the
+    account to re-authorize (if any); the PKCE code_verifier (encrypted) and the exact redirect_uri sent."""
+
+    __tablename__ = "email_oauth_states"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    state_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    code_verifier: Mapped[str] = mapped_column(Text, nullable=False)
+    provider: Mapped[str] = mapped_column(String(20), nullable=False)
+    redirect_uri: Mapped[str] = mapped_column(Text, nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    email_account_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("email_accounts.id", ondelete="CASCADE")
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
 
 
 class Attachment(TenantMixin, Base):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SADeprecationWarning
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -89,8 +90,49 @@ async def read(engine: AsyncEngine, statement: Any, parameters: Any = None) -> A
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+class OrderedSession(Session):
+    """A session whose flush inserts new rows table by table in foreign-key order.
+
+    Our models declare foreign keys but no relationships, so SQLAlchemy's unit of work does not know that a message
+    must be inserted before its attachments. Use-cases used to flush after each row another depends on (a round trip
+    each); with this order they add a batch of rows (a page of mail: threads, messages, attachments, events) and one
+    flush writes each table's rows in one multi-row INSERT."""
+
+    def flush(self, objects: Any = None) -> None:
+        if objects is None and not self._flushing:
+            pending = list(self.new)
+            tables = {_table_of(obj) for obj in pending}
+            if len(tables) > 1:
+                # a table's changed rows go with its new ones: within a table the unit of work updates before it
+                # inserts (a target closed before its successor opens, under a partial unique index); deletions go
+                # last, with the final flush, as before
+                changed = list(self.dirty)
+                with warnings.catch_warnings():
+                    # deprecated in SQLAlchemy 2.1 "for an extremely narrow set of use cases": this is one (no
+                    # relationship() tells the unit of work the tables' order); tests/test_ingest_statements.py fails
+                    # if it stops working
+                    warnings.simplefilter("ignore", SADeprecationWarning)
+                    for table in _insert_order():
+                        if table in tables:
+                            super().flush([obj for obj in (*pending, *changed) if _table_of(obj) is table])
+        super().flush(objects)
+
+
+def _table_of(obj: Any) -> Any:
+    return type(obj).__table__
+
+
+_INSERT_ORDER: list[Any] = []
+
+
+def _insert_order() -> list[Any]:
+    if not _INSERT_ORDER:
+        _INSERT_ORDER.extend(Base.metadata.sorted_tables)
+    return _INSERT_ORDER
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=OrderedSession)
 
 
 def tenant_session(maker: async_sessionmaker[AsyncSession], organization_id: uuid.UUID) -> AsyncSession:
@@ -145,6 +187,27 @@ async def write_transaction(session: AsyncSession) -> AsyncIterator[AsyncSession
         await session.commit()
     async with session.begin():
         yield session
+
+
+def transaction_memo(session: AsyncSession, name: str) -> dict[Any, Any]:
+    """A dict that lives as long as the session's current (outermost) transaction: what a use-case may remember
+    between calls in one transaction (the SLA policies read, the contacts resolved, the threads locked) without
+    carrying it into the next. Empty when there is no transaction yet."""
+    root = session.sync_session.get_transaction()  # the outermost: its savepoints share the memo
+    memos = session.info.get(_MEMOS)
+    if memos is None or memos[0] is not root:
+        memos = (root, {})
+        session.info[_MEMOS] = memos
+    return memos[1].setdefault(name, {})
+
+
+_MEMOS = "banxway_transaction_memos"
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_memos(session: Session, previous_transaction: Any) -> None:
+    """A rollback, of a savepoint too, may have undone what a memo remembers (a contact created in it)."""
+    session.info.pop(_MEMOS, None)
 
 
 def _tenant_mappers() -> list[Any]:

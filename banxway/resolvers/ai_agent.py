@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
 from banxway import events, extraction
@@ -90,15 +90,10 @@ def sent_by_agent(message: Message) -> bool:
 # -- administration --------------------------------------------------------------------------------------------
 
 
-async def organizations_with_agents(session: AsyncSession, organization_ids: set[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of the organizations have an enabled AI agent (their customer-channel messages are worth a
-    `run_ai_agent` job: an inbound one may be answered, a person's reply suspends the agent)."""
-    if not organization_ids:
-        return set()
-    query = select(AiAgent.organization_id).where(
-        AiAgent.organization_id.in_(organization_ids), AiAgent.enabled.is_(True)
-    )
-    return set(await session.scalars(query.distinct()))
+def has_enabled_agent(organization_id: Any) -> ColumnElement[bool]:
+    """Whether the organization (a column or value) has an enabled AI agent: its customer-channel messages are worth a
+    `run_ai_agent` job (an inbound one may be answered, a person's reply suspends the agent)."""
+    return select(AiAgent.id).where(AiAgent.organization_id == organization_id, AiAgent.enabled.is_(True)).exists()
 
 
 async def ai_agents(ctx: Context) -> list[AiAgent]:

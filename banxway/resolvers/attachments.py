@@ -5,24 +5,17 @@ to download with the viewer's token (`attachment_file`) or through a short-lived
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import re
-import time
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from banxway.auth import Permission
 from banxway.db.models import Attachment
 from banxway.errors import DomainError, PermissionDenied
 from banxway.integrations.storage import attachment_path, store_attachment_bytes
+from banxway.resolvers.signed_links import LinkExpired, LinkInvalid, LinkSigner
 
 if TYPE_CHECKING:
     from banxway.context import Context, SystemContext
@@ -39,6 +32,13 @@ class FileUpload:
 
 # what an uploaded Content-Type is kept as: a bare media type (no parameters), else application/octet-stream
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+# Shown in the page (`<img src>`, opened in a tab): raster images only. Everything else — HTML, SVG (it runs
+# scripts), XML, PDF, text — is a download, so that a file a customer sent never runs as a page of this origin; and
+# every answer is sandboxed by its own Content-Security-Policy besides (banxway.downloads). The one list: the
+# attachment downloads, the web chat visitor's files (`inline`) and their downloads all use it.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"})
 
 
 def media_type(content_type: str | None) -> str:
@@ -111,42 +111,26 @@ async def attachment_file(ctx: Context, attachment_id: uuid.UUID | None) -> tupl
 # -- signed download URLs -----------------------------------------------------------------------------------------
 #
 # `<img src>` and `<a href>` cannot send an Authorization header, so an attachment also downloads with
-# `?expires=<unix time>&signature=<HMAC-SHA256>`: the MAC of (attachment id, its organization, expiry) under a key
-# derived from BANXWAY_SECRET_KEY for this purpose only (HKDF, as banxway.secrets derives its keys), so a link is
-# good for that one file until it expires, and a leaked access-token key is not a link key or the reverse. Links are
-# bearer capabilities: anyone holding one may download the file until it expires (BANXWAY_ATTACHMENT_URL_TTL).
+# `?expires=<unix time>&signature=<HMAC-SHA256>` (banxway.resolvers.signed_links): the MAC of (attachment id, its
+# organization, expiry) under a key for this purpose only, so a link is good for that one file until it expires
+# (BANXWAY_ATTACHMENT_URL_TTL).
 
-_URL_KEY_SALT = b"banxway/attachment-urls/v1"
-
-
-@lru_cache(maxsize=4)
-def _url_key(secret_key: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_URL_KEY_SALT, info=b"banxway:attachment-urls").derive(
-        secret_key.encode("utf-8")
-    )
+ATTACHMENT_LINKS = LinkSigner(salt=b"banxway/attachment-urls/v1", info=b"banxway:attachment-urls")
 
 
 def sign_attachment(secret_key: str, attachment_id: uuid.UUID, organization_id: uuid.UUID, expires: int) -> str:
     """The signature of a download link of the attachment valid until `expires` (unix seconds)."""
-    message = f"{attachment_id}.{organization_id}.{expires}".encode()
-    digest = hmac.new(_url_key(secret_key), message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return ATTACHMENT_LINKS.signature(secret_key, (attachment_id, organization_id), expires)
 
 
 def signed_query(ctx: Context, attachment: Attachment) -> str:
-    """`expires=...&signature=...` for a download link of `attachment`, valid for at most the configured time.
-
-    The expiry is rounded down to a third of that time, so that the same file asked for again soon gets the same
-    URL (a browser's cached image stays cached) and a link is valid between 2/3 of the time and the whole of it."""
-    ttl = ctx.settings.attachment_url_ttl_seconds
-    step = max(1, ttl // 3)
-    expires = (int(time.time()) + ttl) // step * step
-    signature = sign_attachment(ctx.state.secret_key, attachment.id, attachment.organization_id, expires)
-    return f"expires={expires}&signature={signature}"
+    """`expires=...&signature=...` for a download link of `attachment`, valid for at most the configured time
+    (the same link for a while: `LinkSigner.query`)."""
+    fields = (attachment.id, attachment.organization_id)
+    return ATTACHMENT_LINKS.query(ctx.state.secret_key, fields, ctx.settings.attachment_url_ttl_seconds)
 
 
 EXPIRED_LINK = "This download link has expired; ask for a new one (Attachment.downloadUrl)."
-_UNIX_TIME = re.compile(r"[0-9]{1,12}")
 INVALID_LINK = "This download link is not valid (it was altered, or is for another file)."
 
 
@@ -156,16 +140,18 @@ async def attachment_file_signed(
     """The attachment a signed link stands for, where its bytes are, and the seconds the link stays valid; None when
     the file is gone. PermissionDenied (with the reason) for a link that was altered, is for another attachment, or
     expired."""
-    if attachment_id is None or not _UNIX_TIME.fullmatch(expires or "") or not signature:
+    if attachment_id is None or not expires or not signature:
         raise PermissionDenied(INVALID_LINK)
-    until = int(expires or 0)
     async with ctx.session() as session:  # across organizations: the signature says which one
         row = await session.get(Attachment, attachment_id)
-    expected = sign_attachment(ctx.state.secret_key, row.id, row.organization_id, until) if row else "-"
-    if row is None or not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+    fields = (row.id, row.organization_id) if row is not None else ("-",)
+    try:
+        left = ATTACHMENT_LINKS.seconds_left(ctx.state.secret_key, fields, expires, signature)
+    except LinkInvalid:
+        raise PermissionDenied(INVALID_LINK) from None
+    except LinkExpired:
+        raise PermissionDenied(EXPIRED_LINK) from None
+    if row is None:
         raise PermissionDenied(INVALID_LINK)
-    left = until - int(time.time())
-    if left <= 0:
-        raise PermissionDenied(EXPIRED_LINK)
     path = attachment_path(ctx.settings.data_dir, row.sha256)
     return (row, path, left) if path.is_file() else None

@@ -25,9 +25,9 @@ once (CONTACT_MERGE_SUGGESTED), for a person to accept (the contactMerge use-cas
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from banxway import events
 from banxway.auth import Permission
 from banxway.db.models import Contact, ContactIdentity, ContactMergeSuggestion
+from banxway.db.session import transaction_memo
 from banxway.enums import Channel
 from banxway.errors import DomainError
 from banxway.events import ContactMergeSuggested, ContactMergeSuggestionResolved
@@ -73,26 +74,94 @@ async def find_contacts(session: AsyncSession, channel: Channel, address: str) -
     value = normalise_address(channel, address)
     # email identities are stored lower-cased (contactCreate/contactUpdate, the mail parser, this module): an exact
     # match on the normalised value is case-insensitive and uses the (organization, channel, address) index
-    rows = await session.execute(
-        select(Contact, ContactIdentity.channel)
-        .join(ContactIdentity, ContactIdentity.contact_id == Contact.id)
-        .where(ContactIdentity.channel.in_(_family(channel)), ContactIdentity.address == value)
-        .order_by((ContactIdentity.channel == channel).desc(), Contact.created_at, Contact.id)
+    return await _live_owners(session, await _owner_rows(session, channel, value))
+
+
+async def _owner_rows(session: AsyncSession, channel: Channel, value: str) -> list[tuple[Contact, Channel]]:
+    rows = await session.execute(_owners_query(channel, [value]))
+    return [(row[0], row[1]) for row in rows]
+
+
+def _owners_query(channel: Channel, values: list[str]) -> Select[Any]:
+    """(contact, identity channel, address) of the identities with one of `values` on `channel`'s family, the identity
+    on `channel` itself first, then the oldest contact. The identities are found first (a materialized CTE, on the
+    unique (organization, channel, address) index), then their contacts by primary key: PostgreSQL cannot start from
+    the organization's contacts, which it did when its statistics were stale for a fast-growing organization."""
+    owners = (
+        select(ContactIdentity.contact_id, ContactIdentity.channel, ContactIdentity.address)
+        .where(ContactIdentity.channel.in_(_family(channel)), ContactIdentity.address.in_(values))
+        .cte("owners")
+        .prefix_with("MATERIALIZED")
     )
+    return (
+        select(Contact, owners.c.channel, owners.c.address)
+        .join(owners, owners.c.contact_id == Contact.id)
+        .order_by((owners.c.channel == channel).desc(), Contact.created_at, Contact.id)
+    )
+
+
+async def _live_owners(session: AsyncSession, rows: list[tuple[Contact, Channel]]) -> list[Contact]:
     found: list[Contact] = []
-    for contact, _ in rows.all():
+    for contact, _ in rows:
         live = await _live(session, contact)
         if live is not None and all(live.id != c.id for c in found):
             found.append(live)
     return found
 
 
+async def prefetch_contacts(
+    session: AsyncSession, organization_id: uuid.UUID, channel: Channel, addresses: list[str]
+) -> None:
+    """Look up many addresses of one channel in one statement (a page of ingested mail); `resolve_contact` then
+    answers them from what was read, for the rest of the transaction."""
+    values = sorted({normalise_address(channel, address) for address in addresses})
+    if not values:
+        return
+    rows = await session.execute(_owners_query(channel, values))
+    owners: dict[str, list[tuple[Contact, Channel]]] = {value: [] for value in values}
+    for contact, identity_channel, value in rows.all():
+        owners[value].append((contact, identity_channel))
+    memo = transaction_memo(session, "contacts_found")
+    for value, found in owners.items():
+        memo[(organization_id, channel, value)] = found
+
+
 async def resolve_contact(
     session: AsyncSession, organization_id: uuid.UUID, channel: Channel, address: str, *, name: str | None = None
 ) -> Contact:
-    """The contact `address` on `channel` belongs to (see the module's docstring); created when there is none."""
+    """The contact `address` on `channel` belongs to (see the module's docstring); created when there is none.
+    Remembered for the rest of the transaction (a page of mail from one sender resolves it once)."""
     value = normalise_address(channel, address)
-    found = await find_contacts(session, channel, value)
+    resolved = transaction_memo(session, "contacts_resolved")
+    known = resolved.get((organization_id, channel, value))
+    if known is not None:
+        return known
+    contact = await _resolve(session, organization_id, channel, value, name)
+    resolved[(organization_id, channel, value)] = contact
+    return contact
+
+
+async def _resolve(
+    session: AsyncSession, organization_id: uuid.UUID, channel: Channel, value: str, name: str | None
+) -> Contact:
+    owners = transaction_memo(session, "contacts_found").pop((organization_id, channel, value), None)
+    if owners is None:
+        owners = await _owner_rows(session, channel, value)
+    found = await _live_owners(session, owners)
+    # the first owner has the identity on this very channel already: nothing to look up or add
+    has_identity = bool(found) and any(c is found[0] and ch == channel for c, ch in owners)
+    if not found and transaction_memo(session, "batch").get("savepoint"):
+        # inside a batch's own savepoint (a page of mail): written with the batch's flush; a concurrent creation
+        # fails the batch, which is then stored item by item, each through the savepoint below
+        contact = Contact(id=uuid.uuid4(), organization_id=organization_id, name=(name or value)[:200], verified=False)
+        session.add(contact)
+        session.add(
+            ContactIdentity(organization_id=organization_id, contact_id=contact.id, channel=channel, address=value)
+        )
+        events.record(
+            session, events.ContactCreated(contact_id=contact.id), organization_id=organization_id, actor_id=None
+        )
+        return contact
     if not found:
         try:
             async with session.begin_nested():
@@ -106,13 +175,14 @@ async def resolve_contact(
                 )
                 await session.flush()
         except IntegrityError:  # a concurrent message from the same new sender created it first
-            return await resolve_contact(session, organization_id, channel, value, name=name)
+            return await _resolve(session, organization_id, channel, value, name)
         events.record(
             session, events.ContactCreated(contact_id=contact.id), organization_id=organization_id, actor_id=None
         )
         return contact
     contact = found[0]
-    await _ensure_identity(session, organization_id, contact, channel, value)
+    if not has_identity:
+        await _ensure_identity(session, organization_id, contact, channel, value)
     for other in found[1:]:
         await suggest_merge(session, organization_id, contact.id, other.id, value)
     return contact

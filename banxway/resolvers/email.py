@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
 from banxway.db.models import EmailAccount, EmailQuarantine, Message
-from banxway.enums import MailSecurity
+from banxway.enums import EmailAuthMethod, MailSecurity
 from banxway.errors import DomainError
 from banxway.events import EmailAccountCreated, EmailAccountDeleted, EmailAccountUpdated
 from banxway.integrations.email import imap, smtp
@@ -24,8 +24,8 @@ from banxway.resolvers import validation as v
 from banxway.resolvers.audit import audit_change
 from banxway.resolvers.common import get_or_error
 from banxway.resolvers.email_ingest import ingest_mail
+from banxway.resolvers.email_oauth import imap_config_for, smtp_config_for
 from banxway.resolvers.inbox_events import to_global_id
-from banxway.resolvers.mailboxes import imap_config, smtp_config
 from banxway.resolvers.pagination import Page, paginate
 from banxway.secrets import SecretBox
 
@@ -142,6 +142,24 @@ def _secret_follows_its_server(account: EmailAccount, values: dict[str, Any]) ->
             )
 
 
+# An OAuth account's servers are the provider's (banxway.resolvers.email_oauth): its access token is never sent
+# anywhere else, and it has no password.
+_OAUTH_FIXED = (*_SECRET_DESTINATIONS["imap_password"], *_SECRET_DESTINATIONS["smtp_password"], *_PASSWORDS)
+
+
+def _oauth_servers_stay(account: EmailAccount, values: dict[str, Any]) -> None:
+    if account.auth_method != EmailAuthMethod.OAUTH:
+        return
+    for name in _OAUTH_FIXED:
+        if name in values and (name in _PASSWORDS or values[name] != getattr(account, name)):
+            raise DomainError(
+                "INVALID",
+                f"{_camel(name)} of a {account.oauth_provider} OAuth mailbox is set by the provider and cannot be "
+                "changed.",
+                _camel(name),
+            )
+
+
 async def email_account_update(ctx: Context, account_id: uuid.UUID | None, fields: dict[str, Any]) -> EmailAccount:
     """Change the fields given; records EMAIL_ACCOUNT_UPDATED naming those that differ (none: no event)."""
     ctx.require(Permission.ORG_MANAGE)
@@ -150,6 +168,7 @@ async def email_account_update(ctx: Context, account_id: uuid.UUID | None, field
         async with ctx.transaction() as session:
             account = await get_or_error(session, EmailAccount, account_id, "id", lock=True, label="email account")
             _secret_follows_its_server(account, values)
+            _oauth_servers_stay(account, values)
             server_changed = any(
                 name in values and values[name] != getattr(account, name)
                 for name in ("imap_host", "imap_port", "imap_username", "imap_folder")
@@ -209,8 +228,14 @@ async def email_account_test(ctx: Context, account_id: uuid.UUID | None) -> list
     """Log in to IMAP and SMTP; each step's result in the server's own words."""
     ctx.require(Permission.ORG_MANAGE)
     account = await get_or_error(ctx.db.session, EmailAccount, account_id, "id", label="email account")
-    imap_steps = await imap.atest_imap(imap_config(account, ctx.box, ctx.settings))
-    smtp_steps = await smtp.atest_smtp(smtp_config(account, ctx.box, ctx.settings))
+    try:
+        imap_steps = await imap.atest_imap(await imap_config_for(ctx, account))
+    except imap.ImapError as exc:  # an OAuth account without a usable access token
+        imap_steps = [StepResult("login", False, exc.detail)]
+    try:
+        smtp_steps = await smtp.atest_smtp(await smtp_config_for(ctx, account))
+    except smtp.SendError as exc:
+        smtp_steps = [StepResult("auth", False, exc.reply)]
     return [("IMAP", step) for step in imap_steps] + [("SMTP", step) for step in smtp_steps]
 
 

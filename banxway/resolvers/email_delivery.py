@@ -16,7 +16,7 @@ from banxway.enums import Channel, Direction, MessageStatus
 from banxway.integrations.email import smtp
 from banxway.integrations.email.compose import Outbound, OutboundAttachment, compose, new_message_id
 from banxway.integrations.storage import attachment_path
-from banxway.resolvers.mailboxes import smtp_config
+from banxway.resolvers.email_oauth import smtp_config_for
 from banxway.resolvers.sending import (
     ChannelSender,
     PermanentFailure,
@@ -97,7 +97,6 @@ async def prepare_email(session: AsyncSession, message: Message, ctx: SystemCont
         message_id=message.provider_message_id,
         attachments=files,
     )
-    config = smtp_config(account, ctx.box, ctx.settings)
 
     async def send() -> Sent:
         try:
@@ -105,6 +104,7 @@ async def prepare_email(session: AsyncSession, message: Message, ctx: SystemCont
         except ValueError as exc:  # e.g. a recipient that is no address: no server would take it
             raise PermanentFailure(f"The mail could not be written: {exc}") from exc
         try:
+            config = await smtp_config_for(ctx, account)  # after the claim: a token refresh may take a while
             reply = await smtp.asend_mail(
                 config, sender=outbound.from_address, recipients=[*outbound.to, *outbound.cc], raw=raw
             )

@@ -11,7 +11,7 @@ advisory lock (`lock_provider_id`), so that concurrent deliveries of one callbac
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from banxway import events
 from banxway.db.headers import checked
 from banxway.db.models import Contact, Integration, Message, Thread
+from banxway.db.session import transaction_memo
 from banxway.enums import Channel, Direction, MessageStatus, NotificationType, ThreadStatus
 from banxway.events import MessageAdded, ThreadUpdated
 from banxway.integrations.messaging import Inbound, provider
@@ -86,8 +87,9 @@ async def message_receive(
     """
     body, subject, html, sender, full_body = v.without_nul((body, subject, html, sender, full_body))
     headers, recipients = v.without_nul(headers), v.without_nul(recipients)
-    thread = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+    thread = await locked_thread(session, thread_id)
     message = Message(
+        id=uuid.uuid4(),  # known now: the INSERT goes with the transaction's next flush, batched with others
         organization_id=organization_id,
         thread_id=thread.id,
         channel=channel,
@@ -105,10 +107,9 @@ async def message_receive(
         integration_id=integration_id,
         recipients=recipients or [],
     )
-    if received_at is not None:
-        message.created_at = received_at
+    # the time it was received, not the transaction's start: a page of mail stored in one transaction keeps its order
+    message.created_at = received_at or datetime.now(UTC)
     session.add(message)
-    await session.flush()
     thread.last_message_at = max(filter(None, [thread.last_message_at, message.created_at]))
     thread.last_activity_at = max(thread.last_activity_at, message.created_at)
     events.record(
@@ -141,6 +142,27 @@ async def message_receive(
         message_id=message.id,
     )
     return message
+
+
+async def locked_thread(session: AsyncSession, thread_id: uuid.UUID) -> Thread:
+    """The thread, row-locked for the rest of the transaction: read once per transaction (a page of mail adds many
+    messages to one thread; a thread opened in this transaction needs no lock)."""
+    memo = transaction_memo(session, "threads_locked")
+    thread = memo.get(thread_id)
+    if thread is None:
+        thread = memo[thread_id] = await get_or_error(session, Thread, thread_id, "threadId", lock=True, label="thread")
+    return thread
+
+
+async def lock_threads(session: AsyncSession, thread_ids: set[uuid.UUID]) -> None:
+    """Lock many threads in one statement (in id order, as every batch does), for `locked_thread` to answer."""
+    memo = transaction_memo(session, "threads_locked")
+    wanted = sorted(thread_id for thread_id in thread_ids if thread_id not in memo)
+    if wanted:
+        for thread in await session.scalars(
+            select(Thread).where(Thread.id.in_(wanted)).order_by(Thread.id).with_for_update()
+        ):
+            memo[thread.id] = thread
 
 
 async def lock_provider_id(session: AsyncSession, integration_id: uuid.UUID, provider_id: str) -> None:
@@ -263,9 +285,10 @@ def normalise_number(value: str, region: str | None) -> str:
 
 
 async def open_thread_of(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> Thread | None:
-    """The contact's most recently active open (NEW, OPEN, PENDING) thread on `channel`."""
+    """The contact's most recently active open (NEW, OPEN, PENDING) thread on `channel`, row-locked for the rest of
+    the transaction (the message about to be added to it needs the lock: one statement for both)."""
     on_channel = exists().where(Message.thread_id == Thread.id, Message.channel == channel)
-    return await session.scalar(
+    thread = await session.scalar(
         select(Thread)
         .where(
             Thread.contact_id == contact_id,
@@ -274,4 +297,8 @@ async def open_thread_of(session: AsyncSession, contact_id: uuid.UUID, channel: 
         )
         .order_by(Thread.last_activity_at.desc())
         .limit(1)
+        .with_for_update(of=Thread)
     )
+    if thread is not None:
+        transaction_memo(session, "threads_locked")[thread.id] = thread
+    return thread

@@ -132,10 +132,10 @@ async def message_send(
                 provider_fields = await prepare_outbound(
                     session, thread, channel, viewer.user_id, body, template, recipients[0]
                 )
-            if attachment_ids and channel in MEDIA_CHANNELS:  # the provider's limits, before anything is stored
-                await check_media(session, channel, attachment_ids, provider_fields, recipients[0])
             elif channel in META_CHANNELS:  # Messenger/Instagram: the 24-hour window, message tags
                 provider_fields = await meta_outbound(session, channel, body, message_tag, recipients[0])
+            if attachment_ids and channel in MEDIA_CHANNELS:  # the provider's limits, before anything is stored
+                await check_media(session, channel, attachment_ids, provider_fields, recipients[0])
             now = datetime.now(UTC)
             if send_at is not None:
                 status = MessageStatus.SCHEDULED

@@ -4,8 +4,10 @@ once the message has the provider's id."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +17,7 @@ from banxway.db.models import Attachment, Integration, Message
 from banxway.enums import Channel
 from banxway.integrations import messaging as providers
 from banxway.integrations.messaging import media_limits
+from banxway.logs import get_logger
 from banxway.resolvers.attachments import signed_query
 from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.integrations import provider_config, webhook_url
@@ -26,8 +29,11 @@ from banxway.resolvers.sending import (
     Sent,
     TransientFailure,
     UnknownOutcome,
+    merge_headers,
     read_headers,
 )
+
+log = get_logger("banxway.delivery")
 
 
 async def prepare_messaging(session: AsyncSession, message: Message, ctx: SystemContext) -> Send:
@@ -80,6 +86,9 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
         media=await _media(session, message, ctx),
     )
 
+    if outgoing.media is not None and not media_limits.takes_caption(message.channel) and (message.body or "").strip():
+        return _text_then_file(ctx, message, provider, config, outgoing, headers.text_message_id)
+
     async def send() -> Sent:
         with _classified():
             sid = await provider.send_message(config, outgoing)
@@ -88,9 +97,61 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
     return send
 
 
+def _text_then_file(
+    ctx: SystemContext,
+    message: Message,
+    provider: providers.Provider,
+    config: providers.ProviderConfig,
+    outgoing: providers.Outgoing,
+    text_id: str | None,
+) -> Send:
+    """Messenger/Instagram: a file takes no text, so the text goes first as a message of its own, then the file
+    (whose id is the message's provider id). The text's id is stored as soon as Meta took it (`text_message_id`): a
+    retry after the file failed sends the file alone, never the text twice.
+
+    Storing that id is best effort: when it fails (the database unreachable, a pool timeout), the file is sent all
+    the same and the final transaction stores the id with the file's (`Sent.headers`). Should the file then fail
+    in a way worth a retry, the retry would not know the text went: it is UnknownOutcome instead (not retried)."""
+    message_id = message.id
+
+    async def send() -> Sent:
+        nonlocal text_id
+        stored = text_id is not None
+        if text_id is None:
+            with _classified():
+                text_id = await provider.send_message(config, replace(outgoing, media=None))
+            stored = await _keep_text_id(ctx, message_id, text_id)
+        try:
+            with _classified():
+                sid = await provider.send_message(config, outgoing)
+        except TransientFailure as exc:
+            if stored:
+                raise
+            raise UnknownOutcome(
+                f"The text went (id {text_id}), but its id could not be stored and the file failed: {exc}. "
+                "Not retried, so as not to send the text twice."
+            ) from exc
+        return Sent(provider_message_id=sid, headers={"text_message_id": text_id})
+
+    return send
+
+
+async def _keep_text_id(ctx: SystemContext, message_id: uuid.UUID, text_id: str) -> bool:
+    """Store the id of the text sent before the file; False (logged) when the database would not take it."""
+    try:
+        async with ctx.transaction() as session:
+            row = await session.get(Message, message_id, with_for_update=True)
+            if row is not None:
+                await merge_headers(session, row, {"text_message_id": text_id})
+    except Exception as exc:  # best effort: the file is sent all the same (`_text_then_file`)
+        log.warning("text_message_id not stored", message=str(message_id), text_id=text_id, error=str(exc))
+        return False
+    return True
+
+
 async def _media(session: AsyncSession, message: Message, ctx: SystemContext) -> providers.OutgoingMedia | None:
-    """The message's file (WhatsApp, MMS) as the provider fetches it: a signed public download URL on
-    BANXWAY_PUBLIC_URL (`Attachment.downloadUrl`), valid for BANXWAY_ATTACHMENT_URL_TTL."""
+    """The message's file (WhatsApp, MMS, Messenger, Instagram) as the provider fetches it: a signed public download
+    URL on BANXWAY_PUBLIC_URL (`Attachment.downloadUrl`), valid for BANXWAY_ATTACHMENT_URL_TTL."""
     attachment = await session.scalar(
         select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.created_at).limit(1)
     )

@@ -152,8 +152,9 @@ async def _template(session: AsyncSession, choice: TemplateChoice) -> dict[str, 
 
 CUSTOMER_CARE_WINDOW = timedelta(hours=24)
 
-# Channels whose messages may carry a file through a provider (attachmentIds), within `messaging.media_limits`.
-MEDIA_CHANNELS = (Channel.WHATSAPP, Channel.SMS)
+# Channels whose messages may carry files (attachmentIds), within `messaging.media_limits`: through a provider, or
+# (WEB_CHAT) downloaded by the visitor.
+MEDIA_CHANNELS = (Channel.WHATSAPP, Channel.SMS, Channel.MESSENGER, Channel.INSTAGRAM, Channel.WEB_CHAT)
 
 
 async def check_media(
@@ -165,19 +166,20 @@ async def check_media(
 ) -> None:
     """INVALID naming `attachmentIds[.i]` when the files cannot go on `channel` through the message's provider:
     more than one, a type or size past the table in `messaging.media_limits`, a template, SMS without MMS."""
-    if len(attachment_ids) > media_limits.MEDIA_PER_MESSAGE:
+    if len(attachment_ids) > (most := media_limits.media_per_message(channel)):
+        files = "one media file" if most == 1 else f"at most {most} files"
         raise DomainError(
-            "INVALID", f"A {channel.name} message carries one media file; send the others separately.", "attachmentIds"
+            "INVALID", f"A {channel.name} message carries {files}; send the others separately.", "attachmentIds"
         )
     if "template" in (provider_fields.get("headers") or {}):
         raise DomainError("INVALID", "A template message carries no media here.", "attachmentIds")
     integration_id = provider_fields.get("integration_id")
     integration = await session.get(Integration, integration_id) if integration_id else None
-    if integration is None:
+    if integration is None and channel != Channel.WEB_CHAT:  # web chat: no provider, the visitor downloads them
         raise DomainError(
             "INVALID", f"No {channel.name} number to send media from: configure one (integrationConfigure).", "to"
         )
-    kind = provider(integration.type)
+    kind = provider(integration.type) if integration is not None else None
     for index, attachment_id in enumerate(attachment_ids):
         found = await session.get(Attachment, attachment_id) if attachment_id else None
         if found is None:
@@ -186,9 +188,10 @@ async def check_media(
             channel,
             found.content_type,
             found.size,
-            provider=integration.type.value,
-            mms_regions=kind.mms_regions,
+            provider=integration.type.value if integration is not None else channel.value,
+            mms_regions=kind.mms_regions if kind is not None else frozenset(),
             to=recipient,
+            filename=found.filename,
         )
         if problem:
             raise DomainError("INVALID", problem, f"attachmentIds.{index}")

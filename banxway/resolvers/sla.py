@@ -35,6 +35,7 @@ from banxway import events
 from banxway.auth import Permission
 from banxway.calendar import BusinessCalendar, Pause
 from banxway.db.models import Customer, Organization, SlaPolicy, SlaTarget, Thread, User
+from banxway.db.session import transaction_memo
 from banxway.enums import Channel, NotificationType, Priority, Role, SlaStatus, SlaTargetKind, ThreadStatus, ThreadType
 from banxway.errors import DomainError
 from banxway.resolvers import validation as v
@@ -271,14 +272,24 @@ def matches(policy: SlaPolicy, thread: Thread, customer_tags: Iterable[str]) -> 
     return all(not wanted or facts[key] & set(wanted) for key, wanted in conditions.items())
 
 
-async def policy_for(session: AsyncSession, thread: Thread) -> SlaPolicy | None:
-    policies = list(
-        await session.scalars(
-            select(SlaPolicy)
-            .where(SlaPolicy.organization_id == thread.organization_id, SlaPolicy.active.is_(True))
-            .order_by(SlaPolicy.position, SlaPolicy.created_at)
+async def active_policies(session: AsyncSession, organization_id: uuid.UUID) -> list[SlaPolicy]:
+    """The organization's active policies in order; read once per transaction (a page of ingested mail opens many
+    threads; policies are changed in transactions of their own)."""
+    memo = transaction_memo(session, "sla_policies")
+    policies = memo.get(organization_id)
+    if policies is None:
+        policies = memo[organization_id] = list(
+            await session.scalars(
+                select(SlaPolicy)
+                .where(SlaPolicy.organization_id == organization_id, SlaPolicy.active.is_(True))
+                .order_by(SlaPolicy.position, SlaPolicy.created_at)
+            )
         )
-    )
+    return policies
+
+
+async def policy_for(session: AsyncSession, thread: Thread) -> SlaPolicy | None:
+    policies = await active_policies(session, thread.organization_id)
     if not policies:
         return None
     tags: list[str] = []

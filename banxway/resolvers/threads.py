@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, any_, bindparam, cast, delete, func, literal, select, union
+from sqlalchemy import ColumnElement, Select, any_, bindparam, cast, delete, func, literal, select, union, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.orm import aliased
 
@@ -16,6 +16,7 @@ from banxway import events
 from banxway.auth import Permission
 from banxway.db.models import Contact, Customer, Message, Note, Shipment, Thread, ThreadCounter
 from banxway.db.models import ThreadRead as ThreadReadRow
+from banxway.db.session import transaction_memo
 from banxway.enums import Channel, Intent, NotificationType, Priority, Sentiment, SlaStatus, ThreadStatus, ThreadType
 from banxway.errors import DomainError, PermissionDenied
 from banxway.events import ThreadArchived, ThreadAssigned, ThreadCreated, ThreadRead, ThreadUpdated
@@ -32,18 +33,55 @@ if TYPE_CHECKING:
 
 
 async def next_reference(session: AsyncSession, organization_id: uuid.UUID, year: int) -> str:
-    """BX-YYYY-NNNN: the next number of the year, atomically (a row lock on the counter)."""
+    """BX-YYYY-NNNN: the next number of the year, atomically (a row lock on the counter, held to the transaction's
+    end). A transaction that will open many threads (a page of ingested mail) reserves a block of numbers in one
+    statement first (`reserve_references`) and gives back what it did not use (`release_references`)."""
+    block = transaction_memo(session, "thread_references").get((organization_id, year))
+    if block is not None and block[0] < block[1]:
+        block[0] += 1
+        return f"BX-{year}-{block[0]:04d}"
+    number = await _advance_counter(session, organization_id, year, 1)
+    return f"BX-{year}-{number:04d}"
+
+
+async def _advance_counter(session: AsyncSession, organization_id: uuid.UUID, year: int, by: int) -> int:
     statement = (
         insert(ThreadCounter)
-        .values(organization_id=organization_id, year=year, last_value=1)
+        .values(organization_id=organization_id, year=year, last_value=by)
         .on_conflict_do_update(
             index_elements=[ThreadCounter.organization_id, ThreadCounter.year],
-            set_={"last_value": ThreadCounter.last_value + 1},
+            set_={"last_value": ThreadCounter.last_value + by},
         )
         .returning(ThreadCounter.last_value)
     )
-    number = (await session.execute(statement)).scalar_one()
-    return f"BX-{year}-{number:04d}"
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def reserve_references(session: AsyncSession, organization_id: uuid.UUID, count: int) -> None:
+    """Take up to `count` numbers of this year's counter at once for the threads this transaction may open. The
+    counter's row stays locked until the transaction ends (as one number's would), so nobody else numbers a thread
+    meanwhile and `release_references` can give the unused ones back without a gap."""
+    if count <= 1:
+        return
+    year = datetime.now(UTC).year
+    memo = transaction_memo(session, "thread_references")
+    last = await _advance_counter(session, organization_id, year, count)
+    memo[(organization_id, year)] = [last - count, last]
+
+
+async def release_references(session: AsyncSession, organization_id: uuid.UUID) -> None:
+    """Give back the reserved numbers this transaction did not use (call it before the transaction commits)."""
+    memo = transaction_memo(session, "thread_references")
+    for (organization, year), (used, last) in list(memo.items()):
+        if organization != organization_id:
+            continue
+        del memo[(organization, year)]
+        if used < last:
+            await session.execute(
+                update(ThreadCounter)
+                .where(ThreadCounter.organization_id == organization, ThreadCounter.year == year)
+                .values(last_value=used)
+            )
 
 
 async def _links(
@@ -119,6 +157,7 @@ async def new_thread(
     """A NEW thread with the next reference (the caller has validated the values and records the event)."""
     now = datetime.now(UTC)
     thread = Thread(
+        id=uuid.uuid4(),  # known before the INSERT, which goes with the transaction's next flush (batched)
         organization_id=organization_id,
         reference=await next_reference(session, organization_id, now.year),
         subject=subject,
@@ -133,7 +172,7 @@ async def new_thread(
         last_activity_at=now,
     )
     session.add(thread)
-    await session.flush()
+    transaction_memo(session, "threads_locked")[thread.id] = thread  # new in this transaction: nobody else has it
     await sla.thread_opened(session, thread, now)
     return thread
 

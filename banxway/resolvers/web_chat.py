@@ -20,7 +20,8 @@ SENT (never a queued, scheduled or failed one, never an internal note).
 Agents reply with `messageSend(channel: WEB_CHAT)`: QUEUED, then the `deliver_message` consequence runs the WEB_CHAT
 "sender" (`WEB_CHAT_SENDER`), which has nothing to call: the message becomes SENT, and MESSAGE_STATUS_CHANGED reaches
 the visitor's `visitorEvents` subscription through the organization's event channel. The visitor's client acks
-(`visitor_message_ack`): DELIVERED, and READ once displayed (statuses only move forward).
+(`visitor_message_ack`): DELIVERED, and READ once displayed (statuses only move forward). Files an agent sends with a
+reply reach that visitor only: `banxway.resolvers.web_chat_files`.
 """
 
 from __future__ import annotations
@@ -672,14 +673,17 @@ async def chat_transcript_send(ctx: SystemContext, visitor_id: uuid.UUID) -> boo
 
 # -- the embeddable script -----------------------------------------------------------------------------------------
 
-SCRIPT_VERSION = 1
+SCRIPT_VERSION = 2
 SCRIPT_PATH = Path(__file__).resolve().parent.parent / "static" / "widget.js"
+# Earlier versions, still served for `/widget.js?v=<n>`: a page embeds the script with its version's SRI hash, and a
+# browser refuses a script whose hash changed, so pages not yet given the new snippet keep the old script.
+OLDER_SCRIPTS = {1: SCRIPT_PATH.with_name("widget.v1.js")}
 
 
 @functools.cache
-def script() -> tuple[bytes, str]:
-    """(banxway/static/widget.js, its SRI hash `sha384-<base64>`)."""
-    content = SCRIPT_PATH.read_bytes()
+def script(version: int = SCRIPT_VERSION) -> tuple[bytes, str]:
+    """(banxway/static/widget.js, or an older version's file, and its SRI hash `sha384-<base64>`)."""
+    content = OLDER_SCRIPTS.get(version, SCRIPT_PATH).read_bytes()
     return content, "sha384-" + base64.b64encode(hashlib.sha384(content).digest()).decode()
 
 

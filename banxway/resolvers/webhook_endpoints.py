@@ -426,21 +426,22 @@ def _new_delivery(endpoint: WebhookEndpoint, row: EventRow, now: datetime, windo
     }
 
 
-async def webhook_event_ids(session: AsyncSession, rows: Sequence[EventRow]) -> list[int]:
-    """Of events being dispatched (`session`: the dispatching transaction's), those an enabled endpoint of their
-    organization subscribes to: one query, and only when a type could be sent at all."""
-    sendable = set(subscribable_types())
-    candidates = [row for row in rows if row.type in sendable]
-    if not candidates:
-        return []
-    found = await session.execute(
-        select(WebhookEndpoint.organization_id, WebhookEndpoint.event_types).where(
-            WebhookEndpoint.organization_id.in_({row.organization_id for row in candidates}),
-            WebhookEndpoint.enabled.is_(True),
-        )
+def subscribed_types(organization_id: Any) -> Any:
+    """The event types the organization's (a column or value) enabled endpoints subscribe to, as an array (NULL when
+    none): asked by the relay for a batch of organizations in one statement (`consequences.start`)."""
+    types = (
+        select(func.unnest(WebhookEndpoint.event_types).label("type"))
+        .where(WebhookEndpoint.organization_id == organization_id, WebhookEndpoint.enabled.is_(True))
+        .subquery()
     )
-    wanted: set[tuple[uuid.UUID, str]] = {(org, name) for org, names in found.all() for name in names}
-    return [row.id for row in candidates if (row.organization_id, row.type) in wanted]
+    return select(func.array_agg(types.c.type)).scalar_subquery()
+
+
+def webhook_event_ids(rows: Sequence[EventRow], subscribed: dict[uuid.UUID, set[str]]) -> list[int]:
+    """Of events being dispatched, those an enabled endpoint of their organization subscribes to (`subscribed`: the
+    types per organization, from `subscribed_types`)."""
+    sendable = set(subscribable_types())
+    return [row.id for row in rows if row.type in sendable and row.type in subscribed.get(row.organization_id, ())]
 
 
 async def webhook_deliveries_create(ctx: SystemContext, event_id: int) -> list[uuid.UUID]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,17 +109,14 @@ class RetryStep(Exception):
 # -- starting ---------------------------------------------------------------------------------------------------
 
 
-async def automated_organizations(session: AsyncSession, organization_ids: set[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of the organizations have an active workflow or a waiting instance (their events are worth a job)."""
-    if not organization_ids:
-        return set()
-    active = select(Workflow.organization_id).where(
-        Workflow.organization_id.in_(organization_ids), Workflow.active.is_(True)
+def is_automated(organization_id: Any) -> ColumnElement[bool]:
+    """Whether the organization (a column or value) has an active workflow or a waiting instance: its trigger events
+    are worth a job (asked by the relay for a batch of organizations in one statement, `consequences.start`)."""
+    active = select(Workflow.id).where(Workflow.organization_id == organization_id, Workflow.active.is_(True))
+    waiting = select(WorkflowInstance.id).where(
+        WorkflowInstance.organization_id == organization_id, WorkflowInstance.status == Status.WAITING.name
     )
-    waiting = select(WorkflowInstance.organization_id).where(
-        WorkflowInstance.organization_id.in_(organization_ids), WorkflowInstance.status == Status.WAITING.name
-    )
-    return set(await session.scalars(active.union(waiting)))
+    return or_(active.exists(), waiting.exists())
 
 
 async def workflows_start(ctx: SystemContext, event_id: int) -> list[uuid.UUID]:

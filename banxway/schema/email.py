@@ -8,8 +8,9 @@ from typing import Any
 import strawberry
 
 from banxway import db
-from banxway.enums import MailSecurity
+from banxway.enums import EmailAccountStatus, EmailAuthMethod, MailSecurity, OAuthProvider
 from banxway.resolvers import email as email_use_cases
+from banxway.resolvers import email_oauth as oauth_use_cases
 from banxway.schema.errors import error_type, mutate
 from banxway.schema.ids import decode, given
 from banxway.schema.messages import Message
@@ -18,6 +19,21 @@ from banxway.schema.pagination import Connection, connection
 
 MailSecurity = strawberry.enum(MailSecurity, name="MailSecurity", description="NONE, STARTTLS, or TLS from the start.")
 EmailAccountError, EmailAccountErrorCode = error_type("EmailAccount", ["INVALID", "NOT_FOUND", "TAKEN"])
+EmailAuthMethod = strawberry.enum(
+    EmailAuthMethod, name="EmailAuthMethod", description="PASSWORD (IMAP LOGIN, SMTP AUTH) or OAUTH (XOAUTH2)."
+)
+OAuthProvider = strawberry.enum(
+    OAuthProvider, name="OAuthProvider", description="A mailbox provider that connects with OAuth 2.0."
+)
+EmailAccountStatus = strawberry.enum(
+    EmailAccountStatus,
+    name="EmailAccountStatus",
+    description="ACTIVE, or REAUTHORIZATION_REQUIRED: the OAuth grant is gone and nothing is read or sent until an "
+    "admin authorizes the mailbox again (emailAccountOAuthStart with its id).",
+)
+EmailAccountOAuthStartError, EmailAccountOAuthStartErrorCode = error_type(
+    "EmailAccountOAuthStart", ["INVALID", "NOT_FOUND", "NOT_CONFIGURED"]
+)
 
 
 @strawberry.type(description="A mailbox read over IMAP and sent from over SMTP; passwords are never shown.")
@@ -39,7 +55,16 @@ class EmailAccount(Node):
     active: bool
     last_polled_at: datetime | None
     last_error: str | None = strawberry.field(description="Why the last poll failed, in the server's words.")
+    auth_method: EmailAuthMethod  # type: ignore[valid-type]
+    oauth_provider: OAuthProvider | None = strawberry.field(  # type: ignore[valid-type]
+        description="The provider of an OAUTH account (its tokens are never shown)."
+    )
+    status: EmailAccountStatus  # type: ignore[valid-type]
     created_at: datetime
+
+    @strawberry.field(description="When the current OAuth access token expires (it is refreshed before use).")
+    def token_expires_at(self) -> datetime | None:
+        return self.oauth_token_expires_at  # type: ignore[attr-defined]
 
     is_type_of = _model_type_of(db.EmailAccount)
 
@@ -112,6 +137,22 @@ class EmailAccountUpdateInput:
     from_name: str | None = strawberry.UNSET
     signature: str | None = strawberry.UNSET
     active: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="Connect a Gmail or Microsoft 365 mailbox, or re-authorize one (emailAccountId).")
+class EmailAccountOAuthStartInput:
+    provider: OAuthProvider  # type: ignore[valid-type]
+    email_account_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class EmailAccountOAuthStartPayload:
+    authorization_url: str | None = strawberry.field(
+        default=None,
+        description="Send the admin's browser here; the provider comes back to /oauth/{provider}/callback, which "
+        "creates (or re-authorizes) the account. Valid for 10 minutes, once.",
+    )
+    user_errors: list[EmailAccountOAuthStartError]  # type: ignore[valid-type]
 
 
 @strawberry.input
@@ -197,6 +238,27 @@ class EmailMutation:
             return {"ok": all(s.ok for s in steps), "steps": steps}
 
         return await mutate(EmailAccountTestPayload, EmailAccountError, EmailAccountErrorCode, call)
+
+    @strawberry.mutation(description="Start connecting a mailbox by OAuth 2.0 (admins): the provider's consent URL.")
+    async def email_account_o_auth_start(
+        self, info: Ctx, input: EmailAccountOAuthStartInput
+    ) -> EmailAccountOAuthStartPayload:
+        async def call() -> dict:
+            account_id = (
+                decode(input.email_account_id, "EmailAccount", "emailAccountId")
+                if input.email_account_id is not None
+                else None
+            )
+            request = info.context.request
+            base_url = str(request.base_url) if hasattr(request, "base_url") else None
+            url = await oauth_use_cases.email_account_oauth_start(
+                info.context, input.provider, account_id, base_url=base_url
+            )
+            return {"authorization_url": url}
+
+        return await mutate(
+            EmailAccountOAuthStartPayload, EmailAccountOAuthStartError, EmailAccountOAuthStartErrorCode, call
+        )
 
     @strawberry.mutation(description="Try to store a quarantined mail again.")
     async def email_quarantine_reprocess(self, info: Ctx, input: EmailAccountIdInput) -> EmailQuarantinePayload:

@@ -17,6 +17,7 @@ from banxway.db.models import Message as MessageRow
 from banxway.enums import Direction
 from banxway.errors import AuthenticationRequired, PermissionDenied
 from banxway.resolvers import web_chat as use_cases
+from banxway.resolvers import web_chat_files
 from banxway.schema.errors import error_type, mutate
 from banxway.schema.ids import decode, given, local_id, to_global_id
 from banxway.schema.nodes import Ctx, Node, _id_field, _model_type_of
@@ -204,6 +205,22 @@ class VisitorMessageAuthor(enum.Enum):
     AGENT = "AGENT"
 
 
+@strawberry.type(description="A file an agent sent the visitor.")
+class VisitorAttachment:
+    id: strawberry.ID
+    filename: str
+    content_type: str
+    size: int = strawberry.field(description="Bytes.")
+    inline: bool = strawberry.field(
+        description="An image the widget shows in the page (png, jpeg, gif, webp); anything else downloads."
+    )
+    url: str = strawberry.field(
+        description="Where this visitor downloads it (no header needed): a link signed for this visitor and file, "
+        "valid for BANXWAY_ATTACHMENT_URL_TTL (ask visitorMessages again for a new one). With the visitor token "
+        "(Authorization: Bearer), the same path without its query works too."
+    )
+
+
 @strawberry.type(description="A message of the visitor's own conversation.")
 class VisitorMessage:
     id: strawberry.ID
@@ -211,16 +228,45 @@ class VisitorMessage:
     author: VisitorMessageAuthor
     status: str = strawberry.field(description="Agents' messages: SENT, DELIVERED or READ; the visitor's: RECEIVED.")
     created_at: datetime
+    attachments: list[VisitorAttachment] = strawberry.field(description="Files an agent sent with this message.")
 
     @staticmethod
-    def of(row: MessageRow) -> VisitorMessage:
+    def of(row: MessageRow, files: list[VisitorAttachment] | None = None) -> VisitorMessage:
         return VisitorMessage(
             id=strawberry.ID(to_global_id("Message", row.id)),
             body=row.body or "",
             author=VisitorMessageAuthor.VISITOR if row.direction == Direction.INBOUND else VisitorMessageAuthor.AGENT,
             status=row.status.name,
             created_at=row.created_at,
+            attachments=files or [],
         )
+
+
+async def _visitor_messages(info: Ctx, claims: use_cases.VisitorClaims, rows: list[MessageRow]) -> list[VisitorMessage]:
+    """The rows as the visitor sees them, with the files of the agents' replies (one lookup for all of them)."""
+    outbound = [row.id for row in rows if row.direction == Direction.OUTBOUND]
+    files = await web_chat_files.visitor_files(info.context.state, claims, outbound) if outbound else {}
+    settings = info.context.settings
+    request = info.context.request
+    base = settings.public_url or (str(request.base_url) if hasattr(request, "base_url") else "")
+    base = base.rstrip("/").replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    return [
+        VisitorMessage.of(
+            row,
+            [
+                VisitorAttachment(
+                    id=strawberry.ID(file.id),
+                    filename=file.filename,
+                    content_type=file.content_type,
+                    size=file.size,
+                    inline=file.inline,
+                    url=base + file.path,
+                )
+                for file in files.get(row.id, [])
+            ],
+        )
+        for row in rows
+    ]
 
 
 @strawberry.type
@@ -284,7 +330,7 @@ class VisitorQuery:
         except use_cases.InvalidVisitorToken as exc:
             raise _refused(exc) from None
         return VisitorMessageConnection(
-            nodes=[VisitorMessage.of(row) for row in page.messages],
+            nodes=await _visitor_messages(info, claims, page.messages),
             page_info=VisitorPageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         )
 
@@ -316,7 +362,7 @@ class VisitorMutation:
                 rows = await use_cases.visitor_message_ack(info.context.state, claims, wanted, input.read)
             except use_cases.InvalidVisitorToken as exc:
                 raise _refused(exc) from None
-            return {"messages": [VisitorMessage.of(row) for row in rows]}
+            return {"messages": await _visitor_messages(info, claims, rows)}
 
         return await mutate(VisitorMessageAckPayload, VisitorError, VisitorErrorCode, call)
 
@@ -328,9 +374,10 @@ class VisitorSubscription:
         claims = _visitor(info)
         try:
             async for event in use_cases.visitor_events(info.context.state, claims):
+                message = event.message
                 yield VisitorEvent(
                     type=event.type,
-                    message=VisitorMessage.of(event.message) if event.message is not None else None,
+                    message=(await _visitor_messages(info, claims, [message]))[0] if message is not None else None,
                     status=event.status,
                 )
         except use_cases.InvalidVisitorToken as exc:

@@ -1,9 +1,10 @@
-/*! Banxway web chat widget v1 — no dependencies.
- * <script src="https://banxway.example.com/widget.js?v=1" data-widget-key="wk_..." async></script>
+/*! Banxway web chat widget v2 — no dependencies.
+ * <script src="https://banxway.example.com/widget.js?v=2" data-widget-key="wk_..." async></script>
  * The server is the script's own origin; the widget is its data-widget-key. It opens a visitor session
  * (POST /widget/<key>/session, renewed with the previous token kept in localStorage), then speaks
  * graphql-transport-ws on /graphql: visitorMessages (history), subscription visitorEvents (live replies),
- * visitorMessageSend, visitorMessageAck (DELIVERED on arrival, READ once shown in the open panel).
+ * visitorMessageSend, visitorMessageAck (DELIVERED on arrival, READ once shown in the open panel). Files an agent
+ * sends come with their reply: images shown in the page, anything else as a download link (signed for this visitor).
  */
 (function () {
   "use strict";
@@ -13,7 +14,7 @@
   var key = script.getAttribute("data-widget-key") || "";
   var server = new URL(script.src, location.href).origin;
   var storeKey = "banxway-chat:" + key;
-  var FIELDS = "id body author status createdAt";
+  var FIELDS = "id body author status createdAt attachments { id filename contentType size inline url }";
   var EVENTS = "subscription { visitorEvents { type status message { " + FIELDS + " } } }";
   var HISTORY = "query { visitorMessages(first: 100) { nodes { " + FIELDS + " } } }";
   var SEND = "mutation($body: String!) { visitorMessageSend(input: {body: $body}) { message { " + FIELDS +
@@ -22,7 +23,7 @@
     "{ userErrors { message } } }";
 
   var state = { token: null, config: null, ws: null, ready: false, seq: 0, shown: {}, unread: [], open: false,
-    pending: {}, renewTimer: null, retry: 1000, refused: false };
+    pending: {}, renewTimer: null, retry: 1000, refused: false, links: {}, linkTimer: null, linkAt: 0 };
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -65,16 +66,44 @@
     if (kind) root.setAttribute("data-state", kind);
   }
 
-  function bubble(text, mine, id, extraClass) {
+  function bubble(text, mine, id, extraClass, files) {
     var row = el("div", { "class": "banxway-chat-message " + (mine ? "from-visitor" : "from-agent") + (extraClass || "") });
     if (id) row.setAttribute("data-id", id);
     row.style.cssText = "margin:4px 0;display:flex;justify-content:" + (mine ? "flex-end" : "flex-start");
     var inner = el("span", {}, text);
     inner.style.cssText = "max-width:80%;padding:6px 10px;border-radius:12px;white-space:pre-wrap;word-wrap:break-word;" +
       (mine ? "color:#fff;background:" + colour() : "background:#f1f1f1");
+    (files || []).forEach(function (file) { inner.appendChild(attachment(file)); });
     row.appendChild(inner);
     list.appendChild(row);
     list.scrollTop = list.scrollHeight;
+  }
+
+  function size(bytes) {
+    return bytes >= 1048576 ? (bytes / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(bytes / 1024)) + " KB";
+  }
+
+  function attachment(file) {
+    var url = new URL(file.url, server);
+    if (url.origin !== server) return el("span", {}, file.filename); // only files of this chat's server
+    var box = el("div", { "class": "banxway-chat-attachment", "data-attachment-id": file.id });
+    box.style.cssText = "margin-top:6px;white-space:normal";
+    var link = el("a", { href: url.href, target: "_blank", rel: "noopener noreferrer", download: file.filename });
+    var shown = { link: link, image: null };
+    state.links[file.id] = shown;
+    planRefresh(url);
+    if (file.inline) {
+      var image = el("img", { src: url.href, alt: file.filename, "class": "banxway-chat-image" });
+      shown.image = image;
+      image.style.cssText = "display:block;max-width:100%;max-height:200px;border-radius:8px";
+      image.addEventListener("load", function () { list.scrollTop = list.scrollHeight; });
+      link.appendChild(image);
+    } else {
+      link.setAttribute("class", "banxway-chat-file");
+      link.textContent = file.filename + " (" + size(file.size) + ")";
+    }
+    box.appendChild(link);
+    return box;
   }
 
   function colour() {
@@ -82,11 +111,36 @@
     return /^#[0-9a-fA-F]{6}$/.test(c || "") ? c : "#1f6feb";
   }
 
+  // A file's link is signed for a while only: new links are asked for (visitorMessages) before the first expires.
+  function planRefresh(url) {
+    var at = Number(url.searchParams.get("expires") || 0) * 1000 - 30000;
+    if (!at || (state.linkTimer && at >= state.linkAt)) return;
+    clearTimeout(state.linkTimer);
+    state.linkAt = at;
+    state.linkTimer = setTimeout(function () {
+      state.linkTimer = null;
+      request(HISTORY, {}, function (data) { (data.visitorMessages.nodes || []).forEach(show); });
+    }, Math.max(at - Date.now(), 5000));
+  }
+
+  function relink(message) {
+    (message.attachments || []).forEach(function (file) {
+      var shown = state.links[file.id];
+      var url = new URL(file.url, server);
+      if (!shown || url.origin !== server) return;
+      shown.link.href = url.href;
+      // the image too: once its old link expires, a reload (cache eviction, re-layout) would be refused
+      if (shown.image && shown.image.getAttribute("src") !== url.href) shown.image.setAttribute("src", url.href);
+      planRefresh(url);
+    });
+  }
+
   function show(message) {
+    if (message && state.shown[message.id]) relink(message);
     if (!message || state.shown[message.id]) return;
     state.shown[message.id] = true;
     var mine = message.author === "VISITOR";
-    bubble(message.body, mine, message.id);
+    bubble(message.body, mine, message.id, "", message.attachments);
     if (!mine && message.status !== "READ") {
       state.unread.push(message.id);
       ack();

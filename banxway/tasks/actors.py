@@ -26,7 +26,7 @@ from banxway.resolvers.email_ingest import active_account_ids, poll_account, rec
 from banxway.resolvers.media import fetch_media, transcribe
 from banxway.resolvers.messages import release_scheduled, scheduled_due
 from banxway.resolvers.meta import refresh_page_token, tokens_to_refresh
-from banxway.resolvers.notifications import notification_email_send
+from banxway.resolvers.notification_emails import notification_email_send
 from banxway.resolvers.sending import RetryLater
 from banxway.resolvers.sla import sla_check, sla_checks_due
 from banxway.resolvers.threads import snoozes_ending, thread_wake

@@ -42,9 +42,9 @@ from banxway.events import (
     NotificationCreated,
     WebhookDeliveriesQueued,
 )
-from banxway.resolvers.ai_agent import organizations_with_agents
-from banxway.resolvers.webhook_endpoints import webhook_event_ids
-from banxway.resolvers.workflow_engine import TRIGGER_EVENTS, automated_organizations
+from banxway.resolvers.relay_needs import organization_facts
+from banxway.resolvers.webhook_endpoints import subscribable_types, webhook_event_ids
+from banxway.resolvers.workflow_engine import TRIGGER_EVENTS
 from banxway.settings import Settings
 from banxway.state import AppState, new_state
 from banxway.tasks import actors
@@ -130,19 +130,25 @@ async def start(session: AsyncSession, rows: Sequence[Event]) -> None:
     """Enqueue the work the events call for (`session`: the dispatching transaction's); raises when the broker
     cannot be reached."""
     found: list[tuple[dramatiq.Actor, str | int]] = list(jobs(rows))
-    candidates = [row for row in rows if row.type in TRIGGER_EVENTS]
-    if candidates:
-        automated = await automated_organizations(session, {row.organization_id for row in candidates})
-        found += [(actors.start_workflows, row.id) for row in candidates if row.organization_id in automated]
+    triggers = [row for row in rows if row.type in TRIGGER_EVENTS]
     for_agents = [row for row in rows if row.type == MessageAdded.type and _for_ai_agent(row.payload)]
-    if for_agents:
-        answered = await organizations_with_agents(session, {row.organization_id for row in for_agents})
-        found += [
-            (actors.run_ai_agent, str(row.payload["message_id"]))
-            for row in for_agents
-            if row.organization_id in answered
-        ]
-    found += [(actors.deliver_webhooks, event_id) for event_id in await webhook_event_ids(session, rows)]
+    sendable = set(subscribable_types())
+    to_send = [row for row in rows if row.type in sendable]
+    facts = await organization_facts(
+        session,
+        {row.organization_id for row in (*triggers, *for_agents, *to_send)},
+        workflows=bool(triggers),
+        agents=bool(for_agents),
+        webhooks=bool(to_send),
+    )
+    found += [(actors.start_workflows, row.id) for row in triggers if facts[row.organization_id].automated]
+    found += [
+        (actors.run_ai_agent, str(row.payload["message_id"]))
+        for row in for_agents
+        if facts[row.organization_id].has_agent
+    ]
+    subscribed = {organization: fact.webhook_types for organization, fact in facts.items()}
+    found += [(actors.deliver_webhooks, event_id) for event_id in webhook_event_ids(to_send, subscribed)]
     if not found:
         return
 

@@ -12,18 +12,12 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 from banxway.context import SystemContext
 from banxway.integrations.email import imap
 from banxway.logs import get_logger
 from banxway.resolvers.email_ingest import email_account, watched_accounts
-from banxway.resolvers.mailboxes import imap_config
-from banxway.secrets import SecretBox
-from banxway.settings import Settings
-
-if TYPE_CHECKING:
-    from banxway.db.models import EmailAccount
+from banxway.resolvers.email_oauth import imap_config_for
 
 log = get_logger("banxway.email")
 
@@ -59,19 +53,20 @@ async def watch_mailboxes(ctx: SystemContext, on_mail: Callable[[uuid.UUID], Awa
 
 
 async def _watch(ctx: SystemContext, account_id: uuid.UUID, on_mail: Callable[[uuid.UUID], Awaitable[None]]) -> None:
-    box, settings = ctx.box, ctx.settings
+    settings = ctx.settings
     while True:
         account = await email_account(ctx, account_id)
         if account is None:
             return
-        wait = functools.partial(
-            imap.wait_for_mail,
-            imap_config(account, box, settings),
-            timeout=IDLE_SECONDS,
-            uidvalidity=account.uidvalidity,
-            last_uid=account.last_uid,
-        )
         try:
+            config = await imap_config_for(ctx, account)  # a fresh access token for an OAuth account
+            wait = functools.partial(
+                imap.wait_for_mail,
+                config,
+                timeout=IDLE_SECONDS,
+                uidvalidity=account.uidvalidity,
+                last_uid=account.last_uid,
+            )
             signalled = await asyncio.get_running_loop().run_in_executor(_IDLE_THREADS, wait)
         except imap.ImapError as exc:
             log.warning("IMAP IDLE failed; relying on polls for a while", account=str(account_id), error=str(exc))
@@ -80,12 +75,12 @@ async def _watch(ctx: SystemContext, account_id: uuid.UUID, on_mail: Callable[[u
         if signalled:
             await asyncio.shield(on_mail(account_id))  # a watcher restart must not lose the poll it asked for
             await asyncio.sleep(0.5)  # let the poll advance the cursor before idling again
-        elif signalled is False and not await _supports_idle(account, box, settings):
+        elif signalled is False and not await _supports_idle(config):
             return  # no IDLE on this server: the periodic poll does the work
 
 
-async def _supports_idle(account: EmailAccount, box: SecretBox, settings: Settings) -> bool:
+async def _supports_idle(config: imap.ImapConfig) -> bool:
     try:
-        return await asyncio.to_thread(imap.supports_idle, imap_config(account, box, settings))
+        return await asyncio.to_thread(imap.supports_idle, config)
     except Exception:  # unreachable now: try IDLE again later
         return True

@@ -31,6 +31,7 @@ from banxway.integrations.email.connection import (
     _text,
     _tls_words,
 )
+from banxway.integrations.email.oauth import XOAuth2Mechanism
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,11 @@ class ImapConfig:
     port: int
     security: MailSecurity
     username: str
-    password: str = field(repr=False)
+    password: str | None = field(repr=False)
     folder: str = "INBOX"
     timeout: float = 30.0  # seconds, for connecting and for each read
     ca_file: str | None = None  # an extra CA to trust (tests); the system store is always trusted
+    access_token: str | None = field(default=None, repr=False)  # OAuth: AUTHENTICATE XOAUTH2 instead of LOGIN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "security", MailSecurity(self.security))  # accept "TLS" from a database row
@@ -132,7 +134,10 @@ def _imap_login(config: ImapConfig, results: list[StepResult]) -> IMAPClient:
             _step(results, "tls", starttls, timeout)
 
         def login() -> tuple[None, str]:
-            return None, _text(client.login(config.username, config.password))
+            if config.access_token is not None:
+                mechanism = XOAuth2Mechanism(config.username, config.access_token)
+                return None, f"XOAUTH2: {_text(client.sasl_login('XOAUTH2', mechanism))}"
+            return None, _text(client.login(config.username, config.password or ""))
 
         _step(results, "login", login, timeout)
     except BaseException:

@@ -23,6 +23,7 @@ from banxway.integrations.email.connection import (
     _text,
     _tls_words,
 )
+from banxway.integrations.email.oauth import XOAuth2Mechanism
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class SmtpConfig:
     timeout: float = 30.0
     ca_file: str | None = None
     local_hostname: str | None = None  # the EHLO name; None: this machine's FQDN (socket.getfqdn(), may do DNS)
+    access_token: str | None = field(default=None, repr=False)  # OAuth: AUTH XOAUTH2 as `username` instead of LOGIN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "security", MailSecurity(self.security))
@@ -124,6 +126,10 @@ def _smtp_open(config: SmtpConfig, results: list[StepResult]) -> smtplib.SMTP:
         if config.username is not None:
 
             def auth() -> tuple[None, str]:
+                if config.access_token is not None:
+                    mechanism = XOAuth2Mechanism(config.username or "", config.access_token)
+                    code, message = smtp.auth("XOAUTH2", mechanism, initial_response_ok=True)
+                    return None, _reply(code, message)
                 code, message = smtp.login(config.username or "", config.password or "")
                 return None, _reply(code, message)
 

@@ -4,7 +4,9 @@ Exotel and Twilio.
 * Sending: the Send API, `POST /{version}/me/messages` with the page access token (`Authorization: Bearer`),
   `{"recipient": {"id": PSID or IGSID}, "messaging_type": "RESPONSE", "message": {"text": ...}}` inside the
   24-hour window, `"messaging_type": "MESSAGE_TAG", "tag": ...` outside it; the reply's `message_id` is our
-  provider id.
+  provider id. A file goes as `"message": {"attachment": {"type": image | video | audio | file, "payload": {"url":
+  ..., "is_reusable": true}}}` (Meta fetches the URL); an attachment message takes no text, so the delivery sends the
+  text first as a message of its own (`media_limits.takes_caption`).
 * Webhooks: one callback URL for both products, `GET` for the subscription handshake (`hub.mode=subscribe`,
   `hub.verify_token`, `hub.challenge` echoed) and `POST` signed `X-Hub-Signature-256: sha256=<HMAC-SHA256 of the
   raw body with the app secret>`. `object: page` is Messenger, `object: instagram` is Instagram; each
@@ -113,12 +115,17 @@ class Meta:
         return "events"
 
     async def send_message(self, config: ProviderConfig, out: Outgoing) -> str:
-        """Send a Messenger or Instagram text message; Meta's message id."""
+        """Send a Messenger or Instagram message: its file when it has one (the text is not sent with it: the Send
+        API takes one or the other), else its text; Meta's message id."""
         tag = out.tag
+        message: dict[str, Any] = {"text": out.body}
+        if out.media is not None:
+            attachment = {"url": out.media.url, "is_reusable": True}
+            message = {"attachment": {"type": out.media.kind, "payload": attachment}}
         payload: dict[str, Any] = {
             "recipient": {"id": out.to},
             "messaging_type": "MESSAGE_TAG" if tag else "RESPONSE",
-            "message": {"text": out.body},
+            "message": message,
         }
         if tag:
             payload["tag"] = tag

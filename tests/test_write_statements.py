@@ -1,0 +1,74 @@
+"""SQL statements per item on the write paths, pinned: an inbound WhatsApp webhook (verify, store, relay its events)
+and a WhatsApp `messageSend` (store, relay). Before the write-path work: 19 and 18; the email ingest's are pinned in
+tests/test_ingest_statements.py."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import event
+
+from banxway.settings import Settings
+from banxway.state import AppState
+from tests.inbox_helpers import Inbox
+from tests.messaging_helpers import CUSTOMER_PHONE, WHATSAPP_NUMBER, configure_exotel, post_json, send, url_of
+from tests.standins.providers import StandIn, exotel_whatsapp_incoming
+
+
+def _counting(state: AppState) -> tuple[list[str], Any]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.split(None, 1)[0].upper()
+        table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", statement)
+        seen.append(f"{verb} {table.group(1) if table else statement[:60]}".strip())
+
+    for engine in (state.engine, state.reads):
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+
+    def stop() -> None:
+        for engine in (state.engine, state.reads):
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+
+    return seen, stop
+
+
+async def test_an_inbound_webhook_and_a_message_send_cost_a_pinned_number_of_statements(
+    inbox: Inbox, provider: StandIn, state: AppState, settings: Settings
+) -> None:
+    # given a customer who wrote once on WhatsApp (their contact and thread exist)
+    configured = await configure_exotel(inbox, provider)
+    hook = url_of(configured, "/whatsapp")
+    http = inbox.api.http
+    first = exotel_whatsapp_incoming(sid="in0", from_=CUSTOMER_PHONE, to=WHATSAPP_NUMBER, body="Hello")
+    assert (await post_json(http, hook, first)).status_code == 200
+    # when they write five more times
+    seen, stop = _counting(state)
+    try:
+        for n in range(1, 6):
+            body = exotel_whatsapp_incoming(sid=f"in{n}", from_=CUSTOMER_PHONE, to=WHATSAPP_NUMBER, body=f"Again {n}")
+            assert (await post_json(http, hook, body)).status_code == 200
+    finally:
+        stop()
+    # then each webhook costs 13 statements: the integration, two advisory locks (the provider id, the contact's
+    # thread), the message by provider id, the contact, the thread (locked), the SLA policies, three writes, and
+    # the relay: its order lock, one statement numbering the events, one asking what their organization needs
+    kinds = Counter(seen)
+    assert len(seen) == 5 * 13, kinds
+    assert kinds["SELECT contact_identities"] == 0 and kinds["SELECT threads"] == 5, kinds
+    assert kinds["SELECT workflows"] == 5 and kinds["SELECT webhook_endpoints"] == 0, kinds  # one question
+    # when an agent replies five times on the thread
+    threads = await inbox.gql("{ threads(first: 5) { edges { node { id } } } }")
+    thread_id = threads["data"]["threads"]["edges"][0]["node"]["id"]
+    await send(inbox, thread_id, "WHATSAPP", "warm")
+    seen, stop = _counting(state)
+    try:
+        for n in range(5):
+            sent = await send(inbox, thread_id, "WHATSAPP", f"Reply {n}")
+            assert sent["userErrors"] == [], sent
+    finally:
+        stop()
+    # then each messageSend costs at most 15 (14 and, now and then, the sweeper's look for stuck events)
+    assert len(seen) <= 5 * 15, Counter(seen)
