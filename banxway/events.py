@@ -8,9 +8,12 @@ the `events` table; nothing else invents event names.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -616,15 +619,52 @@ async def relay(
     rows: list[EventRow],
     consequences: Consequences | None = None,
 ) -> None:
-    """Publish events just committed; on failure they stay undispatched and the sweeper retries."""
+    """Publish events just committed; on failure they stay undispatched and the sweeper retries.
+
+    Grouped: relays of one organization take its order lock one after the other, so while one dispatches, the
+    events of every transaction that commits meanwhile (in this process) wait and go together in the next dispatch,
+    one lock, one numbering statement, one question to the consequences (a group commit). Each caller returns once
+    its own events were dispatched (or failed to be)."""
     by_organization: dict[uuid.UUID, list[int]] = {}
     for row in rows:
         by_organization.setdefault(row.organization_id, []).append(row.id)
     for organization_id, ids in by_organization.items():
-        try:
-            await _dispatch(broadcast, sessionmaker, organization_id, ids, consequences)
-        except Exception as exc:  # Redis or the database is down
-            log.warning("event relay failed; the sweeper will retry", error=str(exc), events=len(ids))
+        group = _relay_group(sessionmaker, organization_id)
+        group.ticket += 1
+        mine = group.ticket
+        group.pending.extend(ids)
+        async with group.lock:
+            if group.taken >= mine:
+                continue  # a relay that held the lock before this one dispatched these events with its own
+            batch, group.pending, group.taken = group.pending, [], group.ticket
+            try:
+                await _dispatch(broadcast, sessionmaker, organization_id, batch, consequences)
+            except Exception as exc:  # Redis or the database is down
+                log.warning("event relay failed; the sweeper will retry", error=str(exc), events=len(batch))
+
+
+@dataclass(eq=False)
+class _RelayGroup:
+    """One organization's relays in one event loop (asyncio locks belong to a loop)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: list[int] = field(default_factory=list)  # committed, not yet taken by a dispatch
+    ticket: int = 0  # callers so far
+    taken: int = 0  # the callers whose events a dispatch took
+
+
+_RELAY_GROUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, uuid.UUID], _RelayGroup]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _relay_group(sessionmaker: async_sessionmaker[AsyncSession], organization_id: uuid.UUID) -> _RelayGroup:
+    groups = _RELAY_GROUPS.setdefault(asyncio.get_running_loop(), {})
+    key = (id(sessionmaker), organization_id)
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = _RelayGroup()
+    return group
 
 
 async def sweep(

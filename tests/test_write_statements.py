@@ -4,12 +4,15 @@ tests/test_ingest_statements.py."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
+from banxway.db.models import Event
+from banxway.db.session import system_session
 from banxway.settings import Settings
 from banxway.state import AppState
 from tests.inbox_helpers import Inbox
@@ -72,3 +75,28 @@ async def test_an_inbound_webhook_and_a_message_send_cost_a_pinned_number_of_sta
         stop()
     # then each messageSend costs at most 15 (14 and, now and then, the sweeper's look for stuck events)
     assert len(seen) <= 5 * 15, Counter(seen)
+
+
+async def test_concurrent_relays_of_one_organization_go_out_together_in_order(inbox: Inbox, state: AppState) -> None:
+    # given 16 customers created at once (16 transactions committing while earlier ones are being relayed)
+    seen, stop = _counting(state)
+    try:
+        created = await asyncio.gather(*(inbox.customer(name=f"Customer {n}") for n in range(16)))
+    finally:
+        stop()
+    # then their events were dispatched in fewer numbering statements than transactions (group relay)
+    numbering = [kind for kind in seen if kind == "WITH events"]
+    assert 1 <= len(numbering) < 16, Counter(seen)
+    # and every event of theirs is dispatched, numbered in the order of the events' ids, no number twice
+    async with system_session(state.sessionmaker) as session:
+        rows = (
+            await session.execute(
+                select(Event.id, Event.seq, Event.dispatched_at)
+                .where(Event.type == "CUSTOMER_CREATED")
+                .order_by(Event.id)
+            )
+        ).all()
+    assert len(rows) == len(created) == 16
+    assert all(dispatched is not None for _, _, dispatched in rows)
+    seqs = [seq for _, seq, _ in rows]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 16
