@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import column, literal, select, values
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import bindparam, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.resolvers.ai_agent import has_enabled_agent
@@ -31,8 +31,11 @@ async def organization_facts(
     facts = {organization: Facts() for organization in organization_ids}
     if not organization_ids or not (workflows or agents or webhooks):
         return facts
-    organizations = values(column("id", UUID(as_uuid=True)), name="batch").data([(o,) for o in organization_ids])
-    organization = organizations.c.id
+    # the ids as one array parameter (a VALUES list would make every batch a statement of its own to compile)
+    organizations = func.unnest(bindparam("ids", sorted(organization_ids), type_=ARRAY(UUID(as_uuid=True)))).alias(
+        "batch"
+    )
+    organization = organizations.column
     query = select(
         organization,
         is_automated(organization) if workflows else literal(False),

@@ -65,7 +65,13 @@ _NOT_SENT = {WebhookDeliveriesQueued.type}
 
 def subscribable_types() -> list[str]:
     """The event types an endpoint may subscribe to: every registered type but private ones (meant for one user)."""
-    return sorted(name for name, cls in events.EVENT_TYPES.items() if not cls.private and name not in _NOT_SENT)
+    return list(_SUBSCRIBABLE)
+
+
+# the registry is complete once banxway.events is imported (asked at every relay)
+_SUBSCRIBABLE = tuple(
+    sorted(name for name, cls in events.EVENT_TYPES.items() if not cls.private and name not in _NOT_SENT)
+)
 
 
 def new_secret() -> str:
