@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -453,8 +453,9 @@ def _dovecot_ready(process: subprocess.Popen[bytes], server: DovecotServer, dead
 
 
 @contextlib.contextmanager
-def run_dovecot(certs: MailCerts) -> Iterator[DovecotServer]:
-    """Start a private Dovecot on free ports; stop it (and every child) on exit."""
+def run_dovecot(certs: MailCerts, configure: Callable[[str, Path], str] | None = None) -> Iterator[DovecotServer]:
+    """Start a private Dovecot on free ports; stop it (and every child) on exit. `configure(config, root)` may change
+    the configuration text (another passdb: the OAuth stand-in's XOAUTH2)."""
     binary = find_dovecot()
     if binary is None:
         message = "dovecot is not installed: apt-get install dovecot-imapd"
@@ -493,7 +494,8 @@ def run_dovecot(certs: MailCerts) -> Iterator[DovecotServer]:
             )
             server.add_user(server.user, server.password)
             config = root / "dovecot.conf"
-            config.write_text(_dovecot_config(root, port, tls_port, certs, mail_uid, mail_gid, rootless))
+            text = _dovecot_config(root, port, tls_port, certs, mail_uid, mail_gid, rootless)
+            config.write_text(configure(text, root) if configure is not None else text)
             server.log_path.unlink(missing_ok=True)  # readiness is read from the log
             with (root / "dovecot.out").open("wb") as output_file:
                 process = subprocess.Popen(

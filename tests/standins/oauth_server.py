@@ -33,9 +33,6 @@ import contextlib
 import hashlib
 import re
 import secrets
-import subprocess
-import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -55,18 +52,13 @@ from starlette.routing import Route
 
 from tests.standins import serve_in_loop
 from tests.standins.mailservers import (
-    _REAPER,
     HOST,
     DovecotServer,
     MailCerts,
     RecordingHandler,
     SmtpServer,
-    _dovecot_config,
-    _dovecot_ready,
     _start_controller,
-    _stop_process_group,
-    find_dovecot,
-    free_ports,
+    run_dovecot,
 )
 
 CLIENT_ID = "banxway-test-client"
@@ -277,72 +269,10 @@ def _oauth_dovecot_config(base: str, root: Path, introspection_url: str) -> str:
     )
 
 
-@contextlib.contextmanager
-def run_oauth_dovecot(certs: MailCerts, introspection_url: str) -> Iterator[DovecotServer]:
-    """A private Dovecot (as `mailservers.run_dovecot` starts one) whose XOAUTH2 logins are checked by the OAuth
-    stand-in's introspection endpoint."""
-    import os
-    import pwd
-    import shutil
-
-    import pytest
-
-    binary = find_dovecot()
-    if binary is None:
-        pytest.skip("dovecot is not installed: apt-get install dovecot-imapd")
-    rootless = os.getuid() != 0
-    if rootless:
-        mail_uid, mail_gid = os.getuid(), os.getgid()
-    else:
-        nobody = pwd.getpwnam("nobody")
-        mail_uid, mail_gid = nobody.pw_uid, nobody.pw_gid
-    root = Path(tempfile.mkdtemp(prefix="banxway-dovecot-oauth-"))
-    root.chmod(0o711)
-    (root / "mail").mkdir()
-    os.chown(root / "mail", mail_uid, mail_gid)
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        for _attempt in range(5):
-            port, tls_port = free_ports(2)
-            server = DovecotServer(
-                host=HOST,
-                port=port,
-                tls_port=tls_port,
-                cert_path=certs.ca_path,
-                root=root,
-                mail_root=root / "mail",
-                log_path=root / "dovecot.log",
-                mail_uid=mail_uid,
-                mail_gid=mail_gid,
-            )
-            server.add_user(server.user, server.password)
-            base = _dovecot_config(root, port, tls_port, certs, mail_uid, mail_gid, rootless)
-            config = root / "dovecot.conf"
-            config.write_text(_oauth_dovecot_config(base, root, introspection_url))
-            server.log_path.unlink(missing_ok=True)
-            with (root / "dovecot.out").open("wb") as output_file:
-                process = subprocess.Popen(
-                    [sys.executable, "-I", "-c", _REAPER, binary, "-F", "-c", str(config)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=output_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            if _dovecot_ready(process, server, time.monotonic() + 10):
-                server.process = process
-                break
-            _stop_process_group(process)
-            output = (root / "dovecot.out").read_text(errors="replace")
-            process = None
-            if "Address already in use" not in output + server.log():
-                raise RuntimeError(f"Dovecot did not start:\n{output}\n{server.log()}")
-        else:
-            raise RuntimeError("Dovecot did not start: no free ports")
-        yield server
-    finally:
-        if process is not None:
-            _stop_process_group(process)
-        shutil.rmtree(root, ignore_errors=True)
+def run_oauth_dovecot(certs: MailCerts, introspection_url: str) -> contextlib.AbstractContextManager[DovecotServer]:
+    """A private Dovecot (`mailservers.run_dovecot`) whose XOAUTH2 logins are checked by the OAuth stand-in's
+    introspection endpoint."""
+    return run_dovecot(certs, lambda base, root: _oauth_dovecot_config(base, root, introspection_url))
 
 
 # -- SMTP with XOAUTH2 ---------------------------------------------------------------------------------------------
