@@ -77,7 +77,7 @@ async def test_an_inbound_webhook_and_a_message_send_cost_a_pinned_number_of_sta
     assert len(seen) <= 5 * 15, Counter(seen)
 
 
-async def test_concurrent_relays_of_one_organization_go_out_together_in_order(inbox: Inbox, state: AppState) -> None:
+async def test_concurrent_relays_of_one_organization_go_out_together(inbox: Inbox, state: AppState) -> None:
     # given 16 customers created at once (16 transactions committing while earlier ones are being relayed)
     seen, stop = _counting(state)
     try:
@@ -87,7 +87,8 @@ async def test_concurrent_relays_of_one_organization_go_out_together_in_order(in
     # then their events were dispatched in fewer numbering statements than transactions (group relay)
     numbering = [kind for kind in seen if kind == "WITH events"]
     assert 1 <= len(numbering) < 16, Counter(seen)
-    # and every event of theirs is dispatched, numbered in the order of the events' ids, no number twice
+    # and every event of theirs is dispatched, each with its own number (the order is the order of dispatch: two
+    # transactions may commit in the other order than their events' ids, before and after grouping alike)
     async with system_session(state.sessionmaker) as session:
         rows = (
             await session.execute(
@@ -98,5 +99,4 @@ async def test_concurrent_relays_of_one_organization_go_out_together_in_order(in
         ).all()
     assert len(rows) == len(created) == 16
     assert all(dispatched is not None for _, _, dispatched in rows)
-    seqs = [seq for _, seq, _ in rows]
-    assert seqs == sorted(seqs) and len(set(seqs)) == 16
+    assert len({seq for _, seq, _ in rows}) == 16
