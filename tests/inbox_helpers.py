@@ -217,3 +217,14 @@ async def configure_channels(inbox: Inbox, *channels: str) -> None:
             "phoneNumbers": numbers,
         }
         await inbox.ok(INTEGRATION_CONFIGURE, {"input": integration}, "integrationConfigure")
+
+
+async def upload(inbox: Inbox, filename: str, data: bytes, content_type: str, token: str | None = None) -> str:
+    """POST /attachments as `inbox`'s user (or `token`): the new attachment's id."""
+    response = await inbox.api.http.post(
+        f"/attachments?filename={filename}",
+        content=data,
+        headers={"authorization": f"Bearer {token or inbox.token}", "content-type": content_type},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]

@@ -24,7 +24,7 @@ from banxway.resolvers.documents import document_extract_text
 from banxway.resolvers.email_ingest import ingest_mail
 from banxway.schema.ids import local_id, to_global_id
 from banxway.tasks import actors, consequences
-from tests.inbox_helpers import Inbox, _errors, _foreign, system_context
+from tests.inbox_helpers import Inbox, _errors, _foreign, system_context, upload
 from tests.test_events_outbox import EMAIL_ACCOUNT_CREATE, THREAD_UPDATE, email_account_input
 
 CONTAINER = "MSCU123456" + str(container_check_digit("MSCU123456"))
@@ -109,16 +109,6 @@ BL_PDF = pdf_with_text(
     "Shipper: Globe Textiles Pvt Ltd",
 )
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-async def upload(inbox: Inbox, filename: str, data: bytes, content_type: str, token: str | None = None) -> str:
-    response = await inbox.api.http.post(
-        f"/attachments?filename={filename}",
-        content=data,
-        headers={"authorization": f"Bearer {token or inbox.token}", "content-type": content_type},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 async def file_document(

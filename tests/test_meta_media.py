@@ -19,7 +19,7 @@ from banxway.enums import Direction, MessageStatus
 from banxway.resolvers.sending import RetryLater
 from banxway.settings import Settings
 from banxway.state import AppState
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, upload
 from tests.live_helpers import local_uuid
 from tests.messaging_helpers import PUBLIC_URL, deliver_now, message, send
 from tests.standins.meta_graph import MetaGraph, instagram_text, meta_graph
@@ -50,16 +50,6 @@ async def graph(inbox: Inbox) -> AsyncIterator[MetaGraph]:
 @pytest.fixture
 def public(settings: Settings) -> Settings:
     return settings.model_copy(update={"public_url": PUBLIC_URL})
-
-
-async def upload(inbox: Inbox, filename: str, data: bytes, content_type: str) -> str:
-    response = await inbox.api.http.post(
-        f"/attachments?filename={filename}",
-        content=data,
-        headers={"authorization": f"Bearer {inbox.token}", "content-type": content_type},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 async def messenger_thread(inbox: Inbox, graph: MetaGraph, state: AppState) -> str:

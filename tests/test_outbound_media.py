@@ -14,7 +14,7 @@ from banxway.db.session import system_session
 from banxway.enums import Direction, MessageStatus
 from banxway.settings import Settings
 from banxway.state import AppState
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, upload
 from tests.live_helpers import local_uuid
 from tests.messaging_helpers import (
     CUSTOMER_PHONE,
@@ -42,16 +42,6 @@ US_PHONE = "+14155552671"
 @pytest.fixture
 def public(settings: Settings) -> Settings:
     return settings.model_copy(update={"public_url": PUBLIC_URL})
-
-
-async def upload(inbox: Inbox, filename: str, data: bytes, content_type: str) -> str:
-    response = await inbox.api.http.post(
-        f"/attachments?filename={filename}",
-        content=data,
-        headers={"authorization": f"Bearer {inbox.token}", "content-type": content_type},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 async def outbound_rows(state: AppState) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from banxway.resolvers.web_chat_files import VISITOR_LINKS
 from banxway.settings import Settings
 from banxway.state import AppState
 from tests.conftest import Api
-from tests.inbox_helpers import Inbox
+from tests.inbox_helpers import Inbox, upload
 from tests.live_helpers import GraphQLSocket, local_uuid, uvicorn_server
 from tests.messaging_helpers import deliver_now, send
 
@@ -68,16 +68,6 @@ async def _visitor_thread(inbox: Inbox, key: str, text: str = "Where is my conta
     message_id = result["data"]["visitorMessageSend"]["message"]["id"]
     thread = (await inbox.gql(THREAD_OF, {"id": message_id}))["data"]["node"]["thread"]
     return token, thread["id"]
-
-
-async def upload(inbox: Inbox, filename: str, data: bytes, content_type: str) -> str:
-    response = await inbox.api.http.post(
-        f"/attachments?filename={filename}",
-        content=data,
-        headers={"authorization": f"Bearer {inbox.token}", "content-type": content_type},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 async def _reply_with(inbox: Inbox, state: AppState, settings: Settings, thread_id: str, files: list[str]) -> str:
