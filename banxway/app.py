@@ -42,7 +42,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
-from banxway import events, fanout
+from banxway import events, fanout, wsframes
 from banxway.compiler import CompilingSchema
 from banxway.context import (
     SIGNED_OUT,
@@ -210,7 +210,9 @@ class _OperationTask:
             except WebSocketDisconnect as exc:
                 raise WebSocketDisconnected from exc
 
-        with fanout.operation_sink(message_type, operation_id, send_text, variables):
+        direct = wsframes.writer(websocket.scope)
+        write = direct.write_text if direct is not None else None
+        with fanout.operation_sink(message_type, operation_id, send_text, variables, write):
             async with operation_scope(self.context):
                 yield
 

@@ -96,11 +96,13 @@ class SubscriberDeactivated(Exception):
 
 @dataclass(slots=True)
 class Sink:
-    """A WebSocket operation's output: `send(prefix + payload + "}")` is one protocol message."""
+    """A WebSocket operation's output: `send(prefix + payload + "}")` is one protocol message. `write`, when the
+    connection has one (`banxway.wsframes`), writes such a message's UTF-8 at once and says whether it could."""
 
     prefix: str
     send: Callable[[str], Awaitable[None]]
     variables: dict[str, Any]
+    write: Callable[[bytes], bool] | None = None
 
     def frame(self, payload: str) -> str:
         return self.prefix + payload + "}"
@@ -111,10 +113,14 @@ _SINK: ContextVar[Sink | None] = ContextVar("banxway_live_sink", default=None)
 
 @contextlib.contextmanager
 def operation_sink(
-    message_type: str, operation_id: str, send: Callable[[str], Awaitable[None]], variables: dict[str, Any] | None
+    message_type: str,
+    operation_id: str,
+    send: Callable[[str], Awaitable[None]],
+    variables: dict[str, Any] | None,
+    write: Callable[[bytes], bool] | None = None,
 ) -> Iterator[None]:
     """Within a WebSocket operation's task: its results are `message_type` messages ("next" for
-    graphql-transport-ws, "data" for graphql-ws) of `operation_id`, written with `send`."""
+    graphql-transport-ws, "data" for graphql-ws) of `operation_id`, written with `send` (or `write`, when it can)."""
     # the keys in the order Strawberry writes them: {"id", "type", "payload"} and {"type", "id", "payload"}
     head = (
         {"id": operation_id, "type": message_type}
@@ -122,7 +128,7 @@ def operation_sink(
         else {"type": message_type, "id": operation_id}
     )
     prefix = orjson.dumps(head).decode()[:-1] + ',"payload":'
-    token = _SINK.set(Sink(prefix, send, dict(variables or {})))
+    token = _SINK.set(Sink(prefix, send, dict(variables or {}), write))
     try:
         yield
     finally:
@@ -380,10 +386,14 @@ class Subscriber:
                 self.wake()
 
     def _write(self, payload: str) -> None:
-        """Run the write until it would wait for the socket (as an eager task); a task finishes it from there."""
+        """Write the frame straight to the socket when it can take it; else run the ASGI send until it would wait
+        for the socket (as an eager task), and a task finishes it from there."""
         sink = self.sink
         assert sink is not None
-        write = sink.send(sink.frame(payload))
+        text = sink.frame(payload)
+        if sink.write is not None and sink.write(text.encode()):
+            return
+        write = sink.send(text)
         try:
             waiting = write.send(None)
         except StopIteration:

@@ -22,7 +22,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from banxway import ratelimit
+from banxway import ratelimit, wsframes
 from banxway.auth import InvalidToken, bearer_token, decode_access_token, is_api_token
 from banxway.context import api_token_user
 from banxway.logs import get_logger
@@ -36,7 +36,8 @@ log = get_logger("banxway.http")
 
 
 class RequestContextMiddleware:
-    """Request id, structured access log and Prometheus metrics for every HTTP request."""
+    """Request id, structured access log and Prometheus metrics for every HTTP request; a WebSocket connection's
+    direct frame writer (`banxway.wsframes`), which must see the server's own `send`."""
 
     def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
         self.app = app
@@ -45,6 +46,8 @@ class RequestContextMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":  # the outermost of ours: `send` is still the server's own
+                wsframes.attach(scope, send)
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

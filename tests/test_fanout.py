@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from websockets.frames import Opcode
 
 from banxway import broadcast as broadcast_module
 from banxway import fanout
@@ -143,6 +144,43 @@ async def test_subscribers_with_the_same_selection_get_the_same_bytes_from_one_e
     events = [orjson.loads(frame) for frame in frames[0]]
     assert [(e["id"], e["type"]) for e in events] == [("live", "next")] * 3
     assert [e["payload"]["data"]["inboxEvents"]["message"]["id"] for e in events] == sent
+
+
+async def test_live_frames_go_straight_to_the_socket_uncompressed_between_compressed_messages(
+    server: str, state: AppState, api: Api, org: Org, token: str
+) -> None:
+    # given a subscriber whose connection negotiated permessage-deflate, its frames observed as they arrive
+    thread = await create_thread(api, token, "Direct frames")
+    async with GraphQLSocket.open(server) as socket:
+        [deflate] = socket.ws.protocol.extensions  # the client library's PerMessageDeflate, as negotiated
+        arrived: list[tuple[bool, dict[str, Any]]] = []
+        decode = deflate.decode
+
+        def observed(frame: Any, *, max_size: int | None = None) -> Any:
+            decoded = decode(frame, max_size=max_size)
+            if frame.opcode is Opcode.TEXT:  # (not the close frame)
+                arrived.append((frame.rsv1, orjson.loads(decoded.data)))
+            return decoded
+
+        deflate.decode = observed  # type: ignore[method-assign]
+        await socket.init(token)
+        await socket.subscribe("live", EVENTS)
+        await wait_subscribed(state, org.id, 1)
+        [group] = fanout.hub(state).groups(org.id)
+        assert all(member.sink.write is not None for member in group.members), "no direct writer under uvicorn"
+        # when live events and query results (sent the ASGI way, compressed) alternate on the connection
+        first = await send_message(api, token, thread["id"], "direct one")
+        assert (await next_event(socket))["message"]["id"] == first
+        await socket.subscribe("q", ME)
+        assert (await socket.next())[1]["id"]
+        assert await socket.receive() == {"id": "q", "type": "complete"}
+        second = await send_message(api, token, thread["id"], "direct two")
+        assert (await next_event(socket))["message"]["id"] == second
+    # then every frame decoded, the live ones sent uncompressed and the others compressed
+    live = [rsv1 for rsv1, message in arrived if message.get("id") == "live"]
+    others = [rsv1 for rsv1, message in arrived if message.get("id") == "q" or message["type"] == "connection_ack"]
+    assert live == [False, False]
+    assert others and all(others), arrived
 
 
 async def test_different_selections_and_roles_are_executed_apart(

@@ -15,6 +15,8 @@ from banxway.resolvers.ai_agent import has_enabled_agent
 from banxway.resolvers.webhook_endpoints import subscribed_types
 from banxway.resolvers.workflow_engine import is_automated
 
+_IDS = ARRAY(UUID(as_uuid=True))  # one instance: a type made per statement has its cache key worked out every time
+
 
 @dataclass(frozen=True)
 class Facts:
@@ -32,9 +34,7 @@ async def organization_facts(
     if not organization_ids or not (workflows or agents or webhooks):
         return facts
     # the ids as one array parameter (a VALUES list would make every batch a statement of its own to compile)
-    organizations = func.unnest(bindparam("ids", sorted(organization_ids), type_=ARRAY(UUID(as_uuid=True)))).alias(
-        "batch"
-    )
+    organizations = func.unnest(bindparam("ids", sorted(organization_ids), type_=_IDS)).alias("batch")
     organization = organizations.column
     query = select(
         organization,

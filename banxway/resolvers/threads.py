@@ -657,6 +657,10 @@ def search_tsquery(text: str) -> ColumnElement[Any] | None:
     return prefixes.op("||")(func.plainto_tsquery("simple", text[:_SEARCH_MAX_TEXT]))
 
 
+_UUID = UUID(as_uuid=True)  # types made once: one made per statement has its cache key worked out every time
+_UUIDS = ARRAY(_UUID)
+
+
 def search_condition(organization_id: uuid.UUID, text: str) -> ColumnElement[bool] | None:
     """Whether a thread of the organization matches `text` (`search_tsquery`) by its subject or reference, a
     message, a note, or its shipment, customer or contact; None when the text has no word.
@@ -669,7 +673,7 @@ def search_condition(organization_id: uuid.UUID, text: str) -> ColumnElement[boo
     if tsquery is None:
         return None
     thread = aliased(Thread)
-    organization = bindparam("search_organization_id", organization_id, type_=UUID(as_uuid=True))
+    organization = bindparam("search_organization_id", organization_id, type_=_UUID)
 
     def linked(model: type[Shipment | Customer | Contact], key: Any) -> Select[Any]:
         return (
@@ -692,7 +696,7 @@ def search_condition(organization_id: uuid.UUID, text: str) -> ColumnElement[boo
         linked(Customer, thread.customer_id),
         linked(Contact, thread.contact_id),
     ).cte()  # one WITH query where a statement reads the inbox twice (the compiled page and its totalCount)
-    found = cast(select(func.array_agg(matches.c.id)).scalar_subquery(), ARRAY(UUID(as_uuid=True)))
+    found = cast(select(func.array_agg(matches.c.id)).scalar_subquery(), _UUIDS)
     return Thread.id == any_(found)  # ANY of the array; `= ANY (SELECT ...)` would compare with each row
 
 
