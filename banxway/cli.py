@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from banxway import gc_tuning
 from banxway.settings import (
     Settings,
     SettingsError,
@@ -272,6 +273,8 @@ async def _serve(
             if server.should_exit:
                 return
             await asyncio.sleep(0.05)
+        if settings.gc_tuning:
+            gc_tuning.after_startup()
         url = f"http://{host}:{port}/graphql"
         typer.echo(f"Banxway is ready in {time.monotonic() - started:.1f} s.")
         typer.echo(f"  GraphQL API: {url}" + ("" if settings.production else f"  (GraphiQL: open {url} in a browser)"))

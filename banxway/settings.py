@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         description="Most fields one GraphQL operation selects once its fragments are expanded (counted before "
         "validation, in linear time).",
     )
+    gc_tuning: bool = Field(
+        True,
+        alias="BANXWAY_GC_TUNING",
+        description="banxway serve freezes its startup heap and spaces full garbage collections out, so that they "
+        "do not stop the event loop every few seconds under load (banxway.gc_tuning); off: CPython's defaults.",
+    )
     graphql_compiled: Literal["on", "off", "verify"] = Field(
         "on",
         alias="BANXWAY_GRAPHQL_COMPILED",

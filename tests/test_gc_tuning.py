@@ -1,0 +1,30 @@
+"""banxway.gc_tuning: the started server's heap is frozen and full collections are spaced out."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from banxway import gc_tuning
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_after_startup_freezes_what_the_process_holds_and_spaces_full_collections(restored_gc: None) -> None:
+    young, middle, _ = gc.get_threshold()
+    held = [[n] for n in range(1_000)]  # tracked objects that a started server would hold
+    gc_tuning.after_startup()
+    # the startup's objects are in the permanent generation, which no collection walks
+    assert gc.get_freeze_count() >= len(held)
+    collectable = {id(obj) for obj in gc.get_objects()}  # (the three generations, not the permanent one)
+    assert not any(id(item) in collectable for item in held)
+    # and full collections wait for FULL_COLLECTION_EVERY middle ones; the others keep CPython's thresholds
+    assert gc.get_threshold() == (young, middle, gc_tuning.FULL_COLLECTION_EVERY)
