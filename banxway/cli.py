@@ -265,6 +265,9 @@ async def _serve(
         log_config=None,
         lifespan="on",
         ws_ping_interval=SERVE_WS_PING_INTERVAL,
+        # live events, most of what a socket carries, go uncompressed anyway (banxway.wsframes); a connection's
+        # zlib contexts would cost ~40 KiB of memory each
+        ws_per_message_deflate=False,
     )
     server = uvicorn.Server(config)
 
