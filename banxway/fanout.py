@@ -11,8 +11,8 @@ below the root field, organization and role, and the same user when the selectio
 (graphql-core, with a context of one of its members; as the event's user for a private event) and
 serialises it once; each member gets the same string, framed with its own operation id by string
 concatenation. Hasura multiplexes its live queries this way. The channel writes the frame to each idle member
-itself, a few dozen members per turn of the event loop (requests run in between); a member whose socket is
-full gets a task that writes what it has buffered. The mutation that published the event waits for none of
+itself, straight to its socket where the server allows (`banxway.wsframes`), 128 members per turn of the event
+loop (requests run in between); a member whose socket is full gets a task that writes what it has buffered. The mutation that published the event waits for none of
 this: it only published to Redis.
 
 What stays per subscriber is cheap and exact: the thread of `threadEvents`, event types, administration
