@@ -282,6 +282,23 @@ async def test_concurrent_deliveries_send_once(
     assert (await stored(state, message["id"])).status == MessageStatus.SENT
 
 
+async def test_another_organizations_integration_does_not_configure_this_one(
+    inbox: Inbox, provider: StandIn, api: Any
+) -> None:
+    # given another organization with WhatsApp and SMS numbers
+    other_org = await api.create_org("elsewhere")
+    other = Inbox(api, other_org, await api.token(other_org.admin_email))
+    await configure_exotel(other, provider)
+    # when this organization, configured for nothing, sends on those channels, then each is refused
+    thread = await whatsapp_thread(inbox)
+    for channel in ("WHATSAPP", "SMS", "EMAIL"):
+        refused = await send(inbox, thread["id"], channel, "Your container is out.")
+        assert [e["code"] for e in refused["userErrors"]] == ["CHANNEL_NOT_CONFIGURED"], (channel, refused)
+    # and once configured itself, it may send
+    await configure_exotel(inbox, provider)
+    await sent_ok(inbox, thread["id"], "SMS", "Your container is out.")
+
+
 # -- 3. the Dramatiq actor -------------------------------------------------------------------------------------
 
 

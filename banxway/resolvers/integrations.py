@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
@@ -440,12 +440,30 @@ async def configuration_status(ctx: Context) -> list[ChannelReadiness]:
     return [ChannelReadiness(channel, not found, [gap.what for gap in found]) for channel, found in gaps.items()]
 
 
+def _ready(channel: Channel) -> Any:
+    """An EXISTS that, when true, means `channel_gaps` finds nothing blocking `channel` (a sufficient condition, not
+    the definition: when false, `channel_gaps` says what is missing). None where there is no such shortcut."""
+    if channel == Channel.EMAIL:
+        return exists().where(EmailAccount.active.is_(True))
+    if channel in (Channel.WHATSAPP, Channel.SMS):
+        return exists().where(
+            PhoneNumber.channels.contains([channel.value]),
+            Integration.id == PhoneNumber.integration_id,
+            Integration.active.is_(True),
+            Integration.type != IntegrationType.META,
+        )
+    return None
+
+
 async def require_configured(ctx: Context, channel: Channel) -> None:
     """CHANNEL_NOT_CONFIGURED (field `channel`) when nothing can be sent on `channel` for the viewer's organization
     (`channel_gaps`: no email account; no active integration or number), unless the development sink takes such
     messages (BANXWAY_DEV_SINK, never in production)."""
     if ctx.settings.dev_sink_enabled:
         return
+    ready = _ready(channel)
+    if ready is not None and await ctx.db.scalar(select(ready)):
+        return  # one EXISTS per message; what exactly is missing is worked out only when something is
     found = await channel_gaps(ctx.db, ctx.settings, [channel])
     blocking = [gap.what for gap in found.get(channel, []) if gap.blocks_sending]
     if blocking:
