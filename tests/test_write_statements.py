@@ -11,12 +11,25 @@ from typing import Any
 
 from sqlalchemy import event, select
 
+from banxway.context import SystemContext
 from banxway.db.models import Event
 from banxway.db.session import system_session
+from banxway.enums import MessageStatus
+from banxway.resolvers.delivery import deliver
 from banxway.settings import Settings
 from banxway.state import AppState
 from tests.inbox_helpers import Inbox
-from tests.messaging_helpers import CUSTOMER_PHONE, WHATSAPP_NUMBER, configure_exotel, post_json, send, url_of
+from tests.live_helpers import local_uuid
+from tests.messaging_helpers import (
+    CUSTOMER_PHONE,
+    WHATSAPP_NUMBER,
+    configure_exotel,
+    exotel_inbound,
+    post_json,
+    send,
+    sent_ok,
+    url_of,
+)
 from tests.standins.providers import StandIn, exotel_whatsapp_incoming
 
 
@@ -101,3 +114,31 @@ async def test_concurrent_relays_of_one_organization_go_out_together(inbox: Inbo
     assert len(rows) == len(created) == 16
     assert all(dispatched is not None for _, _, dispatched in rows)
     assert len({seq for _, seq, _ in rows}) == 16
+
+
+async def test_a_delivery_costs_a_pinned_number_of_statements_and_one_relay(
+    inbox: Inbox, provider: StandIn, state: AppState
+) -> None:
+    # given three WhatsApp replies queued on a thread whose customer wrote (the 24-hour window is open)
+    configured = await configure_exotel(inbox, provider)
+    await exotel_inbound(inbox, configured)
+    threads = await inbox.gql("{ threads(first: 1) { edges { node { id } } } }")
+    thread_id = threads["data"]["threads"]["edges"][0]["node"]["id"]
+    queued = [(await sent_ok(inbox, thread_id, "WHATSAPP", f"Update {n}"))["id"] for n in range(4)]
+    assert await deliver(SystemContext(state), local_uuid(queued.pop())) == MessageStatus.SENT  # warm
+    # when a worker delivers them
+    seen, stop = _counting(state)
+    try:
+        for message_id in queued:
+            assert await deliver(SystemContext(state), local_uuid(message_id)) == MessageStatus.SENT
+    finally:
+        stop()
+    # then the claim's events went out with the outcome's: one relay, one numbering statement per send
+    kinds = Counter(seen)
+    assert kinds["WITH events"] == 3, kinds
+    # and each send costs 16 statements (19 with a relay per transaction): the claim (the message locked and read
+    # for sending, its integration and attachments, its status and event), the outcome (the message locked again,
+    # its status and event) and the one relay (the order lock, the numbering, what the organization needs); now and
+    # then the sweeper looks for stuck events (SELECT events) on the same engine
+    assert len(seen) - kinds["SELECT events"] == 3 * 16, kinds
+    assert len(provider.sent("exotel_whatsapp")) == 4

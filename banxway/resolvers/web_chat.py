@@ -471,6 +471,9 @@ async def visitor_message_send(state: AppState, claims: VisitorClaims, body: str
     return message
 
 
+_VISIBLE_STATUSES = frozenset(status.name for status in VISIBLE_OUTBOUND)
+
+
 def _visible(thread_id: uuid.UUID) -> Any:
     return (
         (Message.thread_id == thread_id)
@@ -583,6 +586,8 @@ async def visitor_events(state: AppState, claims: VisitorClaims) -> AsyncIterato
             if kind == "MESSAGE_ADDED" and message.direction == Direction.INBOUND:
                 yield VisitorEvent("MESSAGE", message=message)
             elif kind == "MESSAGE_STATUS_CHANGED" and message.direction == Direction.OUTBOUND:
+                if payload.get("status") not in _VISIBLE_STATUSES:
+                    continue  # QUEUED, SENDING: the event may be read after the reply went out, and says nothing to them
                 first_seen = payload.get("status") == MessageStatus.SENT.name
                 yield VisitorEvent("MESSAGE" if first_seen else "STATUS", message=message, status=payload.get("status"))
 
