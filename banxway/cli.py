@@ -294,6 +294,8 @@ async def _serve(
             team = ", ".join(f"{email} ({role.value})" for email, _name, role in DEMO_TEAM)
             typer.echo(f"  Other demo users, same password: {team}")
         sys.stdout.flush()
+        if settings.gc_tuning:
+            await gc_tuning.collect_periodically()  # (until the server stops: the task is cancelled)
 
     announcer = asyncio.create_task(announce())
     try:

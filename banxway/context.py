@@ -31,7 +31,7 @@ from banxway.auth import (
     is_api_token,
 )
 from banxway.dataloaders import Loaders
-from banxway.db.models import ApiToken, Event, User
+from banxway.db.models import ApiToken, User
 from banxway.db.session import SerialSession, read, system_session, tenant_session
 from banxway.enums import Role
 from banxway.errors import AuthenticationRequired, PermissionDenied
@@ -387,12 +387,8 @@ class SystemContext:
         return tenant_session(self.state.sessionmaker, self.organization_id)
 
     @asynccontextmanager
-    async def transaction(self, *, relay_later: list[Event] | None = None) -> AsyncIterator[AsyncSession]:
-        """One write transaction in a new session; rolled back if the block raises, its events relayed after commit.
-
-        With `relay_later`, the committed events are added to that list instead, for the caller to relay together
-        with a later transaction's (`relay_events`, in a `finally`): one relay for several short transactions. If
-        the caller dies before, the sweeper relays them (a second or so later)."""
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction in a new session; rolled back if the block raises, its events relayed after commit."""
         async with self.session() as session:
             try:
                 async with session.begin():
@@ -400,16 +396,7 @@ class SystemContext:
             except BaseException:
                 events.take_recorded(session)
                 raise
-            if relay_later is not None:
-                relay_later.extend(events.take_recorded(session))
-            else:
-                await relay(self.state, session)
-
-    async def relay_events(self, rows: list[Event]) -> None:
-        """Relay committed events held back with `transaction(relay_later=...)` (and forget them)."""
-        held, rows[:] = list(rows), []
-        if held:
-            await events.relay(self.state.broadcast, self.state.sessionmaker, held, self.state.consequences)
+            await relay(self.state, session)
 
     def record(self, session: AsyncSession, event: DomainEvent, organization_id: uuid.UUID | None = None) -> None:
         """Append an event (by no user) to the outbox, in `session`'s transaction."""

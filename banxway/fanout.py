@@ -391,10 +391,10 @@ class Subscriber:
         sink = self.sink
         assert sink is not None
         text = sink.frame(payload)
-        if sink.write is not None and sink.write(text.encode()):
-            return
-        write = sink.send(text)
         try:
+            if sink.write is not None and sink.write(text.encode()):
+                return
+            write = sink.send(text)
             waiting = write.send(None)
         except StopIteration:
             return

@@ -17,11 +17,14 @@ What makes this safe:
 
 Only uvicorn's websockets-sansio protocol (`uvicorn --ws auto` with websockets installed, what `banxway serve`
 runs) gets a writer; under any other server, or the test client, there is none and every frame goes the ASGI way.
+(`banxway serve` does not offer permessage-deflate at all; the point about compression is for uvicorn run with its
+default, as the tests do.)
 """
 
 from __future__ import annotations
 
 import struct
+import weakref
 from typing import Any
 
 from websockets.protocol import State
@@ -37,18 +40,21 @@ _FIN_TEXT = 0x81  # FIN + opcode 1 (text); a server's frames are not masked
 
 
 class FrameWriter:
-    """Writes whole text frames to one uvicorn WebSocket connection, bypassing ASGI."""
+    """Writes whole text frames to one uvicorn WebSocket connection, bypassing ASGI. It holds the protocol weakly:
+    the protocol holds the scope, which holds the writer, and a strong reference would keep every closed connection
+    alive until a full garbage collection."""
 
     __slots__ = ("_protocol",)
 
     def __init__(self, protocol: Any) -> None:
-        self._protocol = protocol
+        self._protocol = weakref.ref(protocol)
 
     def write_text(self, data: bytes) -> bool:
         """Write `data` (UTF-8 text) as one frame now; False, having written nothing, when it must go the ASGI way."""
-        protocol = self._protocol
+        protocol = self._protocol()
         if (
-            protocol.disconnected
+            protocol is None
+            or protocol.disconnected
             or protocol.close_sent
             or not protocol.handshake_complete
             or protocol.initial_response is not None

@@ -37,7 +37,9 @@ async def pooled_pid(engine: AsyncEngine) -> int:
 
 async def cut(other: AsyncEngine, pid: int) -> None:
     async with other.begin() as connection:
-        assert (await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar_one()
+        # (with a timeout, it returns once the backend has exited, not once it was signalled)
+        terminated = await connection.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        assert terminated.scalar_one()
 
 
 async def test_an_idle_connection_that_was_cut_is_replaced_before_use(

@@ -6,7 +6,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from banxway.wsframes import frame_header
+from banxway.wsframes import FrameWriter, frame_header
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 65_535, 65_536, 300_000])
@@ -24,3 +24,15 @@ def test_a_header_and_its_data_parse_as_one_final_unmasked_text_frame(length: in
         pytest.fail("the frame is longer than its header says")
     assert (frame.opcode, frame.fin, frame.rsv1, frame.data) == (Opcode.TEXT, True, False, data)
     assert reader.buffer == b"\x81\x00"
+
+
+def test_the_writer_does_not_keep_its_connection_alive() -> None:
+    # given a writer of a connection (uvicorn's protocol holds the scope, which holds the writer: a cycle if strong)
+    class Protocol:
+        pass
+
+    protocol = Protocol()
+    writer = FrameWriter(protocol)
+    # when the connection is dropped, then it is freed at once (no collection needed) and the writer declines
+    del protocol
+    assert writer.write_text(b"{}") is False

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select
 
 from banxway.context import SystemContext
-from banxway.db.models import Event, Message
+from banxway.db.models import Message
 from banxway.enums import Channel, Direction, MessageStatus
 from banxway.logs import get_logger
 from banxway.resolvers.dev_sink import SINK, sink_takes
@@ -51,16 +51,8 @@ _SENDERS[Channel.WEB_CHAT] = WEB_CHAT_SENDER  # no provider: SENT, then read liv
 async def deliver(ctx: SystemContext, message_id: uuid.UUID) -> MessageStatus | None:
     """Send the message if it is QUEUED; its status afterwards (None if there is no such message).
     Raises RetryLater on a transient failure."""
-    held: list[Event] = []  # the claim's events go out with the outcome's: one relay per send, not two
-    try:
-        return await _deliver(ctx, message_id, held)
-    finally:
-        await ctx.relay_events(held)
-
-
-async def _deliver(ctx: SystemContext, message_id: uuid.UUID, held: list[Event]) -> MessageStatus | None:
     send: Send | None = None
-    async with ctx.transaction(relay_later=held) as session:
+    async with ctx.transaction() as session:
         message = await session.get(Message, message_id, with_for_update=True)
         if message is None:
             return None
@@ -94,7 +86,7 @@ async def _deliver(ctx: SystemContext, message_id: uuid.UUID, held: list[Event])
         result = await send()
     except (PermanentFailure, TransientFailure, UnknownOutcome) as exc:
         error = exc
-    async with ctx.transaction(relay_later=held) as session:
+    async with ctx.transaction() as session:
         message = await session.get(Message, message_id, with_for_update=True)
         assert message is not None
         if result is not None:
