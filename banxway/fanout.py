@@ -12,8 +12,8 @@ below the root field, organization and role, and the same user when the selectio
 serialises it once; each member gets the same string, framed with its own operation id by string
 concatenation. Hasura multiplexes its live queries this way. The channel writes the frame to each idle member
 itself, straight to its socket where the server allows (`banxway.wsframes`), 128 members per turn of the event
-loop (requests run in between); a member whose socket is full gets a task that writes what it has buffered. The mutation that published the event waits for none of
-this: it only published to Redis.
+loop (requests run in between); a member whose socket is full gets a task that writes what it has buffered. The
+mutation that published the event waits for none of this: it only published to Redis.
 
 What stays per subscriber is cheap and exact: the thread of `threadEvents`, event types, administration
 events only for roles with the permission (roles re-read every second, in one query per channel; a
