@@ -363,6 +363,8 @@ async def test_an_agent_reply_is_delivered_live_then_acked_delivered_and_read(
             "author": "AGENT",
             "status": "SENT",
         }
+        # and the claim's SENDING status change, read late (after the reply went out), says nothing to the visitor
+        await _publish_again(state, local_uuid(reply["id"]), "SENDING")
         # when the client acks it, then displays it
         await socket.send(
             {
@@ -396,6 +398,17 @@ async def _until_status(socket: GraphQLSocket, status: str) -> dict:
         elif data["visitorEvents"]["type"] == "STATUS":
             seen["events"] = data["visitorEvents"]["status"]
     return seen
+
+
+async def _publish_again(state: AppState, message_id: uuid.UUID, status: str) -> None:
+    """Publish the message's stored status-change event once more, as a subscriber that reads late receives it."""
+    from banxway import events
+    from banxway.db.models import Event
+
+    async with system_session(state.sessionmaker) as session:
+        rows = list(await session.scalars(select(Event).where(Event.type == "MESSAGE_STATUS_CHANGED")))
+    [row] = [r for r in rows if r.payload.get("message_id") == str(message_id) and r.payload["status"] == status]
+    await state.broadcast.publish(events.channel(row.organization_id), events.envelope(row))
 
 
 async def _wait_listening(state: AppState, organization_id: uuid.UUID) -> None:
