@@ -598,9 +598,10 @@ class Message(TenantMixin, Base):
     )
     # the whole text of an inbound email, quoted history included (`body` is the reply alone)
     full_body: Mapped[str | None] = mapped_column(Text, deferred=True, deferred_raiseload=True)
-    headers: Mapped[dict] = mapped_column(
-        JSONB, nullable=False, server_default=text("'{}'::jsonb"), deferred=True, deferred_raiseload=True
-    )
+    # '{}' by default in Python, not declared as the server default it also is (the migration's, for SQL that omits
+    # it): with eager_defaults, an unloaded (deferred) column with a server default is read back in a SELECT of
+    # its own after every UPDATE of the row
+    headers: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict, deferred=True, deferred_raiseload=True)
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _created_at()

@@ -17,16 +17,20 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from banxway.context import SystemContext
-from banxway.db.models import Message
+from banxway.db.models import Attachment, Integration, Message
+from banxway.db.session import transaction_memo
 from banxway.enums import Channel, Direction, MessageStatus
 from banxway.logs import get_logger
 from banxway.resolvers.dev_sink import SINK, sink_takes
 from banxway.resolvers.email_delivery import EMAIL
 from banxway.resolvers.messaging_delivery import MESSAGING
 from banxway.resolvers.sending import (
+    CLAIMED,
     RETRY_FOR,
     STUCK_AFTER,
     PermanentFailure,
@@ -53,7 +57,7 @@ async def deliver(ctx: SystemContext, message_id: uuid.UUID) -> MessageStatus | 
     Raises RetryLater on a transient failure."""
     send: Send | None = None
     async with ctx.transaction() as session:
-        message = await session.get(Message, message_id, with_for_update=True)
+        message = await _claim(session, message_id)
         if message is None:
             return None
         if message.status == MessageStatus.SENDING and message.updated_at < datetime.now(UTC) - STUCK_AFTER:
@@ -110,6 +114,25 @@ async def deliver(ctx: SystemContext, message_id: uuid.UUID) -> MessageStatus | 
     if status == MessageStatus.QUEUED:
         raise RetryLater(str(error), getattr(error, "retry_after", None))
     return status
+
+
+async def _claim(session: AsyncSession, message_id: uuid.UUID) -> Message | None:
+    """The message, row-locked, with what preparing its send reads, in one statement: its headers, its integration
+    (in the session now: `session.get` finds it there) and whether it has a file (`CLAIMED`)."""
+    has_file = exists().where(Attachment.message_id == Message.id)
+    row = (
+        await session.execute(
+            select(Message, Integration, has_file)
+            .outerjoin(Integration, Integration.id == Message.integration_id)
+            .where(Message.id == message_id)
+            .options(undefer(Message.headers))
+            .with_for_update(of=Message)
+        )
+    ).first()
+    if row is None:
+        return None
+    transaction_memo(session, CLAIMED)[message_id] = (row[1], row[2])
+    return row[0]
 
 
 async def messages_to_requeue(ctx: SystemContext, *, limit: int = 1000) -> list[uuid.UUID]:

@@ -13,7 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.context import SystemContext
+from banxway.db.headers import MessageHeaders
 from banxway.db.models import Attachment, Integration, Message
+from banxway.db.session import transaction_memo
 from banxway.enums import Channel
 from banxway.integrations import messaging as providers
 from banxway.integrations.messaging import media_limits
@@ -23,14 +25,15 @@ from banxway.resolvers.inbox_events import to_global_id
 from banxway.resolvers.integrations import provider_config, webhook_url
 from banxway.resolvers.receipts import apply_pending
 from banxway.resolvers.sending import (
+    CLAIMED,
     ChannelSender,
     PermanentFailure,
     Send,
     Sent,
     TransientFailure,
     UnknownOutcome,
+    headers_of,
     merge_headers,
-    read_headers,
 )
 
 log = get_logger("banxway.delivery")
@@ -46,7 +49,7 @@ async def prepare_messaging(session: AsyncSession, message: Message, ctx: System
         raise PermanentFailure("The message has no recipient.")
     config = provider_config(integration, ctx.box, ctx.settings)
     provider = providers.provider(integration.type)
-    headers = await read_headers(session, message.id)
+    headers = MessageHeaders.of(await headers_of(session, message))
     reference = str(message.id)
 
     if message.channel == Channel.VOICE:
@@ -152,6 +155,9 @@ async def _keep_text_id(ctx: SystemContext, message_id: uuid.UUID, text_id: str)
 async def _media(session: AsyncSession, message: Message, ctx: SystemContext) -> providers.OutgoingMedia | None:
     """The message's file (WhatsApp, MMS, Messenger, Instagram) as the provider fetches it: a signed public download
     URL on BANXWAY_PUBLIC_URL (`Attachment.downloadUrl`), valid for BANXWAY_ATTACHMENT_URL_TTL."""
+    claimed = transaction_memo(session, CLAIMED).get(message.id)
+    if claimed is not None and not claimed[1]:  # delivery's claim saw no file
+        return None
     attachment = await session.scalar(
         select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.created_at).limit(1)
     )

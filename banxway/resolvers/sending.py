@@ -55,6 +55,10 @@ class Sent:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+CLAIMED = "delivery_claimed"
+"""The `transaction_memo` of delivery's claim: message id → (its integration or None, whether it has a file), as the
+claim read them. Held there, the integration stays in the session's (weak) identity map: `session.get` finds it."""
+
 Send = Callable[[], Awaitable[Sent]]
 # prepare(session, message, ctx) → send; runs in the claiming transaction, may raise PermanentFailure
 Prepare = Callable[[AsyncSession, Message, SystemContext], Awaitable[Send]]
@@ -84,7 +88,13 @@ async def read_headers(session: AsyncSession, message_id: uuid.UUID) -> MessageH
     return MessageHeaders.of(await session.scalar(select(Message.headers).where(Message.id == message_id)))
 
 
+async def headers_of(session: AsyncSession, message: Message) -> dict[str, Any]:
+    """A message's (deferred) headers: as loaded with the row (`undefer`, e.g. by delivery's claim), else read."""
+    if "headers" in message.__dict__:
+        return message.headers
+    return await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
+
+
 async def merge_headers(session: AsyncSession, message: Message, values: dict[str, Any]) -> None:
     """Add `values` to the message's (deferred) headers, checked against MessageHeaders."""
-    current = await session.scalar(select(Message.headers).where(Message.id == message.id))
-    message.headers = checked({**(current or {}), **values})
+    message.headers = checked({**(await headers_of(session, message)), **values})
