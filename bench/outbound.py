@@ -13,8 +13,9 @@ Then, all measured in this one run:
 1. The 24-hour window: N inbound WhatsApp webhooks from N customers (8 at a time), each opening a thread:
    webhooks/s (overall, over the first and the last tenth) and the webhook's response time p50/p99 (a side
    number). Then ANALYZE, as autovacuum would have done on a live database by then.
-2. W `banxway worker --threads T` processes on the same database and Redis; once their log says they run,
-   W×T warm-up sends (not counted) go through them.
+2. W `banxway worker --threads T` processes on the same database and Redis; once their log says they run, they
+   first work off the webhooks' consequences (each inbound message's analysis, queued for them: the time is a
+   side number), then W×T warm-up sends (not counted) go through them.
 3. N replies, one per thread, with `messageSend` (WHATSAPP) at full speed, 16 at a time; the moment each
    mutation returns is its enqueue time. Then wait until all N are SENT (polled every 100 ms) and reached the
    stand-in: the enqueue rate, the delivery throughput (N / last arrival at the stand-in − first enqueue),
@@ -53,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from banxway.app import build_state, create_app  # noqa: E402
-from banxway.db.models import Message, Thread  # noqa: E402
+from banxway.db.models import Message, MessageAnalysis, Thread  # noqa: E402
 from banxway.db.session import system_session  # noqa: E402
 from banxway.enums import Direction, MessageStatus  # noqa: E402
 from banxway.logs import configure_logging  # noqa: E402
@@ -339,6 +340,24 @@ async def wait_delivered(
         await asyncio.sleep(0.1)
 
 
+async def wait_analysed(state: Any, organization_id: uuid.UUID, expected: int, workers: Workers) -> float:
+    """Poll until the workers analysed `expected` inbound messages of the organization (the webhooks' consequence
+    that queues for them); the seconds it took."""
+    started = time.monotonic()
+    while True:
+        async with system_session(state.sessionmaker) as session:
+            done = await session.scalar(
+                select(func.count())
+                .select_from(MessageAnalysis)
+                .where(MessageAnalysis.organization_id == organization_id)
+            )
+        if (done or 0) >= expected:
+            return time.monotonic() - started
+        if time.monotonic() - started > WAIT_TIMEOUT_S:
+            raise RuntimeError(f"{done} of {expected} inbound messages analysed\n{workers.tail()}")
+        await asyncio.sleep(0.2)
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -469,6 +488,10 @@ async def _measure(
     workers.start()
     await workers.wait_running()
     result["worker_start_s"] = round(time.perf_counter() - started, 2)
+    # each webhook's message waits in the queue to be analysed (a consequence of its event): the workers work off
+    # that backlog first, or the sends below would share them with it and the delivery numbers would be the mix
+    notes.print(f"the workers analyse the {n + warmup:,} inbound messages…")
+    result["analysis_backlog_s"] = round(await wait_analysed(state, organization_id, n + warmup, workers), 2)
     warm_started = time.monotonic()
     await asyncio.gather(*(reply(thread_ids[n + i], n + i) for i in range(warmup)))
     counts, warm_seconds = await wait_delivered(state, organization_id, provider, warmup, workers, warm_started)
@@ -627,7 +650,8 @@ def report(r: dict[str, Any]) -> None:
 
     console.print(
         f"outbound WhatsApp: {r['messages']:,} sends, {r['workers']} workers × {r['threads']} threads "
-        f"(started in {r['worker_start_s']:.1f} s; {r['warmup_sends']} warm-up sends in {r['warmup_s']:.2f} s, "
+        f"(started in {r['worker_start_s']:.1f} s; the webhooks' {r['webhooks']:,} analyses, queued for them, done "
+        f"{r['analysis_backlog_s']:.1f} s later; {r['warmup_sends']} warm-up sends in {r['warmup_s']:.2f} s, "
         "not counted)"
     )
     console.print(
