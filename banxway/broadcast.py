@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -93,6 +93,16 @@ class Broadcast:
 
     async def publish(self, channel: str, message: str) -> None:
         await self._redis.publish(channel, message)
+
+    async def publish_all(self, channel: str, messages: Sequence[str]) -> None:
+        """Publish in this order, in one round trip (a pipeline: one connection runs its commands in turn)."""
+        if len(messages) == 1:
+            await self.publish(channel, messages[0])
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.publish(channel, message)
+            await pipe.execute()
 
     @contextlib.asynccontextmanager
     async def subscribe(

@@ -581,8 +581,7 @@ async def _dispatch(
         )
         if not rows:
             return 0
-        for row in rows:
-            await broadcast.publish(channel(organization_id), envelope(row))
+        await broadcast.publish_all(channel(organization_id), [envelope(row) for row in rows])
         if consequences is not None:
             await consequences(session, rows)
     return len(rows)

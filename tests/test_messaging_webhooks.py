@@ -17,7 +17,9 @@ from sqlalchemy import func, select, update
 
 from banxway.db.models import Attachment, Contact, ContactIdentity, Event, Integration, Message, PendingStatus, Thread
 from banxway.db.session import system_session
-from banxway.enums import MessageStatus
+from banxway.enums import Channel, MessageStatus
+from banxway.integrations.messaging import Inbound
+from banxway.resolvers.inbound import receive
 from banxway.resolvers.media import fetch_media
 from banxway.resolvers.receipts import apply_pending
 from banxway.resolvers.sending import set_status
@@ -524,6 +526,33 @@ async def test_first_messages_of_a_new_sender_arriving_together_share_one_contac
     after = await counts(state)
     assert after["messages"] == 5
     assert (after["contacts"], after["threads"]) == (1, 1), after
+
+
+async def test_two_messages_of_a_new_sender_in_one_callback_share_one_contact_and_thread(
+    inbox: Inbox, provider: StandIn, state: AppState
+) -> None:
+    # given a callback that brings two messages of a sender nobody knows (stored in one transaction, as the
+    # webhook stores its items): the contact is created by the first, unseen by anyone else until the commit
+    await configure_exotel(inbox, provider)
+    before = await counts(state)
+    async with system_session(state.sessionmaker) as session:
+        integration = await session.scalar(select(Integration))
+    assert integration is not None
+    ctx = system_context(state).for_organization(integration.organization_id)
+    async with ctx.transaction() as session:
+        for n in range(2):
+            item = Inbound(
+                provider_id=f"pair{n}", channel=Channel.WHATSAPP, sender=OTHER_PHONE, to=WHATSAPP_NUMBER, body=f"{n}"
+            )
+            _, new = await receive(session, integration, item)
+            assert new
+    # then one contact, one thread with both messages in it
+    after = await counts(state)
+    grown = {name: after[name] - before[name] for name in ("messages", "contacts", "identities", "threads")}
+    assert grown == {"messages": 2, "contacts": 1, "identities": 1, "threads": 1}, grown
+    async with system_session(state.sessionmaker) as session:
+        threads = set(await session.scalars(select(Message.thread_id).where(Message.provider_message_id.like("pair%"))))
+    assert len(threads) == 1
 
 
 async def test_a_status_for_an_unknown_id_posted_five_times_at_once_is_applied_once_the_message_has_it(

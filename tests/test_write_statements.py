@@ -91,6 +91,35 @@ async def test_an_inbound_webhook_and_a_message_send_cost_a_pinned_number_of_sta
     assert len(seen) <= 5 * 14, Counter(seen)
 
 
+async def test_a_webhook_from_a_new_customer_costs_a_pinned_number_of_statements(
+    inbox: Inbox, provider: StandIn, state: AppState
+) -> None:
+    # given a WhatsApp number that customers wrote to before
+    configured = await configure_exotel(inbox, provider)
+    hook = url_of(configured, "/whatsapp")
+    http = inbox.api.http
+    first = exotel_whatsapp_incoming(sid="new0", from_=CUSTOMER_PHONE, to=WHATSAPP_NUMBER, body="Hello")
+    assert (await post_json(http, hook, first)).status_code == 200
+    # when five customers nobody knows write, one after the other
+    seen, stop = _counting(state)
+    try:
+        for n in range(1, 6):
+            sender = f"+91982000{n:04d}"
+            body = exotel_whatsapp_incoming(sid=f"new{n}", from_=sender, to=WHATSAPP_NUMBER, body="A new booking")
+            assert (await post_json(http, hook, body)).status_code == 200
+    finally:
+        stop()
+    # then each costs 13 statements (20 before): the integration, the provider id's lock, the message by provider id,
+    # the identity looked up, then the contact and its identity created in one statement, the thread's number, the
+    # SLA policies, one multi-row INSERT per table (events, thread, message), and the relay (order lock, numbering,
+    # what the organization needs). No savepoint, no thread lookup for a contact nobody else sees yet, no UPDATE of
+    # the thread just inserted
+    kinds = Counter(seen)
+    assert len(seen) == 5 * 13, kinds
+    assert kinds["INSERT events"] == 5 and kinds["SELECT threads"] == 0 and kinds["UPDATE threads"] == 0, kinds
+    assert not any(kind.startswith("SAVEPOINT") for kind in seen), kinds
+
+
 async def test_concurrent_relays_of_one_organization_go_out_together(inbox: Inbox, state: AppState) -> None:
     # given 16 customers created at once (16 transactions committing while earlier ones are being relayed)
     seen, stop = _counting(state)

@@ -27,8 +27,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, func, literal, select
+from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,6 +44,8 @@ from banxway.resolvers.contacts import merge_in
 
 if TYPE_CHECKING:
     from banxway.context import Context
+
+UUID_TYPE = UUID(as_uuid=True)
 
 PHONE_CHANNELS = (Channel.WHATSAPP, Channel.SMS, Channel.VOICE)
 SUGGESTION_STATUSES = ("OPEN", "ACCEPTED", "DISMISSED")
@@ -163,29 +165,57 @@ async def _resolve(
         )
         return contact
     if not found:
-        try:
-            async with session.begin_nested():
-                contact = Contact(organization_id=organization_id, name=(name or value)[:200], verified=False)
-                session.add(contact)
-                await session.flush()
-                session.add(
-                    ContactIdentity(
-                        organization_id=organization_id, contact_id=contact.id, channel=channel, address=value
-                    )
-                )
-                await session.flush()
-        except IntegrityError:  # a concurrent message from the same new sender created it first
+        created = await _create(session, organization_id, channel, value, name)
+        if created is None:  # a concurrent message from the same new sender created it first (and committed)
             return await _resolve(session, organization_id, channel, value, name)
+        transaction_memo(session, "contacts_created")[created.id] = created
         events.record(
-            session, events.ContactCreated(contact_id=contact.id), organization_id=organization_id, actor_id=None
+            session, events.ContactCreated(contact_id=created.id), organization_id=organization_id, actor_id=None
         )
-        return contact
+        return created
     contact = found[0]
     if not has_identity:
         await _ensure_identity(session, organization_id, contact, channel, value)
     for other in found[1:]:
         await suggest_merge(session, organization_id, contact.id, other.id, value)
     return contact
+
+
+async def _create(
+    session: AsyncSession, organization_id: uuid.UUID, channel: Channel, value: str, name: str | None
+) -> Contact | None:
+    """A new unverified contact with the identity, in one statement; None when the identity exists after all (a
+    concurrent transaction added it: the INSERT waited for it to commit). The identity is inserted first, and the
+    contact only if it was (foreign keys are checked at the end of the statement)."""
+    contact_id = uuid.uuid4()
+    identity = (
+        insert(ContactIdentity)
+        .values(id=uuid.uuid4(), organization_id=organization_id, contact_id=contact_id, channel=channel, address=value)
+        .on_conflict_do_nothing(
+            index_elements=[ContactIdentity.organization_id, ContactIdentity.channel, ContactIdentity.address]
+        )
+        .returning(ContactIdentity.contact_id)
+        .cte("identity")
+    )
+    table = Contact.__table__
+    row = select(
+        identity.c.contact_id,
+        literal(organization_id, UUID_TYPE),
+        literal((name or value)[:200]),
+        literal(False),
+    ).select_from(identity)
+    statement = (
+        table.insert()  # type: ignore[attr-defined]
+        .from_select(["id", "organization_id", "name", "verified"], row)
+        .add_cte(identity)
+        .returning(*table.c)  # type: ignore[attr-defined]
+    )
+    return await session.scalar(select(Contact).from_statement(statement))
+
+
+def created_here(session: AsyncSession, contact_id: uuid.UUID) -> bool:
+    """Whether the contact was created in the session's current transaction (nobody else can see it yet)."""
+    return contact_id in transaction_memo(session, "contacts_created")
 
 
 async def link_address(

@@ -28,7 +28,7 @@ from banxway.integrations.messaging import Inbound, provider
 from banxway.resolvers import sla
 from banxway.resolvers import validation as v
 from banxway.resolvers.common import get_or_error
-from banxway.resolvers.contact_resolver import resolve_contact
+from banxway.resolvers.contact_resolver import created_here, resolve_contact
 from banxway.resolvers.notifications import notify
 from banxway.resolvers.threads import new_thread, wake_up
 
@@ -237,9 +237,14 @@ async def receive_for(
     sender = normalise_number(inbound.sender, region)
     to = normalise_number(inbound.to, region) if inbound.to else None
     contact = await contact_for_address(session, organization_id, inbound.channel, sender, inbound.profile_name)
-    # two first messages of one contact at once: one opens the thread, the other joins it
-    await lock_provider_id(session, lock_scope, f"thread-of:{contact.id}:{inbound.channel.value}")
-    thread = await open_thread_of(session, contact.id, inbound.channel)
+    if created_here(session, contact.id):
+        # a contact nobody else sees yet has no thread but those opened in this transaction, and none can be
+        # opened for them concurrently
+        thread = opened_here(session, contact.id, inbound.channel)
+    else:
+        # two first messages of one contact at once: one opens the thread, the other joins it
+        await lock_provider_id(session, lock_scope, f"thread-of:{contact.id}:{inbound.channel.value}")
+        thread = await open_thread_of(session, contact.id, inbound.channel)
     if thread is None:
         first_line = inbound.body.strip().splitlines()[0] if inbound.body.strip() else inbound.channel.name
         thread = await new_inbound_thread(
@@ -284,6 +289,20 @@ def normalise_number(value: str, region: str | None) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def opened_here(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> Thread | None:
+    """What `open_thread_of` finds for a contact created in this transaction: an open thread of theirs on `channel`
+    that this transaction opened (a callback that brings two messages of a new sender), else None."""
+    opened = [
+        thread
+        for thread in transaction_memo(session, "threads_locked").values()
+        if thread.contact_id == contact_id and thread.status in _OPEN and thread.primary_channel == channel
+    ]
+    return max(opened, key=lambda thread: thread.last_activity_at, default=None)
+
+
+_OPEN = (ThreadStatus.NEW, ThreadStatus.OPEN, ThreadStatus.PENDING)
+
+
 async def open_thread_of(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> Thread | None:
     """The contact's most recently active open (NEW, OPEN, PENDING) thread on `channel`, row-locked for the rest of
     the transaction (the message about to be added to it needs the lock: one statement for both)."""
@@ -292,7 +311,7 @@ async def open_thread_of(session: AsyncSession, contact_id: uuid.UUID, channel: 
         select(Thread)
         .where(
             Thread.contact_id == contact_id,
-            Thread.status.in_([ThreadStatus.NEW, ThreadStatus.OPEN, ThreadStatus.PENDING]),
+            Thread.status.in_(_OPEN),
             or_(Thread.primary_channel == channel, on_channel),
         )
         .order_by(Thread.last_activity_at.desc())

@@ -278,13 +278,16 @@ async def active_policies(session: AsyncSession, organization_id: uuid.UUID) -> 
     memo = transaction_memo(session, "sla_policies")
     policies = memo.get(organization_id)
     if policies is None:
-        policies = memo[organization_id] = list(
-            await session.scalars(
-                select(SlaPolicy)
-                .where(SlaPolicy.organization_id == organization_id, SlaPolicy.active.is_(True))
-                .order_by(SlaPolicy.position, SlaPolicy.created_at)
+        # no flush first: nothing pending can change the answer, and the caller's new thread then goes in with its
+        # message (one INSERT, not an INSERT and an UPDATE of its last message time)
+        with session.no_autoflush:
+            policies = memo[organization_id] = list(
+                await session.scalars(
+                    select(SlaPolicy)
+                    .where(SlaPolicy.organization_id == organization_id, SlaPolicy.active.is_(True))
+                    .order_by(SlaPolicy.position, SlaPolicy.created_at)
+                )
             )
-        )
     return policies
 
 

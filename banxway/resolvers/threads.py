@@ -54,7 +54,8 @@ async def _advance_counter(session: AsyncSession, organization_id: uuid.UUID, ye
         )
         .returning(ThreadCounter.last_value)
     )
-    return int((await session.execute(statement)).scalar_one())
+    with session.no_autoflush:  # the counter depends on nothing pending: what is goes in with the next flush
+        return int((await session.execute(statement)).scalar_one())
 
 
 async def reserve_references(session: AsyncSession, organization_id: uuid.UUID, count: int) -> None:
