@@ -42,7 +42,7 @@ async def outbound_route(session: AsyncSession, thread: Thread, channel: Channel
     """The number a message on `channel` leaves from: the one the customer last wrote to on this thread, else
     the sender's own number, else the organization's first number for the channel. No number: Route(None, None),
     and the delivery fails saying so (as email does without an account)."""
-    last_to = await session.scalar(
+    last_to = (
         select(Message.recipients[1])
         .where(
             Message.thread_id == thread.id,
@@ -52,21 +52,21 @@ async def outbound_route(session: AsyncSession, thread: Thread, channel: Channel
         )
         .order_by(Message.created_at.desc())
         .limit(1)
+        .scalar_subquery()
     )
-    candidates = (
-        select(PhoneNumber.integration_id, PhoneNumber.number)
-        .join(Integration, Integration.id == PhoneNumber.integration_id)
-        .where(Integration.active.is_(True), PhoneNumber.channels.contains([channel.value]))
-    )
-    if last_to:
-        row = (await session.execute(candidates.where(PhoneNumber.number == last_to))).first()
-        if row is not None:
-            return Route(row[0], row[1])
+    # one statement: the number the customer last wrote to first (NULL, i.e. last, when they never wrote here)
     row = (
         await session.execute(
-            candidates.order_by(
-                (PhoneNumber.assignee_id == user_id).desc().nulls_last(), PhoneNumber.created_at, PhoneNumber.number
+            select(PhoneNumber.integration_id, PhoneNumber.number)
+            .join(Integration, Integration.id == PhoneNumber.integration_id)
+            .where(Integration.active.is_(True), PhoneNumber.channels.contains([channel.value]))
+            .order_by(
+                (PhoneNumber.number == last_to).desc().nulls_last(),
+                (PhoneNumber.assignee_id == user_id).desc().nulls_last(),
+                PhoneNumber.created_at,
+                PhoneNumber.number,
             )
+            .limit(1)
         )
     ).first()
     return Route(row[0], row[1]) if row is not None else Route(None, None)
