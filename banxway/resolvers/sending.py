@@ -91,7 +91,7 @@ async def read_headers(session: AsyncSession, message_id: uuid.UUID) -> MessageH
 async def headers_of(session: AsyncSession, message: Message) -> dict[str, Any]:
     """A message's (deferred) headers: as loaded with the row (`undefer`, e.g. by delivery's claim), else read."""
     if "headers" in message.__dict__:
-        return message.headers
+        return message.headers or {}
     return await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
 
 

@@ -278,8 +278,9 @@ async def active_policies(session: AsyncSession, organization_id: uuid.UUID) -> 
     memo = transaction_memo(session, "sla_policies")
     policies = memo.get(organization_id)
     if policies is None:
-        # no flush first: nothing pending can change the answer, and the caller's new thread then goes in with its
-        # message (one INSERT, not an INSERT and an UPDATE of its last message time)
+        # no flush first: policies change in transactions of their own, so nothing pending can change the answer
+        # (nor be overwritten by the tenant session's populate_existing); the caller's new thread then goes in with
+        # its message (one INSERT, not an INSERT and an UPDATE of its last message time)
         with session.no_autoflush:
             policies = memo[organization_id] = list(
                 await session.scalars(
