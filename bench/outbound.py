@@ -358,6 +358,25 @@ async def wait_analysed(state: Any, organization_id: uuid.UUID, expected: int, w
         await asyncio.sleep(0.2)
 
 
+async def not_sent(state: Any, organization_id: uuid.UUID, limit: int = 5) -> list[dict[str, Any]]:
+    """Outbound messages that did not end SENT: their status and the error delivery recorded (e.g. an answer that
+    never came leaves a message SENDING, with the reason, rather than risk a second copy)."""
+    async with system_session(state.sessionmaker) as session:
+        rows = await session.execute(
+            select(Message.id, Message.status, Message.error, Message.updated_at)
+            .where(
+                Message.organization_id == organization_id,
+                Message.direction == Direction.OUTBOUND,
+                Message.status != MessageStatus.SENT,
+            )
+            .limit(limit)
+        )
+        return [
+            {"id": str(row.id), "status": row.status.name, "error": row.error, "updated_at": row.updated_at.isoformat()}
+            for row in rows
+        ]
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -550,6 +569,7 @@ async def _measure(
             "sent": sent,
             "failed": counts.get(MessageStatus.FAILED, 0),
             "still_queued_or_sending": counts.get(MessageStatus.QUEUED, 0) + counts.get(MessageStatus.SENDING, 0),
+            "not_sent": await not_sent(state, organization_id),
             "at_provider": len(first_arrival),
             "provider_requests": len(arrivals),
             "duplicates": sum(count - 1 for count in all_banxway.values() if count > 1),
@@ -683,6 +703,8 @@ def report(r: dict[str, Any]) -> None:
         f"still QUEUED/SENDING {r['still_queued_or_sending']}"
         + (f", unknown at the provider {r['unknown_at_provider']}" if r["unknown_at_provider"] else "")
     )
+    for message in r["not_sent"]:
+        console.print(f"  not SENT: {message['id']} {message['status']} at {message['updated_at']}: {message['error']}")
     worker_cpu = "n/a" if r["worker_cpu_ms_per_send"] is None else f"{r['worker_cpu_ms_per_send']:.1f} ms"
     console.print(
         f"CPU per send: workers {worker_cpu}, this process (app + stand-in) {r['bench_process_cpu_ms_per_send']:.1f} ms"

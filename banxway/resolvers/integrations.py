@@ -7,6 +7,7 @@ INTEGRATION_UPDATED with `changed` otherwise; assigning a number is an INTEGRATI
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import secrets
@@ -440,17 +441,21 @@ async def configuration_status(ctx: Context) -> list[ChannelReadiness]:
     return [ChannelReadiness(channel, not found, [gap.what for gap in found]) for channel, found in gaps.items()]
 
 
+@functools.cache
 def _ready(channel: Channel) -> Any:
-    """An EXISTS that, when true, means `channel_gaps` finds nothing blocking `channel` (a sufficient condition, not
-    the definition: when false, `channel_gaps` says what is missing). None where there is no such shortcut."""
+    """SELECT EXISTS …: when true, `channel_gaps` finds nothing blocking `channel` (a sufficient condition, not the
+    definition: when false, `channel_gaps` says what is missing). None where there is no such shortcut. Built once
+    per channel (building it was a tenth of `messageSend`'s own time)."""
     if channel == Channel.EMAIL:
-        return exists().where(EmailAccount.active.is_(True))
+        return select(exists().where(EmailAccount.active.is_(True)))
     if channel in (Channel.WHATSAPP, Channel.SMS):
-        return exists().where(
-            PhoneNumber.channels.contains([channel.value]),
-            Integration.id == PhoneNumber.integration_id,
-            Integration.active.is_(True),
-            Integration.type != IntegrationType.META,
+        return select(
+            exists().where(
+                PhoneNumber.channels.contains([channel.value]),
+                Integration.id == PhoneNumber.integration_id,
+                Integration.active.is_(True),
+                Integration.type != IntegrationType.META,
+            )
         )
     return None
 
@@ -462,7 +467,7 @@ async def require_configured(ctx: Context, channel: Channel) -> None:
     if ctx.settings.dev_sink_enabled:
         return
     ready = _ready(channel)
-    if ready is not None and await ctx.db.scalar(select(ready)):
+    if ready is not None and await ctx.db.scalar(ready):
         return  # one EXISTS per message; what exactly is missing is worked out only when something is
     found = await channel_gaps(ctx.db, ctx.settings, [channel])
     blocking = [gap.what for gap in found.get(channel, []) if gap.blocks_sending]

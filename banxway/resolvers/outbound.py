@@ -3,13 +3,15 @@ message or a call leaves from, the WhatsApp customer-care window and approved te
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from banxway.db.headers import checked
@@ -42,10 +44,20 @@ async def outbound_route(session: AsyncSession, thread: Thread, channel: Channel
     """The number a message on `channel` leaves from: the one the customer last wrote to on this thread, else
     the sender's own number, else the organization's first number for the channel. No number: Route(None, None),
     and the delivery fails saying so (as email does without an account)."""
+    parameters = {"thread_id": thread.id, "channel": channel, "channels": [channel.value], "user_id": user_id}
+    row = (await session.execute(_route_query(), parameters)).first()
+    return Route(row[0], row[1]) if row is not None else Route(None, None)
+
+
+@functools.cache
+def _route_query() -> Any:
+    """One statement: the number the customer last wrote to first (NULL, i.e. last, when they never wrote here).
+    Built once, with bind parameters."""
+    channel = bindparam("channel", type_=Message.channel.type)
     last_to = (
         select(Message.recipients[1])
         .where(
-            Message.thread_id == thread.id,
+            Message.thread_id == bindparam("thread_id", type_=_UUID),
             Message.channel == channel,
             Message.direction == Direction.INBOUND,
             Message.integration_id.is_not(None),
@@ -54,34 +66,35 @@ async def outbound_route(session: AsyncSession, thread: Thread, channel: Channel
         .limit(1)
         .scalar_subquery()
     )
-    # one statement: the number the customer last wrote to first (NULL, i.e. last, when they never wrote here)
-    row = (
-        await session.execute(
-            select(PhoneNumber.integration_id, PhoneNumber.number)
-            .join(Integration, Integration.id == PhoneNumber.integration_id)
-            .where(Integration.active.is_(True), PhoneNumber.channels.contains([channel.value]))
-            .order_by(
-                (PhoneNumber.number == last_to).desc().nulls_last(),
-                (PhoneNumber.assignee_id == user_id).desc().nulls_last(),
-                PhoneNumber.created_at,
-                PhoneNumber.number,
-            )
-            .limit(1)
+    return (
+        select(PhoneNumber.integration_id, PhoneNumber.number)
+        .join(Integration, Integration.id == PhoneNumber.integration_id)
+        .where(
+            Integration.active.is_(True),
+            PhoneNumber.channels.contains(bindparam("channels", type_=PhoneNumber.channels.type)),
         )
-    ).first()
-    return Route(row[0], row[1]) if row is not None else Route(None, None)
+        .order_by(
+            (PhoneNumber.number == last_to).desc().nulls_last(),
+            (PhoneNumber.assignee_id == bindparam("user_id", type_=_UUID)).desc().nulls_last(),
+            PhoneNumber.created_at,
+            PhoneNumber.number,
+        )
+        .limit(1)
+    )
 
 
 async def window_closes_at(session: AsyncSession, number: str) -> datetime | None:
     """When the WhatsApp customer-care window with `number` closes: 24 h after its last WhatsApp message to us."""
-    last = await session.scalar(
-        select(func.max(Message.created_at)).where(
-            Message.sender == number,
-            Message.direction == Direction.INBOUND,
-            Message.channel == Channel.WHATSAPP,
-        )
-    )
+    last = await session.scalar(_WINDOW_QUERY, {"number": number})
     return last + CUSTOMER_CARE_WINDOW if last is not None else None
+
+
+_UUID = UUID(as_uuid=True)
+_WINDOW_QUERY = select(func.max(Message.created_at)).where(
+    Message.sender == bindparam("number"),
+    Message.direction == Direction.INBOUND,
+    Message.channel == Channel.WHATSAPP,
+)
 
 
 @dataclass(frozen=True)
