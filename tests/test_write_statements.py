@@ -56,23 +56,28 @@ def _counting(state: AppState) -> tuple[list[str], Any]:
     return seen, stop
 
 
+async def _webhooks_counted(inbox: Inbox, provider: StandIn, state: AppState, senders: list[str]) -> list[str]:
+    """An Exotel WhatsApp number that CUSTOMER_PHONE wrote to once (not counted), then one webhook from each of
+    `senders`, one after the other: the statements they cost."""
+    configured = await configure_exotel(inbox, provider)
+    hook = url_of(configured, "/whatsapp")
+    first = exotel_whatsapp_incoming(sid="in0", from_=CUSTOMER_PHONE, to=WHATSAPP_NUMBER, body="Hello")
+    assert (await post_json(inbox.api.http, hook, first)).status_code == 200
+    seen, stop = _counting(state)
+    try:
+        for n, sender in enumerate(senders, 1):
+            body = exotel_whatsapp_incoming(sid=f"in{n}", from_=sender, to=WHATSAPP_NUMBER, body=f"Again {n}")
+            assert (await post_json(inbox.api.http, hook, body)).status_code == 200
+    finally:
+        stop()
+    return seen
+
+
 async def test_an_inbound_webhook_and_a_message_send_cost_a_pinned_number_of_statements(
     inbox: Inbox, provider: StandIn, state: AppState, settings: Settings
 ) -> None:
-    # given a customer who wrote once on WhatsApp (their contact and thread exist)
-    configured = await configure_exotel(inbox, provider)
-    hook = url_of(configured, "/whatsapp")
-    http = inbox.api.http
-    first = exotel_whatsapp_incoming(sid="in0", from_=CUSTOMER_PHONE, to=WHATSAPP_NUMBER, body="Hello")
-    assert (await post_json(http, hook, first)).status_code == 200
-    # when they write five more times
-    seen, stop = _counting(state)
-    try:
-        for n in range(1, 6):
-            body = exotel_whatsapp_incoming(sid=f"in{n}", from_=CUSTOMER_PHONE, to=WHATSAPP_NUMBER, body=f"Again {n}")
-            assert (await post_json(http, hook, body)).status_code == 200
-    finally:
-        stop()
+    # given a customer who wrote once on WhatsApp (their contact and thread exist), when they write five more times
+    seen = await _webhooks_counted(inbox, provider, state, [CUSTOMER_PHONE] * 5)
     # then each webhook costs 13 statements: the integration, two advisory locks (the provider id, the contact's
     # thread), the message by provider id, the contact, the thread (locked), the SLA policies, three writes, and
     # the relay: its order lock, one statement numbering the events, one asking what their organization needs
@@ -103,21 +108,8 @@ async def test_an_inbound_webhook_and_a_message_send_cost_a_pinned_number_of_sta
 async def test_a_webhook_from_a_new_customer_costs_a_pinned_number_of_statements(
     inbox: Inbox, provider: StandIn, state: AppState
 ) -> None:
-    # given a WhatsApp number that customers wrote to before
-    configured = await configure_exotel(inbox, provider)
-    hook = url_of(configured, "/whatsapp")
-    http = inbox.api.http
-    first = exotel_whatsapp_incoming(sid="new0", from_=CUSTOMER_PHONE, to=WHATSAPP_NUMBER, body="Hello")
-    assert (await post_json(http, hook, first)).status_code == 200
-    # when five customers nobody knows write, one after the other
-    seen, stop = _counting(state)
-    try:
-        for n in range(1, 6):
-            sender = f"+91982000{n:04d}"
-            body = exotel_whatsapp_incoming(sid=f"new{n}", from_=sender, to=WHATSAPP_NUMBER, body="A new booking")
-            assert (await post_json(http, hook, body)).status_code == 200
-    finally:
-        stop()
+    # given a WhatsApp number that a customer wrote to before, when five customers nobody knows write
+    seen = await _webhooks_counted(inbox, provider, state, [f"+91982000{n:04d}" for n in range(1, 6)])
     # then each costs 13 statements (20 before): the integration, the provider id's lock, the message by provider id,
     # the identity looked up, then the contact and its identity created in one statement, the thread's number, the
     # SLA policies, one multi-row INSERT per table (events, thread, message), and the relay (order lock, numbering,
