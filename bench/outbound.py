@@ -25,6 +25,8 @@ Then, all measured in this one run:
 4. The floor: the same N WhatsApp POSTs (the same JSON, HTTP Basic auth) straight to the stand-in with httpx,
    W×T at a time over one keep-alive client: sends/s and the ratio banxway / floor; and, as a side number,
    the same with a new connection per send (what banxway paid before its provider client was kept open).
+5. The write path's targets (webhooks and `messageSend` ≥ 300 /s with p99 ≤ 100 ms, delivery ≥ 200 sends/s end
+   to end with enqueue → provider p99 ≤ 1 s), each met or by how much this run missed it.
 """
 
 from __future__ import annotations
@@ -717,6 +719,32 @@ def report(r: dict[str, Any]) -> None:
     ratio = "n/a" if r["ratio_banxway_to_floor"] is None else f"{r['ratio_banxway_to_floor']:.3f}"
     console.print(f"ratio banxway / floor: {ratio}")
     console.print(f"cores: {r['cores']}; PostgreSQL, Redis, the workers, the app and the stand-in share them")
+    console.print("against the targets (issue 19):")
+    for line in target_lines(r):
+        console.print(f"  {line}")
+
+
+TARGETS = (
+    # (what, throughput key, at least /s, p99 key, at most ms)
+    ("inbound webhooks", "webhooks_per_s", 300.0, "webhook_p99_ms", 100.0),
+    ("messageSend", "enqueue_per_s", 300.0, "message_send_p99_ms", 100.0),
+    ("delivery end to end", "sends_per_s", 200.0, "latency_p99_ms", 1_000.0),
+)
+
+
+def target_lines(r: dict[str, Any]) -> list[str]:
+    """Each target of the write path, met or by how much it is missed, from this run's numbers."""
+    lines = []
+    for what, rate_key, at_least, p99_key, at_most in TARGETS:
+        rate, p99 = r.get(rate_key), r.get(p99_key)
+        if rate is None or p99 is None:
+            lines.append(f"{what}: not measured")
+            continue
+        rate_ok, p99_ok = rate >= at_least, p99 <= at_most
+        rate_text = f"{rate:,.1f} /s" + ("" if rate_ok else f" ({at_least / rate:.1f}× short of {at_least:,.0f})")
+        p99_text = f"p99 {p99:,.0f} ms" + ("" if p99_ok else f" ({p99 / at_most:.1f}× over {at_most:,.0f})")
+        lines.append(f"{what}: {rate_text}, {p99_text} — {'met' if rate_ok and p99_ok else 'not met'}")
+    return lines
 
 
 def main() -> None:
