@@ -54,7 +54,7 @@ async def _advance_counter(session: AsyncSession, organization_id: uuid.UUID, ye
         )
         .returning(ThreadCounter.last_value)
     )
-    with session.no_autoflush:  # the counter depends on nothing pending: what is goes in with the next flush
+    with session.no_autoflush:  # the counter depends on nothing pending: what is pending goes in with the next flush
         return int((await session.execute(statement)).scalar_one())
 
 
