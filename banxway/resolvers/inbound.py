@@ -289,6 +289,9 @@ def normalise_number(value: str, region: str | None) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+_OPEN = (ThreadStatus.NEW, ThreadStatus.OPEN, ThreadStatus.PENDING)
+
+
 def opened_here(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> Thread | None:
     """What `open_thread_of` finds for a contact created in this transaction: an open thread of theirs on `channel`
     that this transaction opened (a callback that brings two messages of a new sender), else None."""
@@ -298,9 +301,6 @@ def opened_here(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) 
         if thread.contact_id == contact_id and thread.status in _OPEN and thread.primary_channel == channel
     ]
     return max(opened, key=lambda thread: thread.last_activity_at, default=None)
-
-
-_OPEN = (ThreadStatus.NEW, ThreadStatus.OPEN, ThreadStatus.PENDING)
 
 
 async def open_thread_of(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> Thread | None:

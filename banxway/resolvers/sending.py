@@ -85,14 +85,18 @@ def set_status(session: AsyncSession, message: Message, status: MessageStatus, e
 
 async def read_headers(session: AsyncSession, message_id: uuid.UUID) -> MessageHeaders:
     """A message's (deferred) headers, typed."""
-    return MessageHeaders.of(await session.scalar(select(Message.headers).where(Message.id == message_id)))
+    return MessageHeaders.of(await _stored_headers(session, message_id))
 
 
 async def headers_of(session: AsyncSession, message: Message) -> dict[str, Any]:
     """A message's (deferred) headers: as loaded with the row (`undefer`, e.g. by delivery's claim), else read."""
     if "headers" in message.__dict__:
         return message.headers or {}
-    return await session.scalar(select(Message.headers).where(Message.id == message.id)) or {}
+    return await _stored_headers(session, message.id)
+
+
+async def _stored_headers(session: AsyncSession, message_id: uuid.UUID) -> dict[str, Any]:
+    return await session.scalar(select(Message.headers).where(Message.id == message_id)) or {}
 
 
 async def merge_headers(session: AsyncSession, message: Message, values: dict[str, Any]) -> None:
