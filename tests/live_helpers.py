@@ -273,7 +273,10 @@ class ServeProcess:
     log: Path
 
     @classmethod
-    def start(cls, settings: Settings, directory: Path, name: str) -> ServeProcess:
+    def start(
+        cls, settings: Settings, directory: Path, name: str, environment: dict[str, str] | None = None
+    ) -> ServeProcess:
+        """`environment`: settings of this process beyond the test's services (BANXWAY_… variables)."""
         port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
         log = directory / f"serve-{name}-{port}.log"
@@ -292,7 +295,7 @@ class ServeProcess:
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                env=serve_env(settings, directory / f"data-{name}"),
+                env={**serve_env(settings, directory / f"data-{name}"), **(environment or {})},
             )
         return cls(process, port, log)
 
