@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from banxway.db import session as db_session
-from banxway.db.session import create_engine
+from banxway.db.models import Organization
+from banxway.db.session import create_engine, read, read_object, system_session
+from banxway.resolvers.users import organization_create
+from banxway.state import AppState
 
 
 @pytest.fixture
@@ -66,3 +69,29 @@ async def test_a_connection_just_returned_is_not_pinged_and_one_cut_in_that_wind
     assert failed.value.connection_invalidated
     # and the next transaction has a new connection
     assert await pooled_pid(engine) != pid
+
+
+async def test_an_object_read_on_the_reads_engine_is_detached_and_survives_a_cut_connection(
+    state: AppState, other: AsyncEngine
+) -> None:
+    # given an organization, and the reads engine's one pooled connection
+    async with system_session(state.sessionmaker) as session:
+        organization, _ = await organization_create(
+            session, name="Reads", slug="reads-org", admin_email="admin@reads.test", admin_password="a-long-password-1"
+        )
+    wanted = select(Organization).where(Organization.slug == "reads-org")
+    found = await read_object(state.sessionmaker, state.reads, wanted)
+    # then it is found, and belongs to no session (what a webhook's integration is)
+    assert found.id == organization.id and inspect(found).detached
+    # when that connection is cut (a database restart) and the object is read again
+    [pid] = await read(state.reads, "SELECT pg_backend_pid()", ())
+    await cut(other, pid)
+    again = await read_object(state.sessionmaker, state.reads, wanted)
+    # then the read is retried on a new connection, not failed
+    assert again.id == organization.id
+    [new_pid] = await read(state.reads, "SELECT pg_backend_pid()", ())
+    assert new_pid != pid
+    # and nothing is found where nothing matches
+    assert (
+        await read_object(state.sessionmaker, state.reads, select(Organization).where(Organization.slug == "-")) is None
+    )

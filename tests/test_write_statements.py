@@ -36,21 +36,27 @@ SWEEP = "SWEEP events"
 
 
 def _counting(state: AppState) -> tuple[list[str], Any]:
+    """The statements sent from now until `stop()`, as "VERB table"; those of the AUTOCOMMIT reads engine (no
+    BEGIN/ROLLBACK around them) as "reads VERB table"."""
     seen: list[str] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("SELECT events.organization_id, events.id \nFROM events"):
-            seen.append(SWEEP)  # the sweeper's look for stuck events (banxway.events.sweep), now and then
-            return
-        verb = statement.split(None, 1)[0].upper()
-        table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", statement)
-        seen.append(f"{verb} {table.group(1) if table else statement[:60]}".strip())
+    def counter(prefix: str) -> Any:
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if statement.startswith("SELECT events.organization_id, events.id \nFROM events"):
+                seen.append(SWEEP)  # the sweeper's look for stuck events (banxway.events.sweep), now and then
+                return
+            verb = statement.split(None, 1)[0].upper()
+            table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", statement)
+            seen.append(f"{prefix}{verb} {table.group(1) if table else statement[:60]}".strip())
 
-    for engine in (state.engine, state.reads):
+        return count
+
+    listeners = [(state.engine, counter("")), (state.reads, counter("reads "))]
+    for engine, count in listeners:
         event.listen(engine.sync_engine, "before_cursor_execute", count)
 
     def stop() -> None:
-        for engine in (state.engine, state.reads):
+        for engine, count in listeners:
             event.remove(engine.sync_engine, "before_cursor_execute", count)
 
     return seen, stop
@@ -117,6 +123,8 @@ async def test_a_webhook_from_a_new_customer_costs_a_pinned_number_of_statements
     # the thread just inserted
     kinds = Counter(seen)
     assert len(seen) - kinds[SWEEP] == 5 * 13, kinds
+    # the integration by its webhook token on the reads engine: no BEGIN and ROLLBACK round trips around it
+    assert kinds["reads SELECT integrations"] == 5 and kinds["SELECT integrations"] == 0, kinds
     assert kinds["INSERT events"] == 5 and kinds["SELECT threads"] == 0 and kinds["UPDATE threads"] == 0, kinds
     assert not any(kind.startswith("SAVEPOINT") for kind in seen), kinds
 

@@ -125,6 +125,26 @@ async def read(engine: AsyncEngine, statement: Any, parameters: Any = None) -> A
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+async def read_object(maker: async_sessionmaker[AsyncSession], engine: AsyncEngine, statement: Any) -> Any:
+    """The first ORM object a single-statement read (`statement`, a select of one entity) finds on the AUTOCOMMIT
+    `engine`, detached, or None. A session on that engine sends no BEGIN and no ROLLBACK around the statement (two
+    round trips of a system session's read); like `read`, retried once on a fresh connection when the pooled one
+    was dead. The read sees every organization."""
+    for attempt in (1, 2):
+        session = maker(bind=engine)
+        session.info["unscoped"] = True
+        try:
+            async with session:
+                found = await session.scalar(statement)
+                if found is not None:
+                    session.expunge(found)
+                return found
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class OrderedSession(Session):
     """A session whose flush inserts new rows table by table in foreign-key order.
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from banxway.auth import Permission
 from banxway.db.models import EmailAccount, Integration, PhoneNumber
+from banxway.db.session import read_object
 from banxway.enums import Channel, IntegrationType
 from banxway.errors import DomainError
 from banxway.events import IntegrationConfigured, IntegrationUpdated
@@ -488,18 +489,17 @@ async def integration(ctx: Context, integration_id: uuid.UUID | None) -> Integra
 
 async def integration_for_webhook(ctx: SystemContext, kind: IntegrationType, token: str) -> Integration | None:
     """The active integration of `kind` whose webhook token (or previous one, until it expires) is `token`."""
-    async with ctx.session() as session:
-        integration = await session.scalar(
-            select(Integration).where(
-                Integration.type == kind,
-                Integration.active.is_(True),
-                or_(
-                    Integration.webhook_token == token,
-                    (Integration.previous_webhook_token == token)
-                    & (Integration.previous_webhook_token_expires_at > datetime.now(UTC)),
-                ),
-            )
-        )
-        if integration is not None:
-            session.expunge(integration)
-        return integration
+    # on the reads engine: one round trip, where a session's read is three (BEGIN, the SELECT, ROLLBACK)
+    return await read_object(
+        ctx.state.sessionmaker,
+        ctx.state.reads,
+        select(Integration).where(
+            Integration.type == kind,
+            Integration.active.is_(True),
+            or_(
+                Integration.webhook_token == token,
+                (Integration.previous_webhook_token == token)
+                & (Integration.previous_webhook_token_expires_at > datetime.now(UTC)),
+            ),
+        ),
+    )
