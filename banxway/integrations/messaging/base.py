@@ -94,7 +94,11 @@ class Outgoing:
 
 
 # One client per event loop and provider account, kept open: a new client costs ~40 ms of CPU (its SSL
-# context) and a new connection per call (measured with bench/outbound.py).
+# context) and a new connection per call (measured with bench/outbound.py). A connection idle for KEEPALIVE_S is
+# closed by the client, not reused: servers close idle ones after their keep-alive timeout (uvicorn's and Node's 5 s),
+# and a send that goes out on one as the server closes it gets no answer — "the provider may have it", the message
+# left SENDING (tests/test_provider_client.py). Under load connections are reused long before that.
+KEEPALIVE_S = 4.0
 log = structlog.get_logger("banxway.providers")
 
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]] = (
@@ -108,7 +112,7 @@ def _client(config: ProviderConfig) -> httpx.AsyncClient:
     client = clients.get(key)
     if client is None or client.is_closed:
         timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
-        limits = httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=30)
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=KEEPALIVE_S)
         client = clients[key] = httpx.AsyncClient(
             base_url=config.base_url,
             auth=config.auth,
