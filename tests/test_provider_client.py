@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from banxway.enums import IntegrationType
-from banxway.integrations.messaging.base import OutcomeUnknown, ProviderConfig, request
+from banxway.integrations.messaging.base import OutcomeUnknown, ProviderConfig, _client, request
 
 SERVER_KEEP_ALIVE_S = 5.0  # uvicorn's timeout_keep_alive and Node's keepAliveTimeout
 
@@ -80,6 +80,13 @@ async def test_a_connection_idle_as_long_as_the_servers_keep_alive_is_not_reused
         api_token="token",
         public_only=False,
     )
+    try:
+        await _sends_around_an_idle_wait(keep_alive, config)
+    finally:
+        await _client(config).aclose()  # the client kept for this loop and account: its connection ends the handler
+
+
+async def _sends_around_an_idle_wait(keep_alive: KeepAliveServer, config: ProviderConfig) -> None:
     # given a send answered on a kept-alive connection, and a second right after it (the connection is reused)
     assert await request(config, "POST", "/v2/messages", json={"n": 1}) == {"ok": True}
     assert await request(config, "POST", "/v2/messages", json={"n": 2}) == {"ok": True}

@@ -129,12 +129,10 @@ async def read_object(maker: async_sessionmaker[AsyncSession], engine: AsyncEngi
     """The first ORM object a single-statement read (`statement`, a select of one entity) finds on the AUTOCOMMIT
     `engine`, detached, or None. A session on that engine sends no BEGIN and no ROLLBACK around the statement (two
     round trips of a system session's read); like `read`, retried once on a fresh connection when the pooled one
-    was dead. The read sees every organization."""
+    was dead. The read sees every organization (a system session's)."""
     for attempt in (1, 2):
-        session = maker(bind=engine)
-        session.info["unscoped"] = True
         try:
-            async with session:
+            async with system_session(maker, bind=engine) as session:
                 found = await session.scalar(statement)
                 if found is not None:
                     session.expunge(found)
@@ -196,9 +194,10 @@ def tenant_session(maker: async_sessionmaker[AsyncSession], organization_id: uui
     return session
 
 
-def system_session(maker: async_sessionmaker[AsyncSession]) -> AsyncSession:
-    """A session that sees every organization: for login, the CLI and background work."""
-    session = maker()
+def system_session(maker: async_sessionmaker[AsyncSession], bind: AsyncEngine | None = None) -> AsyncSession:
+    """A session that sees every organization: for login, the CLI and background work (on `bind` instead of the
+    maker's engine when given)."""
+    session = maker() if bind is None else maker(bind=bind)
     session.info["unscoped"] = True
     return session
 

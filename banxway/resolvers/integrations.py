@@ -489,7 +489,9 @@ async def integration(ctx: Context, integration_id: uuid.UUID | None) -> Integra
 
 async def integration_for_webhook(ctx: SystemContext, kind: IntegrationType, token: str) -> Integration | None:
     """The active integration of `kind` whose webhook token (or previous one, until it expires) is `token`."""
-    # on the reads engine: one round trip, where a session's read is three (BEGIN, the SELECT, ROLLBACK)
+    # across organizations (the token says which), on the reads engine: one round trip where a session's read is
+    # three (BEGIN, the SELECT, ROLLBACK). That pool is shared with authentication and the compiled reads (20
+    # connections, each lookup holds one for ~1 ms)
     return await read_object(
         ctx.state.sessionmaker,
         ctx.state.reads,

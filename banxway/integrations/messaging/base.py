@@ -97,7 +97,9 @@ class Outgoing:
 # context) and a new connection per call (measured with bench/outbound.py). A connection idle for KEEPALIVE_S is
 # closed by the client, not reused: servers close idle ones after their keep-alive timeout (uvicorn's and Node's 5 s),
 # and a send that goes out on one as the server closes it gets no answer — "the provider may have it", the message
-# left SENDING (tests/test_provider_client.py). Under load connections are reused long before that.
+# left SENDING (tests/test_provider_client.py). Under load connections are reused long before that; at a send every
+# few seconds each one pays a new connection (and TLS handshake). A server that closes idle connections sooner than
+# that still meets the race.
 KEEPALIVE_S = 4.0
 log = structlog.get_logger("banxway.providers")
 
