@@ -14,7 +14,7 @@ import asyncio
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -111,18 +111,16 @@ async def read(engine: AsyncEngine, statement: Any, parameters: Any = None) -> A
     """The first row of a read on `engine`, retried once on a fresh connection when the pooled one was dead
     (the database restarted: SQLAlchemy then drops the pool's other connections too). `statement` is a
     SQLAlchemy statement, or driver SQL with a tuple of `parameters`."""
-    for attempt in (1, 2):
-        try:
-            async with engine.connect() as connection:
-                if isinstance(statement, str):
-                    result = await connection.exec_driver_sql(statement, parameters)
-                else:
-                    result = await connection.execute(statement, parameters)
-                return result.first()
-        except DBAPIError as exc:
-            if attempt == 2 or not exc.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    async def first_row() -> Any:
+        async with engine.connect() as connection:
+            if isinstance(statement, str):
+                result = await connection.exec_driver_sql(statement, parameters)
+            else:
+                result = await connection.execute(statement, parameters)
+            return result.first()
+
+    return await _retried_if_dead(first_row)
 
 
 async def read_object(maker: async_sessionmaker[AsyncSession], engine: AsyncEngine, statement: Any) -> Any:
@@ -130,13 +128,22 @@ async def read_object(maker: async_sessionmaker[AsyncSession], engine: AsyncEngi
     `engine`, detached, or None. A session on that engine sends no BEGIN and no ROLLBACK around the statement (two
     round trips of a system session's read); like `read`, retried once on a fresh connection when the pooled one
     was dead. The read sees every organization (a system session's)."""
+
+    async def first_object() -> Any:
+        async with system_session(maker, bind=engine) as session:
+            found = await session.scalar(statement)
+            if found is not None:
+                session.expunge(found)
+            return found
+
+    return await _retried_if_dead(first_object)
+
+
+async def _retried_if_dead(work: Callable[[], Awaitable[Any]]) -> Any:
+    """`work`, once more if it failed on a pooled connection found dead (SQLAlchemy invalidated it)."""
     for attempt in (1, 2):
         try:
-            async with system_session(maker, bind=engine) as session:
-                found = await session.scalar(statement)
-                if found is not None:
-                    session.expunge(found)
-                return found
+            return await work()
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
